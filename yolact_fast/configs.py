@@ -1,0 +1,141 @@
+"""Model configurations as frozen dataclasses.
+
+A config holds everything that shapes the network and its anchors. The named configs
+reproduce the official YOLACT ones (dbolya/yolact ``data/config.py``); a new config is one
+``dataclasses.replace`` away, and there is no global config state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Tuple
+
+COCO_CLASSES: Tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+# FastBaseTransform constants, BGR order as in the official code.
+IMAGENET_MEAN_BGR = (103.94, 116.78, 123.68)
+IMAGENET_STD_BGR = (57.38, 57.12, 58.40)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """``kind``: "resnet" (Bottleneck, stride on the 3x3 conv) or "darknet" (DarkNet-53).
+
+    ``layers``: blocks per stage. ``selected_layers``: stage indices fed to the FPN.
+    ``channels``: output channels of every stage.
+    """
+
+    kind: str
+    layers: Tuple[int, ...]
+    selected_layers: Tuple[int, ...]
+    channels: Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class YolactConfig:
+    """A YOLACT model. Anchors are squares of side ``scale * sqrt(ar) / max_size`` (relative).
+
+    ``pred_scales[l]`` and ``aspect_ratios[l]`` give the anchors of FPN level l (P3, P4, ...).
+    ``normalize``: "imagenet" ((x - mean) / std, BGR constants) or "unit" (x / 255, DarkNet).
+    """
+
+    name: str
+    backbone: BackboneConfig
+    max_size: int = 550
+    class_names: Tuple[str, ...] = COCO_CLASSES
+    pred_scales: Tuple[Tuple[float, ...], ...] = ((24,), (48,), (96,), (192,), (384,))
+    aspect_ratios: Tuple[Tuple[float, ...], ...] = ((1, 0.5, 2),) * 5
+    fpn_features: int = 256
+    fpn_num_downsample: int = 2
+    mask_dim: int = 32
+    normalize: str = "imagenet"
+    variances: Tuple[float, float] = (0.1, 0.2)
+    score_threshold: float = 0.05
+    iou_threshold: float = 0.5
+    top_k: int = 200
+    max_detections: int = 100
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background (index 0 of the confidence head)."""
+        return len(self.class_names) + 1
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.pred_scales)
+
+    @property
+    def anchors_per_location(self) -> Tuple[int, ...]:
+        return tuple(len(s) * len(a) for s, a in zip(self.pred_scales, self.aspect_ratios))
+
+    def replace(self, **changes) -> "YolactConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_RESNET_CHANNELS = (256, 512, 1024, 2048)
+
+yolact_base = YolactConfig(
+    name="yolact_base",
+    backbone=BackboneConfig("resnet", (3, 4, 23, 3), (1, 2, 3), _RESNET_CHANNELS),
+)
+yolact_resnet50 = yolact_base.replace(
+    name="yolact_resnet50",
+    backbone=BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), _RESNET_CHANNELS),
+)
+yolact_im700 = yolact_base.replace(
+    name="yolact_im700",
+    max_size=700,
+    pred_scales=((30,), (61,), (122,), (244,), (488,)),
+)
+yolact_darknet53 = yolact_base.replace(
+    name="yolact_darknet53",
+    backbone=BackboneConfig("darknet", (1, 2, 8, 8, 4), (2, 3, 4), (64, 128, 256, 512, 1024)),
+    normalize="unit",
+)
+
+NAMED_CONFIGS = {
+    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53)
+}
+
+
+def get_config(name: str) -> YolactConfig:
+    """The named config; raises ValueError listing the known names."""
+    try:
+        return NAMED_CONFIGS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown config {name!r}; expected one of {sorted(NAMED_CONFIGS)}"
+        ) from None
+
+
+def feature_sizes(image_size: Tuple[int, int], num_levels: int = 5) -> Tuple[Tuple[int, int], ...]:
+    """(h, w) of FPN levels P3.. for a network input of ``image_size`` = (H, W).
+
+    Every stride-2 layer of the backbones and the FPN (3x3 pad 1, 7x7 pad 3, 1x1 pad 0,
+    max-pool 3x3 pad 1) maps s to ceil(s / 2); P3 is three such steps down.
+    """
+    h, w = image_size
+    sizes = []
+    for level in range(3 + num_levels):
+        h, w = -(-h // 2), -(-w // 2)
+        if level >= 2:
+            sizes.append((h, w))
+    return tuple(sizes)
+
+
+def proto_size(image_size: Tuple[int, int]) -> Tuple[int, int]:
+    """Prototype resolution: P3 upsampled x2 (138x138 at 550)."""
+    h, w = feature_sizes(image_size, 1)[0]
+    return 2 * h, 2 * w

@@ -1,0 +1,209 @@
+"""Pure-PyTorch twins of every op in :mod:`yolact_fast.ops`.
+
+These follow the official YOLACT code operation by operation (same float32 arithmetic in
+the same order), so they are the test oracle for the kernels and the baseline in the
+benchmarks. They are slow on purpose: no fusion, full-image work.
+
+Two documented deviations from the official code, both only for inputs the official code
+never sees: ties in scores are broken by index (stable sorts), and priors whose decoded box
+has a non-finite coordinate are never candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .configs import YolactConfig, feature_sizes
+
+
+def anchor_sizes(config: YolactConfig) -> list:
+    """Per level, the relative (w, h) of each anchor in the official order, float64."""
+    levels = []
+    for scales, ars in zip(config.pred_scales, config.aspect_ratios):
+        sizes = []
+        for scale in scales:
+            for ar in ars:
+                w = scale * math.sqrt(ar) / config.max_size
+                sizes.append((w, w))  # square anchors: h = w
+        levels.append(sizes)
+    return levels
+
+
+def make_priors(config: YolactConfig, image_size: Tuple[int, int]) -> torch.Tensor:
+    """Priors [P,4] float32 (cx, cy, w, h) relative; order level, row, column, anchor."""
+    priors = []
+    levels = feature_sizes(tuple(image_size), config.num_levels)
+    for (conv_h, conv_w), sizes in zip(levels, anchor_sizes(config)):
+        for j in range(conv_h):
+            for i in range(conv_w):
+                x = (i + 0.5) / conv_w
+                y = (j + 0.5) / conv_h
+                for w, h in sizes:
+                    priors += [x, y, w, h]
+    return torch.tensor(priors, dtype=torch.float32).view(-1, 4)
+
+
+def decode_boxes(
+    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
+) -> torch.Tensor:
+    """[..., P, 4] offsets and [P, 4] priors -> [..., P, 4] (x1, y1, x2, y2) relative."""
+    centers = priors[..., :2] + loc[..., :2] * variances[0] * priors[..., 2:]
+    sizes = priors[..., 2:] * torch.exp(loc[..., 2:] * variances[1])
+    top_left = centers - sizes / 2
+    return torch.cat([top_left, sizes + top_left], dim=-1)
+
+
+def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of [..., A, 4] against [..., B, 4] -> [..., A, B], official arithmetic order."""
+    max_xy = torch.min(a[..., :, None, 2:], b[..., None, :, 2:])
+    min_xy = torch.max(a[..., :, None, :2], b[..., None, :, :2])
+    inter = torch.clamp(max_xy - min_xy, min=0).prod(-1)
+    area_a = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]))[..., :, None]
+    area_b = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))[..., None, :]
+    return inter / (area_a + area_b - inter)
+
+
+def candidate_mask(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float) -> torch.Tensor:
+    """[P] bool: best class score > threshold (NaN never passes) and a finite box."""
+    if scores.shape[0] == 0:
+        return torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+    best = scores.max(dim=0).values
+    return (best > score_threshold) & torch.isfinite(boxes).all(dim=1)
+
+
+def fast_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fast NMS (YOLACT's matrix form), per class.
+
+    boxes [P,4] x1y1x2y2, scores [C,P] foreground probabilities, coeffs [P,k]
+    -> (boxes [N,4], coeffs [N,k], labels [N] int64, scores [N]), scores descending.
+    """
+    keep_prior = candidate_mask(boxes, scores, score_threshold)
+    boxes, coeffs, scores = boxes[keep_prior], coeffs[keep_prior], scores[:, keep_prior]
+    num_classes = scores.shape[0]
+    if scores.shape[1] == 0 or num_classes == 0:
+        return _empty_detections(boxes, coeffs)
+
+    scores, idx = scores.sort(dim=1, descending=True, stable=True)
+    idx, scores = idx[:, :top_k], scores[:, :top_k]
+    class_boxes = boxes[idx]  # [C, K, 4]
+    iou = box_iou_pairs(class_boxes, class_boxes).triu_(diagonal=1)
+    iou_max = iou.max(dim=1).values
+    keep = iou_max <= iou_threshold
+
+    labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
+    kept_boxes, kept_coeffs, kept_scores = class_boxes[keep], coeffs[idx[keep]], scores[keep]
+    kept_scores, order = kept_scores.sort(descending=True, stable=True)
+    order, kept_scores = order[:max_detections], kept_scores[:max_detections]
+    return kept_boxes[order], kept_coeffs[order], labels[order], kept_scores
+
+
+def _empty_detections(boxes, coeffs):
+    return (
+        boxes.new_zeros((0, 4)),
+        coeffs.new_zeros((0, coeffs.shape[1])),
+        torch.zeros(0, dtype=torch.int64, device=boxes.device),
+        boxes.new_zeros((0,)),
+    )
+
+
+def greedy_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+):
+    """Traditional greedy NMS per class on the same candidates as :func:`fast_nms`.
+
+    A box is dropped when its IoU with an earlier *kept* box exceeds the threshold.
+    This is what Cluster-NMS must reproduce.
+    """
+    keep_prior = candidate_mask(boxes, scores, score_threshold)
+    boxes, coeffs, scores = boxes[keep_prior], coeffs[keep_prior], scores[:, keep_prior]
+    num_classes = scores.shape[0]
+    if scores.shape[1] == 0 or num_classes == 0:
+        return _empty_detections(boxes, coeffs)
+    scores, idx = scores.sort(dim=1, descending=True, stable=True)
+    idx, scores = idx[:, :top_k], scores[:, :top_k]
+    class_boxes = boxes[idx]
+    iou = box_iou_pairs(class_boxes, class_boxes)
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    for c in range(num_classes):
+        for j in range(idx.shape[1]):
+            kept_before = keep[c, :j]
+            overlap = iou[c, :j, j][kept_before]
+            keep[c, j] = not bool((~(overlap <= iou_threshold)).any())
+    labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
+    kept_boxes, kept_coeffs, kept_scores = class_boxes[keep], coeffs[idx[keep]], scores[keep]
+    kept_scores, order = kept_scores.sort(descending=True, stable=True)
+    order, kept_scores = order[:max_detections], kept_scores[:max_detections]
+    return kept_boxes[order], kept_coeffs[order], labels[order], kept_scores
+
+
+def crop_bounds(lo: torch.Tensor, hi: torch.Tensor, size: int, padding: float):
+    """Official sanitize_coordinates(cast=False): scaled, ordered, padded, clamped."""
+    lo, hi = lo * size, hi * size
+    lo, hi = torch.min(lo, hi), torch.max(lo, hi)
+    return torch.clamp(lo - padding, min=0), torch.clamp(hi + padding, max=size)
+
+
+def crop(masks: torch.Tensor, boxes: torch.Tensor, padding: float = 1) -> torch.Tensor:
+    """masks [H,W,N] * (x1 <= col < x2 and y1 <= row < y2) for each box [N,4] relative."""
+    h, w, _ = masks.shape
+    x1, x2 = crop_bounds(boxes[:, 0], boxes[:, 2], w, padding)
+    y1, y2 = crop_bounds(boxes[:, 1], boxes[:, 3], h, padding)
+    cols = torch.arange(w, device=masks.device, dtype=masks.dtype)[None, :, None]
+    rows = torch.arange(h, device=masks.device, dtype=masks.dtype)[:, None, None]
+    inside = (cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2)
+    return masks * inside.to(masks.dtype)
+
+
+def assemble_masks(
+    proto: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, crop_padding: float = 1
+) -> torch.Tensor:
+    """proto [H,W,k], coeffs [N,k], boxes [N,4] relative -> float [N,H,W] cropped sigmoid masks."""
+    masks = torch.sigmoid(proto @ coeffs.t())
+    masks = crop(masks, boxes, crop_padding)
+    return masks.permute(2, 0, 1).contiguous()
+
+
+def paste_masks(
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes: torch.Tensor,
+    size: Tuple[int, int],
+    threshold: float = 0.5,
+    crop_padding: float = 1,
+) -> torch.Tensor:
+    """assemble_masks -> bilinear resize to ``size`` (align_corners=False) -> ``> threshold``.
+
+    Returns bool [N, h, w].
+    """
+    masks = assemble_masks(proto, coeffs, boxes, crop_padding)
+    if masks.shape[0] == 0:
+        return torch.zeros((0, *size), dtype=torch.bool, device=proto.device)
+    masks = F.interpolate(masks[None], tuple(size), mode="bilinear", align_corners=False)[0]
+    return masks > threshold
+
+
+def boxes_to_pixels(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Relative [N,4] -> pixel boxes, ordered and clamped to the image (official postprocess,
+    without the final ``.long()``)."""
+    h, w = size
+    x1, x2 = crop_bounds(boxes[:, 0], boxes[:, 2], w, 0)
+    y1, y2 = crop_bounds(boxes[:, 1], boxes[:, 3], h, 0)
+    return torch.stack([x1, y1, x2, y2], dim=1)
