@@ -1,0 +1,191 @@
+"""Loading official YOLACT checkpoints: config inference, key quirks, strict checking."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+import torch
+
+from ..configs import NAMED_CONFIGS, YolactConfig, get_config
+from .yolact import Yolact
+
+DEMO_NAME = "demo"
+_DEMO_MISSING = (
+    "the embedded demo model is not available yet (it ships in a later release). "
+    "Pass model=yf.load('<checkpoint>.pth') or set YOLACT_FAST_WEIGHTS to an official YOLACT "
+    "checkpoint; `yolact-fast demo` runs the pipeline with random (untrained) weights."
+)
+
+Source = Union[str, os.PathLike, Mapping[str, torch.Tensor], io.IOBase]
+
+
+def load(
+    source: Source,
+    config: Union[str, YolactConfig, None] = None,
+    device: Union[str, torch.device, None] = None,
+) -> Yolact:
+    """A :class:`Yolact` with weights from an official checkpoint.
+
+    ``source``: a path, an open binary file or an official-layout state dict. ``config``: a
+    named config, a :class:`YolactConfig`, or None to infer it from the keys (and from the file
+    name for ``im700``). Raises FileNotFoundError, ValueError (unknown config, nothing to infer
+    from) or RuntimeError (unreadable file, keys or shapes that do not match).
+    """
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source) == DEMO_NAME:
+        raise RuntimeError(_DEMO_MISSING)
+    state_dict, file_name = read_state_dict(source)
+    if config is None:
+        config = infer_config(state_dict, file_name)
+    elif isinstance(config, str):
+        config = get_config(config)
+    elif not isinstance(config, YolactConfig):
+        raise TypeError(f"config must be a config name or a YolactConfig, got {type(config).__name__}")
+    model = Yolact(config)
+    state_dict = filter_official_keys(state_dict, config)
+    check_state_dict(model, state_dict, what=file_name or "state dict")
+    model.load_state_dict(state_dict, strict=True)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def read_state_dict(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """(state dict on the CPU, file name or None). Loads with ``weights_only=True``."""
+    file_name = None
+    if isinstance(source, Mapping):
+        state_dict = source
+    elif isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
+        if isinstance(source, (str, os.PathLike)):
+            file_name = os.fspath(source)
+            if not os.path.isfile(file_name):
+                raise FileNotFoundError(f"checkpoint not found: {file_name!r}")
+        else:
+            file_name = getattr(source, "name", None)
+            file_name = file_name if isinstance(file_name, str) else None
+        try:
+            state_dict = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle, zip and torch errors all mean "not a checkpoint"
+            raise RuntimeError(
+                f"cannot read checkpoint {file_name or source!r}: {type(error).__name__}: {error}"
+            ) from error
+    else:
+        raise TypeError(
+            "checkpoint source must be a path, an open file or a state dict, "
+            f"got {type(source).__name__}"
+        )
+    state_dict = _unwrap(state_dict)
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+    ):
+        raise RuntimeError(
+            f"checkpoint {file_name or ''} does not hold a state dict (str -> tensor), "
+            f"got {type(state_dict).__name__}"
+        )
+    return dict(state_dict), file_name
+
+
+def _unwrap(obj):
+    """Accept ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers around a state dict."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+                return obj[key]
+    return obj
+
+
+def filter_official_keys(state_dict: Mapping[str, torch.Tensor], config: YolactConfig) -> Dict[str, torch.Tensor]:
+    """Drop what the official ``Yolact.load_weights`` drops.
+
+    Pre-rename ``backbone.layer1..4`` keys, and ``fpn.downsample_layers.N`` for
+    N >= ``config.fpn_num_downsample`` (v1.0 checkpoints carried extra ones).
+    """
+    kept = {}
+    for key, value in state_dict.items():
+        if key.startswith("backbone.layer") and not key.startswith("backbone.layers"):
+            continue
+        if key.startswith("fpn.downsample_layers."):
+            index = key.split(".")[2]
+            if index.isdigit() and int(index) >= config.fpn_num_downsample:
+                continue
+        kept[key] = value
+    return kept
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "state dict") -> None:
+    """RuntimeError listing missing, unexpected and mis-shaped keys, if there are any."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshaped = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+    parts = [f"{what} does not match {model.config.name} ({len(expected)} keys):"]
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} more)" if len(items) > 8 else "")
+            parts.append(f"{label} ({len(items)}): {shown}")
+    raise RuntimeError("\n  ".join(parts))
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str] = None) -> YolactConfig:
+    """The named config whose layout matches the keys.
+
+    ``yolact_im700`` and ``yolact_base`` have identical keys; the file name decides
+    ("yolact_im700_54_800000.pth"). A class count other than COCO's gives generic class names.
+    """
+    kind, layers = _backbone_layout(state_dict)
+    candidates = [
+        c for c in NAMED_CONFIGS.values()
+        if c.backbone.kind == kind and tuple(c.backbone.layers) == layers
+    ]
+    if not candidates:
+        raise ValueError(
+            f"cannot infer the config: backbone {kind} with blocks per stage {layers} matches no "
+            f"named config ({sorted(NAMED_CONFIGS)}); pass config="
+        )
+    base_name = os.path.basename(file_name or "")
+    by_name = [c for c in candidates if c.name.replace("yolact_", "") in base_name]
+    config = (by_name or sorted(candidates, key=lambda c: c.max_size))[0]
+    return _with_head_sizes(config, state_dict)
+
+
+def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple[int, ...]]:
+    """("resnet" | "darknet", blocks per stage) from ``backbone.layers.<stage>.<block>`` keys."""
+    blocks: Dict[int, int] = {}
+    for key in state_dict:
+        match = re.match(r"backbone\.layers\.(\d+)\.(\d+)\.", key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    if not blocks or sorted(blocks) != list(range(len(blocks))):
+        raise ValueError(
+            "cannot infer the config: no backbone.layers.<stage>.<block> keys; "
+            "this is not an official YOLACT checkpoint (or pass config=)"
+        )
+    if "backbone._preconv.0.weight" in state_dict:
+        # Each DarkNet stage starts with its stride-2 conv, which is not a residual block.
+        return "darknet", tuple(blocks[s] - 1 for s in sorted(blocks))
+    return "resnet", tuple(blocks[s] for s in sorted(blocks))
+
+
+def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor]) -> YolactConfig:
+    """Adapt the class count and mask dimension to the head's weights, if they differ."""
+    try:
+        num_anchors = state_dict["prediction_layers.0.bbox_layer.weight"].shape[0] // 4
+        num_classes = state_dict["prediction_layers.0.conf_layer.weight"].shape[0] // num_anchors
+        mask_dim = state_dict["prediction_layers.0.mask_layer.weight"].shape[0] // num_anchors
+    except (KeyError, IndexError, ZeroDivisionError):
+        return config  # the strict check reports what is missing
+    changes = {}
+    if num_classes != config.num_classes and num_classes >= 2:
+        changes["class_names"] = tuple(f"class_{i}" for i in range(1, num_classes))
+    if mask_dim != config.mask_dim and mask_dim >= 1:
+        changes["mask_dim"] = mask_dim
+    return config.replace(**changes) if changes else config
