@@ -1,0 +1,105 @@
+"""Detection results of one image."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .configs import COCO_CLASSES
+
+# Official COCO category ids of the 80 classes in COCO_CLASSES order.
+COCO_CATEGORY_IDS: Tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
+    28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
+    54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
+    81, 82, 84, 85, 86, 87, 88, 89, 90,
+)
+
+
+class Instances:
+    """Instances found in one image of size (H, W).
+
+    boxes float32 [N,4] (x1,y1,x2,y2 in image pixels), scores float32 [N] (descending),
+    labels int64 [N] (0-based index into ``class_names``), masks bool [N,H,W].
+    """
+
+    def __init__(
+        self,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        labels: torch.Tensor,
+        masks: torch.Tensor,
+        class_names: Sequence[str],
+    ):
+        n = boxes.shape[0]
+        if boxes.shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or masks.ndim != 3 or masks.shape[0] != n:
+            raise ValueError(
+                f"inconsistent instance shapes: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}, "
+                f"labels {tuple(labels.shape)}, masks {tuple(masks.shape)}"
+            )
+        self.boxes = boxes
+        self.scores = scores
+        self.labels = labels
+        self.masks = masks
+        self.class_names = tuple(class_names)
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(H, W) of the image."""
+        return tuple(self.masks.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def __len__(self) -> int:
+        return self.boxes.shape[0]
+
+    def __getitem__(self, index) -> "Instances":
+        """Select instances with an int, a slice, an index tensor or a bool mask."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Instances(self.boxes[index], self.scores[index], self.labels[index],
+                         self.masks[index], self.class_names)
+
+    def to(self, device: Union[str, torch.device]) -> "Instances":
+        return Instances(self.boxes.to(device), self.scores.to(device), self.labels.to(device),
+                         self.masks.to(device), self.class_names)
+
+    @property
+    def label_names(self) -> List[str]:
+        return [self.class_names[i] for i in self.labels.tolist()]
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        return f"Instances(num={len(self)}, image_size=({h}, {w}), device={self.device})"
+
+    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None) -> List[Dict]:
+        """COCO results: one dict per instance with ``image_id``, ``category_id``, ``bbox``
+        [x,y,w,h], ``score`` and an RLE ``segmentation`` (pycocotools).
+
+        ``category_ids[label]`` gives the category id; by default the official COCO ids for the
+        80 COCO classes, else ``label + 1``.
+        """
+        from pycocotools import mask as mask_utils
+
+        if category_ids is None:
+            category_ids = COCO_CATEGORY_IDS if self.class_names == COCO_CLASSES else range(1, len(self.class_names) + 1)
+        category_ids = list(category_ids)
+        masks = np.asfortranarray(self.masks.cpu().numpy().transpose(1, 2, 0).astype(np.uint8))
+        rles = mask_utils.encode(masks) if len(self) else []
+        results = []
+        for box, score, label, rle in zip(self.boxes.cpu().tolist(), self.scores.cpu().tolist(),
+                                          self.labels.cpu().tolist(), rles):
+            x1, y1, x2, y2 = box
+            rle["counts"] = rle["counts"].decode("ascii")
+            results.append({
+                "image_id": int(image_id),
+                "category_id": int(category_ids[label]),
+                "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
+                "score": float(score),
+                "segmentation": rle,
+            })
+        return results

@@ -1,0 +1,214 @@
+"""One call from image(s) to :class:`Instances`.
+
+``segment`` runs the fused inference copy of the model (BatchNorm folded, channels_last) and the
+post-network ops from :mod:`yolact_fast.ops`. ``segment_eager`` is the official-equivalent path
+(unfused model, :mod:`yolact_fast.reference` ops) used as the comparison baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from types import ModuleType
+from typing import List, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import ops as _ops
+from . import reference as _reference
+from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig
+from .instances import Instances
+from .io import as_image_list
+from .model import Yolact, load
+from .model.fuse import inference_copy, state_key
+
+WEIGHTS_ENV = "YOLACT_FAST_WEIGHTS"
+NMS_KINDS = ("fast", "cluster")
+
+
+def segment(
+    images,
+    model: Union[Yolact, str, os.PathLike, None] = None,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    nms: str = "fast",
+) -> Union[Instances, List[Instances]]:
+    """Instances in ``images`` (one image -> Instances; a list or [B,3,H,W] -> list).
+
+    Images: uint8 [3,H,W] RGB or float [3,H,W] in [0,1] tensors, numpy HxWx3 uint8 RGB, PIL
+    images or file paths; they run on the model's device, as one batch. ``model``: a
+    :class:`Yolact`, a checkpoint path, or None for ``$YOLACT_FAST_WEIGHTS`` (the embedded demo
+    model is not available yet). Candidates are priors whose best class score is
+    ``> score_threshold``; per-class NMS keeps ``iou <= iou_threshold`` among the ``top_k`` best
+    of each class; at most ``max_detections`` are returned, by descending score.
+    """
+    model = resolve_model(model)
+    return _segment(images, model, _inference_network(model), _ops, score_threshold,
+                    iou_threshold, top_k, max_detections, nms)
+
+
+def segment_eager(
+    images,
+    model: Yolact,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    nms: str = "fast",
+) -> Union[Instances, List[Instances]]:
+    """Like :func:`segment`, with the official-equivalent path: the unfused model and the
+    pure-PyTorch reference ops (the benchmark baseline)."""
+    model = resolve_model(model)
+    return _segment(images, model, model, _reference, score_threshold, iou_threshold, top_k,
+                    max_detections, nms)
+
+
+def _segment(images, model, network, ops_module, score_threshold, iou_threshold, top_k,
+             max_detections, nms):
+    _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
+    nms_fn = _nms_function(ops_module, nms)
+    image_list, is_batch = as_image_list(images)
+    device = model.device
+    with torch.inference_mode(), _eval_mode(network):
+        batch = preprocess(image_list, model.config, device)
+        if network is not model:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        outputs = network(batch)
+        priors = priors_for(model, tuple(batch.shape[-2:]), device, ops_module)
+        results = [
+            postprocess(
+                outputs.loc[i], outputs.conf_logits[i], outputs.mask_coeffs[i], outputs.proto[i],
+                priors, tuple(image.shape[-2:]), model.config, ops_module, nms_fn,
+                score_threshold, iou_threshold, top_k, max_detections,
+            )
+            for i, image in enumerate(image_list)
+        ]
+    return results if is_batch else results[0]
+
+
+@contextlib.contextmanager
+def _eval_mode(network: torch.nn.Module):
+    """Run in eval mode (BatchNorm running stats), restoring the caller's mode afterwards."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield
+    finally:
+        network.train(was_training)
+
+
+def _check_options(score_threshold, iou_threshold, top_k, max_detections, nms) -> None:
+    if not 0.0 <= float(score_threshold) <= 1.0:
+        raise ValueError(f"score_threshold must be in [0,1], got {score_threshold}")
+    if not 0.0 <= float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0,1], got {iou_threshold}")
+    for name, value in (("top_k", top_k), ("max_detections", max_detections)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if nms not in NMS_KINDS:
+        raise ValueError(f"nms must be one of {NMS_KINDS}, got {nms!r}")
+
+
+def _nms_function(ops_module: ModuleType, nms: str):
+    if nms == "fast":
+        return ops_module.fast_nms
+    cluster_nms = getattr(ops_module, "cluster_nms", None)
+    if cluster_nms is None:
+        raise RuntimeError(f"nms='cluster' needs {ops_module.__name__}.cluster_nms, which this build lacks")
+    return cluster_nms
+
+
+def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> torch.Tensor:
+    """[3,H,W] images (uint8 RGB or float in [0,1]) -> network input [B,3,S,S] float32.
+
+    Equals the official FastBaseTransform (which takes BGR 0..255): bilinear resize to SxS
+    (align_corners=False, no antialias), then (x - mean) / std per channel (or x / 255).
+    Resizing and normalizing act per channel, so doing them in RGB order with the constants
+    reordered gives the same bits as the official BGR path followed by its channel flip.
+    """
+    size = (config.max_size, config.max_size)
+    resized = [
+        F.interpolate(_to_255(image.to(device))[None], size, mode="bilinear", align_corners=False)
+        for image in images
+    ]
+    batch = torch.cat(resized)
+    if config.normalize == "imagenet":
+        mean = torch.tensor(IMAGENET_MEAN_BGR[::-1], dtype=torch.float32, device=device)
+        std = torch.tensor(IMAGENET_STD_BGR[::-1], dtype=torch.float32, device=device)
+        return (batch - mean[None, :, None, None]) / std[None, :, None, None]
+    if config.normalize == "unit":
+        return batch / 255
+    raise ValueError(f"unknown normalize mode {config.normalize!r}; expected 'imagenet' or 'unit'")
+
+
+def _to_255(image: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 0..255; float in [0,1] -> times 255."""
+    return image.float() if image.dtype == torch.uint8 else image.float() * 255
+
+
+def priors_for(model: Yolact, input_size: Tuple[int, int], device, ops_module=_ops) -> torch.Tensor:
+    """Priors [P,4] for a network input size, cached on the model."""
+    cache = model.__dict__.setdefault("_priors_cache", {})
+    key = (input_size, str(device), ops_module.__name__, model.config)
+    if key not in cache:
+        cache[key] = ops_module.make_priors(model.config, input_size).to(device)
+    return cache[key]
+
+
+def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config, ops_module,
+                nms_fn, score_threshold, iou_threshold, top_k, max_detections) -> Instances:
+    """Raw outputs of one image (loc [P,4], conf_logits [P,C], mask_coeffs [P,k],
+    proto [ph,pw,k]) -> Instances at ``image_size`` (H, W)."""
+    boxes = ops_module.decode_boxes(loc, priors, config.variances)
+    scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t().contiguous()
+    det_boxes, det_coeffs, labels, det_scores = nms_fn(
+        boxes, scores, mask_coeffs, iou_threshold, top_k, score_threshold, max_detections
+    )
+    masks = ops_module.paste_masks(proto, det_coeffs, det_boxes, size=image_size)
+    # Official boxes are truncated to integers (.long()); keep them as float32 pixels.
+    pixel_boxes = _reference.boxes_to_pixels(det_boxes, image_size).long().float()
+    return Instances(pixel_boxes, det_scores.float(), labels.long(), masks, config.class_names)
+
+
+def _inference_network(model: Yolact) -> torch.nn.Module:
+    """The fused inference copy of ``model``, rebuilt whenever its weights change."""
+    key = state_key(model)
+    cache = model.__dict__.get("_inference_cache")
+    if cache is None or cache[0] != key:
+        model.__dict__["_inference_cache"] = None  # release the old copy first
+        cache = (key, inference_copy(model))
+        model.__dict__["_inference_cache"] = cache
+    return cache[1]
+
+
+def resolve_model(model) -> Yolact:
+    """A Yolact from ``model`` (Yolact, checkpoint path) or from ``$YOLACT_FAST_WEIGHTS``."""
+    if isinstance(model, Yolact):
+        return model
+    if model is None:
+        path = os.environ.get(WEIGHTS_ENV)
+        if not path:
+            # load("demo") raises the explanation until the embedded model exists.
+            return load("demo")
+        return _load_cached(os.path.abspath(path), *_file_stamp(path))
+    if isinstance(model, (str, os.PathLike)):
+        return load(model)
+    raise TypeError(f"model must be a Yolact, a checkpoint path or None, got {type(model).__name__}")
+
+
+def _file_stamp(path: str) -> Tuple[float, int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise FileNotFoundError(f"{WEIGHTS_ENV}={path!r}: checkpoint not found") from None
+    return stat.st_mtime, stat.st_size
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cached(path: str, mtime: float, size: int) -> Yolact:
+    """The checkpoint named by the environment, loaded once per file version."""
+    return load(path)
