@@ -128,7 +128,7 @@ def feature_sizes(image_size: Tuple[int, int], num_levels: int = 5) -> Tuple[Tup
     """
     h, w = image_size
     sizes = []
-    for level in range(3 + num_levels):
+    for level in range(2 + num_levels):
         h, w = -(-h // 2), -(-w // 2)
         if level >= 2:
             sizes.append((h, w))

@@ -1,2 +1,200 @@
-"""Placeholder: delegates to the reference until the compiled kernels land."""
-from .reference import make_priors, decode_boxes, fast_nms, assemble_masks, paste_masks  # noqa: F401
+"""YOLACT's post-network path as fused kernels (``torch.ops.yolact_fast.*``).
+
+Every function here has a pure-PyTorch twin of the same name in
+:mod:`yolact_fast.reference`; the two agree to float rounding (masks: except at exact
+ties with the threshold). Inputs may be non-contiguous; float32 and float64 are
+supported; all tensors of one call must share a device and dtype. Bad arguments raise
+ValueError / TypeError naming the argument.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+from . import _C, _meta  # noqa: F401  (registers the ops and their fake kernels)
+from .configs import YolactConfig, feature_sizes
+from .reference import anchor_sizes
+
+__all__ = [
+    "make_priors",
+    "decode_boxes",
+    "fast_nms",
+    "cluster_nms",
+    "assemble_masks",
+    "paste_masks",
+    "cuda_kernels_available",
+]
+
+_ops = torch.ops.yolact_fast
+
+
+def cuda_kernels_available() -> bool:
+    """Whether this build of the extension holds the CUDA kernels."""
+    return _C.built_with_cuda()
+
+
+def _check_tensor(value, name: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def _check_int(value, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return float(value)
+
+
+def _check_size(size) -> Tuple[int, int]:
+    if isinstance(size, torch.Tensor) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"size must be a pair (h, w) of ints, got {size!r}")
+    return _check_int(size[0], "size[0]"), _check_int(size[1], "size[1]")
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_priors(config: YolactConfig, image_size: Tuple[int, int], device: str) -> torch.Tensor:
+    levels = feature_sizes(image_size, config.num_levels)
+    sizes = anchor_sizes(config)
+    anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
+    anchor_wh = anchor_wh.view(-1, 2).to(device)
+    return _ops.make_priors(
+        anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes]
+    )
+
+
+def make_priors(
+    config: YolactConfig, image_size: Tuple[int, int], device: Optional[torch.device] = None
+) -> torch.Tensor:
+    """Anchors of ``config`` for a network input of ``image_size`` = (H, W).
+
+    Returns float32 [P, 4] (cx, cy, w, h) relative, ordered level (P3..), row, column,
+    anchor. Computed once per (config, size, device) and cached; a fresh copy is returned.
+    """
+    if not isinstance(config, YolactConfig):
+        raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
+    size = _check_size(image_size)
+    if min(size) < 1:
+        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
+    device = str(torch.device(device)) if device is not None else "cpu"
+    return _cached_priors(config, size, device).clone()
+
+
+def decode_boxes(
+    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
+) -> torch.Tensor:
+    """Box offsets [..., P, 4] and priors [P, 4] (cx, cy, w, h) -> [..., P, 4] x1, y1, x2, y2.
+
+    Bit-identical to the official decode on the CPU (same float32 operations in the same order).
+    """
+    _check_tensor(loc, "loc")
+    _check_tensor(priors, "priors")
+    if len(variances) != 2:
+        raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
+    return _ops.decode_boxes(
+        loc, priors, _check_number(variances[0], "variances[0]"),
+        _check_number(variances[1], "variances[1]"),
+    )
+
+
+def fast_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLACT's per-class NMS.
+
+    Args:
+        boxes: [P, 4] x1, y1, x2, y2. scores: [C, P] foreground class scores.
+        coeffs: [P, k] mask coefficients.
+        iou_threshold: a box survives if its IoU with each higher-ranked box is <= this.
+        top_k: boxes ranked per class. score_threshold: a prior is a candidate if its best
+            class score is > this (and its box is finite).
+        method: "fast" (Fast NMS: suppressed boxes still suppress) or "cluster"
+            (Cluster-NMS: exactly greedy NMS, only kept boxes suppress).
+
+    Returns:
+        boxes [N, 4], coeffs [N, k], labels [N] int64, scores [N], by descending score,
+        N <= max_detections. On CUDA, reading N synchronizes; use
+        ``torch.ops.yolact_fast.fast_nms`` for padded outputs plus a count tensor.
+    """
+    out_boxes, out_coeffs, labels, out_scores, count = _raw_nms(
+        boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
+    )
+    n = int(count)
+    return out_boxes[:n], out_coeffs[:n], labels[:n], out_scores[:n]
+
+
+def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
+                max_detections=100):
+    """:func:`fast_nms` with ``method="cluster"``: the result of greedy NMS."""
+    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                    max_detections, method="cluster")
+
+
+def _raw_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
+             method):
+    for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
+        _check_tensor(value, name)
+    if method not in ("fast", "cluster"):
+        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
+    return _ops.fast_nms(
+        boxes, scores, coeffs,
+        _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
+        _check_number(score_threshold, "score_threshold"),
+        _check_int(max_detections, "max_detections"), method,
+    )
+
+
+def assemble_masks(
+    proto: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, crop_padding: float = 1
+) -> torch.Tensor:
+    """sigmoid(proto @ coeffs.T) cropped to each box, fused.
+
+    proto [H, W, k], coeffs [N, k], boxes [N, 4] relative x1, y1, x2, y2 -> [N, H, W].
+    A pixel (row, col) is kept iff x1 <= col < x2 and y1 <= row < y2 with the box scaled
+    to proto pixels, ordered, widened by ``crop_padding`` and clamped to the image.
+    """
+    for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
+        _check_tensor(value, name)
+    return _ops.assemble_masks(proto, coeffs, boxes, _check_number(crop_padding, "crop_padding"))
+
+
+def paste_masks(
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes: torch.Tensor,
+    size: Tuple[int, int],
+    threshold: float = 0.5,
+    crop_padding: float = 1,
+) -> torch.Tensor:
+    """Full-resolution binary masks: :func:`assemble_masks`, bilinear resize to ``size``
+    (align_corners=False), ``> threshold``, fused.
+
+    proto [H, W, k], coeffs [N, k], boxes [N, 4] relative -> bool [N, h, w]. Only the
+    pixels each box can reach are computed; the rest are False. ``threshold`` in [0, 1].
+    """
+    for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
+        _check_tensor(value, name)
+    return _ops.paste_masks(
+        proto, coeffs, boxes, list(_check_size(size)), _check_number(threshold, "threshold"),
+        _check_number(crop_padding, "crop_padding"),
+    )

@@ -1,0 +1,117 @@
+#include "checks.h"
+
+#include <limits>
+
+#include "ops.h"
+
+namespace yf {
+
+namespace {
+// Largest element count an op output may have (2^40): far beyond any real image, far
+// below int64 overflow in the index arithmetic.
+constexpr int64_t kMaxOutputElements = int64_t(1) << 40;
+}  // namespace
+
+NmsMethod parse_nms_method(const std::string& method) {
+  if (method == "fast") return NmsMethod::kFast;
+  if (method == "cluster") return NmsMethod::kCluster;
+  TORCH_CHECK_VALUE(false, "method must be 'fast' or 'cluster', got '", method, "'");
+}
+
+int64_t nms_output_size(int64_t num_classes, int64_t num_priors, int64_t top_k,
+                        int64_t max_detections) {
+  return std::min(max_detections, num_classes * std::min(top_k, num_priors));
+}
+
+void check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
+                            at::IntArrayRef anchors_per_level) {
+  check_floating(anchor_wh, "anchor_wh");
+  check_dim(anchor_wh, 2, "anchor_wh", "[A, 2]");
+  check_last_dim(anchor_wh, 2, "anchor_wh", "[A, 2]");
+  TORCH_CHECK_VALUE(feature_sizes.size() == 2 * anchors_per_level.size(),
+                    "feature_sizes must hold (h, w) for each of the ", anchors_per_level.size(),
+                    " levels, got ", feature_sizes.size(), " values");
+  int64_t anchors = 0, priors = 0;
+  for (size_t l = 0; l < anchors_per_level.size(); ++l) {
+    const int64_t h = feature_sizes[2 * l], w = feature_sizes[2 * l + 1];
+    TORCH_CHECK_VALUE(h >= 0 && w >= 0 && anchors_per_level[l] >= 0,
+                      "feature_sizes and anchors_per_level must be >= 0, got level ", l, " (", h,
+                      ", ", w, ") with ", anchors_per_level[l], " anchors");
+    anchors += anchors_per_level[l];
+    priors += h * w * anchors_per_level[l];
+    TORCH_CHECK_VALUE(priors <= kMaxOutputElements, "make_priors: too many priors");
+  }
+  TORCH_CHECK_VALUE(anchor_wh.size(0) == anchors, "anchor_wh must have sum(anchors_per_level) = ",
+                    anchors, " rows, got ", anchor_wh.size(0));
+}
+
+void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
+                       double variance_wh) {
+  check_floating(loc, "loc");
+  check_same_dtype(loc, "loc", priors, "priors");
+  check_same_device(loc, "loc", priors, "priors");
+  check_dim(priors, 2, "priors", "[P, 4] (cx, cy, w, h)");
+  check_last_dim(priors, 4, "priors", "[P, 4] (cx, cy, w, h)");
+  TORCH_CHECK_VALUE(loc.dim() >= 2 && loc.size(-1) == 4 && loc.size(-2) == priors.size(0),
+                    "loc must be [..., P, 4] with P = priors.shape[0] = ", priors.size(0),
+                    ", got shape ", shape_str(loc));
+  check_finite_number(variance_xy, "variances[0]");
+  check_finite_number(variance_wh, "variances[1]");
+}
+
+void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
+                    double iou_threshold, int64_t top_k, double score_threshold,
+                    int64_t max_detections) {
+  check_floating(boxes, "boxes");
+  check_same_dtype(boxes, "boxes", scores, "scores");
+  check_same_dtype(boxes, "boxes", coeffs, "coeffs");
+  check_same_device(boxes, "boxes", scores, "scores");
+  check_same_device(boxes, "boxes", coeffs, "coeffs");
+  check_dim(boxes, 2, "boxes", "[P, 4] (x1, y1, x2, y2)");
+  check_last_dim(boxes, 4, "boxes", "[P, 4] (x1, y1, x2, y2)");
+  const int64_t P = boxes.size(0);
+  TORCH_CHECK_VALUE(scores.dim() == 2 && scores.size(1) == P, "scores must be [C, P] with P = ",
+                    P, " (boxes.shape[0]), got shape ", shape_str(scores));
+  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
+                    P, " (boxes.shape[0]), got shape ", shape_str(coeffs));
+  TORCH_CHECK_VALUE(iou_threshold >= 0, "iou_threshold must be >= 0 (not NaN), got ",
+                    iou_threshold);
+  TORCH_CHECK_VALUE(!std::isnan(score_threshold), "score_threshold must not be NaN");
+  TORCH_CHECK_VALUE(top_k >= 0, "top_k must be >= 0, got ", top_k);
+  TORCH_CHECK_VALUE(max_detections >= 0, "max_detections must be >= 0, got ", max_detections);
+}
+
+void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                     double crop_padding) {
+  check_floating(proto, "proto");
+  check_same_dtype(proto, "proto", coeffs, "coeffs");
+  check_same_dtype(proto, "proto", boxes, "boxes");
+  check_same_device(proto, "proto", coeffs, "coeffs");
+  check_same_device(proto, "proto", boxes, "boxes");
+  check_dim(proto, 3, "proto", "[H, W, k]");
+  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(1) == proto.size(2),
+                    "coeffs must be [N, k] with k = proto.shape[2] = ", proto.size(2),
+                    ", got shape ", shape_str(coeffs));
+  TORCH_CHECK_VALUE(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == coeffs.size(0),
+                    "boxes must be [N, 4] with N = coeffs.shape[0] = ", coeffs.size(0),
+                    ", got shape ", shape_str(boxes));
+  TORCH_CHECK_VALUE(std::isfinite(crop_padding) && crop_padding >= 0,
+                    "crop_padding must be a finite number >= 0, got ", crop_padding);
+}
+
+void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                      at::IntArrayRef size, double threshold, double crop_padding) {
+  check_mask_args(proto, coeffs, boxes, crop_padding);
+  TORCH_CHECK_VALUE(size.size() == 2 && size[0] >= 0 && size[1] >= 0,
+                    "size must be (h, w) with h, w >= 0, got ", size);
+  TORCH_CHECK_VALUE(threshold >= 0 && threshold <= 1,
+                    "threshold must be in [0, 1] (masks are probabilities), got ", threshold);
+  const double elements = double(coeffs.size(0)) * double(size[0]) * double(size[1]);
+  TORCH_CHECK_VALUE(elements <= double(kMaxOutputElements), "paste_masks output of ",
+                    coeffs.size(0), " x ", size[0], " x ", size[1], " is too large");
+  TORCH_CHECK_VALUE(size[0] * size[1] == 0 || (proto.size(0) > 0 && proto.size(1) > 0),
+                    "proto must have H, W > 0 to paste masks of size ", size, ", got shape ",
+                    shape_str(proto));
+}
+
+}  // namespace yf

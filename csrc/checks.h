@@ -1,0 +1,63 @@
+// Argument checks shared by every device's kernels. Messages name the argument, what
+// was expected and what came; TORCH_CHECK_VALUE/TYPE surface in Python as
+// ValueError/TypeError.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+namespace yf {
+
+inline std::string shape_str(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+                   " must be float32 or float64, got ", t.scalar_type());
+}
+
+inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
+  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim,
+                    " dims), got shape ", shape_str(t));
+}
+
+inline void check_last_dim(const at::Tensor& t, int64_t size, const char* name, const char* layout) {
+  TORCH_CHECK_VALUE(t.dim() >= 1 && t.size(-1) == size, name, " must be ", layout,
+                    ", got shape ", shape_str(t));
+}
+
+inline void check_same_dtype(const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                             const char* b_name) {
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), b_name, " must have the dtype of ",
+                   a_name, " (", a.scalar_type(), "), got ", b.scalar_type());
+}
+
+inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                              const char* b_name) {
+  TORCH_CHECK_VALUE(a.device() == b.device(), b_name, " must be on the device of ", a_name, " (",
+                    a.device(), "), got ", b.device());
+}
+
+inline void check_finite_number(double x, const char* name) {
+  TORCH_CHECK_VALUE(std::isfinite(x), name, " must be a finite number, got ", x);
+}
+
+void check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
+                            at::IntArrayRef anchors_per_level);
+void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
+                       double variance_wh);
+void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
+                    double iou_threshold, int64_t top_k, double score_threshold,
+                    int64_t max_detections);
+void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                     double crop_padding);
+void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                      at::IntArrayRef size, double threshold, double crop_padding);
+
+}  // namespace yf

@@ -1,0 +1,169 @@
+// CPU mask assembly: sigmoid(proto @ coeffs) cropped to each box, and the fused paste
+// (assembly, crop, bilinear resize with align_corners=False, threshold) that works only
+// inside each box's footprint in the output.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "../checks.h"
+#include "../common/box_math.h"
+#include "../common/mask_math.h"
+#include "../ops.h"
+
+namespace yf {
+namespace cpu {
+namespace {
+
+// Runs work(n) for n in [0, count), handing items to threads one at a time so that
+// detections of very different sizes balance across threads.
+template <class F>
+void parallel_items(int64_t count, const F& work) {
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), count);
+  at::parallel_for(0, std::max<int64_t>(threads, 1), 1, [&](int64_t, int64_t) {
+    for (int64_t n = next++; n < count; n = next++) work(n);
+  });
+}
+
+template <class T>
+struct CropBox {
+  PixelRange rows, cols;
+};
+
+template <class T>
+CropBox<T> crop_box(const T* box, int64_t H, int64_t W, T padding) {
+  return {crop_range(box[1], box[3], H, padding), crop_range(box[0], box[2], W, padding)};
+}
+
+// Cropped sigmoid mask of one detection at proto resolution, written into out (row
+// stride out_stride, origin at (rows.begin, cols.begin)).
+template <class T>
+void assemble_one(const T* proto, int64_t W, int64_t k, const T* coeffs, const CropBox<T>& crop,
+                  T* out, int64_t out_stride) {
+  for (int64_t y = crop.rows.begin; y < crop.rows.end; ++y) {
+    T* row = out + (y - crop.rows.begin) * out_stride;
+    const T* src = proto + (y * W + crop.cols.begin) * k;
+    for (int64_t x = 0; x < crop.cols.end - crop.cols.begin; ++x)
+      row[x] = sigmoid(lincomb(src + x * k, coeffs, k));
+  }
+}
+
+// First output index whose taps reach input index >= lo, and first whose taps start at
+// or beyond hi: the outputs that can see inputs [lo, hi).
+template <class T>
+PixelRange output_footprint(const std::vector<LinearTap<T>>& taps, PixelRange in) {
+  auto first = std::partition_point(taps.begin(), taps.end(), [&](const LinearTap<T>& t) {
+    return t.i0 + t.step < in.begin;
+  });
+  auto last = std::partition_point(first, taps.end(), [&](const LinearTap<T>& t) {
+    return t.i0 < in.end;
+  });
+  return {int64_t(first - taps.begin()), int64_t(last - taps.begin())};
+}
+
+template <class T>
+std::vector<LinearTap<T>> axis_taps(int64_t in_size, int64_t out_size) {
+  std::vector<LinearTap<T>> taps(out_size);
+  for (int64_t o = 0; o < out_size; ++o) taps[o] = linear_tap<T>(o, in_size, out_size);
+  return taps;
+}
+
+template <class T>
+void paste_one(const T* proto, int64_t H, int64_t W, int64_t k, const T* coeffs, const T* box,
+               T padding, T threshold, const std::vector<LinearTap<T>>& row_taps,
+               const std::vector<LinearTap<T>>& col_taps, bool* out, std::vector<T>& scratch) {
+  const int64_t out_w = int64_t(col_taps.size());
+  std::memset(out, 0, sizeof(bool) * row_taps.size() * out_w);
+  const CropBox<T> crop = crop_box(box, H, W, padding);
+  if (crop.rows.empty() || crop.cols.empty()) return;
+  const PixelRange out_rows = output_footprint(row_taps, crop.rows);
+  const PixelRange out_cols = output_footprint(col_taps, crop.cols);
+  if (out_rows.empty() || out_cols.empty()) return;
+
+  // mask: crop at proto resolution with a zero border of one pixel on every side, so the
+  // taps of the footprint (which reach one pixel outside the crop) need no bounds checks.
+  const int64_t mask_h = crop.rows.end - crop.rows.begin + 2;
+  const int64_t mask_w = crop.cols.end - crop.cols.begin + 2;
+  const int64_t span = out_cols.end - out_cols.begin;
+  scratch.assign(mask_h * mask_w + mask_h * span, T(0));
+  T* mask = scratch.data();
+  T* rows_resized = mask + mask_h * mask_w;  // each mask row resized along x
+  assemble_one(proto, W, k, coeffs, crop, mask + mask_w + 1, mask_w);
+
+  const int64_t col0 = crop.cols.begin - 1, row0 = crop.rows.begin - 1;  // mask origin
+  for (int64_t my = 1; my < mask_h - 1; ++my) {
+    const T* src = mask + my * mask_w;
+    T* dst = rows_resized + my * span;
+    for (int64_t x = 0; x < span; ++x) {
+      const LinearTap<T>& t = col_taps[out_cols.begin + x];
+      dst[x] = src[t.i0 - col0] * t.w0 + src[t.i0 + t.step - col0] * t.w1;
+    }
+  }
+  for (int64_t oy = out_rows.begin; oy < out_rows.end; ++oy) {
+    const LinearTap<T>& t = row_taps[oy];
+    const T* top = rows_resized + (t.i0 - row0) * span;
+    const T* bottom = rows_resized + (t.i0 + t.step - row0) * span;
+    bool* dst = out + oy * out_w + out_cols.begin;
+    for (int64_t x = 0; x < span; ++x) dst[x] = (top[x] * t.w0 + bottom[x] * t.w1) > threshold;
+  }
+}
+
+}  // namespace
+
+at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
+                          const at::Tensor& boxes, double crop_padding) {
+  check_mask_args(proto, coeffs, boxes, crop_padding);
+  const auto proto_c = proto.contiguous();
+  const auto coeffs_c = coeffs.contiguous();
+  const auto boxes_c = boxes.contiguous();
+  const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
+  auto out = at::zeros({N, H, W}, proto.options());
+  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "assemble_masks_cpu", [&] {
+    const scalar_t* p = proto_c.data_ptr<scalar_t>();
+    const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
+    const scalar_t* b = boxes_c.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const auto padding = static_cast<scalar_t>(crop_padding);
+    parallel_items(N, [&](int64_t n) {
+      const CropBox<scalar_t> crop = crop_box(b + 4 * n, H, W, padding);
+      if (crop.rows.empty() || crop.cols.empty()) return;
+      scalar_t* plane = o + n * H * W + crop.rows.begin * W + crop.cols.begin;
+      assemble_one(p, W, k, c + n * k, crop, plane, W);
+    });
+  });
+  return out;
+}
+
+at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                       at::IntArrayRef size, double threshold, double crop_padding) {
+  check_paste_args(proto, coeffs, boxes, size, threshold, crop_padding);
+  const auto proto_c = proto.contiguous();
+  const auto coeffs_c = coeffs.contiguous();
+  const auto boxes_c = boxes.contiguous();
+  const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
+  const int64_t out_h = size[0], out_w = size[1];
+  auto out = at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool));
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "paste_masks_cpu", [&] {
+    const auto row_taps = axis_taps<scalar_t>(H, out_h);
+    const auto col_taps = axis_taps<scalar_t>(W, out_w);
+    const scalar_t* p = proto_c.data_ptr<scalar_t>();
+    const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
+    const scalar_t* b = boxes_c.data_ptr<scalar_t>();
+    bool* o = out.data_ptr<bool>();
+    parallel_items(N, [&](int64_t n) {
+      thread_local std::vector<scalar_t> scratch;
+      paste_one(p, H, W, k, c + n * k, b + 4 * n, static_cast<scalar_t>(crop_padding),
+                static_cast<scalar_t>(threshold), row_taps, col_taps, o + n * out_h * out_w,
+                scratch);
+    });
+  });
+  return out;
+}
+
+}  // namespace cpu
+}  // namespace yf

@@ -1,0 +1,152 @@
+// CPU Fast NMS / Cluster NMS.
+//
+// Per class: candidates (priors whose best class score passes the threshold and whose
+// box is finite) are ranked by score (ties by prior index), the top_k are kept, and box
+// j survives if no higher-ranked box i suppresses it: every i < j for "fast" (suppressed
+// boxes still suppress), only surviving i for "cluster" (= greedy NMS). Survivors of all
+// classes are ranked by score (ties class-major) and cut to max_detections. Outputs are
+// padded to nms_output_size() rows; the fifth output holds the number of valid rows.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../checks.h"
+#include "../common/box_math.h"
+#include "../ops.h"
+
+namespace yf {
+namespace cpu {
+namespace {
+
+template <class T>
+struct Ranked {
+  T score;
+  int64_t index;  // prior index (per class) or flat class-major index (global)
+};
+
+// Descending score, ascending index: a strict weak order for non-NaN scores.
+template <class T>
+bool ranks_before(const Ranked<T>& a, const Ranked<T>& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+template <class T>
+void top_k_in_place(std::vector<Ranked<T>>& items, int64_t k) {
+  if (int64_t(items.size()) > k) {
+    std::nth_element(items.begin(), items.begin() + k, items.end(), ranks_before<T>);
+    items.resize(k);
+  }
+  std::sort(items.begin(), items.end(), ranks_before<T>);
+}
+
+template <class T>
+std::vector<int64_t> find_candidates(const T* boxes, const T* scores, int64_t C, int64_t P,
+                                     T score_threshold) {
+  std::vector<T> best(P, -std::numeric_limits<T>::infinity());
+  for (int64_t c = 0; c < C; ++c) {
+    const T* row = scores + c * P;
+    for (int64_t p = 0; p < P; ++p) best[p] = nan_max(best[p], row[p]);
+  }
+  std::vector<int64_t> candidates;
+  for (int64_t p = 0; p < P; ++p)
+    if (best[p] > score_threshold && box_is_finite(boxes + 4 * p)) candidates.push_back(p);
+  return candidates;
+}
+
+// Survivors of one class, as ranked (score, prior) pairs in rank order.
+template <class T>
+std::vector<Ranked<T>> nms_one_class(const T* boxes, const T* class_scores,
+                                     const std::vector<int64_t>& candidates, int64_t top_k,
+                                     T iou_threshold, NmsMethod method) {
+  std::vector<Ranked<T>> ranked(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i)
+    ranked[i] = {class_scores[candidates[i]], candidates[i]};
+  top_k_in_place(ranked, top_k);
+
+  std::vector<Ranked<T>> kept;
+  for (size_t j = 0; j < ranked.size(); ++j) {
+    const T* box_j = boxes + 4 * ranked[j].index;
+    bool suppressed = false;
+    if (method == NmsMethod::kFast) {
+      for (size_t i = 0; i < j && !suppressed; ++i)
+        suppressed = suppresses(boxes + 4 * ranked[i].index, box_j, iou_threshold);
+    } else {
+      for (size_t i = 0; i < kept.size() && !suppressed; ++i)
+        suppressed = suppresses(boxes + 4 * kept[i].index, box_j, iou_threshold);
+    }
+    if (!suppressed) kept.push_back(ranked[j]);
+  }
+  return kept;
+}
+
+template <class T>
+void fast_nms_impl(const at::Tensor& boxes_t, const at::Tensor& scores_t, const at::Tensor& coeffs_t,
+                   T iou_threshold, int64_t top_k, T score_threshold, NmsMethod method,
+                   at::Tensor& out_boxes, at::Tensor& out_coeffs, at::Tensor& out_labels,
+                   at::Tensor& out_scores, at::Tensor& out_count) {
+  const int64_t C = scores_t.size(0), P = scores_t.size(1), K = coeffs_t.size(1);
+  const int64_t M = out_boxes.size(0);
+  const T* boxes = boxes_t.data_ptr<T>();
+  const T* scores = scores_t.data_ptr<T>();
+  const std::vector<int64_t> candidates = find_candidates(boxes, scores, C, P, score_threshold);
+
+  std::vector<std::vector<Ranked<T>>> kept(C);
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      kept[c] = nms_one_class(boxes, scores + c * P, candidates, top_k, iou_threshold, method);
+  });
+
+  // Flat class-major index c * top_k + rank breaks score ties like the reference.
+  std::vector<Ranked<T>> all;
+  std::vector<int64_t> prior_of, class_of;
+  for (int64_t c = 0; c < C; ++c) {
+    for (size_t r = 0; r < kept[c].size(); ++r) {
+      all.push_back({kept[c][r].score, int64_t(prior_of.size())});
+      prior_of.push_back(kept[c][r].index);
+      class_of.push_back(c);
+    }
+  }
+  top_k_in_place(all, M);
+
+  const int64_t count = int64_t(all.size());
+  T* ob = out_boxes.data_ptr<T>();
+  T* oc = out_coeffs.data_ptr<T>();
+  int64_t* ol = out_labels.data_ptr<int64_t>();
+  T* os = out_scores.data_ptr<T>();
+  const T* coeffs = coeffs_t.data_ptr<T>();
+  for (int64_t m = 0; m < count; ++m) {
+    const int64_t p = prior_of[all[m].index];
+    std::copy(boxes + 4 * p, boxes + 4 * p + 4, ob + 4 * m);
+    std::copy(coeffs + K * p, coeffs + K * (p + 1), oc + K * m);
+    ol[m] = class_of[all[m].index];
+    os[m] = all[m].score;
+  }
+  out_count.fill_(count);
+}
+
+}  // namespace
+
+NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
+                   double iou_threshold, int64_t top_k, double score_threshold,
+                   int64_t max_detections, std::string method) {
+  check_nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections);
+  const NmsMethod nms_method = parse_nms_method(method);
+  const int64_t M = nms_output_size(scores.size(0), boxes.size(0), top_k, max_detections);
+  auto out_boxes = at::zeros({M, 4}, boxes.options());
+  auto out_coeffs = at::zeros({M, coeffs.size(1)}, coeffs.options());
+  auto out_labels = at::zeros({M}, boxes.options().dtype(at::kLong));
+  auto out_scores = at::zeros({M}, boxes.options());
+  auto out_count = at::zeros({}, boxes.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "fast_nms_cpu", [&] {
+    fast_nms_impl<scalar_t>(boxes.contiguous(), scores.contiguous(), coeffs.contiguous(),
+                            static_cast<scalar_t>(iou_threshold), top_k,
+                            static_cast<scalar_t>(score_threshold), nms_method, out_boxes,
+                            out_coeffs, out_labels, out_scores, out_count);
+  });
+  return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
+}
+
+}  // namespace cpu
+}  // namespace yf

@@ -1,0 +1,70 @@
+// CUDA implementations of the yolact_fast ops: the launch logic of launch.h with real
+// kernel launches on the current stream. Compiled with --fmad=false so that the shared
+// arithmetic rounds exactly like the CPU kernels and the official code.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <utility>
+
+#include "launch.h"
+
+namespace yf {
+namespace {
+
+struct DeviceLaunch {
+  cudaStream_t stream;
+  template <class... KernelArgs, class... Args>
+  void operator()(dim3 grid, dim3 block, void (*kernel)(KernelArgs...), Args&&... args) const {
+    kernel<<<grid, block, 0, stream>>>(static_cast<KernelArgs>(args)...);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
+
+DeviceLaunch on(const at::Tensor& t) {
+  return DeviceLaunch{at::cuda::getCurrentCUDAStream(t.device().index()).stream()};
+}
+
+at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
+                       at::IntArrayRef anchors_per_level) {
+  c10::cuda::CUDAGuard guard(anchor_wh.device());
+  return launch::make_priors(on(anchor_wh), anchor_wh, feature_sizes, anchors_per_level);
+}
+
+at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
+                        double variance_wh) {
+  c10::cuda::CUDAGuard guard(loc.device());
+  return launch::decode_boxes(on(loc), loc, priors, variance_xy, variance_wh);
+}
+
+NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
+                   double iou_threshold, int64_t top_k, double score_threshold,
+                   int64_t max_detections, std::string method) {
+  c10::cuda::CUDAGuard guard(boxes.device());
+  return launch::fast_nms(on(boxes), boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                          max_detections, method);
+}
+
+at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
+                          const at::Tensor& boxes, double crop_padding) {
+  c10::cuda::CUDAGuard guard(proto.device());
+  return launch::assemble_masks(on(proto), proto, coeffs, boxes, crop_padding);
+}
+
+at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
+                       at::IntArrayRef size, double threshold, double crop_padding) {
+  c10::cuda::CUDAGuard guard(proto.device());
+  return launch::paste_masks(on(proto), proto, coeffs, boxes, size, threshold, crop_padding);
+}
+
+}  // namespace
+}  // namespace yf
+
+TORCH_LIBRARY_IMPL(yolact_fast, CUDA, m) {
+  m.impl("make_priors", &yf::make_priors);
+  m.impl("decode_boxes", &yf::decode_boxes);
+  m.impl("fast_nms", &yf::fast_nms);
+  m.impl("assemble_masks", &yf::assemble_masks);
+  m.impl("paste_masks", &yf::paste_masks);
+}

@@ -1,0 +1,89 @@
+"""Build of the yolact_fast extension.
+
+CPU kernels are always built. The CUDA kernels are added when a GPU and nvcc are
+found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
+  FORCE_CUDA=1            build the CUDA kernels without a visible GPU
+  TORCH_CUDA_ARCH_LIST    target architectures (default below when no GPU is visible)
+  MAX_JOBS                parallel compile jobs (ninja)
+  DEBUG=1                 -O0 -g, no NDEBUG
+  SANITIZE=1              CPU code with AddressSanitizer + UndefinedBehaviorSanitizer
+"""
+
+import glob
+import os
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils import cpp_extension
+
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def env_flag(name):
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def want_cuda():
+    if env_flag("FORCE_CUDA"):
+        if cpp_extension.CUDA_HOME is None:
+            raise RuntimeError(
+                "FORCE_CUDA=1 but no CUDA toolkit was found: put nvcc on PATH or set CUDA_HOME"
+            )
+        return True
+    return torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
+
+
+def compile_args(with_cuda):
+    debug, sanitize = env_flag("DEBUG"), env_flag("SANITIZE")
+    opt = ["-O0", "-g"] if debug or sanitize else ["-O3"]
+    cxx = opt + ["-fopenmp", "-ffp-contract=off"]
+    link = ["-fopenmp"]
+    if sanitize:
+        sanitizers = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        cxx += sanitizers + ["-fno-sanitize-recover=undefined"]
+        link += sanitizers
+    args = {"cxx": cxx}
+    if with_cuda:
+        args["nvcc"] = opt + ["--fmad=false", "--expt-relaxed-constexpr"]
+        cxx.append("-DYF_WITH_CUDA")
+        args["nvcc"].append("-DYF_WITH_CUDA")
+    if not debug and not sanitize:
+        for flags in args.values():
+            flags.append("-DNDEBUG")
+    return args, link
+
+
+def get_extensions():
+    with_cuda = want_cuda()
+    if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    extension = cpp_extension.CppExtension
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        extension = cpp_extension.CUDAExtension
+    cflags, ldflags = compile_args(with_cuda)
+    return [
+        extension(
+            "yolact_fast._C",
+            sources,
+            include_dirs=[os.path.abspath("csrc")],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+        )
+    ]
+
+
+setup(
+    name="yolact_fast",
+    version="0.1.0",
+    description="YOLACT instance segmentation with fused CPU and CUDA kernels",
+    packages=find_packages(include=["yolact_fast", "yolact_fast.*"]),
+    package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
+    python_requires=">=3.9",
+    install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
+    ext_modules=get_extensions(),
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},
+    zip_safe=False,
+)
