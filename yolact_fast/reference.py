@@ -97,6 +97,8 @@ def fast_nms(
 
     scores, idx = scores.sort(dim=1, descending=True, stable=True)
     idx, scores = idx[:, :top_k], scores[:, :top_k]
+    if idx.shape[1] == 0:
+        return _empty_detections(boxes, coeffs)
     class_boxes = boxes[idx]  # [C, K, 4]
     iou = box_iou_pairs(class_boxes, class_boxes).triu_(diagonal=1)
     iou_max = iou.max(dim=1).values

@@ -9,6 +9,9 @@
 
 namespace yf {
 namespace kernels {
+// Internal linkage: the CUDA build and the host emulation each compile their own copy,
+// and both copies end up in the same shared library.
+namespace {
 
 // Priors of one level: index i = (row * conv_w + col) * A + anchor.
 YF_GLOBAL void priors_level(float* out, const double* anchor_wh, int64_t conv_h, int64_t conv_w,
@@ -147,5 +150,6 @@ YF_GLOBAL void paste_masks(const T* masks, const T* boxes, int64_t N, int64_t H,
   }
 }
 
+}  // namespace
 }  // namespace kernels
 }  // namespace yf

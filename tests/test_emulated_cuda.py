@@ -1,0 +1,98 @@
+"""The CUDA launch logic and kernel bodies, run on the CPU under a host emulation of the
+grid (csrc/common/emulation.h), against the reference and the golden data."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yolact_fast import _C, configs, ops, reference
+from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
+from test_ops_reference import DTYPES, assert_masks_match, assert_nms_equal, gen
+
+cuda = _C.emulated_cuda
+SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
+
+
+def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast"):
+    *out, count = cuda.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
+    n = int(count)
+    assert all(not t[n:].any() for t in out), "padding rows must be zero"
+    return tuple(t[:n] for t in out)
+
+
+@pytest.mark.parametrize("config", list(configs.NAMED_CONFIGS.values()), ids=lambda c: c.name)
+@pytest.mark.parametrize("size", [(550, 550), (33, 65)])
+def test_make_priors(config, size):
+    sizes = reference.anchor_sizes(config)
+    anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
+    levels = configs.feature_sizes(size, config.num_levels)
+    got = cuda.make_priors(anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes])
+    assert torch.equal(got, reference.make_priors(config, size))
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 200), batch=st.integers(1, 3),
+       dtype=st.sampled_from(DTYPES))
+def test_decode_boxes(seed, num_priors, batch, dtype):
+    g = gen(seed)
+    priors = torch.rand(num_priors, 4, generator=g, dtype=dtype)
+    loc = torch.randn(batch, num_priors, 4, generator=g, dtype=dtype)
+    # exp comes from libm here and from ATen in the reference: last-bit differences only.
+    torch.testing.assert_close(cuda.decode_boxes(loc, priors, 0.1, 0.2),
+                               reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(1, 5),
+       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
+       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+def test_fast_nms(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
+    g = gen(seed)
+    boxes = clustered_boxes(num_priors, g, dtype) if clustered else random_boxes(num_priors, g, dtype)
+    scores = random_scores(num_classes, num_priors, g, dtype)
+    coeffs = random_coeffs(num_priors, 3, g, dtype)
+    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    got = emulated_nms(boxes, scores, coeffs, 0.5, top_k, 0.05, max_det, method)
+    assert_nms_equal(got, twin(boxes, scores, coeffs, 0.5, top_k, 0.05, max_det))
+
+
+def test_fast_nms_non_finite():
+    g = gen(3)
+    boxes, scores, coeffs = random_boxes(40, g, hostile=False), random_scores(3, 40, g), torch.randn(40, 2)
+    boxes[0, 0], boxes[1, 3], scores[2, 5] = float("nan"), float("-inf"), float("nan")
+    got = emulated_nms(boxes, scores, coeffs, score=0.0, max_det=500)
+    assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, score_threshold=0.0, max_detections=500))
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), h=st.integers(1, 24), w=st.integers(1, 24), k=st.integers(1, 6),
+       n=st.integers(0, 6), out_h=st.integers(1, 60), out_w=st.integers(1, 60),
+       threshold=st.sampled_from([0.0, 0.5, 0.8]), padding=st.sampled_from([0, 1, 2.5]),
+       dtype=st.sampled_from(DTYPES))
+def test_masks(seed, h, w, k, n, out_h, out_w, threshold, padding, dtype):
+    g = gen(seed)
+    proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
+    torch.testing.assert_close(cuda.assemble_masks(proto, coeffs, boxes, padding),
+                               reference.assemble_masks(proto, coeffs, boxes, padding), rtol=1e-5, atol=1e-6)
+    got = cuda.paste_masks(proto, coeffs, boxes, [out_h, out_w], threshold, padding)
+    assert_masks_match(got, proto, coeffs, boxes, (out_h, out_w), threshold, padding)
+
+
+def test_golden_post_network_path(golden):
+    h, w = golden["image"].shape[:2]
+    scores = torch.softmax(golden["conf_logits"], -1).t()[1:]
+    boxes = cuda.decode_boxes(golden["loc"], golden["priors"], 0.1, 0.2)
+    torch.testing.assert_close(boxes, golden["decoded_boxes"], rtol=1e-6, atol=1e-7)
+    boxes, coeffs, labels, det_scores = emulated_nms(golden["decoded_boxes"], scores, golden["mask_coeffs"])
+    assert torch.equal(labels, golden["det_class"]) and torch.equal(det_scores, golden["det_score"])
+    assert torch.equal(boxes, golden["det_box"])
+    masks = cuda.paste_masks(golden["proto"], coeffs, boxes, [h, w], 0.5, 1.0)
+    want = np.unpackbits(golden["masks_packed"].numpy(), axis=-1)[..., :w].astype(bool)
+    assert int((masks.numpy() != want).sum()) <= 10
+
+
+def test_emulation_rejects_cuda_tensors_or_bad_args():
+    with pytest.raises(ValueError, match="proto"):
+        cuda.assemble_masks(torch.zeros(2, 2), torch.zeros(1, 2), torch.zeros(1, 4), 1.0)

@@ -1,0 +1,115 @@
+"""Bad arguments raise a clear ValueError/TypeError that names the argument."""
+
+import math
+
+import pytest
+import torch
+
+from yolact_fast import configs, ops
+
+f32 = torch.float32
+
+
+def nms_args(**changes):
+    args = dict(boxes=torch.rand(10, 4), scores=torch.rand(3, 10), coeffs=torch.rand(10, 5))
+    args.update(changes)
+    return args
+
+
+def mask_args(**changes):
+    args = dict(proto=torch.rand(8, 9, 4), coeffs=torch.rand(3, 4), boxes=torch.rand(3, 4))
+    args.update(changes)
+    return args
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(loc=torch.rand(5, 3), priors=torch.rand(5, 4)), ValueError, r"loc must be \[\.\.\., P, 4\]"),
+    (dict(loc=torch.rand(6, 4), priors=torch.rand(5, 4)), ValueError, "P = priors.shape"),
+    (dict(loc=torch.rand(5, 4), priors=torch.rand(5, 3)), ValueError, "priors must be"),
+    (dict(loc=torch.rand(5, 4).half(), priors=torch.rand(5, 4).half()), TypeError, "loc must be float32 or float64"),
+    (dict(loc=torch.rand(5, 4), priors=torch.rand(5, 4).double()), TypeError, "priors must have the dtype"),
+    (dict(loc=[[0.0] * 4], priors=torch.rand(1, 4)), TypeError, "loc must be a torch.Tensor"),
+    (dict(loc=torch.rand(5, 4), priors=torch.rand(5, 4), variances=(0.1,)), ValueError, "variances"),
+    (dict(loc=torch.rand(5, 4), priors=torch.rand(5, 4), variances=(0.1, math.nan)), ValueError, r"variances\[1\]"),
+])
+def test_decode_bad_args(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.decode_boxes(**kwargs)
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    (dict(boxes=torch.rand(10, 5)), ValueError, "boxes must be"),
+    (dict(boxes=torch.rand(10)), ValueError, "boxes must be"),
+    (dict(scores=torch.rand(3, 11)), ValueError, "scores must be"),
+    (dict(scores=torch.rand(10)), ValueError, "scores must be"),
+    (dict(coeffs=torch.rand(9, 5)), ValueError, "coeffs must be"),
+    (dict(scores=torch.rand(3, 10).double()), TypeError, "scores must have the dtype"),
+    (dict(boxes=torch.randint(0, 5, (10, 4))), TypeError, "boxes must be float32 or float64"),
+    (dict(iou_threshold=math.nan), ValueError, "iou_threshold"),
+    (dict(iou_threshold=-0.1), ValueError, "iou_threshold"),
+    (dict(score_threshold=math.nan), ValueError, "score_threshold"),
+    (dict(top_k=-1), ValueError, "top_k"),
+    (dict(top_k=2.5), TypeError, "top_k"),
+    (dict(max_detections=-3), ValueError, "max_detections"),
+    (dict(method="greedy"), ValueError, "method"),
+    (dict(scores="x"), TypeError, "scores must be a torch.Tensor"),
+])
+def test_nms_bad_args(changes, error, match):
+    with pytest.raises(error, match=match):
+        ops.fast_nms(**nms_args(**changes))
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    (dict(proto=torch.rand(8, 9)), ValueError, r"proto must be \[H, W, k\]"),
+    (dict(coeffs=torch.rand(3, 5)), ValueError, "coeffs must be"),
+    (dict(boxes=torch.rand(2, 4)), ValueError, "boxes must be"),
+    (dict(boxes=torch.rand(3, 2)), ValueError, "boxes must be"),
+    (dict(coeffs=torch.rand(3, 4).double()), TypeError, "coeffs must have the dtype"),
+    (dict(proto=torch.rand(8, 9, 4).to(torch.bfloat16)), TypeError, "proto must be float32"),
+    (dict(crop_padding=-1), ValueError, "crop_padding"),
+    (dict(crop_padding=math.inf), ValueError, "crop_padding"),
+])
+def test_assemble_bad_args(changes, error, match):
+    with pytest.raises(error, match=match):
+        ops.assemble_masks(**mask_args(**changes))
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    (dict(size=(5,)), TypeError, "size must be a pair"),
+    (dict(size=(5, -1)), ValueError, r"size\[1\] must be >= 0"),
+    (dict(size=(5.5, 4)), TypeError, r"size\[0\] must be an int"),
+    (dict(threshold=1.5), ValueError, r"threshold must be in \[0, 1\]"),
+    (dict(threshold=-0.1), ValueError, "threshold"),
+    (dict(threshold=math.nan), ValueError, "threshold"),
+    (dict(size=(2**21, 2**21)), ValueError, "too large"),
+    (dict(proto=torch.rand(0, 9, 4)), ValueError, "proto must have H, W > 0"),
+])
+def test_paste_bad_args(changes, error, match):
+    args = mask_args(size=(20, 30))
+    args.update(changes)
+    with pytest.raises(error, match=match):
+        ops.paste_masks(**args)
+
+
+def test_make_priors_bad_args():
+    with pytest.raises(TypeError, match="config must be a YolactConfig"):
+        ops.make_priors("yolact_base", (550, 550))
+    with pytest.raises(ValueError, match="image_size must be positive"):
+        ops.make_priors(configs.yolact_base, (0, 550))
+    with pytest.raises(TypeError, match="size must be a pair"):
+        ops.make_priors(configs.yolact_base, 550)
+    with pytest.raises(ValueError, match="anchor_wh must have"):
+        torch.ops.yolact_fast.make_priors(torch.zeros(2, 2, dtype=torch.float64), [3, 3], [3])
+
+
+def test_unknown_config():
+    with pytest.raises(ValueError, match="unknown config 'yolact_huge'"):
+        configs.get_config("yolact_huge")
+
+
+def test_raw_ops_check_too():
+    """The registered ops validate on their own (torch.ops callers skip the wrappers)."""
+    with pytest.raises(ValueError, match="threshold"):
+        torch.ops.yolact_fast.paste_masks(torch.rand(4, 4, 2), torch.rand(1, 2), torch.rand(1, 4), [4, 4], 2.0, 1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        torch.ops.yolact_fast.fast_nms(torch.rand(3, 4), torch.rand(1, 3), torch.rand(3, 1), 0.5, -1, 0.05, 5, "fast")
