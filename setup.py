@@ -57,7 +57,8 @@ def get_extensions():
     with_cuda = want_cuda()
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
-    sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
+    sources += sorted(glob.glob("csrc/cpu/*.cpp"))
     extension = cpp_extension.CppExtension
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))

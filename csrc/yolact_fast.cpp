@@ -1,6 +1,5 @@
-// Op schemas (one per op), their CPU implementations, and the Python module that
-// exposes build information and the host-emulated CUDA launchers to the tests.
-#include <torch/extension.h>
+// Op schemas (one per op) and their CPU implementations. The CUDA implementations
+// register in csrc/cuda/yolact_fast_cuda.cu; the Python module is csrc/python_module.cpp.
 #include <torch/library.h>
 
 #include "ops.h"
@@ -24,30 +23,4 @@ TORCH_LIBRARY_IMPL(yolact_fast, CPU, m) {
   m.impl("fast_nms", &yf::cpu::fast_nms);
   m.impl("assemble_masks", &yf::cpu::assemble_masks);
   m.impl("paste_masks", &yf::cpu::paste_masks);
-}
-
-namespace {
-
-bool built_with_cuda() {
-#ifdef YF_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "yolact_fast kernels (ops are registered under torch.ops.yolact_fast)";
-  m.def("built_with_cuda", &built_with_cuda, "Whether the CUDA kernels were compiled in");
-
-  auto emulated = m.def_submodule(
-      "emulated_cuda", "The CUDA launchers and kernels run on CPU tensors under a host emulation "
-                       "of the launch grid (for tests; slow)");
-  emulated.def("make_priors", &yf::emulated_cuda::make_priors);
-  emulated.def("decode_boxes", &yf::emulated_cuda::decode_boxes);
-  emulated.def("fast_nms", &yf::emulated_cuda::fast_nms);
-  emulated.def("assemble_masks", &yf::emulated_cuda::assemble_masks);
-  emulated.def("paste_masks", &yf::emulated_cuda::paste_masks);
 }

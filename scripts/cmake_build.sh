@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Configure, build and ctest the CMake (libtorch) build of the kernels, CPU only.
+# Run inside the project's venv (torch provides libtorch and its CMake config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=$(python -c "import torch; print(torch.utils.cmake_prefix_path)")
+# A CUDA build of torch makes its CMake config look for the toolkit (and, without an
+# arch list, for GPUs) even for CPU targets.
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+cuda_args=()
+if [ -n "${CUDA_HOME:-}" ]; then
+  cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$CUDA_HOME" -DCUDAToolkit_ROOT="$CUDA_HOME")
+  # nvrtc may come with torch's nvidia wheels rather than with the toolkit.
+  nvrtc=$(python - <<'PY'
+import glob, os, sysconfig
+site = sysconfig.get_paths()["purelib"]
+hits = sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "lib", "libnvrtc.so*")))
+print(hits[0] if hits else "")
+PY
+)
+  if [ -n "$nvrtc" ] && [ ! -e "$CUDA_HOME/lib64/libnvrtc.so" ]; then
+    cuda_args+=(-DCUDA_nvrtc_LIBRARY="$nvrtc")
+  fi
+fi
+mkdir -p build
+cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$prefix" "${cuda_args[@]}" -DWITH_CUDA=OFF \
+  -DCMAKE_BUILD_TYPE=Release >build/cmake.log 2>&1 \
+  || { cat build/cmake.log; exit 1; }
+cmake --build build/cmake -j "${MAX_JOBS:-2}" 2>&1 | tail -n 2
+ctest --test-dir build/cmake --output-on-failure
