@@ -1,0 +1,74 @@
+"""End-to-end ``yf.segment`` against the official-equivalent eager path, yolact_base at 480x640.
+
+Run: ``pytest benchmarks/bench_segment.py --benchmark-columns=median,min,max,rounds``.
+The eager path is the unfused model (BatchNorm as separate ops, NCHW) with the pure-PyTorch
+reference ops; the speed-up of ``segment`` over it is printed and stored in ``extra_info``.
+Rounds are few: one forward of ResNet-101 at 550x550 takes about half a second to a second.
+"""
+
+import pytest
+import torch
+
+import yolact_fast as yf
+from yolact_fast.io import make_image
+from yolact_fast.model.weight_rule import rule_weights
+from yolact_fast.segment import _inference_network, preprocess
+
+ROUNDS = 5
+medians = {}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(2)
+    return yf.load(rule_weights("yolact_base", 0), config="yolact_base")
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.from_numpy(make_image(0, 480, 640)[..., ::-1].copy()).permute(2, 0, 1).contiguous()
+
+
+def _run(benchmark, function, *args, **kwargs):
+    result = benchmark.pedantic(function, args=args, kwargs=kwargs, rounds=ROUNDS, iterations=1,
+                                warmup_rounds=1)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        medians[benchmark.name] = benchmark.stats.stats.median
+    return result
+
+
+def _speedup(benchmark, baseline_name):
+    if benchmark.stats is None or baseline_name not in medians:
+        return
+    ratio = medians[baseline_name] / medians[benchmark.name]
+    benchmark.extra_info["speedup_vs_eager"] = round(ratio, 3)
+    print(f"\n{benchmark.name}: {ratio:.2f}x faster than {baseline_name}")
+
+
+@pytest.mark.benchmark(group="segment yolact_base 480x640 (end to end)")
+def test_segment_eager_official_equivalent(benchmark, model, image):
+    inst = _run(benchmark, yf.segment_eager, image, model=model)
+    assert len(inst) == 100
+
+
+@pytest.mark.benchmark(group="segment yolact_base 480x640 (end to end)")
+def test_segment(benchmark, model, image):
+    inst = _run(benchmark, yf.segment, image, model=model)
+    assert len(inst) == 100
+    _speedup(benchmark, "test_segment_eager_official_equivalent")
+
+
+@pytest.mark.benchmark(group="network forward yolact_base 550x550")
+def test_forward_eager(benchmark, model, image):
+    batch = preprocess([image], model.config, "cpu")
+    with torch.inference_mode():
+        _run(benchmark, model, batch)
+
+
+@pytest.mark.benchmark(group="network forward yolact_base 550x550")
+def test_forward_fused_channels_last(benchmark, model, image):
+    network = _inference_network(model)
+    batch = preprocess([image], model.config, "cpu").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        _run(benchmark, network, batch)
+    _speedup(benchmark, "test_forward_eager")
