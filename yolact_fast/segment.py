@@ -116,7 +116,9 @@ def _check_options(score_threshold, iou_threshold, top_k, max_detections, nms) -
 def _nms_function(ops_module: ModuleType, nms: str):
     if nms == "fast":
         return ops_module.fast_nms
-    cluster_nms = getattr(ops_module, "cluster_nms", None)
+    # Cluster-NMS computes greedy NMS; the reference path runs the plain greedy loop.
+    name = "greedy_nms" if ops_module is _reference else "cluster_nms"
+    cluster_nms = getattr(ops_module, name, None)
     if cluster_nms is None:
         raise RuntimeError(f"nms='cluster' needs {ops_module.__name__}.cluster_nms, which this build lacks")
     return cluster_nms
