@@ -1,0 +1,143 @@
+"""Kernel timings on the official shapes (19,248 priors, 80 foreground classes,
+138x138x32 prototypes, 100 detections, 480x640 output), each op beside its
+pure-PyTorch reference and, where one exists, a peer from torchvision.
+
+Run: pytest benchmarks/bench_ops.py --benchmark-columns=median,min,rounds
+"""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from yolact_fast import configs, ops, reference
+
+GOLDEN = Path(os.environ.get("YOLACT_FAST_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+CASE = "golden_yolact_base_s0_480x640.npz"
+SIZE = (480, 640)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    data = np.load(GOLDEN / CASE)
+    g = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in data.files if k not in ("meta", "image")}
+    g["scores"] = torch.softmax(g["conf_logits"], -1).t()[1:].contiguous()
+    return g
+
+
+@pytest.fixture(scope="module")
+def coco_like():
+    """100 detections with box sides log-uniform in [5%, 90%] of the image."""
+    g = torch.Generator().manual_seed(0)
+    sides = torch.exp(torch.empty(100, 2).uniform_(math.log(0.05), math.log(0.9), generator=g))
+    corner = torch.rand(100, 2, generator=g) * (1 - sides)
+    boxes = torch.cat([corner, corner + sides], 1)
+    coeffs = torch.tanh(torch.randn(100, 32, generator=g))
+    proto = torch.relu(torch.randn(138, 138, 32, generator=g))
+    return proto, coeffs, boxes
+
+
+# --- decode -----------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="decode_boxes 19248 priors")
+def test_decode_reference(benchmark, golden):
+    benchmark(reference.decode_boxes, golden["loc"], golden["priors"])
+
+
+@pytest.mark.benchmark(group="decode_boxes 19248 priors")
+def test_decode_kernel(benchmark, golden):
+    benchmark(ops.decode_boxes, golden["loc"], golden["priors"])
+
+
+# --- NMS --------------------------------------------------------------------------
+
+def nms_args(golden):
+    return golden["decoded_boxes"], golden["scores"], golden["mask_coeffs"]
+
+
+@pytest.mark.benchmark(group="nms 19248 priors x 80 classes")
+def test_nms_reference(benchmark, golden):
+    benchmark(reference.fast_nms, *nms_args(golden))
+
+
+@pytest.mark.benchmark(group="nms 19248 priors x 80 classes")
+def test_nms_kernel_fast(benchmark, golden):
+    benchmark(ops.fast_nms, *nms_args(golden))
+
+
+@pytest.mark.benchmark(group="nms 19248 priors x 80 classes")
+def test_nms_kernel_cluster(benchmark, golden):
+    benchmark(ops.fast_nms, *nms_args(golden), method="cluster")
+
+
+@pytest.mark.benchmark(group="nms 19248 priors x 80 classes")
+def test_nms_torchvision_batched_nms(benchmark, golden):
+    """Peer: torchvision's greedy batched_nms on the same per-class top-200 candidates
+    (the candidate selection and top-k are done outside the timed call, in its favour)."""
+    boxes, scores, _ = nms_args(golden)
+    keep = reference.candidate_mask(boxes, scores, 0.05)
+    cand_boxes, cand_scores = boxes[keep], scores[:, keep]
+    top_scores, idx = cand_scores.topk(200, dim=1)
+    flat_boxes = cand_boxes[idx.reshape(-1)]
+    flat_scores = top_scores.reshape(-1)
+    classes = torch.arange(80)[:, None].expand(80, 200).reshape(-1)
+
+    def run():
+        kept = torchvision.ops.batched_nms(flat_boxes, flat_scores, classes, 0.5)
+        return kept[:100]
+
+    benchmark(run)
+
+
+# --- masks ------------------------------------------------------------------------
+
+@pytest.mark.benchmark(group="assemble_masks 100 dets (golden)")
+def test_assemble_reference(benchmark, golden):
+    benchmark(reference.assemble_masks, golden["proto"], golden["det_mask_coeffs"], golden["det_box"])
+
+
+@pytest.mark.benchmark(group="assemble_masks 100 dets (golden)")
+def test_assemble_kernel(benchmark, golden):
+    benchmark(ops.assemble_masks, golden["proto"], golden["det_mask_coeffs"], golden["det_box"])
+
+
+@pytest.mark.benchmark(group="paste_masks 100 dets -> 480x640 (golden boxes)")
+def test_paste_reference_golden(benchmark, golden):
+    benchmark(reference.paste_masks, golden["proto"], golden["det_mask_coeffs"], golden["det_box"], SIZE)
+
+
+@pytest.mark.benchmark(group="paste_masks 100 dets -> 480x640 (golden boxes)")
+def test_paste_kernel_golden(benchmark, golden):
+    benchmark(ops.paste_masks, golden["proto"], golden["det_mask_coeffs"], golden["det_box"], SIZE)
+
+
+@pytest.mark.benchmark(group="paste_masks 100 dets -> 480x640 (COCO-like boxes, 5-90% sides)")
+def test_paste_reference_coco_like(benchmark, coco_like):
+    benchmark(reference.paste_masks, *coco_like, SIZE)
+
+
+@pytest.mark.benchmark(group="paste_masks 100 dets -> 480x640 (COCO-like boxes, 5-90% sides)")
+def test_paste_kernel_coco_like(benchmark, coco_like):
+    benchmark(ops.paste_masks, *coco_like, SIZE)
+
+
+# --- the whole post-network path ----------------------------------------------------
+
+def post_network(o, golden):
+    boxes = o.decode_boxes(golden["loc"], golden["priors"])
+    boxes, coeffs, labels, scores = o.fast_nms(boxes, golden["scores"], golden["mask_coeffs"])
+    return o.paste_masks(golden["proto"], coeffs, boxes, SIZE), labels, scores
+
+
+@pytest.mark.benchmark(group="post-network path: decode + fast_nms + paste_masks (golden)")
+def test_post_network_reference(benchmark, golden):
+    benchmark(post_network, reference, golden)
+
+
+@pytest.mark.benchmark(group="post-network path: decode + fast_nms + paste_masks (golden)")
+def test_post_network_kernels(benchmark, golden):
+    benchmark(post_network, ops, golden)
