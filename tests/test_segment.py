@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 
 import yolact_fast as yf
-from yolact_fast import reference
 from yolact_fast.segment import _inference_network, preprocess
 
 from conftest import GOLDEN_DIR, golden_case_model, golden_masks, golden_rgb, match_detections
