@@ -89,6 +89,26 @@ def test_fused_inference_copy_matches_golden(golden, rule_model):
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
+def test_packed_convolutions_equal_plain_ones(rule_model):
+    """oneDNN-packed convs with fused activations/residuals (CPU) give the plain fused values,
+    for other sizes and batch sizes than the packing hint, without touching the input."""
+    from yolact_fast.model.fuse import PackedConv2d, can_pack
+
+    model = rule_model("yolact_resnet50", 1)
+    plain, packed = inference_copy(model, pack_cpu=False), inference_copy(model)
+    if not can_pack(plain):
+        pytest.skip("no oneDNN in this PyTorch build")
+    assert not any(isinstance(m, nn.Conv2d) for m in packed.modules())
+    num_convs = sum(isinstance(m, nn.Conv2d) for m in plain.modules())
+    assert sum(isinstance(m, PackedConv2d) for m in packed.modules()) == num_convs == 68
+    x = torch.rand(2, 3, 137, 203).contiguous(memory_format=torch.channels_last)
+    original = x.clone()
+    with torch.inference_mode():
+        for a, b in zip(plain(x), packed(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert torch.equal(x, original)
+
+
 def test_fold_batchnorm_equals_conv_then_bn():
     conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
     bn = nn.BatchNorm2d(6).eval()

@@ -1,5 +1,7 @@
 """An inference copy of a :class:`Yolact`: BatchNorm folded into the convolutions, the three
-head convolutions merged into one, channels_last weights.
+head convolutions merged into one, channels_last weights; on the CPU, convolutions also get
+oneDNN weights packed once (instead of at every call) with ReLU / LeakyReLU and the ResNet
+residual sum fused into them.
 
 The copy computes the same function up to float rounding (differences ~1e-5 relative);
 ``Yolact`` itself keeps the official, unfused structure so checkpoints load strictly.
@@ -8,11 +10,13 @@ The copy computes the same function up to float rounding (differences ~1e-5 rela
 from __future__ import annotations
 
 import copy
-from typing import Tuple
+import warnings
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from .backbone import Bottleneck
 from .heads import PredictionHead, _flatten_anchors
 from .yolact import Yolact
 
@@ -88,8 +92,12 @@ class MergedPredictionHead(nn.Module):
         )
 
 
-def inference_copy(model: Yolact, channels_last: bool = True) -> Yolact:
-    """A fused eval-mode copy of ``model`` for inference (see module docstring)."""
+def inference_copy(model: Yolact, channels_last: bool = True, pack_cpu: bool = True) -> Yolact:
+    """A fused eval-mode copy of ``model`` for inference (see module docstring).
+
+    ``pack_cpu``: pack the convolutions for oneDNN when the model is a float32 CPU model
+    (falls back to plain convolutions, with a warning, where this PyTorch build cannot).
+    """
     cache = model.__dict__.pop("_inference_cache", None)  # never copy an older fused copy
     try:
         fused = copy.deepcopy(model).eval()
@@ -103,7 +111,132 @@ def inference_copy(model: Yolact, channels_last: bool = True) -> Yolact:
     del fused.semantic_seg_conv  # training only
     if channels_last:
         fused.to(memory_format=torch.channels_last)
+    if pack_cpu and can_pack(fused):
+        try:
+            pack_convolutions(fused)
+        except RuntimeError as error:  # an unusual oneDNN build: keep the plain convolutions
+            warnings.warn(f"oneDNN weight packing unavailable, using plain convolutions: {error}")
+            return inference_copy(model, channels_last, pack_cpu=False)
     return fused
+
+
+def can_pack(model: nn.Module) -> bool:
+    parameter = next(model.parameters())
+    return (
+        parameter.device.type == "cpu"
+        and parameter.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+class PackedConv2d(nn.Module):
+    """A conv with its weight pre-packed for oneDNN and an optional fused activation
+    ("relu", or "leaky_relu" with ``scalars=[slope]``). Same values as conv + activation."""
+
+    def __init__(self, conv: nn.Conv2d, input_shape: Tuple[int, ...], activation: str = "none",
+                 scalars: Optional[List[float]] = None):
+        super().__init__()
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.padding, self.stride = list(conv.padding), list(conv.stride)
+        self.dilation, self.groups = list(conv.dilation), conv.groups
+        self.activation, self.scalars = activation, list(scalars or [])
+        weight = conv.weight.detach().contiguous()
+        # Plain attributes: the packed (opaque) tensor cannot be a parameter or be copied.
+        self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(input_shape)
+        )
+        self.bias_ = None if conv.bias is None else conv.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.packed_weight, self.bias_, self.padding, self.stride, self.dilation,
+            self.groups, self.activation, self.scalars, "",
+        )
+
+    def forward_add_relu(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """relu(conv(x) + other) in one oneDNN call."""
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, self.packed_weight, self.bias_, self.padding, self.stride, self.dilation,
+            self.groups, "add", 1.0, "relu", [], "",
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, activation={self.activation}"
+
+
+class PackedBottleneck(nn.Module):
+    """A BN-folded :class:`Bottleneck` with packed convs: ReLUs and the residual sum fused."""
+
+    def __init__(self, block: Bottleneck, shapes: Dict[nn.Module, Tuple[int, ...]]):
+        super().__init__()
+        self.conv1 = PackedConv2d(block.conv1, shapes[block.conv1], "relu")
+        self.conv2 = PackedConv2d(block.conv2, shapes[block.conv2], "relu")
+        self.conv3 = PackedConv2d(block.conv3, shapes[block.conv3])
+        self.downsample = None
+        if block.downsample is not None:
+            self.downsample = PackedConv2d(block.downsample[0], shapes[block.downsample[0]])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.conv3.forward_add_relu(self.conv2(self.conv1(x)), residual)
+
+
+def _conv_input_shapes(model: Yolact) -> Dict[nn.Module, Tuple[int, ...]]:
+    """Input shape of every conv for one image at the model's size (a packing hint only:
+    other sizes and batch sizes still work)."""
+    shapes = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: shapes.__setitem__(m, tuple(args[0].shape)))
+        for m in model.modules() if isinstance(m, nn.Conv2d)
+    ]
+    size = model.config.max_size
+    example = torch.zeros(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def _activation_of(module: nn.Module) -> Optional[Tuple[str, List[float]]]:
+    if isinstance(module, nn.ReLU):
+        return "relu", []
+    if isinstance(module, nn.LeakyReLU):
+        return "leaky_relu", [module.negative_slope]
+    return None
+
+
+@torch.no_grad()
+def pack_convolutions(model: Yolact) -> None:
+    """Replace every conv of a fused copy with :class:`PackedConv2d`, in place; fuse the
+    activation that directly follows a conv in a Sequential (BN already folded to Identity)."""
+    shapes = _conv_input_shapes(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Bottleneck):
+                setattr(module, name, PackedBottleneck(child, shapes))
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for i, child in enumerate(children):
+                if not isinstance(child, nn.Conv2d):
+                    continue
+                after = i + 1
+                while after < len(children) and isinstance(children[after], nn.Identity):
+                    after += 1
+                activation = _activation_of(children[after]) if after < len(children) else None
+                if activation is not None:
+                    module[i] = PackedConv2d(child, shapes[child], *activation)
+                    module[after] = nn.Identity()
+                else:
+                    module[i] = PackedConv2d(child, shapes[child])
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv2d):
+                setattr(module, name, PackedConv2d(child, shapes[child]))
 
 
 def state_key(model: nn.Module) -> tuple:
