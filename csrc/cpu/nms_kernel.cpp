@@ -41,6 +41,29 @@ void top_k_in_place(std::vector<Ranked<T>>& items, int64_t k) {
   std::sort(items.begin(), items.end(), ranks_before<T>);
 }
 
+// The top_k candidates of one class in rank order. The top_k of a prefix of the
+// candidates bounds the k-th best score from below, so one pass with that bound leaves
+// few items for the exact selection.
+template <class T>
+std::vector<Ranked<T>> top_candidates(const T* class_scores, const std::vector<int64_t>& candidates,
+                                      int64_t top_k) {
+  const int64_t n = int64_t(candidates.size());
+  std::vector<Ranked<T>> ranked;
+  if (top_k == 0 || n == 0) return ranked;
+  const int64_t prefix = std::min(n, 4 * top_k);
+  ranked.reserve(prefix);
+  for (int64_t i = 0; i < prefix; ++i) ranked.push_back({class_scores[candidates[i]], candidates[i]});
+  top_k_in_place(ranked, top_k);
+  if (prefix == n) return ranked;
+  const T bound = ranked.back().score;  // k-th best of the prefix <= k-th best overall
+  for (int64_t i = prefix; i < n; ++i) {
+    const T score = class_scores[candidates[i]];
+    if (score >= bound) ranked.push_back({score, candidates[i]});
+  }
+  top_k_in_place(ranked, top_k);
+  return ranked;
+}
+
 template <class T>
 std::vector<int64_t> find_candidates(const T* boxes, const T* scores, int64_t C, int64_t P,
                                      T score_threshold) {
@@ -60,10 +83,7 @@ template <class T>
 std::vector<Ranked<T>> nms_one_class(const T* boxes, const T* class_scores,
                                      const std::vector<int64_t>& candidates, int64_t top_k,
                                      T iou_threshold, NmsMethod method) {
-  std::vector<Ranked<T>> ranked(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i)
-    ranked[i] = {class_scores[candidates[i]], candidates[i]};
-  top_k_in_place(ranked, top_k);
+  std::vector<Ranked<T>> ranked = top_candidates(class_scores, candidates, top_k);
 
   std::vector<Ranked<T>> kept;
   for (size_t j = 0; j < ranked.size(); ++j) {
