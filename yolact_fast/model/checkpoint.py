@@ -141,9 +141,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str
     ("yolact_im700_54_800000.pth"). A class count other than COCO's gives generic class names.
     """
     kind, layers = _backbone_layout(state_dict)
+    stem = state_dict.get("backbone.conv1.weight")
     candidates = [
         c for c in NAMED_CONFIGS.values()
         if c.backbone.kind == kind and tuple(c.backbone.layers) == layers
+        and (stem is None or stem.shape[0] == getattr(c.backbone, "width", 64))
     ]
     if not candidates:
         raise ValueError(
@@ -172,7 +174,10 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple
     if "backbone._preconv.0.weight" in state_dict:
         # Each DarkNet stage starts with its stride-2 conv, which is not a residual block.
         return "darknet", tuple(blocks[s] - 1 for s in sorted(blocks))
-    return "resnet", tuple(blocks[s] for s in sorted(blocks))
+    layers = tuple(blocks[s] for s in sorted(blocks))
+    if "backbone.layers.0.0.conv3.weight" not in state_dict:
+        return "resnet_basic", layers  # ResNet-18/34 blocks have two convs
+    return "resnet", layers
 
 
 def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor]) -> YolactConfig:
