@@ -1,0 +1,156 @@
+"""Defined behaviour for NaN/Inf network outputs, re-entrancy from several threads, and
+bitwise determinism across runs and processes."""
+
+import hashlib
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import yolact_fast as yf
+from yolact_fast import configs, ops
+from inputs import random_boxes, random_coeffs, random_proto, random_scores
+
+TINY = configs.yolact_base.replace(
+    name="tiny_test",
+    backbone=configs.BackboneConfig("resnet", (1, 1, 1, 1), (1, 2, 3), (256, 512, 1024, 2048)),
+    max_size=96,
+    class_names=("a", "b", "c"),
+)
+
+
+def post_network(golden, loc=None, conf_logits=None, coeffs=None, proto=None):
+    """The golden raw outputs (optionally replaced) -> (detections, masks) via the kernels."""
+    loc = golden["loc"] if loc is None else loc
+    conf_logits = golden["conf_logits"] if conf_logits is None else conf_logits
+    coeffs = golden["mask_coeffs"] if coeffs is None else coeffs
+    proto = golden["proto"] if proto is None else proto
+    boxes = ops.decode_boxes(loc, golden["priors"])
+    scores = torch.softmax(conf_logits, -1).t()[1:]
+    det = ops.fast_nms(boxes, scores, coeffs, max_detections=1000)
+    return det, ops.paste_masks(proto, det[1], det[0], golden["image"].shape[:2])
+
+
+def test_nan_and_inf_box_offsets_are_never_selected(golden):
+    loc = golden["loc"].clone()
+    bad = torch.arange(0, loc.shape[0], 7)
+    loc[bad[::2], 0] = float("nan")
+    loc[bad[1::2], 3] = float("inf")  # exp -> inf width
+    (boxes, _, _, scores), masks = post_network(golden, loc=loc)
+    assert len(boxes) > 0 and torch.isfinite(boxes).all() and torch.isfinite(scores).all()
+    decoded = ops.decode_boxes(loc, golden["priors"])
+    chosen = torch.isin(boxes.view(-1, 1, 4), decoded[bad].view(1, -1, 4)).all(-1).any(-1)
+    assert not chosen.any()
+
+
+def test_nan_class_scores_are_never_selected(golden):
+    conf = golden["conf_logits"].clone()
+    conf[::3, 5] = float("nan")
+    (boxes, _, _, scores), _ = post_network(golden, conf_logits=conf)
+    decoded = ops.decode_boxes(golden["loc"], golden["priors"])
+    assert len(boxes) > 0 and torch.isfinite(scores).all()
+    chosen = torch.isin(boxes.view(-1, 1, 4), decoded[::3].view(1, -1, 4)).all(-1).any(-1)
+    assert not chosen.any()
+
+
+def test_nan_coefficients_give_empty_masks(golden):
+    coeffs = golden["mask_coeffs"].clone()
+    coeffs[:, 0] = float("nan")
+    (boxes, det_coeffs, _, _), masks = post_network(golden, coeffs=coeffs)
+    assert len(boxes) > 0 and torch.isnan(det_coeffs[:, 0]).all()
+    assert not masks.any()
+
+
+def test_inf_prototypes_stay_defined(golden):
+    proto = golden["proto"].clone()
+    proto[10:20, 10:20] = float("inf")
+    proto[50:60, 50:60] = float("nan")
+    (_, coeffs, _, _), masks = post_network(golden, proto=proto)
+    assert masks.dtype == torch.bool and masks.shape[0] == coeffs.shape[0]
+
+
+def run_ops_case(seed):
+    g = torch.Generator().manual_seed(seed)
+    boxes, scores, coeffs = random_boxes(3000, g), random_scores(20, 3000, g), random_coeffs(3000, 32, g)
+    det = ops.fast_nms(boxes, scores, coeffs)
+    masks = ops.paste_masks(random_proto(138, 138, 32, g), det[1], det[0], (240, 320))
+    return det + (masks,)
+
+
+def test_ops_are_reentrant():
+    serial = [run_ops_case(seed) for seed in range(8)]
+    results = [None] * 8
+
+    def work(i):
+        for _ in range(2):
+            results[i] = run_ops_case(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, serial):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def tiny_model_and_images():
+    torch.manual_seed(0)
+    model = yf.Yolact(TINY).eval()
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, 70 + 9 * i, 90 - 5 * i), dtype=torch.uint8, generator=g) for i in range(4)]
+    return model, images
+
+
+def same_instances(a, b):
+    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("boxes", "scores", "labels", "masks"))
+
+
+def test_segment_from_four_threads_matches_serial():
+    model, images = tiny_model_and_images()
+    serial = [yf.segment(image, model=model, score_threshold=0.0) for image in images]
+    results = [None] * len(images)
+
+    def work(i):
+        results[i] = yf.segment(images[i], model=model, score_threshold=0.0)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(len(r) > 0 for r in serial)
+    assert all(same_instances(r, s) for r, s in zip(results, serial))
+
+
+def digest(instances):
+    h = hashlib.sha256()
+    for inst in instances:
+        for f in ("boxes", "scores", "labels", "masks"):
+            h.update(getattr(inst, f).numpy().tobytes())
+    return h.hexdigest()
+
+
+DIGEST_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(2)
+from test_robustness import tiny_model_and_images, digest
+import yolact_fast as yf
+model, images = tiny_model_and_images()
+print(digest([yf.segment(image, model=model, score_threshold=0.0) for image in images]))
+"""
+
+
+def test_bitwise_deterministic_across_runs_and_processes():
+    torch.set_num_threads(2)
+    model, images = tiny_model_and_images()
+    first = digest([yf.segment(image, model=model, score_threshold=0.0) for image in images])
+    second = digest([yf.segment(image, model=model, score_threshold=0.0) for image in images])
+    assert first == second
+    script = DIGEST_SCRIPT.format(tests=str(Path(__file__).resolve().parent))
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == first
