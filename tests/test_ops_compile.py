@@ -19,9 +19,26 @@ OPCHECK_CASES = {
 
 @pytest.mark.parametrize("name", sorted(OPCHECK_CASES))
 def test_opcheck(name):
-    # test_aot_dispatch_dynamic is left out: these ops have no autograd formula.
-    torch.library.opcheck(getattr(torch.ops.yolact_fast, name), OPCHECK_CASES[name],
-                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+    # test_aot_dispatch_dynamic only for the differentiable op: the others have no autograd
+    # formula (their outputs are indices, thresholds and masks).
+    utils = ["test_schema", "test_autograd_registration", "test_faketensor"]
+    if name == "assemble_masks":
+        utils.append("test_aot_dispatch_dynamic")
+    torch.library.opcheck(getattr(torch.ops.yolact_fast, name), OPCHECK_CASES[name], test_utils=utils)
+
+
+def test_assemble_masks_gradients():
+    g = torch.Generator().manual_seed(3)
+    proto = random_proto(7, 9, 3, g, torch.float64).requires_grad_()
+    coeffs = random_coeffs(4, 3, g, torch.float64).requires_grad_()
+    boxes = random_boxes(4, g, torch.float64, hostile=False)
+    assert torch.autograd.gradcheck(lambda p, c: ops.assemble_masks(p, c, boxes), (proto, coeffs))
+    # And equal to autograd through the reference.
+    ops.assemble_masks(proto, coeffs, boxes).square().sum().backward()
+    got = proto.grad.clone(), coeffs.grad.clone()
+    proto.grad = coeffs.grad = None
+    reference.assemble_masks(proto, coeffs, boxes).square().sum().backward()
+    torch.testing.assert_close(got, (proto.grad, coeffs.grad))
 
 
 def post_network(loc, scores, coeffs, proto, priors):

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from . import _C, _meta  # noqa: F401  (registers the ops and their fake kernels)
+from . import _C, _autograd, _meta  # noqa: F401  (ops, autograd formulas, fake kernels)
 from .configs import YolactConfig, feature_sizes
 from .reference import anchor_sizes
 
