@@ -11,6 +11,7 @@ import yolact_fast as yf
 from yolact_fast import configs
 from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
+from yolact_fast.segment import _inference_network
 
 from conftest import GOLDEN_DIR, golden_case_model, golden_rgb, match_detections
 
@@ -75,7 +76,7 @@ def test_golden_backbone_fpn_and_head(golden, rule_model):
 
 def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
-    fused = inference_copy(model)
+    fused = _inference_network(model)  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     batch = torch.from_numpy(np.load(GOLDEN_DIR / "input_550_resnet_480x640.npz")["input_tensor"])
     if golden["image"].shape[:2] != (480, 640):
