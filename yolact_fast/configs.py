@@ -31,16 +31,19 @@ IMAGENET_STD_BGR = (57.38, 57.12, 58.40)
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """``kind``: "resnet" (Bottleneck, stride on the 3x3 conv) or "darknet" (DarkNet-53).
+    """``kind``: "resnet" (Bottleneck, stride on the 3x3 conv), "resnet_basic" (BasicBlock,
+    ResNet-18/34 style) or "darknet" (DarkNet-53).
 
     ``layers``: blocks per stage. ``selected_layers``: stage indices fed to the FPN.
-    ``channels``: output channels of every stage.
+    ``channels``: output channels of every stage. ``width``: channels of the ResNet stem
+    (64 in the official networks; stage i has ``width * 2**i`` planes).
     """
 
     kind: str
     layers: Tuple[int, ...]
     selected_layers: Tuple[int, ...]
     channels: Tuple[int, ...]
+    width: int = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class YolactConfig:
 
     ``pred_scales[l]`` and ``aspect_ratios[l]`` give the anchors of FPN level l (P3, P4, ...).
     ``normalize``: "imagenet" ((x - mean) / std, BGR constants) or "unit" (x / 255, DarkNet).
+    ``proto_width``: channels of the protonet's hidden convs (256 in the official networks).
     """
 
     name: str
@@ -58,6 +62,7 @@ class YolactConfig:
     pred_scales: Tuple[Tuple[float, ...], ...] = ((24,), (48,), (96,), (192,), (384,))
     aspect_ratios: Tuple[Tuple[float, ...], ...] = ((1, 0.5, 2),) * 5
     fpn_features: int = 256
+    proto_width: int = 256
     fpn_num_downsample: int = 2
     mask_dim: int = 32
     normalize: str = "imagenet"
@@ -105,8 +110,24 @@ yolact_darknet53 = yolact_base.replace(
     normalize="unit",
 )
 
+SHAPE_CLASSES: Tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
+
+# The embedded demo model (``yf.load("demo")``): a half-width ResNet-18 at 256 px, trained from
+# scratch on synthetic shapes on a CPU (scripts/train_demo.sh). Shapes are near-square, so
+# square anchors at two scales per level replace the three aspect ratios.
+yolact_demo = yolact_base.replace(
+    name="yolact_demo",
+    backbone=BackboneConfig("resnet_basic", (2, 2, 2, 2), (1, 2, 3), (32, 64, 128, 256), width=32),
+    max_size=256,
+    class_names=SHAPE_CLASSES,
+    pred_scales=((16, 23), (32, 45), (64, 90), (128, 181), (256, 362)),
+    aspect_ratios=((1,),) * 5,
+    fpn_features=128,
+    proto_width=64,
+)
+
 NAMED_CONFIGS = {
-    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53)
+    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53, yolact_demo)
 }
 
 

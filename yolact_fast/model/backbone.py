@@ -38,33 +38,59 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
-class ResNetBackbone(nn.Module):
-    """ResNet stem + 4 stages; ``forward`` returns the 4 stage outputs (strides 4..32)."""
+class BasicBlock(nn.Module):
+    """ResNet-18/34 block: two 3x3 convs (stride on the first), identity or projected residual."""
 
-    def __init__(self, layers: Tuple[int, ...]):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + residual)
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet stem + 4 stages; ``forward`` returns the 4 stage outputs (strides 4..32).
+
+    ``block``: :class:`Bottleneck` (official) or :class:`BasicBlock`; ``width``: stem channels.
+    """
+
+    def __init__(self, layers: Tuple[int, ...], block: type = Bottleneck, width: int = 64):
         super().__init__()
         # Registered first so that the state-dict order matches the official one.
         self.layers = nn.ModuleList()
         self.channels: List[int] = []
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.block = block
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for index, num_blocks in enumerate(layers):
-            self._make_layer(64 * 2**index, num_blocks, stride=1 if index == 0 else 2)
+            self._make_layer(width * 2**index, num_blocks, stride=1 if index == 0 else 2)
 
     def _make_layer(self, planes: int, num_blocks: int, stride: int) -> None:
-        out_channels = planes * Bottleneck.expansion
+        block = self.block
+        out_channels = planes * block.expansion
         downsample = None
         if stride != 1 or self.inplanes != out_channels:
             downsample = nn.Sequential(
                 nn.Conv2d(self.inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        blocks = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        blocks = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = out_channels
-        blocks += [Bottleneck(self.inplanes, planes) for _ in range(1, num_blocks)]
+        blocks += [block(self.inplanes, planes) for _ in range(1, num_blocks)]
         self.channels.append(out_channels)
         self.layers.append(nn.Sequential(*blocks))
 
@@ -132,11 +158,15 @@ class DarkNetBackbone(nn.Module):
 
 def build_backbone(config: BackboneConfig) -> nn.Module:
     if config.kind == "resnet":
-        backbone = ResNetBackbone(config.layers)
+        backbone = ResNetBackbone(config.layers, Bottleneck, config.width)
+    elif config.kind == "resnet_basic":
+        backbone = ResNetBackbone(config.layers, BasicBlock, config.width)
     elif config.kind == "darknet":
         backbone = DarkNetBackbone(config.layers)
     else:
-        raise ValueError(f"unknown backbone kind {config.kind!r}; expected 'resnet' or 'darknet'")
+        raise ValueError(
+            f"unknown backbone kind {config.kind!r}; expected 'resnet', 'resnet_basic' or 'darknet'"
+        )
     if tuple(backbone.channels) != tuple(config.channels):
         raise ValueError(
             f"backbone {config.kind} with layers {config.layers} has stage channels "

@@ -51,7 +51,7 @@ class Yolact(nn.Module):
             )
         self.config = config
         self.backbone = build_backbone(config.backbone)
-        self.proto_net = ProtoNet(config.fpn_features, config.mask_dim)
+        self.proto_net = ProtoNet(config.fpn_features, config.mask_dim, config.proto_width)
         in_channels = [config.backbone.channels[i] for i in config.backbone.selected_layers]
         self.fpn = FPN(in_channels, config.fpn_features, config.fpn_num_downsample)
         self.prediction_layers = nn.ModuleList([

@@ -1,0 +1,169 @@
+"""Datasets: synthetic shapes, the COCO writer and loader, data specs, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from yolact_fast.configs import SHAPE_CLASSES
+from yolact_fast.data import CocoDataset, open_dataset, synthetic_shapes, write_coco
+from yolact_fast.data.spec import parse_synthetic
+
+
+def _extents(masks):
+    boxes = []
+    for m in masks:
+        rows, cols = np.nonzero(m.any(1).numpy())[0], np.nonzero(m.any(0).numpy())[0]
+        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+
+def test_synthetic_shapes_layout_and_consistency():
+    data = synthetic_shapes(6, seed=3, size=(96, 128))
+    assert len(data) == 6
+    labels = set()
+    for image, target in data:
+        assert image.dtype == torch.uint8 and image.shape == (3, 96, 128)
+        m = target["masks"].shape[0]
+        assert m >= 1
+        assert target["masks"].dtype == torch.bool and target["masks"].shape == (m, 96, 128)
+        assert target["boxes"].dtype == torch.float32 and target["labels"].dtype == torch.int64
+        assert target["masks"].flatten(1).any(1).all()
+        assert torch.equal(target["boxes"], _extents(target["masks"]))
+        assert ((target["labels"] >= 0) & (target["labels"] < len(SHAPE_CLASSES))).all()
+        # visible masks never overlap: later shapes occlude earlier ones
+        assert target["masks"].sum(0).max() <= 1
+        labels |= set(target["labels"].tolist())
+    assert len(labels) >= 3
+
+
+def test_synthetic_shapes_deterministic_per_seed():
+    a, b, c = synthetic_shapes(3, 7), synthetic_shapes(3, 7), synthetic_shapes(3, 8)
+    for (ia, ta), (ib, tb) in zip(a, b):
+        assert torch.equal(ia, ib) and torch.equal(ta["masks"], tb["masks"])
+    assert not torch.equal(a[0][0], c[0][0])
+    assert torch.equal(a[2][0], synthetic_shapes(10, 7)[2][0])  # item i depends on (seed, i) only
+
+
+def test_synthetic_shapes_bad_arguments():
+    for kwargs in ({"n": -1}, {"n": 2, "seed": -1}, {"n": 2, "size": (8, 8)}):
+        with pytest.raises(ValueError):
+            synthetic_shapes(**kwargs)
+    with pytest.raises(IndexError):
+        synthetic_shapes(2, 0)[2]
+
+
+def test_write_coco_round_trip(tmp_path):
+    samples = list(synthetic_shapes(3, seed=1, size=(64, 80)))
+    path = write_coco(samples, str(tmp_path), SHAPE_CLASSES)
+    dataset = CocoDataset(str(tmp_path / "images"), path)
+    assert len(dataset) == 3 and dataset.class_names == SHAPE_CLASSES and not dataset.skipped
+    for (image, target), (image2, target2) in zip(samples, dataset):
+        assert torch.equal(image, image2)
+        assert torch.equal(target["masks"], target2["masks"])
+        assert torch.equal(target["labels"], target2["labels"])
+        assert torch.allclose(target["boxes"], target2["boxes"])
+        assert target2["crowd_boxes"].shape == (0, 4)
+
+
+def _write_image(path, h=20, w=30):
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(path)
+
+
+def _coco(tmp_path, annotations, images=None, categories=None):
+    images = images or [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}]
+    for image in images:
+        if not (tmp_path / image["file_name"]).exists() and image["file_name"] != "missing.png":
+            _write_image(tmp_path / image["file_name"], image["height"], image["width"])
+    data = {"images": images, "annotations": annotations,
+            "categories": categories or [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_polygon_rle_and_crowd(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    rle_mask = np.zeros((20, 30), np.uint8, order="F")
+    rle_mask[2:6, 20:28] = 1
+    rle = mask_utils.encode(rle_mask)
+    rle["counts"] = rle["counts"].decode("ascii")
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [0, 0, 10, 10], "iscrowd": 0,
+         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "area": 100},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [20, 2, 8, 4], "iscrowd": 0,
+         "segmentation": rle, "area": 32},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [12, 12, 6, 6], "iscrowd": 1,
+         "segmentation": rle, "area": 36},
+    ]
+    dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations))
+    image, target = dataset[0]
+    assert image.shape == (3, 20, 30)
+    assert target["labels"].tolist() == [1, 0]  # category ids sorted: 3 -> 0, 7 -> 1
+    assert target["masks"][0, :10, :10].all() and target["masks"][0].sum() >= 100
+    assert torch.equal(target["masks"][1], torch.from_numpy(rle_mask.astype(bool)))
+    assert target["boxes"].tolist() == [[0, 0, 10, 10], [20, 2, 28, 6]]
+    assert target["crowd_boxes"].tolist() == [[12, 12, 18, 18]]
+
+
+def test_bad_annotations_are_skipped_and_counted(tmp_path):
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+              {"id": 2, "file_name": "missing.png", "height": 20, "width": 30}]
+    good = [[0, 0, 10, 0, 10, 10, 0, 10]]
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "segmentation": good, "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 4], "segmentation": good, "iscrowd": 0},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
+        {"id": 4, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
+    ]
+    with pytest.warns(UserWarning, match="skipped"):
+        dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations, images))
+    assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "empty_mask": 1,
+                                     "unknown_category": 1}
+    assert len(dataset) == 1
+    _, target = dataset[0]
+    assert target["labels"].tolist() == [0]
+
+
+def test_corrupt_image_loads_as_none(tmp_path):
+    path = _coco(tmp_path, [])
+    (tmp_path / "a.png").write_bytes(b"not a png at all")
+    assert CocoDataset(str(tmp_path), path)[0] is None
+
+
+def test_missing_or_corrupt_annotation_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+        CocoDataset(str(tmp_path), str(tmp_path / "nope.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read annotation file"):
+        CocoDataset(str(tmp_path), str(bad))
+    bad.write_text(json.dumps({"images": []}))
+    with pytest.raises(ValueError, match="'annotations'"):
+        CocoDataset(str(tmp_path), str(bad))
+    bad.write_text(json.dumps({"images": [{"id": 1}], "annotations": [], "categories": []}))
+    with pytest.raises(ValueError, match="file_name"):
+        CocoDataset(str(tmp_path), str(bad))
+    with pytest.raises(FileNotFoundError, match="image directory"):
+        CocoDataset(str(tmp_path / "nodir"), _coco(tmp_path, []))
+
+
+def test_data_specs(tmp_path):
+    assert parse_synthetic("synthetic:5") == (5, 0, 256)
+    assert parse_synthetic("synthetic:5:3:64") == (5, 3, 64)
+    assert parse_synthetic("a.json") is None
+    for bad in ("synthetic:", "synthetic:0", "synthetic:x", "synthetic:1:2:3:4", "synthetic:2:-1"):
+        with pytest.raises(ValueError, match="synthetic"):
+            parse_synthetic(bad)
+    assert len(open_dataset("synthetic:2:0:32")) == 2
+    cached = open_dataset("synthetic:2:0:32", cache_dir=str(tmp_path / "c"))
+    assert isinstance(cached, CocoDataset) and len(cached) == 2
+    assert len(open_dataset(str(tmp_path / "c"))) == 2
+    assert len(open_dataset(str(tmp_path / "c" / "annotations.json"))) == 2
+    with pytest.raises(FileNotFoundError, match="data not found"):
+        open_dataset(str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match="without annotations.json"):
+        open_dataset(str(tmp_path))

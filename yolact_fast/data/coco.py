@@ -1,0 +1,192 @@
+"""COCO-format datasets through pycocotools, and a writer from (image, target) samples.
+
+Invalid annotations never reach training: they are skipped at load time and counted in
+``CocoDataset.skipped`` (and reported once with a warning):
+
+- ``missing_image``: the image file does not exist (the whole image is skipped);
+- ``zero_area_box``: a box with width or height <= 0;
+- ``empty_mask``: a segmentation that rasterises to no pixel;
+- ``unknown_category``: a ``category_id`` not among the file's categories (class out of range).
+
+Images that exist but cannot be decoded are reported by :meth:`CocoDataset.load` returning
+None; the training loop skips them and counts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import warnings
+from collections import Counter
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+Target = Dict[str, torch.Tensor]
+
+SKIP_REASONS = ("missing_image", "zero_area_box", "empty_mask", "unknown_category")
+
+
+class CocoDataset(torch.utils.data.Dataset):
+    """Images and instance annotations from a COCO json (polygons, RLE and crowd regions).
+
+    Items are (uint8 [3,H,W] RGB, {"boxes": float32 [M,4] x1,y1,x2,y2 pixels, "labels": int64
+    [M] 0-based (categories sorted by id), "masks": bool [M,H,W], "crowd_boxes": float32 [K,4]},
+    "image_id": int64 []) or None if the image cannot be decoded. ``iscrowd`` annotations
+    become ``crowd_boxes`` (priors mostly inside them are neither positive nor negative).
+    Raises FileNotFoundError / ValueError for a missing or unreadable annotation file.
+    """
+
+    def __init__(self, image_dir: str, annotation_json: str, warn: bool = True):
+        from pycocotools.coco import COCO
+
+        annotation_json = os.fspath(annotation_json)
+        if not os.path.isfile(annotation_json):
+            raise FileNotFoundError(f"annotation file not found: {annotation_json!r}")
+        if not os.path.isdir(image_dir):
+            raise FileNotFoundError(f"image directory not found: {image_dir!r}")
+        try:
+            with open(annotation_json) as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read annotation file {annotation_json!r}: {error}") from error
+        _check_layout(data, annotation_json)
+        self.coco = COCO()
+        self.coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco.createIndex()
+        self.image_dir = os.fspath(image_dir)
+        self.annotation_json = annotation_json
+        self.category_ids: List[int] = sorted(self.coco.getCatIds())
+        self.class_names: Tuple[str, ...] = tuple(self.coco.cats[c]["name"] for c in self.category_ids)
+        self.skipped: Counter = Counter()
+        self.image_ids: List[int] = []
+        for image_id in sorted(self.coco.getImgIds()):
+            if os.path.isfile(self._path(image_id)):
+                self.image_ids.append(image_id)
+            else:
+                self.skipped["missing_image"] += 1
+        self._label = {c: i for i, c in enumerate(self.category_ids)}
+        self._annotations = {i: self._valid_annotations(i) for i in self.image_ids}
+        if warn and sum(self.skipped.values()):
+            warnings.warn(f"{annotation_json}: skipped {dict(self.skipped)}")
+
+    def _path(self, image_id: int) -> str:
+        return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+
+    def _valid_annotations(self, image_id: int) -> List[dict]:
+        kept = []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            x, y, w, h = (ann.get("bbox") or (0, 0, 0, 0))[:4]
+            if ann.get("category_id") not in self._label:
+                self.skipped["unknown_category"] += 1
+            elif not (w > 0 and h > 0):
+                self.skipped["zero_area_box"] += 1
+            elif "segmentation" in ann and not ann.get("iscrowd", 0) and _mask(self.coco, ann).sum() == 0:
+                self.skipped["empty_mask"] += 1
+            else:
+                kept.append(ann)
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int):
+        return self.load(index)
+
+    def load(self, index: int) -> Optional[Tuple[torch.Tensor, Target]]:
+        """Item ``index``, or None if its image cannot be decoded."""
+        from ..io import read_image
+
+        image_id = self.image_ids[index]
+        try:
+            image = read_image(self._path(image_id))
+        except (ValueError, FileNotFoundError):
+            return None
+        height, width = image.shape[-2:]
+        boxes, labels, masks, crowd = [], [], [], []
+        for ann in self._annotations[image_id]:
+            x, y, w, h = ann["bbox"][:4]
+            box = [x, y, x + w, y + h]
+            if ann.get("iscrowd", 0):
+                crowd.append(box)
+                continue
+            mask = _mask(self.coco, ann, (height, width)) if "segmentation" in ann else None
+            if mask is None:  # boxes only: the box is the mask
+                mask = np.zeros((height, width), bool)
+                mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = True
+            boxes.append(box)
+            labels.append(self._label[ann["category_id"]])
+            masks.append(mask)
+        target = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "masks": torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, height, width), dtype=torch.bool),
+            "crowd_boxes": torch.tensor(crowd, dtype=torch.float32).reshape(-1, 4),
+            "image_id": torch.tensor(image_id, dtype=torch.int64),
+        }
+        return image, target
+
+
+def _check_layout(data, path: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a COCO annotation file holds a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: missing or invalid {key!r} list (not a COCO annotation file)")
+    for image in data["images"]:
+        if not isinstance(image, dict) or not {"id", "file_name", "height", "width"} <= set(image):
+            raise ValueError(f"{path}: every image needs id, file_name, height and width; got {image!r}")
+    for category in data["categories"]:
+        if not isinstance(category, dict) or not {"id", "name"} <= set(category):
+            raise ValueError(f"{path}: every category needs id and name; got {category!r}")
+
+
+def _mask(coco, ann: dict, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """bool [H,W] of an annotation (polygons, RLE or uncompressed RLE); at ``size`` if given."""
+    try:
+        mask = coco.annToMask(ann).astype(bool)
+    except Exception:  # malformed segmentation: treated as empty
+        image = coco.imgs[ann["image_id"]]
+        mask = np.zeros((image["height"], image["width"]), bool)
+    if size is not None and mask.shape != tuple(size):
+        resized = np.zeros(size, bool)
+        h, w = min(size[0], mask.shape[0]), min(size[1], mask.shape[1])
+        resized[:h, :w] = mask[:h, :w]
+        mask = resized
+    return mask
+
+
+def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
+               class_names: Sequence[str], image_format: str = "png") -> str:
+    """Write (image, target) samples as ``out_dir/images/<id>.png`` and
+    ``out_dir/annotations.json`` (RLE masks, 1-based category ids); returns the json path."""
+    from pycocotools import mask as mask_utils
+    from PIL import Image
+
+    image_dir = os.path.join(out_dir, "images")
+    os.makedirs(image_dir, exist_ok=True)
+    images, annotations = [], []
+    for image_id, (image, target) in enumerate(samples, start=1):
+        file_name = f"{image_id:06d}.{image_format}"
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(os.path.join(image_dir, file_name))
+        height, width = image.shape[-2:]
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        masks = target["masks"].numpy()
+        for box, label, mask in zip(target["boxes"].tolist(), target["labels"].tolist(), masks):
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            x1, y1, x2, y2 = box
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()),
+                "segmentation": rle, "iscrowd": 0,
+            })
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    path = os.path.join(out_dir, "annotations.json")
+    with open(path, "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    return path
