@@ -11,6 +11,10 @@ found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
 
 import glob
 import os
+import re
+import subprocess
+import sysconfig
+import tempfile
 
 import torch
 from setuptools import find_packages, setup
@@ -21,6 +25,39 @@ DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 def env_flag(name):
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def toolkit_of_nvcc():
+    """Root of the CUDA toolkit that the nvcc on PATH runs (it may be a wrapper script)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        open(os.path.join(tmp, "probe.cu"), "w").close()
+        try:
+            dry = subprocess.run(["nvcc", "--dryrun", "-c", "probe.cu"], cwd=tmp,
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    match = re.search(r"^#\$ _HERE_=(.*)/bin$", dry.stdout + dry.stderr, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def resolve_cuda_home():
+    """torch guesses CUDA_HOME from the nvcc on PATH, which is wrong for a wrapper script
+    (no lib64/libcudart next to it): ask nvcc where its toolkit lives instead."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    guess = cpp_extension.CUDA_HOME
+    if guess and glob.glob(os.path.join(guess, "lib*", "libcudart.so*")):
+        return
+    toolkit = toolkit_of_nvcc()
+    if toolkit:
+        os.environ["CUDA_HOME"] = toolkit
+        cpp_extension.CUDA_HOME = toolkit
+
+
+def cuda_wheel_includes():
+    """Headers torch needs (cusparse.h, cublas_v2.h, ...) that come with its nvidia wheels."""
+    site = sysconfig.get_paths()["purelib"]
+    return sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")))
 
 
 def want_cuda():
@@ -54,6 +91,7 @@ def compile_args(with_cuda):
 
 
 def get_extensions():
+    resolve_cuda_home()
     with_cuda = want_cuda()
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
@@ -68,7 +106,7 @@ def get_extensions():
         extension(
             "yolact_fast._C",
             sources,
-            include_dirs=[os.path.abspath("csrc")],
+            include_dirs=[os.path.abspath("csrc")] + (cuda_wheel_includes() if with_cuda else []),
             extra_compile_args=cflags,
             extra_link_args=ldflags,
         )

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
+export YOLACT_FAST_GOLDEN=${YOLACT_FAST_GOLDEN:-$(cd .. && pwd)/shared/golden}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git ls-files -z csrc yolact_fast tests setup.py pyproject.toml | xargs -0 cp --parents -t "$work"
