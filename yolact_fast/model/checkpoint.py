@@ -13,11 +13,7 @@ from ..configs import NAMED_CONFIGS, YolactConfig, get_config
 from .yolact import Yolact
 
 DEMO_NAME = "demo"
-_DEMO_MISSING = (
-    "the embedded demo model is not available yet (it ships in a later release). "
-    "Pass model=yf.load('<checkpoint>.pth') or set YOLACT_FAST_WEIGHTS to an official YOLACT "
-    "checkpoint; `yolact-fast demo` runs the pipeline with random (untrained) weights."
-)
+DEMO_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "demo.pt")
 
 Source = Union[str, os.PathLike, Mapping[str, torch.Tensor], io.IOBase]
 
@@ -33,12 +29,17 @@ def load(
     named config, a :class:`YolactConfig`, or None to infer it from the keys (and from the file
     name for ``im700``). Raises FileNotFoundError, ValueError (unknown config, nothing to infer
     from) or RuntimeError (unreadable file, keys or shapes that do not match).
+
+    ``"demo"`` is the embedded demo model (``yolact_demo``, synthetic shapes). Files written by
+    the trainer (``{"state_dict", "config", "class_names"}``) name their config themselves.
     """
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) == DEMO_NAME:
-        raise RuntimeError(_DEMO_MISSING)
-    state_dict, file_name = read_state_dict(source)
+        if not os.path.isfile(DEMO_PATH):
+            raise RuntimeError(f"the embedded demo model is missing from the installation ({DEMO_PATH})")
+        source = DEMO_PATH
+    state_dict, file_name, saved = _read_with_meta(source)
     if config is None:
-        config = infer_config(state_dict, file_name)
+        config = saved if saved is not None else infer_config(state_dict, file_name)
     elif isinstance(config, str):
         config = get_config(config)
     elif not isinstance(config, YolactConfig):
@@ -54,6 +55,23 @@ def load(
 
 def read_state_dict(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
     """(state dict on the CPU, file name or None). Loads with ``weights_only=True``."""
+    state_dict, file_name, _ = _read_with_meta(source)
+    return state_dict, file_name
+
+
+def _saved_config(obj) -> Optional[YolactConfig]:
+    """The config named by a yolact_fast weights file ({"state_dict", "config", "class_names"})."""
+    if not (isinstance(obj, Mapping) and isinstance(obj.get("config"), str) and "state_dict" in obj):
+        return None
+    config = get_config(obj["config"])
+    names = obj.get("class_names")
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names) and tuple(names) != config.class_names:
+        config = config.replace(class_names=tuple(names))
+    return config
+
+
+def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[str], Optional[YolactConfig]]:
+    """(state dict, file name, config named in the file or None)."""
     file_name = None
     if isinstance(source, Mapping):
         state_dict = source
@@ -76,6 +94,7 @@ def read_state_dict(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
             "checkpoint source must be a path, an open file or a state dict, "
             f"got {type(source).__name__}"
         )
+    saved = _saved_config(state_dict)
     state_dict = _unwrap(state_dict)
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
@@ -84,7 +103,7 @@ def read_state_dict(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
             f"checkpoint {file_name or ''} does not hold a state dict (str -> tensor), "
             f"got {type(state_dict).__name__}"
         )
-    return dict(state_dict), file_name
+    return dict(state_dict), file_name, saved
 
 
 def _unwrap(obj):

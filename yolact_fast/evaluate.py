@@ -1,0 +1,84 @@
+"""COCO box and mask AP of a model on a :class:`~yolact_fast.data.CocoDataset` (pycocotools)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from typing import Dict, List, Optional, Sequence
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[Sequence[int]] = None,
+              verbose: bool = False) -> Dict[str, float]:
+    """COCOeval summary {"AP", "AP50", ...} of ``results`` ("bbox" or "segm") against
+    ``coco_gt`` (a pycocotools COCO). No results give zeros (pycocotools cannot load [])."""
+    from pycocotools.cocoeval import COCOeval
+
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    if not results:
+        return {name: 0.0 for name in STAT_NAMES}
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+        if image_ids is not None:
+            evaluator.params.imgIds = list(image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    # pycocotools reports -1 where a category/area has no ground truth.
+    return {name: float(max(v, 0.0)) if v >= 0 else -1.0 for name, v in zip(STAT_NAMES, evaluator.stats)}
+
+
+def predict(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> tuple:
+    """(COCO results of ``model`` on every image of ``dataset``, number of unreadable images)."""
+    from tqdm import tqdm
+
+    from .segment import segment
+
+    if len(model.config.class_names) != len(dataset.category_ids):
+        raise ValueError(
+            f"the model has {len(model.config.class_names)} classes but the dataset has "
+            f"{len(dataset.category_ids)} categories"
+        )
+    results, unreadable = [], 0
+    for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress, file=sys.stderr):
+        sample = dataset.load(index)
+        if sample is None:
+            unreadable += 1
+            continue
+        image, target = sample
+        instances = segment(image, model=model, score_threshold=score_threshold)
+        results += instances.to_coco(int(target["image_id"]), dataset.category_ids)
+    return results, unreadable
+
+
+def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> Dict[str, object]:
+    """{"bbox": stats, "segm": stats, "results": COCO results, "images": n, "unreadable": n}."""
+    results, unreadable = predict(model, dataset, score_threshold, progress)
+    image_ids = dataset.image_ids
+    return {
+        "bbox": coco_eval(dataset.coco, results, "bbox", image_ids),
+        "segm": coco_eval(dataset.coco, results, "segm", image_ids),
+        "results": results,
+        "images": len(image_ids) - unreadable,
+        "unreadable": unreadable,
+    }
+
+
+def perfect_results(dataset) -> List[dict]:
+    """The ground truth of ``dataset`` as detections with score 1 (a sanity check: AP 1.0)."""
+    results = []
+    for image_id in dataset.image_ids:
+        for ann in dataset.coco.imgToAnns.get(image_id, []):
+            if ann.get("iscrowd", 0):
+                continue
+            rle = dataset.coco.annToRLE(ann)
+            if isinstance(rle.get("counts"), bytes):
+                rle = dict(rle, counts=rle["counts"].decode("ascii"))
+            results.append({"image_id": image_id, "category_id": ann["category_id"],
+                            "bbox": list(ann["bbox"]), "score": 1.0, "segmentation": rle})
+    return results

@@ -1,0 +1,7 @@
+"""Training: prior matching, the YOLACT loss and the training loop."""
+
+from .loss import LossWeights, encode, match, ohem_negatives, yolact_loss
+from .trainer import TrainOptions, read_checkpoint, save_weights, train
+
+__all__ = ["LossWeights", "encode", "match", "ohem_negatives", "yolact_loss", "TrainOptions",
+           "train", "read_checkpoint", "save_weights"]

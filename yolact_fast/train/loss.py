@@ -1,0 +1,237 @@
+"""The YOLACT training loss (Bolya et al. 2019), as in the official ``MultiBoxLoss``.
+
+- Prior matching: IoU >= ``pos_iou`` positive, < ``neg_iou`` background, in between neutral;
+  every ground truth also claims its best prior; background priors lying mostly inside a
+  crowd region (intersection / prior area > ``crowd_iou``) become neutral.
+- Box loss: smooth L1 on the encoded offsets (:func:`encode` inverts ``decode_boxes``).
+- Confidence loss: softmax cross entropy on positives and the hardest negatives (OHEM, 3:1).
+- Mask loss: BCE of the assembled mask (sigmoid(proto @ coeffs), cropped to the ground-truth
+  box) against the ground truth at proto resolution, summed per mask and divided by the box
+  area in proto pixels.
+- Semantic segmentation loss: BCE with logits of ``semantic_seg_conv(P3)`` against per-class
+  masks downsampled to P3, averaged over pixels.
+
+Box, confidence and mask losses are divided by the number of positives in the batch; the
+semantic loss by the batch size (as the official code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import reference
+
+Target = Dict[str, torch.Tensor]
+
+
+def point_form(priors: torch.Tensor) -> torch.Tensor:
+    """[P,4] (cx, cy, w, h) -> [P,4] (x1, y1, x2, y2)."""
+    return torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of [A,4] and [B,4] x1,y1,x2,y2 boxes -> [A,B]."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
+    return inter / (area_a[:, None] + area_b[None] - inter)
+
+
+def box_ioa(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection of [A,4] and [B,4] over the area of each ``a`` box -> [A,B]."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    return inter / (a[:, 2:] - a[:, :2]).prod(-1)[:, None]
+
+
+def encode(matched: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
+    """Boxes [P,4] x1,y1,x2,y2 relative and their priors [P,4] -> offsets [P,4], such that
+    ``decode_boxes(encode(b, p), p) == b`` (up to rounding)."""
+    centre = (matched[:, :2] + matched[:, 2:]) / 2
+    size = matched[:, 2:] - matched[:, :2]
+    offset_xy = (centre - priors[:, :2]) / (variances[0] * priors[:, 2:])
+    offset_wh = torch.log(size / priors[:, 2:]) / variances[1]
+    return torch.cat([offset_xy, offset_wh], 1)
+
+
+class Matches(NamedTuple):
+    """Per prior: ``conf`` int64 [P] (class + 1, 0 background, -1 neutral), ``loc`` [P,4]
+    encoded targets, ``index`` int64 [P] of the matched ground truth."""
+
+    conf: torch.Tensor
+    loc: torch.Tensor
+    index: torch.Tensor
+
+
+def match(boxes: torch.Tensor, labels: torch.Tensor, priors: torch.Tensor,
+          pos_iou: float = 0.5, neg_iou: float = 0.4, crowd_boxes: torch.Tensor = None,
+          crowd_iou: float = 0.7, variances: Sequence[float] = (0.1, 0.2)) -> Matches:
+    """Match ground truth (``boxes`` [M,4] relative x1,y1,x2,y2, ``labels`` [M] 0-based) to
+    ``priors`` [P,4] (cx,cy,w,h)."""
+    num_priors = priors.shape[0]
+    device = priors.device
+    if boxes.shape[0] == 0:
+        return Matches(torch.zeros(num_priors, dtype=torch.int64, device=device),
+                       torch.zeros((num_priors, 4), device=device),
+                       torch.zeros(num_priors, dtype=torch.int64, device=device))
+    overlaps = box_iou(boxes, point_form(priors))  # [M,P]
+    best_overlap, best_index = overlaps.max(0)
+    # Each ground truth claims its best prior, greedily from the best pair down (official).
+    overlaps = overlaps.clone()
+    for _ in range(boxes.shape[0]):
+        best_prior_overlap, best_prior = overlaps.max(1)
+        gt = int(best_prior_overlap.argmax())
+        prior = int(best_prior[gt])
+        overlaps[:, prior] = -1
+        overlaps[gt, :] = -1
+        best_overlap[prior] = 2
+        best_index[prior] = gt
+    conf = labels[best_index] + 1
+    conf[best_overlap < pos_iou] = -1
+    conf[best_overlap < neg_iou] = 0
+    if crowd_boxes is not None and crowd_boxes.shape[0]:
+        crowd_overlap = box_ioa(point_form(priors), crowd_boxes).max(1).values
+        conf[(conf <= 0) & (crowd_overlap > crowd_iou)] = -1
+    loc = encode(boxes[best_index], priors, variances)
+    return Matches(conf, loc, best_index)
+
+
+def ohem_negatives(conf_logits: torch.Tensor, conf_t: torch.Tensor, negpos_ratio: int = 3) -> torch.Tensor:
+    """bool [B,P]: for each image the ``negpos_ratio`` x (positives) background priors with the
+    highest background loss (``logsumexp - logit_0``); positives and neutrals never count."""
+    with torch.no_grad():
+        background_loss = torch.logsumexp(conf_logits, -1) - conf_logits[..., 0]
+        background_loss[conf_t != 0] = 0
+        order = background_loss.argsort(1, descending=True)
+        rank = order.argsort(1)
+        num_pos = (conf_t > 0).sum(1, keepdim=True)
+        num_neg = torch.clamp(negpos_ratio * num_pos, max=conf_t.shape[1] - 1)
+        return (rank < num_neg) & (conf_t == 0)
+
+
+def mask_loss_single(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.Tensor,
+                     gt_masks: torch.Tensor) -> torch.Tensor:
+    """Sum over masks of (BCE summed over the cropped mask) / (box area in proto pixels).
+
+    proto [h,w,k], coeffs [n,k], gt_boxes [n,4] relative, gt_masks [n,h,w] float in {0,1}.
+    """
+    h, w, _ = proto.shape
+    pred = reference.assemble_masks(proto, coeffs, gt_boxes).clamp(0, 1)
+    bce = F.binary_cross_entropy(pred, gt_masks, reduction="none").sum((1, 2))
+    area = ((gt_boxes[:, 2] - gt_boxes[:, 0]) * w) * ((gt_boxes[:, 3] - gt_boxes[:, 1]) * h)
+    return (bce / area.clamp(min=1)).sum()
+
+
+def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits [C,h,w], masks [M,H,W] float, labels [M] -> mean BCE with logits over pixels of
+    per-class targets (union of each class's masks, downsampled to h x w and thresholded)."""
+    num_classes, h, w = logits.shape
+    target = torch.zeros_like(logits)
+    if masks.shape[0]:
+        small = F.interpolate(masks[None], (h, w), mode="bilinear", align_corners=False)[0] > 0.5
+        for label in labels.unique():
+            target[label] = small[labels == label].any(0).float()
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / (h * w)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Official YOLACT hyper-parameters."""
+
+    pos_iou: float = 0.5
+    neg_iou: float = 0.4
+    crowd_iou: float = 0.7
+    negpos_ratio: int = 3
+    box: float = 1.5
+    conf: float = 1.0
+    mask: float = 6.125
+    semantic: float = 1.0
+    masks_to_train: int = 100
+
+
+def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int],
+                    proto_size: Tuple[int, int]) -> List[Target]:
+    """Pixel targets of images resized to ``input_size`` -> relative boxes, masks at proto size.
+
+    Each target's masks [M,H,W] give the image size H, W; the result holds ``boxes`` and
+    ``crowd_boxes`` relative to it, ``labels`` and ``masks`` float [M,ph,pw] in {0,1}.
+    """
+    prepared = []
+    for target in targets:
+        masks = target["masks"]
+        height, width = masks.shape[-2:]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        small = masks.float()
+        if masks.shape[0]:
+            small = (F.interpolate(small[None], proto_size, mode="bilinear", align_corners=False)[0] > 0.5).float()
+        else:
+            small = small.new_zeros((0, *proto_size))
+        prepared.append({
+            "boxes": target["boxes"].float() / scale,
+            "labels": target["labels"],
+            "masks": small,
+            "crowd_boxes": target.get("crowd_boxes", torch.zeros((0, 4))).float() / scale,
+        })
+    return prepared
+
+
+def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
+                targets: Sequence[Target], weights: LossWeights = LossWeights(),
+                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None
+                ) -> Dict[str, torch.Tensor]:
+    """Losses {"box", "conf", "mask", "semantic", "total"} for a batch.
+
+    ``outputs``: :class:`~yolact_fast.model.YolactOutput` (loc [B,P,4], conf_logits [B,P,C],
+    mask_coeffs [B,P,k], proto [B,h,w,k]); ``semantic_logits`` [B,C-1,h3,w3]; ``priors`` [P,4];
+    ``targets``: per image ``boxes`` [M,4] relative, ``labels`` [M], ``masks`` [M,h,w] at proto
+    resolution (see :func:`prepare_targets`), optional ``crowd_boxes`` [K,4] relative.
+    ``generator`` picks the masks trained when an image has more than ``masks_to_train`` positives.
+    """
+    loc, conf_logits, coeffs, proto = outputs
+    device = loc.device
+    matches = [
+        match(t["boxes"].to(device), t["labels"].to(device), priors, weights.pos_iou, weights.neg_iou,
+              t.get("crowd_boxes", torch.zeros((0, 4))).to(device), weights.crowd_iou, variances)
+        for t in targets
+    ]
+    conf_t = torch.stack([m.conf for m in matches])
+    loc_t = torch.stack([m.loc for m in matches])
+    positive = conf_t > 0
+    num_pos = positive.sum().clamp(min=1).float()
+
+    box = F.smooth_l1_loss(loc[positive], loc_t[positive], reduction="sum")
+    selected = positive | ohem_negatives(conf_logits, conf_t, weights.negpos_ratio)
+    conf = F.cross_entropy(conf_logits[selected], conf_t[selected], reduction="sum")
+
+    mask = loc.new_zeros(())
+    for i, (target, m) in enumerate(zip(targets, matches)):
+        index = positive[i].nonzero().squeeze(1)
+        if index.numel() == 0:
+            continue
+        if index.numel() > weights.masks_to_train:
+            keep = torch.randperm(index.numel(), generator=generator)[: weights.masks_to_train]
+            index = index[keep.to(device)]
+        gt = m.index[index]
+        mask = mask + mask_loss_single(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
+                                       target["masks"].to(device)[gt])
+
+    semantic = sum(
+        semantic_loss_single(semantic_logits[i], t["masks"].to(device), t["labels"].to(device))
+        for i, t in enumerate(targets)
+    ) / len(targets)
+
+    losses = {
+        "box": box * weights.box / num_pos,
+        "conf": conf * weights.conf / num_pos,
+        "mask": mask * weights.mask / num_pos,
+        "semantic": semantic * weights.semantic,
+    }
+    losses["total"] = sum(losses.values())
+    return losses
