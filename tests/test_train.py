@@ -1,0 +1,142 @@
+"""A tiny training run whose loss falls; checkpoints, resume, bad input during training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import yolact_fast as yf
+from yolact_fast import configs
+from yolact_fast.data import CocoDataset, synthetic_shapes, write_coco
+from yolact_fast.train import TrainOptions, read_checkpoint, train
+from yolact_fast.train.trainer import learning_rate
+
+TINY = configs.yolact_demo.replace(
+    name="yolact_demo",  # a named config, so that checkpoints can name it
+    backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
+    max_size=64, fpn_features=16, proto_width=16, mask_dim=8,
+    pred_scales=((8, 11), (16, 23), (32, 45), (64, 90), (128, 181)),
+)
+
+
+class Fixed(torch.utils.data.Dataset):
+    """A fixed list of samples (None = unreadable image)."""
+
+    class_names = configs.SHAPE_CLASSES
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny ops: one thread avoids OpenMP spin-waits when the CPU is shared.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _options(**changes):
+    base = dict(epochs=1, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
+                checkpoint_every=10_000)
+    base.update(changes)
+    return TrainOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return list(synthetic_shapes(4, seed=5, size=(64, 64), max_objects=2, min_size=0.3))
+
+
+def _log(out):
+    return [json.loads(line) for line in open(out / "loss_log.jsonl")]
+
+
+def test_tiny_training_loss_falls(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    summary, model = train(TINY, Fixed(tiny_data), str(tmp_path), _options(epochs=40), progress=False)
+    log = _log(tmp_path)
+    assert summary["steps"] == 40 and len(log) == 40
+    first = np.mean([r["total"] for r in log[:5]])
+    last = np.mean([r["total"] for r in log[-5:]])
+    assert last < 0.7 * first, (first, last)
+    for term in ("box", "conf", "mask"):
+        assert np.mean([r[term] for r in log[-5:]]) < np.mean([r[term] for r in log[:5]]), term
+    assert not model.training
+    # the saved weights load through yf.load with their config and classes
+    loaded = yf.load(summary["weights"])
+    assert loaded.config.class_names == configs.SHAPE_CLASSES
+    for (k, v), v2 in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(v, v2), k
+
+
+def test_resume_continues_and_corrupt_checkpoint_is_refused(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    data = Fixed(tiny_data)
+    train(TINY, data, str(tmp_path), _options(epochs=1), progress=False)
+    state = read_checkpoint(str(tmp_path / "last.pt"))
+    assert state["epoch"] == 1 and state["step"] == 1
+    summary, _ = train(TINY, data, str(tmp_path), _options(epochs=3), resume=str(tmp_path / "last.pt"),
+                       progress=False)
+    assert summary["steps"] == 3 and read_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 3
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(open(tmp_path / "last.pt", "rb").read()[:1000])
+    with pytest.raises(RuntimeError, match="refusing to resume.*corrupt"):
+        train(TINY, data, str(tmp_path), _options(), resume=str(corrupt), progress=False)
+    weights_only = tmp_path / "model.pt"
+    with pytest.raises(RuntimeError, match="not a yolact_fast training checkpoint"):
+        train(TINY, data, str(tmp_path), _options(), resume=str(weights_only), progress=False)
+    with pytest.raises(FileNotFoundError):
+        train(TINY, data, str(tmp_path), _options(), resume=str(tmp_path / "nope.pt"), progress=False)
+
+
+def test_bad_images_and_annotations_do_not_stop_training(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    root = tmp_path / "data"
+    json_path = write_coco(tiny_data, str(root), configs.SHAPE_CLASSES)
+    data = json.load(open(json_path))
+    (root / "images" / data["images"][0]["file_name"]).write_bytes(b"corrupt")  # undecodable
+    data["images"].append({"id": 99, "file_name": "gone.png", "height": 64, "width": 64})
+    extra = dict(data["annotations"][0], id=1000, bbox=[3, 3, 0, 0])  # zero-area box
+    data["annotations"] += [extra, dict(data["annotations"][0], id=1001, category_id=42)]
+    empty = dict(data["annotations"][1], id=1002, segmentation=[])  # empty mask
+    data["annotations"].append(empty)
+    json.dump(data, open(json_path, "w"))
+    with pytest.warns(UserWarning, match="skipped"):
+        dataset = CocoDataset(str(root / "images"), json_path)
+    assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "unknown_category": 1,
+                                     "empty_mask": 1}
+    summary, _ = train(TINY, dataset, str(tmp_path / "out"), _options(epochs=2, batch_size=2), progress=False)
+    assert summary["skipped"]["unreadable_image"] == 2 and summary["steps"] == 4
+
+
+def test_training_with_augmentation_and_empty_images(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    empty_target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                    "masks": torch.zeros(0, 80, 48, dtype=torch.bool)}
+    samples = tiny_data[:3] + [(torch.zeros(3, 80, 48, dtype=torch.uint8), empty_target)]
+    summary, _ = train(TINY, Fixed(samples), str(tmp_path), _options(epochs=2, augment=yf.data.Augment()),
+                       progress=False)
+    assert summary["steps"] == 2 and all(np.isfinite(list(summary["losses"].values())))
+
+
+def test_learning_rate_schedule():
+    options = TrainOptions(lr=1.0, warmup_steps=10)
+    assert learning_rate(0, 100, options) == pytest.approx(0.1)
+    assert learning_rate(10, 100, options) == pytest.approx(1.0)
+    assert learning_rate(100, 100, options) == pytest.approx(0.0)
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        train(TINY, Fixed([]), str(tmp_path), _options(), progress=False)
