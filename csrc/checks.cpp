@@ -23,8 +23,8 @@ int64_t nms_output_size(int64_t num_classes, int64_t num_priors, int64_t top_k,
   return std::min(max_detections, num_classes * std::min(top_k, num_priors));
 }
 
-void check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
-                            at::IntArrayRef anchors_per_level) {
+int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
+                               at::IntArrayRef anchors_per_level) {
   check_floating(anchor_wh, "anchor_wh");
   check_dim(anchor_wh, 2, "anchor_wh", "[A, 2]");
   check_last_dim(anchor_wh, 2, "anchor_wh", "[A, 2]");
@@ -43,6 +43,7 @@ void check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature
   }
   TORCH_CHECK_VALUE(anchor_wh.size(0) == anchors, "anchor_wh must have sum(anchors_per_level) = ",
                     anchors, " rows, got ", anchor_wh.size(0));
+  return priors;
 }
 
 void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,

@@ -48,8 +48,9 @@ inline void check_finite_number(double x, const char* name) {
   TORCH_CHECK_VALUE(std::isfinite(x), name, " must be a finite number, got ", x);
 }
 
-void check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
-                            at::IntArrayRef anchors_per_level);
+// Returns the number of priors the arguments describe.
+int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
+                               at::IntArrayRef anchors_per_level);
 void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
                        double variance_wh);
 void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,

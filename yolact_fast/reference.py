@@ -84,25 +84,57 @@ def fast_nms(
     score_threshold: float = 0.05,
     max_detections: int = 100,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fast NMS (YOLACT's matrix form), per class.
+    """Fast NMS (YOLACT's matrix form), per class: a box survives if its IoU with every
+    higher-scoring box of its class is <= iou_threshold, suppressed boxes included.
 
     boxes [P,4] x1y1x2y2, scores [C,P] foreground probabilities, coeffs [P,k]
     -> (boxes [N,4], coeffs [N,k], labels [N] int64, scores [N]), scores descending.
     """
+    return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                          max_detections, _fast_survivors)
+
+
+def greedy_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Traditional greedy NMS per class on the same candidates as :func:`fast_nms`: a box
+    is dropped when its IoU with an earlier *kept* box exceeds the threshold. This is what
+    Cluster-NMS must reproduce."""
+    return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                          max_detections, _greedy_survivors)
+
+
+def _fast_survivors(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """[C,K,K] IoU of ranked boxes -> [C,K] keep (official: triu, max over rows, <=)."""
+    return iou.triu(diagonal=1).max(dim=1).values <= iou_threshold
+
+
+def _greedy_survivors(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    keep = torch.zeros(iou.shape[:2], dtype=torch.bool, device=iou.device)
+    for c in range(iou.shape[0]):
+        for j in range(iou.shape[1]):
+            overlap = iou[c, :j, j][keep[c, :j]]
+            keep[c, j] = not bool((~(overlap <= iou_threshold)).any())
+    return keep
+
+
+def _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
+                   survivors):
     keep_prior = candidate_mask(boxes, scores, score_threshold)
     boxes, coeffs, scores = boxes[keep_prior], coeffs[keep_prior], scores[:, keep_prior]
     num_classes = scores.shape[0]
-    if scores.shape[1] == 0 or num_classes == 0:
-        return _empty_detections(boxes, coeffs)
-
     scores, idx = scores.sort(dim=1, descending=True, stable=True)
     idx, scores = idx[:, :top_k], scores[:, :top_k]
-    if idx.shape[1] == 0:
+    if idx.numel() == 0:
         return _empty_detections(boxes, coeffs)
     class_boxes = boxes[idx]  # [C, K, 4]
-    iou = box_iou_pairs(class_boxes, class_boxes).triu_(diagonal=1)
-    iou_max = iou.max(dim=1).values
-    keep = iou_max <= iou_threshold
+    keep = survivors(box_iou_pairs(class_boxes, class_boxes), iou_threshold)
 
     labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
     kept_boxes, kept_coeffs, kept_scores = class_boxes[keep], coeffs[idx[keep]], scores[keep]
@@ -118,42 +150,6 @@ def _empty_detections(boxes, coeffs):
         torch.zeros(0, dtype=torch.int64, device=boxes.device),
         boxes.new_zeros((0,)),
     )
-
-
-def greedy_nms(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    coeffs: torch.Tensor,
-    iou_threshold: float = 0.5,
-    top_k: int = 200,
-    score_threshold: float = 0.05,
-    max_detections: int = 100,
-):
-    """Traditional greedy NMS per class on the same candidates as :func:`fast_nms`.
-
-    A box is dropped when its IoU with an earlier *kept* box exceeds the threshold.
-    This is what Cluster-NMS must reproduce.
-    """
-    keep_prior = candidate_mask(boxes, scores, score_threshold)
-    boxes, coeffs, scores = boxes[keep_prior], coeffs[keep_prior], scores[:, keep_prior]
-    num_classes = scores.shape[0]
-    if scores.shape[1] == 0 or num_classes == 0:
-        return _empty_detections(boxes, coeffs)
-    scores, idx = scores.sort(dim=1, descending=True, stable=True)
-    idx, scores = idx[:, :top_k], scores[:, :top_k]
-    class_boxes = boxes[idx]
-    iou = box_iou_pairs(class_boxes, class_boxes)
-    keep = torch.zeros_like(scores, dtype=torch.bool)
-    for c in range(num_classes):
-        for j in range(idx.shape[1]):
-            kept_before = keep[c, :j]
-            overlap = iou[c, :j, j][kept_before]
-            keep[c, j] = not bool((~(overlap <= iou_threshold)).any())
-    labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
-    kept_boxes, kept_coeffs, kept_scores = class_boxes[keep], coeffs[idx[keep]], scores[keep]
-    kept_scores, order = kept_scores.sort(descending=True, stable=True)
-    order, kept_scores = order[:max_detections], kept_scores[:max_detections]
-    return kept_boxes[order], kept_coeffs[order], labels[order], kept_scores
 
 
 def crop_bounds(lo: torch.Tensor, hi: torch.Tensor, size: int, padding: float):

@@ -11,11 +11,8 @@ namespace cpu {
 
 at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
                        at::IntArrayRef anchors_per_level) {
-  check_make_priors_args(anchor_wh, feature_sizes, anchors_per_level);
+  const int64_t total = check_make_priors_args(anchor_wh, feature_sizes, anchors_per_level);
   const auto wh = anchor_wh.to(at::kDouble).contiguous();
-  int64_t total = 0;
-  for (size_t l = 0; l < anchors_per_level.size(); ++l)
-    total += feature_sizes[2 * l] * feature_sizes[2 * l + 1] * anchors_per_level[l];
   auto priors = at::empty({total, 4}, anchor_wh.options().dtype(at::kFloat));
   float* out = priors.data_ptr<float>();
   const double* sizes = wh.data_ptr<double>();

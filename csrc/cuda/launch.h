@@ -25,11 +25,8 @@ inline dim3 blocks_for(int64_t n) {
 template <class Launch>
 at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
                        at::IntArrayRef feature_sizes, at::IntArrayRef anchors_per_level) {
-  check_make_priors_args(anchor_wh, feature_sizes, anchors_per_level);
+  const int64_t total = check_make_priors_args(anchor_wh, feature_sizes, anchors_per_level);
   const auto wh = anchor_wh.to(at::kDouble).contiguous();
-  int64_t total = 0;
-  for (size_t l = 0; l < anchors_per_level.size(); ++l)
-    total += feature_sizes[2 * l] * feature_sizes[2 * l + 1] * anchors_per_level[l];
   auto priors = at::empty({total, 4}, anchor_wh.options().dtype(at::kFloat));
   int64_t offset = 0, anchor_offset = 0;
   for (size_t l = 0; l < anchors_per_level.size(); ++l) {
