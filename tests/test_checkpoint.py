@@ -1,6 +1,7 @@
 """Loading official-layout checkpoints: paths, files, state dicts, quirks, strict errors."""
 
 import io
+import os
 import pickle
 
 import pytest
@@ -152,8 +153,22 @@ def test_unknown_and_uninferable_configs(resnet50_weights):
         yf.load(42)
 
 
-def test_demo_model_is_not_faked():
-    with pytest.raises(RuntimeError, match="demo model is not available"):
+def test_demo_model_ships_in_the_package():
+    from yolact_fast.model.checkpoint import DEMO_PATH
+
+    model = yf.load("demo")
+    assert model.config.name == "yolact_demo" and model.config.class_names == yf.configs.SHAPE_CLASSES
+    assert not model.training and model.config.max_size == 256
+    assert os.path.getsize(DEMO_PATH) <= 20 * 2**20
+    saved = torch.load(DEMO_PATH, map_location="cpu", weights_only=True)  # plain tensors and strings
+    assert saved["config"] == "yolact_demo" and tuple(saved["class_names"]) == yf.configs.SHAPE_CLASSES
+
+
+def test_demo_model_missing_from_installation(monkeypatch, tmp_path):
+    from yolact_fast.model import checkpoint
+
+    monkeypatch.setattr(checkpoint, "DEMO_PATH", str(tmp_path / "demo.pt"))
+    with pytest.raises(RuntimeError, match="demo model is missing"):
         yf.load("demo")
 
 

@@ -69,13 +69,23 @@ def test_missing_arguments_exit_with_usage():
 
 
 def test_demo_uses_random_weights_and_writes_overlay(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--config", "yolact_resnet50"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--random-weights", "yolact_resnet50"]) == 0
     printed = capsys.readouterr().out
     assert "RANDOM weights" in printed and "not a trained model" in printed
     overlay = Image.open(tmp_path / "demo_random_weights.png")
     assert overlay.size == (640, 480)
     original = np.asarray(Image.open(tmp_path / "demo_input.png"))
     assert (np.asarray(overlay) != original).any()
+
+
+def test_demo_segments_a_synthetic_image_with_the_trained_model(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "yolact_demo" in printed and "demo.png" in printed
+    overlay = np.asarray(Image.open(tmp_path / "demo.png"))
+    original = np.asarray(Image.open(tmp_path / "demo_input.png"))
+    assert overlay.shape == original.shape == (256, 256, 3)
+    assert (overlay != original).any()  # something was found and drawn
 
 
 def test_python_dash_m_entry_point():

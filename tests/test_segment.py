@@ -230,10 +230,12 @@ def test_bad_model_argument():
         yf.segment(torch.zeros(3, 8, 8, dtype=torch.uint8), model=42)
 
 
-def test_default_model_without_weights_says_demo_is_missing(monkeypatch):
+def test_default_model_is_the_demo_model(monkeypatch):
     monkeypatch.delenv("YOLACT_FAST_WEIGHTS", raising=False)
-    with pytest.raises(RuntimeError, match="demo model is not available"):
-        yf.segment(torch.zeros(3, 8, 8, dtype=torch.uint8))
+    image, target = yf.data.synthetic_shapes(1, seed=4321)[0]
+    inst = yf.segment(image)
+    assert inst.class_names == yf.configs.SHAPE_CLASSES and inst.masks.shape[1:] == image.shape[1:]
+    assert len(inst) > 0 and (inst.labels == target["labels"][:, None]).any(0).any()
 
 
 def test_default_model_from_environment(monkeypatch, tmp_path, any_model):

@@ -7,3 +7,4 @@ from .model import Yolact, load  # noqa: E402,F401
 from .instances import Instances  # noqa: E402,F401
 from .segment import segment, segment_eager  # noqa: E402,F401
 from .visualize import draw  # noqa: E402,F401
+from . import data  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Command line: ``yolact-fast segment`` and ``yolact-fast demo``."""
+"""Command line: ``yolact-fast segment``, ``demo``, ``train`` and ``eval``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import sys
 from typing import List, Optional, Sequence
 
 DEMO_IMAGE = (0, 480, 640)  # make_image(seed, H, W) of the golden case
+DEMO_SEED = 2024  # synthetic_shapes seed of the demo image (never used in training)
+DATA_HELP = ("a COCO json, a directory with annotations.json and images/, or "
+             "synthetic:N[:SEED[:SIZE]] (generated shapes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +29,39 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--device", default="cpu")
 
     demo = commands.add_parser(
-        "demo", help="run the pipeline on a synthetic image with RANDOM weights (no trained model)"
+        "demo", help="segment a generated synthetic-shapes image with the embedded demo model"
     )
     demo.add_argument("--out", required=True, help="output directory")
-    demo.add_argument("--config", default="yolact_base")
-    demo.add_argument("--seed", type=int, default=0, help="weight-rule seed")
-    demo.add_argument("--top", type=int, default=10, help="number of instances drawn")
+    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="synthetic image seed")
+    demo.add_argument("--draw-threshold", type=float, default=0.3,
+                      help="only instances with a score >= this are drawn (default 0.3)")
+    demo.add_argument("--random-weights", metavar="CONFIG", default=None,
+                      help="instead, run CONFIG with RANDOM (weight-rule) weights on the golden synthetic image")
+
+    train = commands.add_parser("train", help="train on COCO-format or synthetic data")
+    train.add_argument("--config", required=True, help="config name (e.g. yolact_demo)")
+    train.add_argument("--data", required=True, help=DATA_HELP)
+    train.add_argument("--images", default=None, help="image directory (default: next to the json)")
+    train.add_argument("--epochs", type=int, required=True)
+    train.add_argument("--out", required=True, help="output directory (last.pt, model.pt, loss_log.jsonl)")
+    train.add_argument("--resume", nargs="?", const="auto", default=None,
+                       help="continue from a last.pt (default: OUT/last.pt)")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--no-augment", action="store_true", help="no photometric/expand/crop/mirror")
+
+    evaluate = commands.add_parser("eval", help="COCO box and mask AP (pycocotools COCOeval)")
+    evaluate.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
+    evaluate.add_argument("--config", default=None, help="config name (default: from the weights)")
+    evaluate.add_argument("--data", required=True, help=DATA_HELP)
+    evaluate.add_argument("--images", default=None, help="image directory (default: next to the json)")
+    evaluate.add_argument("--out", default=None, help="where results.json and metrics.json go "
+                          "(default: the current directory)")
+    evaluate.add_argument("--score-threshold", type=float, default=0.05)
+    evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return parser
 
 
@@ -40,6 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "segment":
             return run_segment(args)
+        if args.command == "train":
+            return run_train(args)
+        if args.command == "eval":
+            return run_eval(args)
         return run_demo(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         print(f"yolact-fast {args.command}: error: {error}", file=sys.stderr)
@@ -88,6 +122,82 @@ def _overlay_names(paths: Sequence[str]) -> List[str]:
 
 
 def run_demo(args) -> int:
+    if args.random_weights:
+        return run_random_demo(args)
+    import yolact_fast as yf
+    from .data import synthetic_shapes
+    from .visualize import draw, to_pil
+
+    model = yf.load("demo")
+    image, _ = synthetic_shapes(1, args.seed, (model.config.max_size, model.config.max_size))[0]
+    instances = yf.segment(image, model=model)
+    shown = instances[instances.scores >= args.draw_threshold]
+    os.makedirs(args.out, exist_ok=True)
+    to_pil(image).save(os.path.join(args.out, "demo_input.png"))
+    path = os.path.join(args.out, "demo.png")
+    to_pil(draw(image, shown)).save(path)
+    found = ", ".join(f"{n} {s:.2f}" for n, s in zip(shown.label_names, shown.scores.tolist()))
+    print(f"demo model ({model.config.name}): {len(shown)} instance(s) with score >= "
+          f"{args.draw_threshold} [{found}] -> {path}")
+    return 0
+
+
+def run_train(args) -> int:
+    import torch
+
+    from .data import Augment, open_dataset
+    from .train import TrainOptions, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume
+    dataset = open_dataset(args.data, args.images)
+    skipped = dict(getattr(dataset, "skipped", {}))
+    if skipped:
+        print(f"data: skipped {skipped}", file=sys.stderr)
+    augment = None if args.no_augment else Augment()
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                           num_workers=args.workers, augment=augment)
+    summary, _ = train(args.config, dataset, args.out, options, resume=resume)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def run_eval(args) -> int:
+    import tempfile
+
+    import torch
+
+    import yolact_fast as yf
+    from .data import open_dataset
+    from .evaluate import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = yf.load(args.weights, config=args.config)
+    out = args.out or "."
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryDirectory() as cache:
+        # Synthetic data is written as COCO first, so it is read by the same loader as user data.
+        dataset = open_dataset(args.data, args.images, cache_dir=cache)
+        metrics = evaluate(model, dataset, args.score_threshold, progress=True)
+    results = metrics.pop("results")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f)
+    metrics["skipped_annotations"] = dict(getattr(dataset, "skipped", {}))
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    box, mask = metrics["bbox"], metrics["segm"]
+    print(f"{metrics['images']} images, {len(results)} detections ({model.config.name})")
+    print(f"box AP {box['AP']:.4f}  AP50 {box['AP50']:.4f}  AP75 {box['AP75']:.4f}")
+    print(f"mask AP {mask['AP']:.4f}  AP50 {mask['AP50']:.4f}  AP75 {mask['AP75']:.4f}")
+    print(f"-> {os.path.join(out, 'results.json')}, {os.path.join(out, 'metrics.json')}")
+    return 0
+
+
+def run_random_demo(args) -> int:
     import torch
 
     import yolact_fast as yf
@@ -96,7 +206,8 @@ def run_demo(args) -> int:
     from .model.weight_rule import rule_weights
     from .visualize import draw, to_pil
 
-    config = get_config(args.config)
+    args.top, args.seed = 10, 0
+    config = get_config(args.random_weights)
     print(f"demo: {config.name} with RANDOM weights (deterministic weight rule, seed {args.seed}); "
           "this is not a trained model and its detections mean nothing.")
     model = yf.load(rule_weights(config, args.seed), config=config)

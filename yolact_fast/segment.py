@@ -41,9 +41,9 @@ def segment(
 
     Images: uint8 [3,H,W] RGB or float [3,H,W] in [0,1] tensors, numpy HxWx3 uint8 RGB, PIL
     images or file paths; they run on the model's device, as one batch. ``model``: a
-    :class:`Yolact`, a checkpoint path, or None for ``$YOLACT_FAST_WEIGHTS`` (the embedded demo
-    model is not available yet). Candidates are priors whose best class score is
-    ``> score_threshold``; per-class NMS keeps ``iou <= iou_threshold`` among the ``top_k`` best
+    :class:`Yolact`, a checkpoint path, or None for ``$YOLACT_FAST_WEIGHTS`` if set, else the
+    embedded demo model (``yf.load("demo")``, five synthetic shape classes). Candidates are
+    priors whose best class score is ``> score_threshold``; per-class NMS keeps ``iou <= iou_threshold`` among the ``top_k`` best
     of each class; at most ``max_detections`` are returned, by descending score.
     """
     model = resolve_model(model)
@@ -194,8 +194,7 @@ def resolve_model(model) -> Yolact:
     if model is None:
         path = os.environ.get(WEIGHTS_ENV)
         if not path:
-            # load("demo") raises the explanation until the embedded model exists.
-            return load("demo")
+            return _load_demo()
         return _load_cached(os.path.abspath(path), *_file_stamp(path))
     if isinstance(model, (str, os.PathLike)):
         return load(model)
@@ -208,6 +207,12 @@ def _file_stamp(path: str) -> Tuple[float, int]:
     except OSError:
         raise FileNotFoundError(f"{WEIGHTS_ENV}={path!r}: checkpoint not found") from None
     return stat.st_mtime, stat.st_size
+
+
+@functools.lru_cache(maxsize=1)
+def _load_demo() -> Yolact:
+    """The embedded demo model, loaded once."""
+    return load("demo")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,65 @@
+"""``yolact-fast train`` and ``yolact-fast eval`` end to end, and their error reporting."""
+
+import json
+
+import pytest
+import torch
+
+from yolact_fast.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", "yolact_demo", "--data", "synthetic:2:0:64", "--epochs", "1",
+            "--out", str(out), "--batch-size", "2"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 1
+    assert (out / "last.pt").exists() and (out / "model.pt").exists()
+    assert len((out / "loss_log.jsonl").read_text().splitlines()) == 1
+    # resume: the next epoch continues from last.pt
+    assert main(args[:6] + ["2"] + args[7:] + ["--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+
+    assert main(["eval", "--weights", str(out / "model.pt"), "--data", "synthetic:2:7:64",
+                 "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "box AP" in printed and "mask AP" in printed
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 2 and 0 <= metrics["segm"]["AP"] <= 1
+    assert isinstance(json.loads((tmp_path / "eval" / "results.json").read_text()), list)
+
+
+def test_train_refuses_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["train", "--config", "yolact_demo", "--data", "synthetic:2:0:64", "--epochs", "1",
+                 "--out", str(tmp_path), "--resume", str(bad)]) == 1
+    assert "refusing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--weights", "demo", "--data", "nowhere.json"], "data not found"),
+    (["eval", "--weights", "missing.pt", "--data", "synthetic:1"], "checkpoint not found"),
+    (["eval", "--weights", "demo", "--data", "synthetic:zero"], "bad synthetic data spec"),
+    (["train", "--config", "nope", "--data", "synthetic:1", "--epochs", "1", "--out", "x"], "unknown config"),
+    (["train", "--config", "yolact_demo", "--data", "synthetic:1", "--epochs", "0", "--out", "x"], "--epochs"),
+])
+def test_errors_are_reported(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_eval_reports_bad_annotation_file(tmp_path, capsys):
+    (tmp_path / "a.json").write_text("{broken")
+    assert main(["eval", "--weights", "demo", "--data", str(tmp_path / "a.json"), "--out", str(tmp_path)]) == 1
+    assert "cannot read annotation file" in capsys.readouterr().err
