@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import yolact_fast as yf
 from yolact_fast import configs
@@ -140,3 +139,18 @@ def test_learning_rate_schedule():
 def test_empty_dataset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         train(TINY, Fixed([]), str(tmp_path), _options(), progress=False)
+
+
+def test_init_weights_starts_from_an_earlier_model(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    data = Fixed(tiny_data)
+    first, model = train(TINY, data, str(tmp_path / "a"), _options(), progress=False)
+    # lr 0: parameters stay those of the earlier model
+    _, again = train(TINY, data, str(tmp_path / "b"), _options(lr=0.0), progress=False,
+                     init_weights=first["weights"])
+    for (name, p), p2 in zip(model.named_parameters(), again.parameters()):
+        assert torch.equal(p, p2), name
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"junk")
+        train(TINY, data, str(tmp_path / "c"), _options(), progress=False, init_weights=str(bad))

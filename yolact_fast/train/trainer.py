@@ -130,10 +130,12 @@ def read_checkpoint(path: str) -> dict:
 
 
 def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptions = TrainOptions(),
-          resume: Optional[str] = None, progress: bool = True) -> Tuple[Dict[str, object], Yolact]:
+          resume: Optional[str] = None, progress: bool = True, init_weights: Optional[str] = None
+          ) -> Tuple[Dict[str, object], Yolact]:
     """Train a YOLACT on ``dataset`` (items: (uint8 [3,H,W], pixel target) or None for an
     unreadable image). Returns (summary: steps, last losses, skipped counts, paths; the model
-    in eval mode). ``resume``: a ``last.pt`` to continue from (refused if corrupt)."""
+    in eval mode). ``resume``: a ``last.pt`` to continue from (refused if corrupt).
+    ``init_weights``: a weights file (e.g. an earlier run's ``model.pt``) to start from."""
     from tqdm import tqdm
 
     if isinstance(config, str):
@@ -146,6 +148,12 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(options.seed)
     model = Yolact(config).train()
+    if init_weights is not None:
+        from ..model.checkpoint import check_state_dict, read_state_dict
+
+        state_dict, _ = read_state_dict(init_weights)
+        check_state_dict(model, state_dict, what=init_weights)
+        model.load_state_dict(state_dict)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     start_epoch, step, skip_batches = 0, 0, 0
     if resume is not None:
