@@ -5,10 +5,10 @@ A recipe is a sequence of stages; stage 1 trains into ``DIR``, stage k > 1 into 
 starting from the previous stage's ``model.pt`` (fresh optimiser and schedule). The last stage's
 weights are also written as ``DIR/<recipe>.pt`` in float16 (the shipped file).
 
-The demo recipe: ``yolact_demo`` (half-width ResNet-18, 256 px) from scratch on synthetic
-shapes (training seeds 0 and 1; evaluation uses seed 1000), batch 8, AdamW with warm-up and
-cosine decay, photometric distortion and mirroring (expand and crop are off: the synthetic data
-already varies scale and position).
+The demo recipe: ``yolact_demo`` (half-width ResNet-18, 256 px) from scratch on 7,200
+synthetic-shape images (seed 0; evaluation uses seed 1000), one pass of 900 steps of batch 8,
+AdamW 2e-3 with warm-up and cosine decay, photometric distortion and mirroring (expand and crop
+are off: the synthetic data already varies scale and position).
 """
 
 from __future__ import annotations
