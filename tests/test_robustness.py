@@ -64,12 +64,22 @@ def test_nan_coefficients_give_empty_masks(golden):
     assert not masks.any()
 
 
-def test_inf_prototypes_stay_defined(golden):
+def test_non_finite_prototypes_stay_local(golden):
+    """NaN prototypes make their pixels False; Inf ones saturate the sigmoid; masks away
+    from the damaged region (beyond the bilinear taps) are those of the clean run."""
     proto = golden["proto"].clone()
     proto[10:20, 10:20] = float("inf")
     proto[50:60, 50:60] = float("nan")
     (_, coeffs, _, _), masks = post_network(golden, proto=proto)
-    assert masks.dtype == torch.bool and masks.shape[0] == coeffs.shape[0]
+    _, clean = post_network(golden)
+    h, w = golden["image"].shape[:2]
+    rows = torch.arange(h, dtype=torch.float64)[:, None] * 138 / h
+    cols = torch.arange(w, dtype=torch.float64)[None, :] * 138 / w
+    near = lambda lo, hi: (rows > lo - 2) & (rows < hi + 1) & (cols > lo - 2) & (cols < hi + 1)
+    damaged = near(10, 20) | near(50, 60)
+    assert torch.equal(masks[:, ~damaged], clean[:, ~damaged])
+    inside_nan = (rows > 51) & (rows < 58) & (cols > 51) & (cols < 58)
+    assert not masks[:, inside_nan].any()
 
 
 def run_ops_case(seed):

@@ -45,6 +45,20 @@ class BackboneConfig:
     channels: Tuple[int, ...]
     width: int = 64
 
+    def __post_init__(self):
+        _freeze_sequences(self, ("layers", "selected_layers", "channels"))
+
+
+def _freeze_sequences(config, names) -> None:
+    """Lists given for tuple fields become (nested) tuples, so configs stay hashable."""
+    def freeze(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(freeze(v) for v in value)
+        return value
+
+    for name in names:
+        object.__setattr__(config, name, freeze(getattr(config, name)))
+
 
 @dataclass(frozen=True)
 class YolactConfig:
@@ -71,6 +85,9 @@ class YolactConfig:
     iou_threshold: float = 0.5
     top_k: int = 200
     max_detections: int = 100
+
+    def __post_init__(self):
+        _freeze_sequences(self, ("class_names", "pred_scales", "aspect_ratios", "variances"))
 
     @property
     def num_classes(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -59,8 +61,13 @@ class Instances:
 
     def __getitem__(self, index) -> "Instances":
         """Select instances with an int, a slice, an index tensor or a bool mask."""
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+        if isinstance(index, numbers.Integral) or (torch.is_tensor(index) and index.ndim == 0
+                                                    and not index.is_floating_point()):
+            position, count = int(index), len(self)
+            if not -count <= position < count:
+                raise IndexError(f"instance index {position} out of range for {count} instances")
+            position %= count
+            index = slice(position, position + 1)
         return Instances(self.boxes[index], self.scores[index], self.labels[index],
                          self.masks[index], self.class_names)
 

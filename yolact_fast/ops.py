@@ -89,8 +89,10 @@ def make_priors(
     size = _check_size(image_size)
     if min(size) < 1:
         raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
-    device = str(torch.device(device)) if device is not None else "cpu"
-    return _cached_priors(config, size, device).clone()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _cached_priors(config, size, str(device)).clone()
 
 
 def decode_boxes(
@@ -102,7 +104,7 @@ def decode_boxes(
     """
     _check_tensor(loc, "loc")
     _check_tensor(priors, "priors")
-    if len(variances) != 2:
+    if not isinstance(variances, Sequence) or len(variances) != 2:
         raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
     return _ops.decode_boxes(
         loc, priors, _check_number(variances[0], "variances[0]"),

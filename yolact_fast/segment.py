@@ -8,10 +8,14 @@ post-network ops from :mod:`yolact_fast.ops`. ``segment_eager`` is the official-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import numbers
 import os
+import threading
+import weakref
 from types import ModuleType
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +74,9 @@ def segment_eager(
 def _segment(images, model, network, ops_module, score_threshold, iou_threshold, top_k,
              max_detections, nms):
     _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise TypeError(f"segment runs float32 models, this one is {dtype}: call model.float()")
     nms_fn = _nms_function(ops_module, nms)
     image_list, is_batch = as_image_list(images)
     device = model.device
@@ -107,7 +114,9 @@ def _check_options(score_threshold, iou_threshold, top_k, max_detections, nms) -
     if not 0.0 <= float(iou_threshold) <= 1.0:
         raise ValueError(f"iou_threshold must be in [0,1], got {iou_threshold}")
     for name, value in (("top_k", top_k), ("max_detections", max_detections)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if nms not in NMS_KINDS:
         raise ValueError(f"nms must be one of {NMS_KINDS}, got {nms!r}")
@@ -117,11 +126,7 @@ def _nms_function(ops_module: ModuleType, nms: str):
     if nms == "fast":
         return ops_module.fast_nms
     # Cluster-NMS computes greedy NMS; the reference path runs the plain greedy loop.
-    name = "greedy_nms" if ops_module is _reference else "cluster_nms"
-    cluster_nms = getattr(ops_module, name, None)
-    if cluster_nms is None:
-        raise RuntimeError(f"nms='cluster' needs {ops_module.__name__}.cluster_nms, which this build lacks")
-    return cluster_nms
+    return _reference.greedy_nms if ops_module is _reference else ops_module.cluster_nms
 
 
 def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> torch.Tensor:
@@ -153,12 +158,13 @@ def _to_255(image: torch.Tensor) -> torch.Tensor:
 
 
 def priors_for(model: Yolact, input_size: Tuple[int, int], device, ops_module=_ops) -> torch.Tensor:
-    """Priors [P,4] for a network input size, cached on the model."""
-    cache = model.__dict__.setdefault("_priors_cache", {})
+    """Priors [P,4] for a network input size, cached per model."""
+    state = _state_of(model)
     key = (input_size, str(device), ops_module.__name__, model.config)
-    if key not in cache:
-        cache[key] = ops_module.make_priors(model.config, input_size).to(device)
-    return cache[key]
+    with state.lock:
+        if key not in state.priors:
+            state.priors[key] = ops_module.make_priors(model.config, input_size).to(device)
+        return state.priors[key]
 
 
 def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config, ops_module,
@@ -176,15 +182,38 @@ def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config
     return Instances(pixel_boxes, det_scores.float(), labels.long(), masks, config.class_names)
 
 
+@dataclasses.dataclass
+class _ModelState:
+    """What segment() keeps per model: the fused copy (with the weights' state key it was
+    built from) and priors. Kept outside the module, so the model itself stays copyable
+    and picklable (the fused copy holds oneDNN-packed weights, which are neither)."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    fused: Optional[Tuple[tuple, torch.nn.Module]] = None
+    priors: dict = dataclasses.field(default_factory=dict)
+
+
+_MODEL_STATES: "weakref.WeakKeyDictionary[Yolact, _ModelState]" = weakref.WeakKeyDictionary()
+_MODEL_STATES_LOCK = threading.Lock()
+
+
+def _state_of(model: Yolact) -> _ModelState:
+    with _MODEL_STATES_LOCK:
+        state = _MODEL_STATES.get(model)
+        if state is None:
+            state = _MODEL_STATES[model] = _ModelState()
+        return state
+
+
 def _inference_network(model: Yolact) -> torch.nn.Module:
     """The fused inference copy of ``model``, rebuilt whenever its weights change."""
+    state = _state_of(model)
     key = state_key(model)
-    cache = model.__dict__.get("_inference_cache")
-    if cache is None or cache[0] != key:
-        model.__dict__["_inference_cache"] = None  # release the old copy first
-        cache = (key, inference_copy(model))
-        model.__dict__["_inference_cache"] = cache
-    return cache[1]
+    with state.lock:
+        if state.fused is None or state.fused[0] != key:
+            state.fused = None  # release the old copy first
+            state.fused = (key, inference_copy(model))
+        return state.fused[1]
 
 
 def resolve_model(model) -> Yolact:
@@ -197,15 +226,17 @@ def resolve_model(model) -> Yolact:
             return _load_demo()
         return _load_cached(os.path.abspath(path), *_file_stamp(path))
     if isinstance(model, (str, os.PathLike)):
-        return load(model)
+        if os.fspath(model) == "demo":
+            return _load_demo()
+        return _load_cached(os.path.abspath(model), *_file_stamp(model))
     raise TypeError(f"model must be a Yolact, a checkpoint path or None, got {type(model).__name__}")
 
 
-def _file_stamp(path: str) -> Tuple[float, int]:
+def _file_stamp(path) -> Tuple[float, int]:
     try:
         stat = os.stat(path)
     except OSError:
-        raise FileNotFoundError(f"{WEIGHTS_ENV}={path!r}: checkpoint not found") from None
+        raise FileNotFoundError(f"checkpoint not found: {os.fspath(path)!r}") from None
     return stat.st_mtime, stat.st_size
 
 
@@ -215,7 +246,7 @@ def _load_demo() -> Yolact:
     return load("demo")
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float, size: int) -> Yolact:
-    """The checkpoint named by the environment, loaded once per file version."""
+    """A checkpoint given by path (argument or environment), loaded once per file version."""
     return load(path)

@@ -98,12 +98,7 @@ def inference_copy(model: Yolact, channels_last: bool = True, pack_cpu: bool = T
     ``pack_cpu``: pack the convolutions for oneDNN when the model is a float32 CPU model
     (falls back to plain convolutions, with a warning, where this PyTorch build cannot).
     """
-    cache = model.__dict__.pop("_inference_cache", None)  # never copy an older fused copy
-    try:
-        fused = copy.deepcopy(model).eval()
-    finally:
-        if cache is not None:
-            model.__dict__["_inference_cache"] = cache
+    fused = copy.deepcopy(model).eval()
     for parameter in fused.parameters():
         parameter.requires_grad_(False)
     fold_all_batchnorms(fused.backbone)
