@@ -8,7 +8,10 @@ import torch
 from PIL import Image
 
 from yolact_fast.configs import SHAPE_CLASSES
-from yolact_fast.data import CocoDataset, open_dataset, synthetic_shapes, write_coco
+from yolact_fast.data import (
+    Augment, CocoDataset, expand, mirror, open_dataset, random_crop, synthetic_shapes, write_coco,
+)
+from yolact_fast.data.transforms import photometric_distort
 from yolact_fast.data.spec import parse_synthetic
 
 
@@ -167,3 +170,48 @@ def test_data_specs(tmp_path):
         open_dataset(str(tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match="without annotations.json"):
         open_dataset(str(tmp_path))
+
+
+def _coloured_sample():
+    """Instances painted in unique pure colours, so image and masks can be checked together."""
+    image, target = synthetic_shapes(1, seed=2, size=(80, 96))[0]
+    image = torch.zeros_like(image)
+    for k, mask in enumerate(target["masks"]):
+        image[:, mask] = torch.tensor([40 * (k + 1), 255, 0], dtype=torch.uint8)[:, None]
+    return image, target
+
+
+def _check_consistent(image, target):
+    assert target["masks"].shape[1:] == image.shape[1:]
+    assert torch.equal(target["boxes"], _extents(target["masks"]))
+    for mask in target["masks"]:
+        values = image[0][mask].unique()
+        assert len(values) == 1 and (image[1][mask] == 255).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_geometric_augmentation_keeps_boxes_and_masks_consistent(seed):
+    image, target = _coloured_sample()
+    rng = np.random.default_rng(seed)
+    image, target = mirror(image, target)
+    _check_consistent(image, target)
+    image, target = expand(image, target, rng, 2.0)
+    assert image.shape[1] >= 80 and image.shape[2] >= 96
+    _check_consistent(image, target)
+    image, target = random_crop(image, target, rng)
+    _check_consistent(image, target)
+    image, target = Augment(photometric=False)(image, target, rng)
+    _check_consistent(image, target)
+
+
+def test_mirror_flips_boxes():
+    image, target = _coloured_sample()
+    flipped, t = mirror(image, target)
+    assert torch.equal(flipped, image.flip(-1))
+    assert torch.equal(t["boxes"][:, [0, 2]], 96 - target["boxes"][:, [2, 0]])
+
+
+def test_photometric_distortion_keeps_dtype_and_shape():
+    image, _ = _coloured_sample()
+    out = photometric_distort(image, np.random.default_rng(0))
+    assert out.dtype == torch.uint8 and out.shape == image.shape

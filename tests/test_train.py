@@ -154,3 +154,18 @@ def test_init_weights_starts_from_an_earlier_model(tmp_path, tiny_data, monkeypa
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"junk")
         train(TINY, data, str(tmp_path / "c"), _options(), progress=False, init_weights=str(bad))
+
+
+def test_invalid_instances_and_samples_are_skipped_and_counted(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    image, target = tiny_data[0]
+    n = len(target["labels"])
+    bad_labels = dict(target, labels=torch.full((n,), 9))  # 5 classes: 9 is out of range
+    zero_box = dict(target, boxes=torch.zeros(n, 4))
+    empty = dict(target, masks=torch.zeros_like(target["masks"]))
+    malformed = dict(target, masks=target["masks"][:, :10])  # masks do not match the image
+    samples = [(image, bad_labels), (image, zero_box), (image, empty), (image, malformed), tiny_data[1]]
+    summary, _ = train(TINY, Fixed(samples), str(tmp_path), _options(batch_size=5), progress=False)
+    assert summary["steps"] == 1
+    assert summary["skipped"] == {"label_out_of_range": n, "zero_area_box": n, "empty_mask": n,
+                                  "bad_sample": 1}

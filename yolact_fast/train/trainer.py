@@ -3,6 +3,10 @@
 ``out_dir`` receives ``last.pt`` (model, optimiser and progress; written every epoch and every
 ``checkpoint_every`` steps, atomically), ``model.pt`` (the weights alone, loadable with
 ``yf.load``) and ``loss_log.jsonl`` (one line per ``log_every`` steps).
+
+Bad data never stops training: unreadable images (items that are None), malformed samples and
+invalid instances (labels out of range, zero-area boxes, empty masks) are skipped, and counted
+in the returned summary's ``skipped``; so are steps whose loss is not finite.
 """
 
 from __future__ import annotations
@@ -70,17 +74,41 @@ def _collate(samples):
     return kept, len(samples) - len(kept)
 
 
+def sanitize(sample, num_classes: int, skipped: Counter):
+    """A sample with invalid instances dropped, or None if the sample itself is malformed.
+
+    Dropped instances are counted in ``skipped``: ``label_out_of_range`` (not in
+    [0, num_classes)), ``zero_area_box`` (width or height <= 0, or non-finite), ``empty_mask``.
+    A sample whose image is not [3,H,W] or whose target is inconsistent (masks not [M,H,W],
+    boxes not [M,4], labels not [M]) counts as ``bad_sample``.
+    """
+    image, target = sample
+    masks, boxes, labels = target.get("masks"), target.get("boxes"), target.get("labels")
+    if (not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3
+            or any(not isinstance(t, torch.Tensor) for t in (masks, boxes, labels))
+            or masks.ndim != 3 or masks.shape[-2:] != image.shape[-2:]
+            or boxes.shape != (masks.shape[0], 4) or labels.shape != (masks.shape[0],)):
+        skipped["bad_sample"] += 1
+        return None
+    boxes = boxes.float()
+    in_range = (labels >= 0) & (labels < num_classes)
+    has_area = torch.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    has_mask = masks.flatten(1).any(1)
+    skipped["label_out_of_range"] += int((~in_range).sum())
+    skipped["zero_area_box"] += int((in_range & ~has_area).sum())
+    skipped["empty_mask"] += int((in_range & has_area & ~has_mask).sum())
+    keep = in_range & has_area & has_mask
+    if keep.all():
+        return sample
+    return image, dict(target, masks=masks[keep], boxes=boxes[keep], labels=labels[keep])
+
+
 def make_batch(samples: Sequence, config: YolactConfig) -> Tuple[torch.Tensor, List[Dict[str, torch.Tensor]]]:
-    """(image, pixel target) pairs -> (network input [B,3,S,S], targets for :func:`yolact_loss`)."""
+    """Sanitized (image, pixel target) pairs -> (network input [B,3,S,S], targets for
+    :func:`yolact_loss`)."""
     images = preprocess([image for image, _ in samples], config, "cpu")
     size = (config.max_size, config.max_size)
-    targets = []
-    for image, target in samples:
-        target = dict(target)
-        if target["masks"].shape[-2:] != image.shape[-2:]:
-            raise ValueError(f"masks {tuple(target['masks'].shape)} do not match image {tuple(image.shape)}")
-        targets.append(target)
-    return images, prepare_targets(targets, size, proto_size(size))
+    return images, prepare_targets([target for _, target in samples], size, proto_size(size))
 
 
 def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Tensor,
@@ -196,6 +224,8 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
                 if batch_index < skip_batches:
                     continue  # resumed mid-epoch: the loader order is the same, so skip what was done
                 skipped["unreadable_image"] += bad
+                samples = [sample for sample in (sanitize(x, len(config.class_names), skipped)
+                                                 for x in samples) if sample is not None]
                 if not samples:
                     continue
                 images, targets = make_batch(samples, config)
@@ -224,7 +254,7 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
     model.eval()
     weights_path = os.path.join(out_dir, "model.pt")
     save_weights(model, weights_path)
-    summary = {"steps": step, "losses": last, "skipped": dict(skipped), "weights": weights_path,
+    summary = {"steps": step, "losses": last, "skipped": {k: v for k, v in skipped.items() if v}, "weights": weights_path,
                "checkpoint": os.path.join(out_dir, "last.pt"), "log": log_path,
                "seconds": round(time.time() - started, 1)}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
