@@ -124,7 +124,8 @@ class CocoDataset(torch.utils.data.Dataset):
         target = {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),
-            "masks": torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, height, width), dtype=torch.bool),
+            "masks": (torch.from_numpy(np.stack(masks)) if masks
+                      else torch.zeros((0, height, width), dtype=torch.bool)),
             "crowd_boxes": torch.tensor(crowd, dtype=torch.float32).reshape(-1, 4),
             "image_id": torch.tensor(image_id, dtype=torch.int64),
         }

@@ -254,7 +254,8 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
     model.eval()
     weights_path = os.path.join(out_dir, "model.pt")
     save_weights(model, weights_path)
-    summary = {"steps": step, "losses": last, "skipped": {k: v for k, v in skipped.items() if v}, "weights": weights_path,
+    summary = {"steps": step, "losses": last, "skipped": {k: v for k, v in skipped.items() if v},
+               "weights": weights_path,
                "checkpoint": os.path.join(out_dir, "last.pt"), "log": log_path,
                "seconds": round(time.time() - started, 1)}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
