@@ -41,41 +41,104 @@ void top_k_in_place(std::vector<Ranked<T>>& items, int64_t k) {
   std::sort(items.begin(), items.end(), ranks_before<T>);
 }
 
-// The top_k candidates of one class in rank order. The top_k of a prefix of the
-// candidates bounds the k-th best score from below, so one pass with that bound leaves
-// few items for the exact selection.
+// The top_k candidates of one class in rank order, in one pass: a buffer of up to 4 top_k
+// items is cut back to its top_k whenever it fills, and its k-th best score then bounds
+// what can still enter (ties enter too; the final selection orders them by index).
 template <class T>
 std::vector<Ranked<T>> top_candidates(const T* class_scores, const std::vector<int64_t>& candidates,
                                       int64_t top_k) {
-  const int64_t n = int64_t(candidates.size());
   std::vector<Ranked<T>> ranked;
-  if (top_k == 0 || n == 0) return ranked;
-  const int64_t prefix = std::min(n, 4 * top_k);
-  ranked.reserve(prefix);
-  for (int64_t i = 0; i < prefix; ++i) ranked.push_back({class_scores[candidates[i]], candidates[i]});
-  top_k_in_place(ranked, top_k);
-  if (prefix == n) return ranked;
-  const T bound = ranked.back().score;  // k-th best of the prefix <= k-th best overall
-  for (int64_t i = prefix; i < n; ++i) {
-    const T score = class_scores[candidates[i]];
-    if (score >= bound) ranked.push_back({score, candidates[i]});
+  const int64_t k = std::min<int64_t>(top_k, int64_t(candidates.size()));
+  if (k == 0) return ranked;
+  const size_t capacity = size_t(4 * k);
+  ranked.reserve(std::min(capacity, candidates.size()));
+  bool bounded = false;
+  T bound = T(0);
+  for (const int64_t p : candidates) {
+    const T score = class_scores[p];
+    if (bounded && score < bound) continue;
+    ranked.push_back({score, p});
+    if (ranked.size() == capacity) {
+      std::nth_element(ranked.begin(), ranked.begin() + (k - 1), ranked.end(), ranks_before<T>);
+      ranked.resize(k);
+      bound = ranked[k - 1].score;  // the k-th best so far
+      bounded = true;
+    }
   }
-  top_k_in_place(ranked, top_k);
+  top_k_in_place(ranked, k);
   return ranked;
 }
 
+// Priors whose best class score is > score_threshold (a NaN score anywhere disqualifies,
+// as torch.max propagates NaN) and whose box is finite, in ascending order.
 template <class T>
 std::vector<int64_t> find_candidates(const T* boxes, const T* scores, int64_t C, int64_t P,
                                      T score_threshold) {
   std::vector<T> best(P, -std::numeric_limits<T>::infinity());
-  for (int64_t c = 0; c < C; ++c) {
-    const T* row = scores + c * P;
-    for (int64_t p = 0; p < P; ++p) best[p] = nan_max(best[p], row[p]);
-  }
+  std::vector<uint8_t> has_nan(P, 0);
+  at::parallel_for(0, P, 4096, [&](int64_t begin, int64_t end) {
+    T* b = best.data();
+    uint8_t* n = has_nan.data();
+    for (int64_t c = 0; c < C; ++c) {
+      const T* row = scores + c * P;
+      for (int64_t p = begin; p < end; ++p) {  // branch-free: vectorizes
+        b[p] = row[p] > b[p] ? row[p] : b[p];
+        n[p] |= row[p] != row[p];
+      }
+    }
+  });
   std::vector<int64_t> candidates;
   for (int64_t p = 0; p < P; ++p)
-    if (best[p] > score_threshold && box_is_finite(boxes + 4 * p)) candidates.push_back(p);
+    if (!has_nan[p] && best[p] > score_threshold && box_is_finite(boxes + 4 * p))
+      candidates.push_back(p);
   return candidates;
+}
+
+// Boxes in structure-of-arrays form with their areas, for vectorized IoU tests.
+template <class T>
+struct BoxColumns {
+  std::vector<T> x1, y1, x2, y2, area;
+
+  void push(const T* box) {
+    x1.push_back(box[0]);
+    y1.push_back(box[1]);
+    x2.push_back(box[2]);
+    y2.push_back(box[3]);
+    area.push_back((box[2] - box[0]) * (box[3] - box[1]));
+  }
+  int64_t size() const { return int64_t(x1.size()); }
+};
+
+// Whether any of boxes [begin, end) suppresses box b. Same arithmetic as box_iou(); the
+// plain min/max equal its NaN-propagating ones because candidate boxes are finite.
+// Branch-free so that the loop vectorizes.
+template <class T>
+bool any_suppresses(const BoxColumns<T>& a, int64_t begin, int64_t end, const T* b, T area_b,
+                    T iou_threshold) {
+  bool hit = false;
+  for (int64_t i = begin; i < end; ++i) {
+    const T right = a.x2[i] < b[2] ? a.x2[i] : b[2];
+    const T left = a.x1[i] > b[0] ? a.x1[i] : b[0];
+    const T bottom = a.y2[i] < b[3] ? a.y2[i] : b[3];
+    const T top = a.y1[i] > b[1] ? a.y1[i] : b[1];
+    const T iw = right - left > T(0) ? right - left : T(0);
+    const T ih = bottom - top > T(0) ? bottom - top : T(0);
+    const T inter = iw * ih;
+    hit |= !(inter / (a.area[i] + area_b - inter) <= iou_threshold);
+  }
+  return hit;
+}
+
+// Whether box b is suppressed by boxes [0, count): chunks keep the loop vectorized while
+// still stopping early once a chunk suppresses.
+template <class T>
+bool suppressed_by(const BoxColumns<T>& a, int64_t count, const T* b, T iou_threshold) {
+  constexpr int64_t kChunk = 32;
+  const T area_b = (b[2] - b[0]) * (b[3] - b[1]);
+  for (int64_t begin = 0; begin < count; begin += kChunk)
+    if (any_suppresses(a, begin, std::min(begin + kChunk, count), b, area_b, iou_threshold))
+      return true;
+  return false;
 }
 
 // Survivors of one class, as ranked (score, prior) pairs in rank order.
@@ -83,20 +146,15 @@ template <class T>
 std::vector<Ranked<T>> nms_one_class(const T* boxes, const T* class_scores,
                                      const std::vector<int64_t>& candidates, int64_t top_k,
                                      T iou_threshold, NmsMethod method) {
-  std::vector<Ranked<T>> ranked = top_candidates(class_scores, candidates, top_k);
-
+  const std::vector<Ranked<T>> ranked = top_candidates(class_scores, candidates, top_k);
+  // "fast": every higher-ranked box suppresses; "cluster" (greedy): only kept ones.
+  BoxColumns<T> suppressors;
   std::vector<Ranked<T>> kept;
-  for (size_t j = 0; j < ranked.size(); ++j) {
-    const T* box_j = boxes + 4 * ranked[j].index;
-    bool suppressed = false;
-    if (method == NmsMethod::kFast) {
-      for (size_t i = 0; i < j && !suppressed; ++i)
-        suppressed = suppresses(boxes + 4 * ranked[i].index, box_j, iou_threshold);
-    } else {
-      for (size_t i = 0; i < kept.size() && !suppressed; ++i)
-        suppressed = suppresses(boxes + 4 * kept[i].index, box_j, iou_threshold);
-    }
-    if (!suppressed) kept.push_back(ranked[j]);
+  for (const Ranked<T>& item : ranked) {
+    const T* box = boxes + 4 * item.index;
+    const bool suppressed = suppressed_by(suppressors, suppressors.size(), box, iou_threshold);
+    if (!suppressed) kept.push_back(item);
+    if (!suppressed || method == NmsMethod::kFast) suppressors.push(box);
   }
   return kept;
 }
