@@ -14,7 +14,7 @@ import pytest
 import torch
 import torchvision
 
-from yolact_fast import configs, ops, reference
+from yolact_fast import ops, reference
 
 GOLDEN = Path(os.environ.get("YOLACT_FAST_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
 CASE = "golden_yolact_base_s0_480x640.npz"

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolact_fast import _C, configs, ops, reference
+from yolact_fast import _C, configs, reference
 from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
 from test_ops_reference import DTYPES, assert_masks_match, assert_nms_equal, gen
 

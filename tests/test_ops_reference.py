@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import yolact_fast as yf
 from yolact_fast import configs, ops, reference
 from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 ImageLike = Union[torch.Tensor, np.ndarray, "PIL.Image.Image", str, os.PathLike]
 

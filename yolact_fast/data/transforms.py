@@ -13,6 +13,8 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from ..reference import box_iou_pairs
+
 Target = Dict[str, torch.Tensor]
 Sample = Tuple[torch.Tensor, Target]
 
@@ -78,7 +80,7 @@ def random_crop(image: torch.Tensor, target: Target, rng: np.random.Generator,
             continue
         left, top = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
         crop = torch.tensor([[int(left), int(top), int(left + w), int(top + h)]], dtype=torch.float32)
-        if _iou(boxes, crop).max() < min_iou:
+        if box_iou_pairs(boxes, crop).max() < min_iou:
             continue
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         keep = ((centres > crop[:, :2]) & (centres < crop[:, 2:])).all(1)
@@ -115,14 +117,6 @@ def boxes_from_masks(target: Target) -> Target:
     out = dict(target, masks=masks, boxes=boxes, labels=target["labels"][keep])
     return out
 
-
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None] - inter)
 
 
 @dataclass(frozen=True)

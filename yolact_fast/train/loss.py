@@ -35,12 +35,7 @@ def point_form(priors: torch.Tensor) -> torch.Tensor:
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of [A,4] and [B,4] x1,y1,x2,y2 boxes -> [A,B]."""
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None] - inter)
+    return reference.box_iou_pairs(a, b)
 
 
 def box_ioa(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
