@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configure, build and ctest the CMake (libtorch) build of the kernels, CPU only.
+# Configure, build and ctest the CMake (libtorch) build of the kernels; CPU only unless
+# WITH_CUDA=ON (then CUDA_HOME must name the toolkit: source scripts/cuda_env.sh first).
 # Run inside the project's venv (torch provides libtorch and its CMake config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,8 @@ prefix=$(python -c "import torch; print(torch.utils.cmake_prefix_path)")
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 cuda_args=()
 if [ -n "${CUDA_HOME:-}" ]; then
-  cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$CUDA_HOME" -DCUDAToolkit_ROOT="$CUDA_HOME")
+  cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$CUDA_HOME" -DCUDAToolkit_ROOT="$CUDA_HOME"
+             -DCMAKE_CUDA_COMPILER="$CUDA_HOME/bin/nvcc")
   # nvrtc may come with torch's nvidia wheels rather than with the toolkit.
   nvrtc=$(python - <<'PY'
 import glob, os, sysconfig
@@ -23,7 +25,7 @@ PY
   fi
 fi
 mkdir -p build
-cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$prefix" "${cuda_args[@]}" -DWITH_CUDA=OFF \
+cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH="$prefix" "${cuda_args[@]}" -DWITH_CUDA="${WITH_CUDA:-OFF}" \
   -DCMAKE_BUILD_TYPE=Release >build/cmake.log 2>&1 \
   || { cat build/cmake.log; exit 1; }
 cmake --build build/cmake -j "${MAX_JOBS:-2}" 2>&1 | tail -n 2
