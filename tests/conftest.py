@@ -104,3 +104,12 @@ def match_detections(actual, expected, score_tol=1e-4, box_tol=1.0, min_iou=0.99
         "min_mask_iou": min(ious, default=1.0),
         "count_diff": n - m,
     }
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops: one thread avoids OpenMP spin-waits when the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

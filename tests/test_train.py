@@ -35,13 +35,7 @@ class Fixed(torch.utils.data.Dataset):
         return self.samples[i]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny ops: one thread avoids OpenMP spin-waits when the CPU is shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _options(**changes):

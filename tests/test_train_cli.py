@@ -3,17 +3,11 @@
 import json
 
 import pytest
-import torch
 
 from yolact_fast.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_then_eval(tmp_path, capsys):
