@@ -95,4 +95,19 @@ YF_HD inline PixelRange crop_range(T lo, T hi, int64_t size, T padding) {
   return {begin, end};
 }
 
+// The pixels of an H x W image kept by the official crop of one relative box
+// (x1, y1, x2, y2), as row and column ranges.
+struct CropBox {
+  PixelRange rows, cols;
+  YF_HD bool empty() const { return rows.empty() || cols.empty(); }
+  YF_HD bool contains(int64_t y, int64_t x) const {
+    return y >= rows.begin && y < rows.end && x >= cols.begin && x < cols.end;
+  }
+};
+
+template <class T>
+YF_HD inline CropBox crop_box(const T* box, int64_t H, int64_t W, T padding) {
+  return {crop_range(box[1], box[3], H, padding), crop_range(box[0], box[2], W, padding)};
+}
+
 }  // namespace yf

@@ -29,20 +29,10 @@ void parallel_items(int64_t count, const F& work) {
   });
 }
 
-template <class T>
-struct CropBox {
-  PixelRange rows, cols;
-};
-
-template <class T>
-CropBox<T> crop_box(const T* box, int64_t H, int64_t W, T padding) {
-  return {crop_range(box[1], box[3], H, padding), crop_range(box[0], box[2], W, padding)};
-}
-
 // Cropped sigmoid mask of one detection at proto resolution, written into out (row
 // stride out_stride, origin at (rows.begin, cols.begin)).
 template <class T>
-void assemble_one(const T* proto, int64_t W, int64_t k, const T* coeffs, const CropBox<T>& crop,
+void assemble_one(const T* proto, int64_t W, int64_t k, const T* coeffs, const CropBox& crop,
                   T* out, int64_t out_stride) {
   for (int64_t y = crop.rows.begin; y < crop.rows.end; ++y) {
     T* row = out + (y - crop.rows.begin) * out_stride;
@@ -78,8 +68,8 @@ void paste_one(const T* proto, int64_t H, int64_t W, int64_t k, const T* coeffs,
                const std::vector<LinearTap<T>>& col_taps, bool* out, std::vector<T>& scratch) {
   const int64_t out_w = int64_t(col_taps.size());
   std::memset(out, 0, sizeof(bool) * row_taps.size() * out_w);
-  const CropBox<T> crop = crop_box(box, H, W, padding);
-  if (crop.rows.empty() || crop.cols.empty()) return;
+  const CropBox crop = crop_box(box, H, W, padding);
+  if (crop.empty()) return;
   const PixelRange out_rows = output_footprint(row_taps, crop.rows);
   const PixelRange out_cols = output_footprint(col_taps, crop.cols);
   if (out_rows.empty() || out_cols.empty()) return;
@@ -129,8 +119,8 @@ at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
     scalar_t* o = out.data_ptr<scalar_t>();
     const auto padding = static_cast<scalar_t>(crop_padding);
     parallel_items(N, [&](int64_t n) {
-      const CropBox<scalar_t> crop = crop_box(b + 4 * n, H, W, padding);
-      if (crop.rows.empty() || crop.cols.empty()) return;
+      const CropBox crop = crop_box(b + 4 * n, H, W, padding);
+      if (crop.empty()) return;
       scalar_t* plane = o + n * H * W + crop.rows.begin * W + crop.cols.begin;
       assemble_one(p, W, k, c + n * k, crop, plane, W);
     });

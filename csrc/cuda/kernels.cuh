@@ -115,10 +115,7 @@ YF_GLOBAL void assemble_masks(const T* proto, const T* coeffs, const T* boxes, i
                               int64_t H, int64_t W, int64_t k, T padding, T* out) {
   YF_KERNEL_LOOP(t, N * H * W) {
     const int64_t x = t % W, y = (t / W) % H, n = t / (W * H);
-    const T* box = boxes + 4 * n;
-    const PixelRange rows = crop_range(box[1], box[3], H, padding);
-    const PixelRange cols = crop_range(box[0], box[2], W, padding);
-    const bool inside = y >= rows.begin && y < rows.end && x >= cols.begin && x < cols.end;
+    const bool inside = crop_box(boxes + 4 * n, H, W, padding).contains(y, x);
     out[t] = inside ? sigmoid(lincomb(proto + (y * W + x) * k, coeffs + n * k, k)) : T(0);
   }
 }
@@ -130,13 +127,11 @@ YF_GLOBAL void paste_masks(const T* masks, const T* boxes, int64_t N, int64_t H,
                            int64_t out_h, int64_t out_w, T padding, T threshold, bool* out) {
   YF_KERNEL_LOOP(t, N * out_h * out_w) {
     const int64_t ox = t % out_w, oy = (t / out_w) % out_h, n = t / (out_w * out_h);
-    const T* box = boxes + 4 * n;
-    const PixelRange rows = crop_range(box[1], box[3], H, padding);
-    const PixelRange cols = crop_range(box[0], box[2], W, padding);
+    const CropBox crop = crop_box(boxes + 4 * n, H, W, padding);
     const LinearTap<T> ty = linear_tap<T>(oy, H, out_h);
     const LinearTap<T> tx = linear_tap<T>(ox, W, out_w);
-    const bool reaches = ty.i0 + ty.step >= rows.begin && ty.i0 < rows.end &&
-                         tx.i0 + tx.step >= cols.begin && tx.i0 < cols.end;
+    const bool reaches = ty.i0 + ty.step >= crop.rows.begin && ty.i0 < crop.rows.end &&
+                         tx.i0 + tx.step >= crop.cols.begin && tx.i0 < crop.cols.end;
     bool value = false;
     if (reaches) {
       const T* plane = masks + n * H * W;
