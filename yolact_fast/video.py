@@ -265,11 +265,14 @@ def _batches(reader, batch_size) -> Iterator[Tuple[list, list]]:
     """Consecutive frames of one size, at most ``batch_size`` at a time."""
     indices, images = [], []
     for index, image in reader:
-        if images and (len(images) == batch_size or image.shape != images[0].shape):
+        if images and image.shape != images[0].shape:
             yield indices, images
             indices, images = [], []
         indices.append(index)
         images.append(image)
+        if len(images) == batch_size:
+            yield indices, images
+            indices, images = [], []
     if images:
         yield indices, images
 
