@@ -1,6 +1,7 @@
 """The yolact-fast command line."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -251,7 +252,7 @@ def test_interrupted_video_run_keeps_a_playable_partial_video(shapes_video, tmp_
     frames, _ = read_video(out / "clip.mp4")
     assert len(frames) == 3
     lines = (out / "clip.jsonl").read_text().splitlines()
-    assert [json.loads(line)["frame_index"] for line in lines[:3]] == [0, 1, 2]
+    assert [json.loads(line)["frame_index"] for line in lines] == [0, 1, 2]
     assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]
 
 
@@ -283,3 +284,45 @@ def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp
     assert 2 <= len(frames) < 7
     assert len((out / "clip.jsonl").read_text().splitlines()) == len(frames)
     assert "interrupted" in process.stdout.read()
+
+
+def test_interrupted_image_run_writes_the_results_so_far(tmp_path, monkeypatch):
+    from yolact_fast import cli
+
+    for seed in range(3):
+        save_shape_image(tmp_path / "in" / f"{seed}.png", seed)
+    saved = []
+    original = cli._save_overlay
+
+    def save_then_interrupt(*args):
+        if len(saved) == 1:
+            raise KeyboardInterrupt
+        saved.append(1)
+        original(*args)
+
+    monkeypatch.setattr(cli, "_save_overlay", save_then_interrupt)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "in"), "--out", str(out), "--batch-size", "1"]) == 130
+    results = json.loads((out / "results.json").read_text())
+    assert [im["id"] for im in results["images"]] == [0]
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "results.json"]
+
+
+def test_source_kinds_and_names(tmp_path):
+    from yolact_fast.files import find_sources, output_paths
+
+    save_shape_image(tmp_path / "a" / "x.png", 1)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "clip.MKV").write_bytes(b"")
+    (tmp_path / "b" / "notes.txt").write_text("")
+    arguments = [str(tmp_path / "a"), str(tmp_path / "b" / "*"), "rtsp://host/live", "2",
+                 str(tmp_path / "a" / "x.png")]  # the image again: kept once
+    sources, skipped = find_sources(arguments)
+    assert [(s.kind, s.name) for s in sources] == [
+        ("image", os.path.join("a", "x")), ("video", os.path.join("b", "clip")),
+        ("stream", "stream0"), ("camera", "camera2")]
+    assert skipped == {"not an image or video": 1}
+    paths = output_paths(sources, str(tmp_path / "out"))
+    assert paths[1] == {"video": str(tmp_path / "out" / "b" / "clip.mp4"),
+                        "results": str(tmp_path / "out" / "b" / "clip.jsonl")}
+    assert paths[3]["video"].endswith("camera2.mp4")

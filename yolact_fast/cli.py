@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         "segment", help="segment images, videos or a camera; write overlays, videos and COCO results")
     seg.add_argument("inputs", nargs="+", metavar="SOURCE",
                      help="image or video files, folders (searched recursively for images), "
-                          "glob patterns ('imgs/**/*.jpg'), or a camera index (0)")
+                          "glob patterns ('imgs/**/*.jpg'), stream URLs (rtsp://...), or a camera "
+                          "index (0)")
     seg.add_argument("--weights", default=None,
                      help="'demo', a yolact_fast model.pt or an official .pth (default: as "
                           "yf.segment: $YOLACT_FAST_WEIGHTS, else the embedded demo model)")
@@ -117,7 +118,8 @@ def run_segment(args) -> int:
         count, found, interrupted = _segment_stream(source, paths, model, args, skipped)
         frames, instances = frames + count, instances + found
     skipped_text = f", skipped {dict(skipped)}" if skipped else ""
-    print(f"{len(images)} image(s), {len(streams)} video(s) ({frames} frames){skipped_text} -> {args.out}"
+    print(f"{len(images)} image(s), {len(streams)} video(s) ({frames} frames), {instances} instances"
+          f"{skipped_text} -> {args.out}"
           + (" [interrupted: outputs so far were written]" if interrupted else ""))
     return INTERRUPTED if interrupted else 0
 
@@ -150,9 +152,10 @@ def _segment_images(jobs, model, args, skipped):
                     file=sys.stderr)
     try:
         for image_id, image, instances in progress:
-            annotations += instances.to_coco(image_id)
-            records.append({"id": image_id, "file_name": str(jobs[image_id][0].location)})
+            coco = instances.to_coco(image_id)
             _save_overlay(image, instances, jobs[image_id][1]["overlay"], args.draw_threshold)
+            annotations += coco
+            records.append({"id": image_id, "file_name": str(jobs[image_id][0].location)})
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -171,7 +174,7 @@ def _save_overlay(image, instances, path, draw_threshold) -> None:
 
 
 def _segment_stream(source, paths, model, args, skipped):
-    """Annotated video and per-frame JSON lines of a video or camera source:
+    """Annotated video and per-frame JSON lines of a video, stream or camera source:
     (frames, instances, interrupted). Interrupted, both files hold the frames done so far."""
     from tqdm import tqdm
 
@@ -189,8 +192,8 @@ def _segment_stream(source, paths, model, args, skipped):
         try:
             for index, frame, instances in tqdm(video, desc=source.name, unit="frame", file=sys.stderr):
                 record = {"frame_index": index, "annotations": instances.to_coco(index)}
-                lines.write(json.dumps(record) + "\n")
                 writer.write(draw(frame, instances[instances.scores >= args.draw_threshold]))
+                lines.write(json.dumps(record) + "\n")
                 frames, instances_found = frames + 1, instances_found + len(instances)
         except KeyboardInterrupt:
             interrupted = True

@@ -12,12 +12,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GLOB_CHARACTERS = "*?["
+FILE_KINDS = ("image", "video")
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """One input: ``kind`` is "image", "video" or "camera"; ``location`` a path (camera: the
-    index); ``name`` the output stem relative to the output folder ("sub/a" -> sub/a.png)."""
+    """One input: ``kind`` is "image", "video", "stream" (a URL) or "camera"; ``location`` a
+    path, URL or camera index; ``name`` the output stem relative to the output folder
+    ("sub/a" -> sub/a.png)."""
 
     kind: str
     location: Union[str, int]
@@ -26,7 +28,7 @@ class Source:
 
 def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]]:
     """Sources named by the command line (files, folders searched recursively for images, glob
-    patterns, camera indices) and the count of what was skipped (files matched by a glob that
+    patterns, URLs, camera indices) and the count of what was skipped (files matched by a glob that
     are neither images nor videos). Each source gets a distinct output name: its path
     relative to the deepest folder common to all file sources, extension dropped.
 
@@ -47,6 +49,8 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
             found.append((_kind_of(argument, VIDEO_EXTENSIONS) or "image", argument))
         elif argument.isdigit():
             found.append(("camera", int(argument)))
+        elif "://" in argument:
+            found.append(("stream", argument))
         elif any(c in argument for c in GLOB_CHARACTERS):
             matches = sorted(p for p in glob.glob(argument, recursive=True) if os.path.isfile(p))
             if not matches:
@@ -83,7 +87,7 @@ def _unique(found):
     """Drops repeats of one file (by real path) or camera, keeping the first."""
     seen, unique = set(), []
     for kind, location in found:
-        key = location if kind == "camera" else os.path.realpath(location)
+        key = os.path.realpath(location) if kind in FILE_KINDS else location
         if key not in seen:
             seen.add(key)
             unique.append((kind, location))
@@ -91,12 +95,14 @@ def _unique(found):
 
 
 def _named(found) -> List[Source]:
-    files = [os.path.abspath(location) for kind, location in found if kind != "camera"]
+    files = [os.path.abspath(location) for kind, location in found if kind in FILE_KINDS]
     root = os.path.commonpath([os.path.dirname(path) for path in files]) if files else ""
-    sources = []
+    sources, streams = [], 0
     for kind, location in found:
         if kind == "camera":
             name = f"camera{location}"
+        elif kind == "stream":
+            name, streams = f"stream{streams}", streams + 1
         else:
             relative = os.path.relpath(os.path.abspath(location), root)
             name = os.path.splitext(relative)[0]
@@ -106,13 +112,13 @@ def _named(found) -> List[Source]:
 
 def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
     """Per source the files it writes under ``out``: {"overlay": ...} for an image,
-    {"video": ..., "results": ...} for a video or camera. ValueError, before anything is
+    {"video": ..., "results": ...} for a video, stream or camera. ValueError, before anything is
     written, when two sources would write one file, an output would replace an input, or
     ``out`` is an existing file."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out must be a folder, but {out!r} is an existing file")
     reserved: Dict[str, str] = {}
-    inputs = {os.path.realpath(s.location): s for s in sources if s.kind != "camera"}
+    inputs = {os.path.realpath(s.location): s for s in sources if s.kind in FILE_KINDS}
     outputs = []
     for source in sources:
         stem = os.path.join(out, source.name)

@@ -75,6 +75,7 @@ class VideoSegmentation:
     could not be decoded. Iterate once; ``close()`` (or ``with``) stops the threads early."""
 
     def __init__(self, source, model, batch_size, every, start, end, overlap, options):
+        import_av()
         _check_range(batch_size=batch_size, every=every, start=start, end=end)
         self.source = source
         self._model = resolve_model(model)
@@ -137,7 +138,7 @@ def open_video(source):
             raise FileNotFoundError(f"video file not found: {path!r}")
     try:
         container = av.open(path, format=container_format)
-    except (av.FFmpegError, OSError) as error:
+    except (av.error.FFmpegError, OSError) as error:
         raise ValueError(f"cannot read video {name!r}: {error}") from error
     if not container.streams.video:
         container.close()
@@ -171,12 +172,12 @@ def _decoded_frames(container, stream, start, end, every, skipped) -> Iterator[F
             packet = next(packets)
         except StopIteration:
             return
-        except av.FFmpegError:
+        except av.error.FFmpegError:
             skipped["read errors"] += 1
             packet = None  # flush the decoder: the frames it holds are still good
         try:
             frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
-        except av.FFmpegError:
+        except av.error.FFmpegError:
             skipped["undecodable packets"] += 1
             continue
         for frame in frames:
@@ -373,6 +374,6 @@ def video_encoder() -> str:
         try:
             av.codec.Codec(name, "w")
             return name
-        except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
+        except (av.error.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
             continue
     raise RuntimeError("this PyAV build has neither an H.264 nor an MPEG-4 encoder")
