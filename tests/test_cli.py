@@ -265,9 +265,9 @@ def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp
         "import sys, time, yolact_fast.video as v\n"
         "write = v.VideoWriter.write\n"
         "def slow(self, frame):\n"
+        "    time.sleep(0.5)\n"
         "    write(self, frame)\n"
         "    if self.frames == 2: print('two', flush=True)\n"
-        "    time.sleep(0.5)\n"
         "v.VideoWriter.write = slow\n"
         "from yolact_fast.cli import main\n"
         f"sys.exit(main(['segment', {str(shapes_video)!r}, '--out', {str(out)!r}, '--batch-size', '1']))\n"
@@ -282,7 +282,8 @@ def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp
             process.kill()
     frames, _ = read_video(out / "clip.mp4")
     assert 2 <= len(frames) < 7
-    assert len((out / "clip.jsonl").read_text().splitlines()) == len(frames)
+    # A frame's line follows its video frame: the signal may fall between the two.
+    assert len(frames) - 1 <= len((out / "clip.jsonl").read_text().splitlines()) <= len(frames)
     assert "interrupted" in process.stdout.read()
 
 

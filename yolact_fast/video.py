@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import fractions
+import inspect
 import os
 import queue
 import sys
@@ -76,7 +77,11 @@ class VideoSegmentation:
 
     def __init__(self, source, model, batch_size, every, start, end, overlap, options):
         import_av()
-        _check_range(batch_size=batch_size, every=every, start=start, end=end)
+        _check_int("batch_size", batch_size, 1)
+        _check_int("every", every, 1)
+        _check_int("start", start, 0)
+        if end is not None:
+            _check_int("end", end, 0)
         self.source = source
         self._model = resolve_model(model)
         self._finish = postprocessor(self._model, _ops, **options)
@@ -99,10 +104,12 @@ class VideoSegmentation:
         return self._iterator
 
     def close(self) -> None:
-        """Stops the decoding and post-processing threads and closes the source."""
+        """Stops the threads; the source is closed by the network thread as it ends (or here
+        when the iteration never started)."""
+        if self._iterator is None or inspect.getgeneratorstate(self._iterator) == inspect.GEN_CREATED:
+            self._container.close()
         if self._iterator is not None:
             self._iterator.close()
-        self._container.close()
 
     def __enter__(self) -> "VideoSegmentation":
         return self
@@ -111,15 +118,11 @@ class VideoSegmentation:
         self.close()
 
 
-def _check_range(**values) -> None:
-    for name, value in values.items():
-        if value is None and name == "end":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        minimum = 1 if name in ("batch_size", "every") else 0
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def open_video(source):
@@ -200,25 +203,32 @@ def segment_frames(
     on_exit=None,
     **options,
 ) -> Iterator[Tuple[int, torch.Tensor, Instances]]:
-    """``(index, frame, Instances)`` for an iterable of ``(index, [3,H,W] image)``: the
-    iterable is consumed in a background thread, consecutive images of one size are batched
-    (up to ``batch_size``) through the network, and with ``overlap`` each batch is
-    post-processed in a worker thread while the next one runs. ``finish`` is a ready
-    :func:`yolact_fast.segment.postprocessor` (else built from ``options``); ``on_exit`` runs
-    when the iteration ends, fails or is closed."""
-    _check_range(batch_size=batch_size)
+    """``(index, frame, Instances)`` for an iterable of ``(index, [3,H,W] image)``, in order.
+
+    Three threads besides the consumer's: one consumes ``frames``, one runs consecutive
+    images of one size through the network in batches of up to ``batch_size``, and (with
+    ``overlap``) one post-processes batch k while batch k+1 runs through the network. Bounded
+    queues join them, so the consumer's own work (drawing, encoding) overlaps too and memory
+    stays flat. ``finish`` is a ready :func:`yolact_fast.segment.postprocessor` (else built
+    from ``options``); ``on_exit`` runs once the network thread is done (ended, failed, or
+    closed: ``close()`` the returned generator to stop early)."""
+    _check_int("batch_size", batch_size, 1)
     model = resolve_model(model)
     finish = finish or postprocessor(model, _ops, **options)
-    return _pipeline(frames, model, batch_size, overlap, finish, on_exit)
+    stages = _network_stage(frames, model, batch_size, overlap, finish, on_exit)
+    return _in_background(stages, 2 * batch_size, "yolact-network")
 
 
-def _pipeline(frames, model, batch_size, overlap, finish, on_exit):
+def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
+    """Runs in the network thread: batches from the reader thread, results in order."""
     network = _inference_network(model)
-    reader = _Reader(frames, capacity=2 * batch_size, pin=model.device.type == "cuda")
+    pin = model.device.type == "cuda"
+    images_in = _in_background(frames, 2 * batch_size, "yolact-decode",
+                               prepare=lambda item: _checked(item, pin))
     post = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="yolact-post") if overlap else None
     pending = collections.deque()
     try:
-        for indices, images in _batches(reader, batch_size):
+        for indices, images in _batches(images_in, batch_size):
             with torch.inference_mode(), _eval_mode(network):
                 device_images = [image.to(model.device, non_blocking=True) for image in images]
                 raw = run_network(device_images, model, network)
@@ -232,11 +242,17 @@ def _pipeline(frames, model, batch_size, overlap, finish, on_exit):
         while pending:
             yield from _results(pending.popleft())
     finally:
-        reader.stop()
+        images_in.close()
         if post is not None:
             post.shutdown(wait=True, cancel_futures=True)
         if on_exit is not None:
             on_exit()
+
+
+def _checked(item, pin: bool) -> Frame:
+    index, image = item
+    image = check_image_tensor(image)
+    return index, image.pin_memory() if pin else image
 
 
 def _postprocess(finish, raw):
@@ -262,10 +278,10 @@ def _results(item):
         yield index, image, instances
 
 
-def _batches(reader, batch_size) -> Iterator[Tuple[list, list]]:
+def _batches(frames, batch_size) -> Iterator[Tuple[list, list]]:
     """Consecutive frames of one size, at most ``batch_size`` at a time."""
     indices, images = [], []
-    for index, image in reader:
+    for index, image in frames:
         if images and image.shape != images[0].shape:
             yield indices, images
             indices, images = [], []
@@ -278,29 +294,39 @@ def _batches(reader, batch_size) -> Iterator[Tuple[list, list]]:
         yield indices, images
 
 
-class _Reader:
-    """Consumes an iterable of (index, image) in a daemon thread through a bounded queue;
-    iterate to receive the items. An exception in the iterable is re-raised to the reader."""
+def _in_background(items: Iterable, capacity: int, name: str, prepare=None) -> Iterator:
+    """The items of ``items`` (each through ``prepare``), produced in a daemon thread ahead of
+    the consumer by at most ``capacity``. An exception there is re-raised here; closing this
+    generator stops the thread (and closes ``items`` in it)."""
+    worker = _Producer(items, capacity, name, prepare)
+    try:
+        yield from worker
+    finally:
+        worker.stop()
 
-    def __init__(self, frames: Iterable[Frame], capacity: int, pin: bool):
+
+class _Producer:
+    """A daemon thread that puts the items of an iterable into a bounded queue."""
+
+    def __init__(self, items: Iterable, capacity: int, name: str, prepare):
         self._queue: "queue.Queue" = queue.Queue(maxsize=capacity)
         self._stopped = threading.Event()
-        self._pin = pin
-        self._thread = threading.Thread(target=self._run, args=(frames,), daemon=True,
-                                        name="yolact-decode")
+        self._prepare = prepare
+        self._thread = threading.Thread(target=self._run, args=(items,), daemon=True, name=name)
         self._thread.start()
 
-    def _run(self, frames) -> None:
+    def _run(self, items) -> None:
         try:
-            for index, image in frames:
-                image = check_image_tensor(image)
-                if self._pin:
-                    image = image.pin_memory()
-                if not self._put((index, image)):
+            for item in items:
+                if not self._put(self._prepare(item) if self._prepare else item):
                     return
             self._put(_END)
         except BaseException as error:  # handed to the consumer, which re-raises it
             self._put(error)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator's cleanup runs in the thread that ran it
+                close()
 
     def _put(self, item) -> bool:
         while not self._stopped.is_set():
@@ -311,7 +337,7 @@ class _Reader:
                 continue
         return False
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -321,7 +347,7 @@ class _Reader:
             yield item
 
     def stop(self) -> None:
-        """Ends the thread: unblocks its put and waits for it to return."""
+        """Unblocks the thread's put and waits (up to 10 s: one batch) for it to return."""
         self._stopped.set()
         self._thread.join(timeout=10)
 
