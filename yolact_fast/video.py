@@ -1,10 +1,11 @@
 """Videos, cameras and streams of frames -> Instances, with decoding, the network and
 post-processing overlapped.
 
-``segment_video`` decodes frames with PyAV (the optional extra ``yolact_fast[video]``) in a
-background thread, runs them through the network in batches and post-processes batch k in a
-second thread while batch k+1 runs through the network (the official ``--video_multiframe``
-idea). Queues between the stages are bounded, so memory stays flat however long the video is.
+``segment_video`` decodes frames with PyAV (the optional extra ``yolact_fast[video]``) in one
+thread, runs them through the network in batches in a second, and post-processes batch k in a
+third while batch k+1 runs through the network (the official ``--video_multiframe`` idea); the
+caller receives results in order. Queues between the stages are bounded, so memory stays flat
+however long the video is.
 """
 
 from __future__ import annotations
