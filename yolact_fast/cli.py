@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 DEMO_IMAGE = (0, 480, 640)  # make_image(seed, H, W) of the golden case
 DEMO_SEED = 2029  # synthetic_shapes seed of the demo image (never used in training)
