@@ -122,7 +122,7 @@ def test_bad_sources(tmp_path, demo_model):
             segment_video(63, model=demo_model)
 
 
-def test_truncated_video_yields_the_frames_before_the_cut(tmp_path, demo_model):
+def test_truncated_or_corrupt_video_yields_what_decodes(tmp_path, demo_model):
     whole = write_video(tmp_path / "whole.ts", shape_frames(12, (64, 96)), "mpegts")
     data = whole.read_bytes()
     cut = tmp_path / "cut.ts"
@@ -130,6 +130,13 @@ def test_truncated_video_yields_the_frames_before_the_cut(tmp_path, demo_model):
     results = list(segment_video(cut, model=demo_model, batch_size=4))
     assert 0 < len(results) < 12
     assert [i for i, _, _ in results] == list(range(len(results)))
+    scrambled = bytearray(data)
+    middle = len(data) // 3
+    scrambled[middle:middle + 3000] = bytes(b ^ 0x5A for b in scrambled[middle:middle + 3000])
+    corrupt = tmp_path / "corrupt.ts"
+    corrupt.write_bytes(bytes(scrambled))
+    results = list(segment_video(corrupt, model=demo_model, batch_size=4))
+    assert 0 < len(results) <= 12  # FFmpeg conceals or drops the damaged frames
 
 
 def test_closing_early_stops_the_threads(video, demo_model):
