@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import reference
-from ..configs import YolactConfig, get_config, proto_size
+from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..model import Yolact
 from ..segment import preprocess
@@ -108,17 +108,21 @@ def make_batch(samples: Sequence, config: YolactConfig) -> Tuple[torch.Tensor, L
     :func:`yolact_loss`)."""
     images = preprocess([image for image, _ in samples], config, "cpu")
     size = (config.max_size, config.max_size)
-    return images, prepare_targets([target for _, target in samples], size, proto_size(size))
+    targets = prepare_targets([target for _, target in samples], size, proto_size(size),
+                              feature_sizes(size, 1)[0])
+    return images, targets
 
 
 def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Tensor,
                   weights: LossWeights = LossWeights(), generator: torch.Generator = None
                   ) -> Dict[str, torch.Tensor]:
-    """Forward pass and losses (no backward) of a model in training mode."""
+    """Forward pass and losses (no backward) of a model in training mode; ``weights`` fields
+    left None take ``model.config``'s values."""
     _, pyramid = model.features(images)
     outputs = model.heads(pyramid)
     semantic = model.semantic_seg_conv(pyramid[0])
-    return yolact_loss(outputs, semantic, priors, targets, weights, model.config.variances, generator)
+    return yolact_loss(outputs, semantic, priors, targets, weights.for_config(model.config),
+                       model.config.variances, generator)
 
 
 def learning_rate(step: int, total: int, options: TrainOptions) -> float:
