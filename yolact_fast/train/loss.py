@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -224,7 +224,8 @@ def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int], prot
 
 def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
                 targets: Sequence[Target], weights: Optional[LossWeights] = None,
-                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None
+                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None,
+                denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
                 ) -> Dict[str, torch.Tensor]:
     """Losses {"box", "conf", "mask", "semantic", "total"} for a batch.
 
@@ -234,6 +235,9 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     resolution, ``semantic_masks`` [M,h3,w3] (see :func:`prepare_targets`), optional
     ``crowd_boxes`` [K,4] relative. ``weights``: resolved (no None field; default: yolact_base's).
     ``generator`` picks the masks trained when an image has more than ``masks_to_train`` positives.
+    ``denominators`` maps this batch's float [positives, images] to the divisors of the terms
+    (default: the counts themselves, at least 1); distributed training passes
+    :meth:`~yolact_fast.train.distributed.Processes.loss_denominators`.
     """
     weights = LossWeights().for_config(yolact_base) if weights is None else weights
     unset = [f.name for f in dataclasses.fields(weights) if getattr(weights, f.name) is None]
@@ -250,7 +254,8 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     conf_t = torch.stack([m.conf for m in matches])
     loc_t = torch.stack([m.loc for m in matches])
     positive = conf_t > 0
-    num_pos = positive.sum().clamp(min=1).float()
+    counts = torch.stack([positive.sum(), torch.tensor(len(targets), device=device)]).float()
+    num_pos, num_images = counts.clamp(min=1) if denominators is None else denominators(counts)
 
     box = F.smooth_l1_loss(loc[positive], loc_t[positive], reduction="sum")
     selected = positive | ohem_negatives(conf_logits, conf_t, weights.negpos_ratio)
@@ -274,7 +279,7 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     semantic = sum(
         semantic_loss_single(semantic_logits[i], t["semantic_masks"].to(device), t["labels"].to(device))
         for i, t in enumerate(targets)
-    ) / len(targets)
+    ) / num_images
 
     losses = {
         "box": box * weights.box / num_pos,
