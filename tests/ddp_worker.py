@@ -2,10 +2,14 @@
 ``torchrun --nproc-per-node=2``): ``train()`` on tiny synthetic shapes, recording the weights
 after every step.
 
-Usage: ddp_worker.py OUT_DIR [stall]. ``stall``: rank 1 stops answering after step 1, so that
-rank 0 must fail on the process-group timeout.
+Usage: ddp_worker.py OUT_DIR [stall | bench]. ``stall``: rank 1 stops answering after step 1,
+so that rank 0 must fail on the process-group timeout. ``bench``: the same configuration on 96
+images for one epoch (24 steps), no recording; rank 0 prints the summary (images/s) as JSON
+(benchmarks/bench_train_ddp.py).
 """
 
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -14,7 +18,8 @@ import torch
 
 from yolact_fast import configs
 from yolact_fast.data import synthetic_shapes
-from yolact_fast.train import TrainOptions, init_from_environment, train
+from yolact_fast.train import Processes, TrainOptions, init_from_environment, train
+from yolact_fast.train.distributed import shutdown
 
 TINY = configs.yolact_demo.replace(
     backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
@@ -27,8 +32,8 @@ OPTIONS = TrainOptions(epochs=2, batch_size=4, lr=5e-3, warmup_steps=2, log_ever
 TIMEOUT_S = 5
 
 
-def dataset():
-    return list(synthetic_shapes(8, seed=5, size=(64, 64), max_objects=2, min_size=0.3))
+def dataset(n=8):
+    return list(synthetic_shapes(n, seed=5, size=(64, 64), max_objects=2, min_size=0.3))
 
 
 def recorder(weights: list, out_dir: str, rank: int, stall: bool = False):
@@ -45,12 +50,19 @@ def recorder(weights: list, out_dir: str, rank: int, stall: bool = False):
 def main(out_dir: str, mode: str = "") -> None:
     torch.set_num_threads(1)
     init_from_environment("cpu", timeout_s=TIMEOUT_S)
-    rank = torch.distributed.get_rank()
+    rank = Processes.current().rank
+    if mode == "bench":
+        summary, _ = train(TINY, dataset(96), out_dir, dataclasses.replace(OPTIONS, epochs=1, checkpoint_every=10**6),
+                           progress=False, device="cpu")
+        if rank == 0:
+            print(json.dumps(summary))
+        shutdown()
+        return
     weights = []
     train(TINY, dataset(), out_dir, OPTIONS, progress=False, device="cpu",
           on_step=recorder(weights, out_dir, rank, stall=mode == "stall"))
     torch.save(weights, os.path.join(out_dir, f"weights_rank{rank}.pt"))
-    torch.distributed.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":

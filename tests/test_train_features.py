@@ -111,6 +111,18 @@ def test_nonfinite_network_outputs_skip_the_step(tmp_path, data):
     assert set(losses) == {"total"} and torch.isnan(losses["total"])
 
 
+def test_every_parameter_gets_a_gradient_without_ground_truth(data):
+    """DistributedDataParallel waits for every parameter's gradient in every process."""
+    image, target = data[0]
+    empty = dict(target, boxes=target["boxes"][:0], labels=target["labels"][:0], masks=target["masks"][:0])
+    model = Yolact(TINY).train()
+    images, targets = make_batch([(image, empty)], TINY)
+    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)))
+    assert float(losses["mask"]) == 0
+    losses["total"].backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
 def test_training_network_is_one_forward(data):
     model = Yolact(TINY).train()
     images, _ = make_batch(data, TINY)
@@ -135,3 +147,18 @@ def test_cli_train_flags_and_quiet_progress(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert cli._show_progress(parsed) is False
     assert cli._show_progress(cli.build_parser().parse_args(args)) is False
+
+
+def test_devices_and_process_groups_from_the_environment(monkeypatch, tmp_path, data):
+    from yolact_fast.train import distributed
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.training_device("cuda") == torch.device("cuda", 1)  # one GPU per process
+    assert distributed.training_device("cuda:0") == torch.device("cuda", 0)
+    assert distributed.training_device("cpu") == torch.device("cpu")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.init_from_environment("cpu") is False
+    assert distributed.Processes.current() == distributed.Processes(0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun started us, but nobody joined the group
+    with pytest.raises(RuntimeError, match="WORLD_SIZE=2 but torch.distributed is not initialised"):
+        train(TINY, data, str(tmp_path), _options(), progress=False, device="cpu")

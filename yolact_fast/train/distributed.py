@@ -26,21 +26,26 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def default_device() -> torch.device:
-    """cuda:LOCAL_RANK when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+def training_device(name: Optional[str | torch.device] = None) -> torch.device:
+    """The device this process trains on: ``name``, where "cuda" without an index means
+    cuda:LOCAL_RANK (one GPU per torchrun process); None: CUDA if available, else the CPU."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
-def init_from_environment(device: Optional[torch.device] = None,
+def init_from_environment(device: Optional[str | torch.device] = None,
                           timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Join the default process group from torchrun's environment; False (and nothing done)
-    when not launched with WORLD_SIZE > 1. Backend: nccl for a CUDA ``device``, else gloo.
-    ``timeout_s`` bounds every collective: a rank that fails or stalls makes the others raise."""
+    when not launched with WORLD_SIZE > 1. Backend: nccl when this process trains on CUDA (see
+    :func:`training_device`), else gloo. ``timeout_s`` bounds every collective: a rank that
+    fails or stalls makes the others raise."""
     if not launched_by_torchrun() or dist.is_initialized():
         return dist.is_initialized()
-    device = torch.device(device) if device is not None else default_device()
+    device = training_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         # nccl: abort on a timed-out collective instead of hanging in it

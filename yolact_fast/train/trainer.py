@@ -35,7 +35,7 @@ from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..model import Yolact
 from ..segment import preprocess
-from .distributed import Processes, default_device
+from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
 
 CHECKPOINT_FORMAT = "yolact_fast.train/1"
@@ -164,8 +164,12 @@ def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Te
     if not all(bool(torch.isfinite(t).all()) for t in (*outputs, semantic)):
         return {"total": torch.tensor(float("nan"), device=device)}
     outputs = type(outputs)(*(t.float() for t in outputs))
-    return yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
-                       model.config.variances, generator, denominators)
+    losses = yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
+                         model.config.variances, generator, denominators)
+    # Every output joins the graph (weight 0): DistributedDataParallel needs a gradient for every
+    # parameter in every process, also when a process's images train no mask.
+    losses["total"] = losses["total"] + 0 * sum(t.sum() for t in (*outputs, semantic))
+    return losses
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -260,7 +264,7 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
         raise ValueError(f"batch_size {options.batch_size} is the global batch: it must be a multiple "
                          f"of the {processes.world_size} processes")
     local_batch = options.batch_size // processes.world_size
-    device = torch.device(device) if device is not None else default_device()
+    device = training_device(device)
     if options.amp and device.type == "cpu":
         _check_cpu_amp(config)
     os.makedirs(out_dir, exist_ok=True)
