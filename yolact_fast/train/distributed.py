@@ -39,17 +39,17 @@ def training_device(name: Optional[str | torch.device] = None) -> torch.device:
 
 def init_from_environment(device: Optional[str | torch.device] = None,
                           timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Join the default process group from torchrun's environment; False (and nothing done)
-    when not launched with WORLD_SIZE > 1. Backend: nccl when this process trains on CUDA (see
+    """Join the default process group from torchrun's environment. True when this call
+    joined it (then call :func:`shutdown` at the end); False when not launched with
+    WORLD_SIZE > 1 or already in a group. Backend: nccl when this process trains on CUDA (see
     :func:`training_device`), else gloo. ``timeout_s`` bounds every collective: a rank that
-    fails or stalls makes the others raise."""
+    fails or stalls makes the others raise (nccl's default asynchronous error handling aborts
+    a timed-out collective)."""
     if not launched_by_torchrun() or dist.is_initialized():
-        return dist.is_initialized()
+        return False
     device = training_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        # nccl: abort on a timed-out collective instead of hanging in it
-        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                             timeout=datetime.timedelta(seconds=timeout_s))
     return True

@@ -294,7 +294,8 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
             network, device_ids=[device.index] if device.type == "cuda" else None)
 
     data = AugmentedDataset(dataset, options.augment, options.seed)
-    # One global order for any number of processes: a step's global batch is the same images.
+    # One global order for any number of processes: a step's global batch is the same images
+    # (N processes pad the epoch to a multiple of N with repeated images).
     sampler = torch.utils.data.DistributedSampler(data, processes.world_size, processes.rank, shuffle=True,
                                                   seed=options.seed, drop_last=False)
     steps_per_epoch = math.ceil(len(sampler) / local_batch)
