@@ -58,12 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output directory (last.pt, model.pt, loss_log.jsonl)")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
                        help="continue from a last.pt (default: OUT/last.pt)")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--batch-size", type=int, default=8,
+                       help="global batch size, split evenly over torchrun processes (default 8)")
+    train.add_argument("--lr", type=float, default=2e-3, help="learning rate of the global batch")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=0)
+    train.add_argument("--workers", type=int, default=0, help="data loader workers per process")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-augment", action="store_true", help="no photometric/expand/crop/mirror")
+    train.add_argument("--device", default=None,
+                       help="default: cuda:LOCAL_RANK if CUDA is available, else cpu")
+    train.add_argument("--amp", action="store_true",
+                       help="mixed precision: bfloat16 autocast on CPU, float16 + GradScaler on CUDA")
+    train.add_argument("--backbone-weights", metavar="PATH", default=None,
+                       help="pretrained backbone: a torchvision ResNet state dict, resnet101_reducedfc.pth, "
+                            "resnet50-19c8e357.pth or darknet53.pth")
+    train.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                       help="freeze BatchNorm (default: as the official recipe, frozen when a process's "
+                            "batch is below 6 images)")
+    train.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                       help="torchrun: a rank that fails or stalls ends the others after this long "
+                            "(default 900)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP (pycocotools COCOeval)")
     evaluate.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
@@ -74,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the current directory)")
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _show_progress(args) -> bool:
+    """Progress bars go to stderr: only when it is a terminal and --quiet is not given."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -232,25 +253,36 @@ def run_demo(args) -> int:
 
 
 def run_train(args) -> int:
+    """Single-process training, or one process of a ``torchrun`` launch."""
     import torch
 
     from .data import Augment, open_dataset
-    from .train import TrainOptions, train
+    from .train import TrainOptions, distributed, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume
-    dataset = open_dataset(args.data, args.images)
-    skipped = dict(getattr(dataset, "skipped", {}))
-    if skipped:
-        print(f"data: skipped {skipped}", file=sys.stderr)
-    augment = None if args.no_augment else Augment()
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                           num_workers=args.workers, augment=augment)
-    summary, _ = train(args.config, dataset, args.out, options, resume=resume)
-    print(json.dumps(summary, indent=1))
+    joined = distributed.init_from_environment(args.device, args.dist_timeout or distributed.DEFAULT_TIMEOUT_S)
+    try:
+        main_process = distributed.Processes.current().is_main
+        resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume
+        dataset = open_dataset(args.data, args.images)
+        skipped = dict(getattr(dataset, "skipped", {}))
+        if skipped and main_process:
+            print(f"data: skipped {skipped}", file=sys.stderr)
+        augment = None if args.no_augment else Augment()
+        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               num_workers=args.workers, augment=augment, amp=args.amp,
+                               freeze_bn=args.freeze_bn)
+        summary, _ = train(args.config, dataset, args.out, options, resume=resume,
+                           progress=_show_progress(args), backbone_weights=args.backbone_weights,
+                           device=args.device)
+        if main_process:
+            print(json.dumps(summary, indent=1))
+    finally:
+        if joined:
+            distributed.shutdown()
     return 0
 
 
@@ -271,7 +303,7 @@ def run_eval(args) -> int:
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=True)
+        metrics = evaluate(model, dataset, args.score_threshold, progress=_show_progress(args))
     results = metrics.pop("results")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
