@@ -118,7 +118,8 @@ def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Te
     _, pyramid = model.features(images)
     outputs = model.heads(pyramid)
     semantic = model.semantic_seg_conv(pyramid[0])
-    return yolact_loss(outputs, semantic, priors, targets, weights, model.config.variances, generator)
+    return yolact_loss(outputs, semantic, priors, targets, weights, model.config.variances, generator,
+                       maskiou_net=model.maskiou_net)
 
 
 def learning_rate(step: int, total: int, options: TrainOptions) -> float:
