@@ -121,6 +121,8 @@ setup(
     package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
+    # YOLACT++ (yolact_plus_*): deformable convs by torchvision.ops.deform_conv2d
+    extras_require={"plus": ["torchvision"]},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},

@@ -294,3 +294,12 @@ def test_cuda_matches_cpu(plus_golden, plus_results):
     inst = yf.segment(image, model=gpu_model).to("cpu")
     stats = match_detections(inst, expected_in_display_order(plus_golden))
     assert stats["matched_fraction"] == 1.0 and stats["max_score_diff"] <= 1e-4
+
+
+def test_missing_torchvision_is_a_clear_error(monkeypatch):
+    import sys
+
+    conv = ModulatedDeformConv2d(2, 2)
+    monkeypatch.setitem(sys.modules, "torchvision.ops", None)
+    with pytest.raises(ImportError, match=r"YOLACT\+\+ .* need torchvision"):
+        conv(torch.rand(1, 2, 5, 5))

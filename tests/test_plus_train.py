@@ -89,12 +89,28 @@ def test_gradients_reach_deformable_convs_and_maskiou_net(tiny_data):
     assert model.maskiou_net.maskiou_net[-2].weight.grad.abs().sum() > 0
 
 
-def test_tiny_plus_training_loss_falls(tmp_path, tiny_data, monkeypatch):
-    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_plus_resnet50=TINY_PLUS))
+@pytest.fixture(scope="module")
+def trained_plus(tmp_path_factory, tiny_data):
+    """A 30-step run of TINY_PLUS: (out dir, summary, model); TINY_PLUS stands in for the
+    named config while the module runs, so that its weights file loads by name."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_plus_resnet50=TINY_PLUS))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("plus_run")
     options = TrainOptions(epochs=30, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
                            checkpoint_every=10_000, loss=LossWeights())
-    summary, model = train(TINY_PLUS, tiny_data, str(tmp_path), options, progress=False)
-    log = [json.loads(line) for line in open(tmp_path / "loss_log.jsonl")]
+    try:
+        summary, model = train(TINY_PLUS, tiny_data, str(out), options, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    yield out, summary, model
+    patch.undo()
+
+
+def test_tiny_plus_training_loss_falls(trained_plus, tiny_data):
+    out, summary, model = trained_plus
+    log = [json.loads(line) for line in open(out / "loss_log.jsonl")]
     assert summary["steps"] == 30
     first = np.mean([r["total"] for r in log[:5]])
     last = np.mean([r["total"] for r in log[-5:]])
@@ -104,5 +120,23 @@ def test_tiny_plus_training_loss_falls(tmp_path, tiny_data, monkeypatch):
     loaded = yf.load(summary["weights"])
     assert loaded.config == TINY_PLUS
     inst = yf.segment(tiny_data[0][0], model=loaded)
-    assert torch.equal(inst.scores, inst.scores.sort(descending=True).values)
-    print(f"\nfirst {first:.3f} last {last:.3f}, {len(inst)} detections")
+    assert len(inst) > 0 and torch.equal(inst.scores, inst.scores.sort(descending=True).values)
+    assert not torch.equal(inst.scores, inst.box_scores)
+
+
+def test_cli_segment_and_eval_with_a_plus_model(trained_plus, tiny_data, tmp_path, capsys):
+    from yolact_fast.cli import main
+    from yolact_fast.visualize import to_pil
+
+    _, summary, _ = trained_plus
+    image_path = tmp_path / "shapes.png"
+    to_pil(tiny_data[0][0]).save(image_path)
+    assert main(["segment", "--weights", summary["weights"], str(image_path), "--out", str(tmp_path / "seg")]) == 0
+    assert json.loads((tmp_path / "seg" / "results.json").read_text())["annotations"]
+    assert main(["eval", "--weights", summary["weights"], "--data", "synthetic:2:7:96",
+                 "--out", str(tmp_path / "eval")]) == 0
+    assert "mask AP" in capsys.readouterr().out
+    segm = json.loads((tmp_path / "eval" / "results.json").read_text())
+    boxes = json.loads((tmp_path / "eval" / "bbox_results.json").read_text())
+    assert len(segm) == len(boxes) > 0 and "segmentation" not in boxes[0]
+    assert sorted(r["score"] for r in segm) != sorted(r["score"] for r in boxes)  # re-scored masks

@@ -22,7 +22,7 @@ def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[S
         return {name: 0.0 for name in STAT_NAMES}
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        coco_dt = coco_gt.loadRes(results)
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys in place
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = list(image_ids)
