@@ -303,3 +303,14 @@ def test_missing_torchvision_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision.ops", None)
     with pytest.raises(ImportError, match=r"YOLACT\+\+ .* need torchvision"):
         conv(torch.rand(1, 2, 5, 5))
+
+
+def test_bad_dcn_settings_are_refused():
+    with pytest.raises(ValueError, match="dcn_layers needs one entry per stage"):
+        configs.BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), (256, 512, 1024, 2048), dcn_layers=(0, 4))
+    with pytest.raises(ValueError, match="dcn_interval must be a positive int"):
+        configs.BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), (256, 512, 1024, 2048), dcn_interval=0)
+    basic = configs.yolact_demo.replace(backbone=configs.BackboneConfig(
+        "resnet_basic", (2, 2, 2, 2), (1, 2, 3), (32, 64, 128, 256), width=32, dcn_layers=(0, 2, 2, 2)))
+    with pytest.raises(ValueError, match="dcn_layers need backbone kind 'resnet'"):
+        yf.Yolact(basic)

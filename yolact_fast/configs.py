@@ -52,6 +52,10 @@ class BackboneConfig:
 
     def __post_init__(self):
         _freeze_sequences(self, ("layers", "selected_layers", "channels", "dcn_layers"))
+        if self.dcn_layers and len(self.dcn_layers) != len(self.layers):
+            raise ValueError(f"dcn_layers needs one entry per stage ({len(self.layers)}), got {self.dcn_layers}")
+        if not isinstance(self.dcn_interval, int) or self.dcn_interval < 1:
+            raise ValueError(f"dcn_interval must be a positive int, got {self.dcn_interval!r}")
 
     def uses_dcn(self, stage: int, block: int) -> bool:
         """Whether block ``block`` of stage ``stage`` has a deformable 3x3 conv (official
