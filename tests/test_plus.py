@@ -46,7 +46,7 @@ def plus_golden(request):
     image = data.pop("image")
     width = image.shape[1]
     masks = np.unpackbits(data.pop("masks_packed"), axis=-1)[..., :width].astype(bool)
-    golden = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items() if v.dtype != np.str_}
+    golden = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items() if v.dtype.kind != "U"}
     golden.update(meta=meta, image=image, masks=torch.from_numpy(masks), priors_raw=data.get("priors"),
                   priors_sha256=str(data["priors_sha256"]) if "priors_sha256" in data else None)
     return golden
