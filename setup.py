@@ -128,7 +128,10 @@ setup(
     package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
-    extras_require={"video": ["av>=12"]},  # PyAV: segment_video, video input/output in the CLI
+    extras_require={
+        "video": ["av>=12"],  # PyAV: segment_video, video input/output in the CLI
+        "plus": ["torchvision"],  # YOLACT++ (yolact_plus_*): deformable convs by torchvision.ops.deform_conv2d
+    },
     ext_modules=get_extensions(),
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},

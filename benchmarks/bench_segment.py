@@ -1,10 +1,16 @@
-"""End-to-end ``yf.segment`` against the official-equivalent eager path, yolact_base at 480x640.
+"""End-to-end ``yf.segment`` against the official-equivalent eager path, yolact_base and
+yolact_plus_base (YOLACT++: deformable convs, mask re-scoring) at 480x640.
 
 Run: ``pytest benchmarks/bench_segment.py --benchmark-columns=median,min,max,rounds``.
 The eager path is the unfused model (BatchNorm as separate ops, NCHW) with the pure-PyTorch
 reference ops; the speed-up of ``segment`` over it is printed and stored in ``extra_info``.
 Rounds are few: one forward of ResNet-101 at 550x550 takes about half a second to a second.
+For yolact_plus_base, the share of the fused forward spent in torchvision's ``deform_conv2d``
+(and the offset/mask convs feeding it) is measured with forward hooks and stored in
+``extra_info``.
 """
+
+import time
 
 import pytest
 import torch
@@ -22,6 +28,12 @@ medians = {}
 def model():
     torch.set_num_threads(2)
     return yf.load(rule_weights("yolact_base", 0), config="yolact_base")
+
+
+@pytest.fixture(scope="module")
+def plus_model():
+    torch.set_num_threads(2)
+    return yf.load(rule_weights("yolact_plus_base", 0), config="yolact_plus_base")
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +84,53 @@ def test_forward_fused_channels_last(benchmark, model, image):
     with torch.inference_mode():
         _run(benchmark, network, batch)
     _speedup(benchmark, "test_forward_eager")
+
+
+@pytest.mark.benchmark(group="segment yolact_plus_base 480x640 (end to end)")
+def test_segment_plus_eager_official_equivalent(benchmark, plus_model, image):
+    inst = _run(benchmark, yf.segment_eager, image, model=plus_model)
+    assert len(inst) == 100
+
+
+@pytest.mark.benchmark(group="segment yolact_plus_base 480x640 (end to end)")
+def test_segment_plus(benchmark, plus_model, image):
+    inst = _run(benchmark, yf.segment, image, model=plus_model)
+    assert len(inst) == 100
+    _speedup(benchmark, "test_segment_plus_eager_official_equivalent")
+    _deform_share(benchmark, _inference_network(plus_model), image)
+
+
+def _deform_share(benchmark, network, image):
+    """Seconds of one fused forward, and of it in the deformable convs (offset/mask conv +
+    ``deform_conv2d``), timed with forward hooks (median of 3)."""
+    from yolact_fast.model.deform import ModulatedDeformConv2d
+
+    spent = []
+    starts = {}
+
+    def before(module, args):
+        starts[module] = time.perf_counter()
+
+    def after(module, args, output):
+        spent.append(time.perf_counter() - starts[module])
+
+    modules = [m for m in network.modules() if isinstance(m, ModulatedDeformConv2d)]
+    hooks = [h for m in modules for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    batch = preprocess([image], network.config, "cpu").contiguous(memory_format=torch.channels_last)
+    totals, deform = [], []
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                spent.clear()
+                start = time.perf_counter()
+                network(batch)
+                totals.append(time.perf_counter() - start)
+                deform.append(sum(spent))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total, deform_s = sorted(totals)[1], sorted(deform)[1]
+    benchmark.extra_info.update(forward_s=round(total, 4), deform_conv_s=round(deform_s, 4),
+                                deform_conv_share=round(deform_s / total, 3), deform_convs=len(modules))
+    print(f"\nyolact_plus_base fused forward {total * 1e3:.0f} ms, of which {len(modules)} deformable "
+          f"convs {deform_s * 1e3:.0f} ms ({100 * deform_s / total:.0f}%)")

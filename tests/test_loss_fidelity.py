@@ -102,7 +102,7 @@ def test_training_step_takes_masks_to_train_from_the_model_config(monkeypatch):
         max_size=64, fpn_features=16, proto_width=16, mask_dim=8, masks_to_train=300)
     seen = []
 
-    def spy(outputs, semantic, priors, targets, weights, *args):
+    def spy(outputs, semantic, priors, targets, weights, *args, **kwargs):
         seen.append(weights.masks_to_train)
         return {"total": torch.zeros(())}
 

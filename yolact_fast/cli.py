@@ -307,6 +307,8 @@ def run_eval(args) -> int:
     results = metrics.pop("results")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
+    with open(os.path.join(out, "bbox_results.json"), "w") as f:  # scored with box_scores
+        json.dump(metrics.pop("bbox_results"), f)
     metrics["skipped_annotations"] = dict(getattr(dataset, "skipped", {}))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)

@@ -37,6 +37,9 @@ class BackboneConfig:
     ``layers``: blocks per stage. ``selected_layers``: stage indices fed to the FPN.
     ``channels``: output channels of every stage. ``width``: channels of the ResNet stem
     (64 in the official networks; stage i has ``width * 2**i`` planes).
+    ``dcn_layers``, ``dcn_interval`` (YOLACT++, Bottleneck ResNets only): per stage, how many
+    of the last blocks may use a modulated deformable 3x3 conv, and every how many blocks one
+    does (official rule, :meth:`uses_dcn`); empty: none.
     """
 
     kind: str
@@ -44,9 +47,26 @@ class BackboneConfig:
     selected_layers: Tuple[int, ...]
     channels: Tuple[int, ...]
     width: int = 64
+    dcn_layers: Tuple[int, ...] = ()
+    dcn_interval: int = 1
 
     def __post_init__(self):
-        _freeze_sequences(self, ("layers", "selected_layers", "channels"))
+        _freeze_sequences(self, ("layers", "selected_layers", "channels", "dcn_layers"))
+        if self.dcn_layers and len(self.dcn_layers) != len(self.layers):
+            raise ValueError(f"dcn_layers needs one entry per stage ({len(self.layers)}), got {self.dcn_layers}")
+        if not isinstance(self.dcn_interval, int) or self.dcn_interval < 1:
+            raise ValueError(f"dcn_interval must be a positive int, got {self.dcn_interval!r}")
+
+    def uses_dcn(self, stage: int, block: int) -> bool:
+        """Whether block ``block`` of stage ``stage`` has a deformable 3x3 conv (official
+        ``ResNetBackbone._make_layer``: the first block if the stage is all DCN, then block i
+        if it is among the last ``dcn_layers`` and ``i % dcn_interval == 0``)."""
+        if stage >= len(self.dcn_layers):
+            return False
+        dcn_layers, num_blocks = self.dcn_layers[stage], self.layers[stage]
+        if block == 0:
+            return dcn_layers >= num_blocks
+        return block + dcn_layers >= num_blocks and block % self.dcn_interval == 0
 
 
 def _freeze_sequences(config, names) -> None:
@@ -62,9 +82,13 @@ def _freeze_sequences(config, names) -> None:
 
 @dataclass(frozen=True)
 class YolactConfig:
-    """A YOLACT model. Anchors are squares of side ``scale * sqrt(ar) / max_size`` (relative).
+    """A YOLACT model. Anchors have width ``scale * sqrt(ar) / max_size`` and height
+    ``scale / sqrt(ar) / max_size`` (relative), or the width as height if ``square_anchors``
+    (YOLACT; YOLACT++ anchors are not square).
 
     ``pred_scales[l]`` and ``aspect_ratios[l]`` give the anchors of FPN level l (P3, P4, ...).
+    ``maskiou_channels``: the mask re-scoring network of YOLACT++ (3x3 stride-2 convs with
+    these output channels, then a 1x1 conv to one predicted IoU per class); empty: none.
     ``normalize``: "imagenet" ((x - mean) / std, BGR constants) or "unit" (x / 255, DarkNet).
     ``proto_width``: channels of the protonet's hidden convs (256 in the official networks).
     ``masks_to_train``: training only; at most this many positives per image train the mask
@@ -88,9 +112,13 @@ class YolactConfig:
     iou_threshold: float = 0.5
     top_k: int = 200
     max_detections: int = 100
+    square_anchors: bool = True
+    maskiou_channels: Tuple[int, ...] = ()
 
     def __post_init__(self):
-        _freeze_sequences(self, ("class_names", "pred_scales", "aspect_ratios", "variances"))
+        _freeze_sequences(
+            self, ("class_names", "pred_scales", "aspect_ratios", "variances", "maskiou_channels")
+        )
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +159,23 @@ yolact_darknet53 = yolact_base.replace(
     normalize="unit",
 )
 
+# YOLACT++ (official ``yolact_plus_*_config``): deformable convs in the backbone, 3 scales x 3
+# aspect ratios per cell with non-square anchors, and the mask re-scoring network.
+_PLUS_SCALES = tuple(tuple(i * 2 ** (j / 3.0) for j in range(3)) for i in (24, 48, 96, 192, 384))
+yolact_plus_base = yolact_base.replace(
+    name="yolact_plus_base",
+    backbone=BackboneConfig("resnet", (3, 4, 23, 3), (1, 2, 3), _RESNET_CHANNELS,
+                            dcn_layers=(0, 4, 23, 3), dcn_interval=3),
+    pred_scales=_PLUS_SCALES,
+    square_anchors=False,
+    maskiou_channels=(8, 16, 32, 64, 128),
+)
+yolact_plus_resnet50 = yolact_plus_base.replace(
+    name="yolact_plus_resnet50",
+    backbone=BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), _RESNET_CHANNELS,
+                            dcn_layers=(0, 4, 6, 3), dcn_interval=1),
+)
+
 SHAPE_CLASSES: Tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
 
 # The embedded demo model (``yf.load("demo")``): a half-width ResNet-18 at 256 px, trained from
@@ -148,7 +193,8 @@ yolact_demo = yolact_base.replace(
 )
 
 NAMED_CONFIGS = {
-    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53, yolact_demo)
+    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53,
+                        yolact_plus_base, yolact_plus_resnet50, yolact_demo)
 }
 
 

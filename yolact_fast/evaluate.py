@@ -22,7 +22,7 @@ def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[S
         return {name: 0.0 for name in STAT_NAMES}
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        coco_dt = coco_gt.loadRes(results)
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys in place
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = list(image_ids)
@@ -34,7 +34,9 @@ def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[S
 
 
 def predict(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> tuple:
-    """(COCO results of ``model`` on every image of ``dataset``, number of unreadable images)."""
+    """({"segm": COCO results (boxes and masks, scored with ``scores``), "bbox": box results
+    scored with ``box_scores``} of ``model`` on every image of ``dataset``, number of unreadable
+    images). The two scores differ for YOLACT++ (re-scored masks), as in the official eval."""
     from tqdm import tqdm
 
     from .segment import segment
@@ -44,7 +46,7 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
             f"the model has {len(model.config.class_names)} classes but the dataset has "
             f"{len(dataset.category_ids)} categories"
         )
-    results, unreadable = [], 0
+    results, unreadable = {"segm": [], "bbox": []}, 0
     for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress, file=sys.stderr):
         sample = dataset.load(index)
         if sample is None:
@@ -52,18 +54,21 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
             continue
         image, target = sample
         instances = segment(image, model=model, score_threshold=score_threshold)
-        results += instances.to_coco(int(target["image_id"]), dataset.category_ids)
+        for iou_type, kind_results in results.items():
+            kind_results += instances.to_coco(int(target["image_id"]), dataset.category_ids, iou_type)
     return results, unreadable
 
 
 def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> Dict[str, object]:
-    """{"bbox": stats, "segm": stats, "results": COCO results, "images": n, "unreadable": n}."""
+    """{"bbox": stats, "segm": stats, "results": COCO results (boxes and masks),
+    "bbox_results": box results, "images": n, "unreadable": n} (see :func:`predict`)."""
     results, unreadable = predict(model, dataset, score_threshold, progress)
     image_ids = dataset.image_ids
     return {
-        "bbox": coco_eval(dataset.coco, results, "bbox", image_ids),
-        "segm": coco_eval(dataset.coco, results, "segm", image_ids),
-        "results": results,
+        "bbox": coco_eval(dataset.coco, results["bbox"], "bbox", image_ids),
+        "segm": coco_eval(dataset.coco, results["segm"], "segm", image_ids),
+        "results": results["segm"],
+        "bbox_results": results["bbox"],
         "images": len(image_ids) - unreadable,
         "unreadable": unreadable,
     }

@@ -25,6 +25,8 @@ class Instances:
 
     boxes float32 [N,4] (x1,y1,x2,y2 in image pixels), scores float32 [N] (descending),
     labels int64 [N] (0-based index into ``class_names``), masks bool [N,H,W].
+    ``box_scores`` float32 [N]: the detection (box) scores; YOLACT++ re-scores masks, so there
+    ``scores`` = box score x predicted mask IoU. Defaults to ``scores`` (YOLACT models).
     """
 
     def __init__(
@@ -34,18 +36,22 @@ class Instances:
         labels: torch.Tensor,
         masks: torch.Tensor,
         class_names: Sequence[str],
+        box_scores: Optional[torch.Tensor] = None,
     ):
         n = boxes.shape[0]
-        if boxes.shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or masks.ndim != 3 or masks.shape[0] != n:
+        box_scores = scores if box_scores is None else box_scores
+        if (boxes.shape != (n, 4) or scores.shape != (n,) or labels.shape != (n,) or masks.ndim != 3
+                or masks.shape[0] != n or box_scores.shape != (n,)):
             raise ValueError(
                 f"inconsistent instance shapes: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}, "
-                f"labels {tuple(labels.shape)}, masks {tuple(masks.shape)}"
+                f"labels {tuple(labels.shape)}, masks {tuple(masks.shape)}, box_scores {tuple(box_scores.shape)}"
             )
         self.boxes = boxes
         self.scores = scores
         self.labels = labels
         self.masks = masks
         self.class_names = tuple(class_names)
+        self.box_scores = box_scores
 
     @property
     def image_size(self) -> Tuple[int, int]:
@@ -69,11 +75,11 @@ class Instances:
             position %= count
             index = slice(position, position + 1)
         return Instances(self.boxes[index], self.scores[index], self.labels[index],
-                         self.masks[index], self.class_names)
+                         self.masks[index], self.class_names, self.box_scores[index])
 
     def to(self, device: Union[str, torch.device]) -> "Instances":
         return Instances(self.boxes.to(device), self.scores.to(device), self.labels.to(device),
-                         self.masks.to(device), self.class_names)
+                         self.masks.to(device), self.class_names, self.box_scores.to(device))
 
     @property
     def label_names(self) -> List[str]:
@@ -83,30 +89,40 @@ class Instances:
         h, w = self.image_size
         return f"Instances(num={len(self)}, image_size=({h}, {w}), device={self.device})"
 
-    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None) -> List[Dict]:
+    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None,
+                iou_type: str = "segm") -> List[Dict]:
         """COCO results: one dict per instance with ``image_id``, ``category_id``, ``bbox``
-        [x,y,w,h], ``score`` and an RLE ``segmentation`` (pycocotools).
+        [x,y,w,h], ``score`` and, for ``iou_type="segm"``, an RLE ``segmentation``
+        (pycocotools).
 
+        As the official COCO evaluation, "segm" results are scored with ``scores`` and "bbox"
+        results (no segmentation) with ``box_scores``; the two differ for YOLACT++ models only.
         ``category_ids[label]`` gives the category id; by default the official COCO ids for the
         80 COCO classes, else ``label + 1``.
         """
         from pycocotools import mask as mask_utils
 
+        if iou_type not in ("segm", "bbox"):
+            raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
         if category_ids is None:
             category_ids = COCO_CATEGORY_IDS if self.class_names == COCO_CLASSES else range(1, len(self.class_names) + 1)
         category_ids = list(category_ids)
-        masks = np.asfortranarray(self.masks.cpu().numpy().transpose(1, 2, 0).astype(np.uint8))
-        rles = mask_utils.encode(masks) if len(self) else []
+        scores = self.scores if iou_type == "segm" else self.box_scores
+        rles = [None] * len(self)
+        if iou_type == "segm" and len(self):
+            rles = mask_utils.encode(np.asfortranarray(self.masks.cpu().numpy().transpose(1, 2, 0).astype(np.uint8)))
         results = []
-        for box, score, label, rle in zip(self.boxes.cpu().tolist(), self.scores.cpu().tolist(),
+        for box, score, label, rle in zip(self.boxes.cpu().tolist(), scores.cpu().tolist(),
                                           self.labels.cpu().tolist(), rles):
             x1, y1, x2, y2 = box
-            rle["counts"] = rle["counts"].decode("ascii")
-            results.append({
+            result = {
                 "image_id": int(image_id),
                 "category_id": int(category_ids[label]),
                 "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
                 "score": float(score),
-                "segmentation": rle,
-            })
+            }
+            if rle is not None:
+                rle["counts"] = rle["counts"].decode("ascii")
+                result["segmentation"] = rle
+            results.append(result)
         return results

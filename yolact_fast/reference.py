@@ -27,8 +27,10 @@ def anchor_sizes(config: YolactConfig) -> list:
         sizes = []
         for scale in scales:
             for ar in ars:
-                w = scale * math.sqrt(ar) / config.max_size
-                sizes.append((w, w))  # square anchors: h = w
+                ar = math.sqrt(ar)
+                w = scale * ar / config.max_size
+                h = w if config.square_anchors else scale / ar / config.max_size
+                sizes.append((w, h))
         levels.append(sizes)
     return levels
 

@@ -27,6 +27,7 @@ from .instances import Instances
 from .io import as_image_list
 from .model import Yolact, load
 from .model.fuse import inference_copy, state_key
+from .rescore import rescore_masks
 
 WEIGHTS_ENV = "YOLACT_FAST_WEIGHTS"
 NMS_KINDS = ("fast", "cluster")
@@ -113,6 +114,7 @@ def postprocessor(model: Yolact, ops_module: ModuleType = _ops, score_threshold:
                 outputs.loc[i], outputs.conf_logits[i], outputs.mask_coeffs[i], outputs.proto[i],
                 priors, size, model.config, ops_module, nms_fn,
                 score_threshold, iou_threshold, top_k, max_detections,
+                maskiou_net=getattr(model, "maskiou_net", None),
             )
             for i, size in enumerate(image_sizes)
         ]
@@ -191,9 +193,11 @@ def priors_for(model: Yolact, input_size: Tuple[int, int], device, ops_module=_o
 
 
 def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config, ops_module,
-                nms_fn, score_threshold, iou_threshold, top_k, max_detections) -> Instances:
+                nms_fn, score_threshold, iou_threshold, top_k, max_detections,
+                maskiou_net=None) -> Instances:
     """Raw outputs of one image (loc [P,4], conf_logits [P,C], mask_coeffs [P,k],
-    proto [ph,pw,k]) -> Instances at ``image_size`` (H, W)."""
+    proto [ph,pw,k]) -> Instances at ``image_size`` (H, W). With a ``maskiou_net`` (YOLACT++),
+    masks are re-scored (:func:`yolact_fast.rescore.rescore_masks`)."""
     boxes = ops_module.decode_boxes(loc, priors, config.variances)
     scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t().contiguous()
     det_boxes, det_coeffs, labels, det_scores = nms_fn(
@@ -202,7 +206,10 @@ def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config
     masks = ops_module.paste_masks(proto, det_coeffs, det_boxes, size=image_size)
     # Official boxes are truncated to integers (.long()); keep them as float32 pixels.
     pixel_boxes = _reference.boxes_to_pixels(det_boxes, image_size).long().float()
-    return Instances(pixel_boxes, det_scores.float(), labels.long(), masks, config.class_names)
+    instances = Instances(pixel_boxes, det_scores.float(), labels.long(), masks, config.class_names)
+    if maskiou_net is not None:
+        instances = rescore_masks(instances, maskiou_net, proto, det_coeffs, det_boxes, ops_module)
+    return instances
 
 
 @dataclasses.dataclass

@@ -5,24 +5,30 @@ Both return every stage's output; the FPN picks ``config.backbone.selected_layer
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 from torch import nn
 
 from ..configs import BackboneConfig
+from .deform import ModulatedDeformConv2d
 
 
 class Bottleneck(nn.Module):
-    """ResNet bottleneck with the stride on the 3x3 conv (as the official YOLACT)."""
+    """ResNet bottleneck with the stride on the 3x3 conv (as the official YOLACT); with
+    ``deformable``, the 3x3 conv is a modulated deformable conv (YOLACT++)."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None,
+                 deformable: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        if deformable:
+            self.conv2 = ModulatedDeformConv2d(planes, planes, kernel_size=3, stride=stride, padding=1)
+        else:
+            self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -43,8 +49,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None,
+                 deformable: bool = False):
         super().__init__()
+        if deformable:
+            raise ValueError("deformable convs need Bottleneck blocks (backbone kind 'resnet')")
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
@@ -62,10 +71,12 @@ class BasicBlock(nn.Module):
 class ResNetBackbone(nn.Module):
     """ResNet stem + 4 stages; ``forward`` returns the 4 stage outputs (strides 4..32).
 
-    ``block``: :class:`Bottleneck` (official) or :class:`BasicBlock`; ``width``: stem channels.
+    ``block``: :class:`Bottleneck` (official) or :class:`BasicBlock`; ``width``: stem channels;
+    ``uses_dcn(stage, block)``: whether that block's 3x3 conv is deformable.
     """
 
-    def __init__(self, layers: Tuple[int, ...], block: type = Bottleneck, width: int = 64):
+    def __init__(self, layers: Tuple[int, ...], block: type = Bottleneck, width: int = 64,
+                 uses_dcn: Callable[[int, int], bool] = lambda stage, block: False):
         super().__init__()
         # Registered first so that the state-dict order matches the official one.
         self.layers = nn.ModuleList()
@@ -77,9 +88,11 @@ class ResNetBackbone(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for index, num_blocks in enumerate(layers):
-            self._make_layer(width * 2**index, num_blocks, stride=1 if index == 0 else 2)
+            deformable = [uses_dcn(index, i) for i in range(num_blocks)]
+            self._make_layer(width * 2**index, num_blocks, stride=1 if index == 0 else 2,
+                             deformable=deformable)
 
-    def _make_layer(self, planes: int, num_blocks: int, stride: int) -> None:
+    def _make_layer(self, planes: int, num_blocks: int, stride: int, deformable: List[bool]) -> None:
         block = self.block
         out_channels = planes * block.expansion
         downsample = None
@@ -88,9 +101,9 @@ class ResNetBackbone(nn.Module):
                 nn.Conv2d(self.inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        blocks = [block(self.inplanes, planes, stride, downsample)]
+        blocks = [block(self.inplanes, planes, stride, downsample, deformable=deformable[0])]
         self.inplanes = out_channels
-        blocks += [block(self.inplanes, planes) for _ in range(1, num_blocks)]
+        blocks += [block(self.inplanes, planes, deformable=deformable[i]) for i in range(1, num_blocks)]
         self.channels.append(out_channels)
         self.layers.append(nn.Sequential(*blocks))
 
@@ -157,8 +170,10 @@ class DarkNetBackbone(nn.Module):
 
 
 def build_backbone(config: BackboneConfig) -> nn.Module:
+    if config.dcn_layers and config.kind != "resnet":
+        raise ValueError(f"dcn_layers need backbone kind 'resnet' (Bottleneck), got {config.kind!r}")
     if config.kind == "resnet":
-        backbone = ResNetBackbone(config.layers, Bottleneck, config.width)
+        backbone = ResNetBackbone(config.layers, Bottleneck, config.width, config.uses_dcn)
     elif config.kind == "resnet_basic":
         backbone = ResNetBackbone(config.layers, BasicBlock, config.width)
     elif config.kind == "darknet":

@@ -46,7 +46,10 @@ def load(
         raise TypeError(f"config must be a config name or a YolactConfig, got {type(config).__name__}")
     model = Yolact(config)
     state_dict = filter_official_keys(state_dict, config)
-    check_state_dict(model, state_dict, what=file_name or "state dict")
+    try:
+        check_state_dict(model, state_dict, what=file_name or "state dict")
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}{_implied_config_hint(state_dict, file_name, config)}") from None
     model.load_state_dict(state_dict, strict=True)
     if device is not None:
         model.to(device)
@@ -153,28 +156,72 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     raise RuntimeError("\n  ".join(parts))
 
 
+def _implied_config_hint(state_dict, file_name, config: YolactConfig) -> str:
+    """For a load error: which named config the keys imply, if one and not ``config``."""
+    try:
+        implied = infer_config(state_dict, file_name)
+    except ValueError:
+        return ""
+    if implied.name == config.name:
+        return ""
+    return (f"\n  the checkpoint's keys are those of {implied.name}: pass config={implied.name!r} "
+            "or leave config out")
+
+
 def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str] = None) -> YolactConfig:
-    """The named config whose layout matches the keys.
+    """The named config whose layout matches the keys: backbone blocks, deformable convs
+    (``conv2.conv_offset_mask`` keys), anchors per location (prior count) and the mask-IoU
+    network (``maskiou_net.*``, YOLACT++).
 
     ``yolact_im700`` and ``yolact_base`` have identical keys; the file name decides
     ("yolact_im700_54_800000.pth"). A class count other than COCO's gives generic class names.
     """
     kind, layers = _backbone_layout(state_dict)
     stem = state_dict.get("backbone.conv1.weight")
+    deformable = _deformable_blocks(state_dict)
+    has_maskiou = any(k.startswith("maskiou_net.") for k in state_dict)
+    num_anchors = _anchors_per_location(state_dict)
     candidates = [
         c for c in NAMED_CONFIGS.values()
         if c.backbone.kind == kind and tuple(c.backbone.layers) == layers
         and (stem is None or stem.shape[0] == getattr(c.backbone, "width", 64))
+        and _deformable_blocks_of(c) == deformable and bool(c.maskiou_channels) == has_maskiou
+        and (num_anchors is None or c.anchors_per_location[0] == num_anchors)
     ]
     if not candidates:
         raise ValueError(
-            f"cannot infer the config: backbone {kind} with blocks per stage {layers} matches no "
-            f"named config ({sorted(NAMED_CONFIGS)}); pass config="
+            f"cannot infer the config: backbone {kind} with blocks per stage {layers}, "
+            f"{len(deformable)} deformable convs, {num_anchors} anchors per location and "
+            f"{'a' if has_maskiou else 'no'} mask-IoU network matches no named config "
+            f"({sorted(NAMED_CONFIGS)}); pass config="
         )
     base_name = os.path.basename(file_name or "")
     by_name = [c for c in candidates if c.name.replace("yolact_", "") in base_name]
     config = (by_name or sorted(candidates, key=lambda c: c.max_size))[0]
     return _with_head_sizes(config, state_dict)
+
+
+def _deformable_blocks(state_dict: Mapping[str, torch.Tensor]) -> frozenset:
+    """{(stage, block)} of the ResNet blocks whose 3x3 conv is deformable."""
+    blocks = set()
+    for key in state_dict:
+        match = re.match(r"backbone\.layers\.(\d+)\.(\d+)\.conv2\.conv_offset_mask\.weight$", key)
+        if match:
+            blocks.add((int(match.group(1)), int(match.group(2))))
+    return frozenset(blocks)
+
+
+def _deformable_blocks_of(config: YolactConfig) -> frozenset:
+    backbone = config.backbone
+    return frozenset(
+        (stage, block) for stage, num_blocks in enumerate(backbone.layers)
+        for block in range(num_blocks) if backbone.uses_dcn(stage, block)
+    )
+
+
+def _anchors_per_location(state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+    weight = state_dict.get("prediction_layers.0.bbox_layer.weight")
+    return None if weight is None or weight.ndim == 0 else weight.shape[0] // 4
 
 
 def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple[int, ...]]:

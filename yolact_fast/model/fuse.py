@@ -17,19 +17,26 @@ import torch
 from torch import nn
 
 from .backbone import Bottleneck
+from .deform import ModulatedDeformConv2d
 from .heads import PredictionHead, _flatten_anchors
 from .yolact import Yolact
 
 
 @torch.no_grad()
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv equal to ``bn(conv(x))`` in eval mode (folded in float64, stored in conv's dtype)."""
+def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
+    """A conv equal to ``bn(conv(x))`` in eval mode (folded in float64, stored in conv's dtype).
+
+    ``conv``: an ``nn.Conv2d`` or a :class:`ModulatedDeformConv2d` (its offsets and mask come
+    from ``x`` through ``conv_offset_mask``, which BatchNorm does not touch)."""
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
-    )
+    if isinstance(conv, ModulatedDeformConv2d):
+        fused = copy.deepcopy(conv)
+    else:
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+        )
     fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
     fused.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
     return fused
@@ -55,7 +62,7 @@ def fold_all_batchnorms(root: nn.Module) -> int:
                 continue
             conv_name = _conv_partner(module, name)
             conv = getattr(module, conv_name, None) if conv_name else None
-            if not isinstance(conv, nn.Conv2d):
+            if not isinstance(conv, (nn.Conv2d, ModulatedDeformConv2d)):
                 raise RuntimeError(f"BatchNorm {name!r} in {type(module).__name__} follows no conv")
             setattr(module, conv_name, fold_batchnorm(conv, child))
             setattr(module, name, nn.Identity())
@@ -161,12 +168,16 @@ class PackedConv2d(nn.Module):
 
 
 class PackedBottleneck(nn.Module):
-    """A BN-folded :class:`Bottleneck` with packed convs: ReLUs and the residual sum fused."""
+    """A BN-folded :class:`Bottleneck` with packed convs: ReLUs and the residual sum fused.
+    A deformable 3x3 conv stays torchvision's (its offset conv is packed later)."""
 
     def __init__(self, block: Bottleneck, shapes: Dict[nn.Module, Tuple[int, ...]]):
         super().__init__()
         self.conv1 = PackedConv2d(block.conv1, shapes[block.conv1], "relu")
-        self.conv2 = PackedConv2d(block.conv2, shapes[block.conv2], "relu")
+        if isinstance(block.conv2, ModulatedDeformConv2d):
+            self.conv2 = nn.Sequential(block.conv2, nn.ReLU(inplace=True))
+        else:
+            self.conv2 = PackedConv2d(block.conv2, shapes[block.conv2], "relu")
         self.conv3 = PackedConv2d(block.conv3, shapes[block.conv3])
         self.downsample = None
         if block.downsample is not None:
@@ -189,7 +200,9 @@ def _conv_input_shapes(model: Yolact) -> Dict[nn.Module, Tuple[int, ...]]:
     example = torch.zeros(1, 3, size, size).contiguous(memory_format=torch.channels_last)
     try:
         with torch.inference_mode():
-            model(example)
+            proto = model(example).proto
+            if model.maskiou_net is not None:
+                model.maskiou_net(proto[:1, :, :, 0].unsqueeze(1))
     finally:
         for hook in hooks:
             hook.remove()

@@ -64,3 +64,31 @@ class PredictionHead(nn.Module):
 def _flatten_anchors(x: torch.Tensor, channels: int) -> torch.Tensor:
     """[B, A*C, h, w] -> [B, h*w*A, C] (row, column, anchor order)."""
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, channels)
+
+
+class MaskIoUNet(nn.Module):
+    """YOLACT++ mask re-scoring: masks [n,1,h,w] (cropped, at proto resolution) -> predicted
+    mask IoU per class [n,num_classes] (background excluded).
+
+    3x3 stride-2 convs without padding + ReLU (``channels``), a 1x1 conv to ``num_classes`` +
+    ReLU, then a global max pool (official ``FastMaskIoUNet``; keys ``maskiou_net.N``).
+    """
+
+    def __init__(self, channels: Tuple[int, ...], num_classes: int):
+        super().__init__()
+        layers, in_channels = [], 1
+        for out_channels in channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2), nn.ReLU(inplace=True)]
+            in_channels = out_channels
+        layers += [nn.Conv2d(in_channels, num_classes, 1), nn.ReLU(inplace=True)]
+        self.maskiou_net = nn.Sequential(*layers)
+        self.min_size = 1
+        for _ in channels:
+            self.min_size = 2 * self.min_size + 1
+
+    def forward(self, masks: torch.Tensor) -> torch.Tensor:
+        if masks.ndim != 4 or masks.shape[1] != 1 or min(masks.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"masks must be [n,1,h,w] with h, w >= {self.min_size}, got {tuple(masks.shape)}"
+            )
+        return self.maskiou_net(masks).amax(dim=(2, 3))

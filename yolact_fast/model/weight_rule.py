@@ -22,7 +22,12 @@ GAIN_CONF = {
     "yolact_im700": 0.5,
     "yolact_resnet50": 2.0,
     "yolact_darknet53": 0.12,
+    "yolact_plus_base": 0.5,
+    "yolact_plus_resnet50": 2.0,
 }
+#: Gain of the YOLACT++ mask-IoU network's conv weights (golden README, "YOLACT++").
+GAIN_MASKIOU = 0.5
+_MASKIOU_PREFIX = "maskiou_net."
 
 _BN_LEAVES = {
     "weight": "bn_weight",
@@ -40,14 +45,25 @@ def manifest_of(state_dict: Mapping[str, torch.Tensor]) -> Manifest:
     return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state_dict.items()]
 
 
+def _last_maskiou_weight(names: List[str]) -> str:
+    """The weight of the mask-IoU network's last conv (highest layer index), or None."""
+    weights = [n for n in names if n.startswith(_MASKIOU_PREFIX) and n.endswith(".weight")]
+    return max(weights, key=lambda n: int(n.split(".")[-2]), default=None)
+
+
 def weight_roles(names: Iterable[str]) -> List[str]:
-    """Role of each key: conv_weight, conf_weight, bias or bn_{weight,bias,mean,var,count}."""
+    """Role of each key: conv_weight, conf_weight, bias, bn_{weight,bias,mean,var,count}, or
+    for the YOLACT++ mask-IoU network maskiou_weight, maskiou_last_weight, maskiou_bias."""
     names = list(names)
     name_set = set(names)
+    last_maskiou_weight = _last_maskiou_weight(names)
     roles = []
     for name in names:
         prefix, _, leaf = name.rpartition(".")
-        if prefix + ".running_mean" in name_set:
+        if name.startswith(_MASKIOU_PREFIX) and leaf in ("weight", "bias"):
+            roles.append("maskiou_bias" if leaf == "bias" else
+                         "maskiou_last_weight" if name == last_maskiou_weight else "maskiou_weight")
+        elif prefix + ".running_mean" in name_set:
             roles.append(_BN_LEAVES[leaf])
         elif leaf == "weight":
             roles.append("conf_weight" if prefix.endswith("conf_layer") else "conv_weight")
@@ -68,6 +84,12 @@ def rule_tensor(name: str, shape: Tuple[int, ...], role: str, seed: int, gain_co
         fan_in = int(np.prod(shape[1:]))
         gain = GAIN if role == "conv_weight" else gain_conf
         return z * np.float32(gain * math.sqrt(1.0 / fan_in))
+    if role in ("maskiou_weight", "maskiou_last_weight"):
+        fan_in = int(np.prod(shape[1:]))
+        z = z if role == "maskiou_weight" else np.abs(z)
+        return z * np.float32(GAIN_MASKIOU * math.sqrt(1.0 / fan_in))
+    if role == "maskiou_bias":
+        return np.float32(0.1) * np.abs(z)
     if role == "bias":
         return z * np.float32(0.01)
     if role == "bn_weight":

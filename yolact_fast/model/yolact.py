@@ -11,7 +11,7 @@ from torch import nn
 from ..configs import YolactConfig
 from .backbone import build_backbone
 from .fpn import FPN
-from .heads import PredictionHead, ProtoNet
+from .heads import MaskIoUNet, PredictionHead, ProtoNet
 
 
 class YolactOutput(NamedTuple):
@@ -52,6 +52,10 @@ class Yolact(nn.Module):
         self.config = config
         self.backbone = build_backbone(config.backbone)
         self.proto_net = ProtoNet(config.fpn_features, config.mask_dim, config.proto_width)
+        # YOLACT++ mask re-scoring (run by segment's post-processing and the mask-IoU loss).
+        self.maskiou_net = (
+            MaskIoUNet(config.maskiou_channels, config.num_classes - 1) if config.maskiou_channels else None
+        )
         in_channels = [config.backbone.channels[i] for i in config.backbone.selected_layers]
         self.fpn = FPN(in_channels, config.fpn_features, config.fpn_num_downsample)
         self.prediction_layers = nn.ModuleList([

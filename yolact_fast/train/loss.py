@@ -9,10 +9,14 @@
   box) against the ground truth at proto resolution, summed per mask and divided by the box
   area in proto pixels. An image with more than ``masks_to_train`` positives trains a random
   subset of them, its mask loss scaled by (positives / ``masks_to_train``).
+- Mask-IoU loss (YOLACT++ models, which have a ``maskiou_net``): smooth L1 between the
+  predicted IoU of each trained mask (``maskiou_net`` on the cropped mask, gathered by class)
+  and its actual IoU: the mask thresholded at 0.5 against the ground truth, at proto
+  resolution; masks of ground truths of at most ``discard_mask_area`` proto pixels are left out.
 - Semantic segmentation loss: BCE with logits of ``semantic_seg_conv(P3)`` against per-class
   masks downsampled to P3, averaged over pixels.
 
-Box, confidence and mask losses are divided by the number of positives in the batch; the
+Box, confidence, mask and mask-IoU losses are divided by the number of positives in the batch; the
 semantic loss by the batch size (as the official code). Ground-truth masks take the official
 path (:func:`prepare_targets`): original size -> network input size -> proto size, and input
 size -> P3 size for the semantic targets.
@@ -159,11 +163,41 @@ def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torc
     return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / (h * w)
 
 
+def maskiou_samples(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.Tensor,
+                    gt_masks: torch.Tensor, gt_labels: torch.Tensor, discard_mask_area: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask-IoU training samples of one image's trained masks: (``maskiou_net`` input
+    [n,1,h,w], the cropped predicted masks; target IoU [n] of each mask thresholded at 0.5 with
+    its ground truth; labels [n]). proto [h,w,k], coeffs [m,k], gt_boxes [m,4] relative,
+    gt_masks [m,h,w] in {0,1}, gt_labels [m]; ground truths of at most ``discard_mask_area``
+    pixels are left out (official ``discard_mask_area``)."""
+    keep = gt_masks.sum((1, 2)) > discard_mask_area
+    pred = reference.assemble_masks(proto, coeffs[keep], gt_boxes[keep])
+    with torch.no_grad():
+        binary, gt = (pred > 0.5).float(), gt_masks[keep]
+        intersection = (binary * gt).sum((1, 2))
+        target = intersection / (binary.sum((1, 2)) + gt.sum((1, 2)) - intersection)
+    return pred.unsqueeze(1), target, gt_labels[keep]
+
+
+def mask_iou_loss(maskiou_net: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                  labels: torch.Tensor, maskious_to_train: int = -1,
+                  generator: torch.Generator = None) -> torch.Tensor:
+    """Summed smooth L1 between ``maskiou_net(inputs)`` [n,C] gathered at ``labels`` [n] and
+    ``target`` [n]; a random ``maskious_to_train`` of the samples if positive and exceeded."""
+    if maskious_to_train > 0 and inputs.shape[0] > maskious_to_train:
+        keep = torch.randperm(inputs.shape[0], generator=generator)[:maskious_to_train].to(inputs.device)
+        inputs, target, labels = inputs[keep], target[keep], labels[keep]
+    predicted = maskiou_net(inputs).gather(1, labels.view(-1, 1)).squeeze(1)
+    return F.smooth_l1_loss(predicted, target, reduction="sum")
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Official YOLACT hyper-parameters. A field left None takes the model config's value of
     the same name (:meth:`for_config`); ``masks_to_train`` is per config (100, 300 for
-    yolact_im700)."""
+    yolact_im700). ``maskiou``, ``discard_mask_area``, ``maskious_to_train``: YOLACT++'s
+    ``maskiou_alpha`` and its other mask-IoU settings."""
 
     pos_iou: float = 0.5
     neg_iou: float = 0.4
@@ -174,6 +208,9 @@ class LossWeights:
     mask: float = 6.125
     semantic: float = 1.0
     masks_to_train: Optional[int] = None
+    maskiou: float = 25.0
+    discard_mask_area: float = 25.0
+    maskious_to_train: int = -1
 
     def for_config(self, config: YolactConfig) -> "LossWeights":
         """These weights with every None field set from ``config``."""
@@ -225,9 +262,10 @@ def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int], prot
 def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
                 targets: Sequence[Target], weights: Optional[LossWeights] = None,
                 variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None,
-                denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-                ) -> Dict[str, torch.Tensor]:
-    """Losses {"box", "conf", "mask", "semantic", "total"} for a batch.
+                denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                maskiou_net: Optional[torch.nn.Module] = None) -> Dict[str, torch.Tensor]:
+    """Losses {"box", "conf", "mask", "semantic", "total"} for a batch, and "maskiou" with a
+    ``maskiou_net`` (YOLACT++).
 
     ``outputs``: :class:`~yolact_fast.model.YolactOutput` (loc [B,P,4], conf_logits [B,P,C],
     mask_coeffs [B,P,k], proto [B,h,w,k]); ``semantic_logits`` [B,C-1,h3,w3]; ``priors`` [P,4];
@@ -262,6 +300,7 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     conf = F.cross_entropy(conf_logits[selected], conf_t[selected], reduction="sum")
 
     mask = loc.new_zeros(())
+    maskiou = []
     for i, (target, m) in enumerate(zip(targets, matches)):
         index = positive[i].nonzero().squeeze(1)
         num_positives = index.numel()
@@ -275,6 +314,10 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
                                       target["masks"].to(device)[gt])
         # A crowded image trains a subset of its masks but keeps its weight (official).
         mask = mask + image_mask * (num_positives / index.numel())
+        if maskiou_net is not None:
+            maskiou.append(maskiou_samples(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
+                                           target["masks"].to(device)[gt], target["labels"].to(device)[gt],
+                                           weights.discard_mask_area))
 
     semantic = sum(
         semantic_loss_single(semantic_logits[i], t["semantic_masks"].to(device), t["labels"].to(device))
@@ -287,5 +330,13 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
         "mask": mask * weights.mask / num_pos,
         "semantic": semantic * weights.semantic,
     }
+    if maskiou_net is not None:
+        samples = [torch.cat(parts) for parts in zip(*maskiou)] if maskiou else None
+        # Without samples the term is 0 through maskiou_net's parameters, so that every process
+        # of a distributed run gives them a gradient (DistributedDataParallel needs one).
+        loss = (mask_iou_loss(maskiou_net, *samples, weights.maskious_to_train, generator)
+                if samples is not None and samples[0].shape[0]
+                else 0 * sum(p.sum() for p in maskiou_net.parameters()))
+        losses["maskiou"] = loss * weights.maskiou / num_pos
     losses["total"] = sum(losses.values())
     return losses

@@ -165,7 +165,8 @@ def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Te
         return {"total": torch.tensor(float("nan"), device=device)}
     outputs = type(outputs)(*(t.float() for t in outputs))
     losses = yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
-                         model.config.variances, generator, denominators)
+                         model.config.variances, generator, denominators,
+                         maskiou_net=model.maskiou_net)
     # Every output joins the graph (weight 0): DistributedDataParallel needs a gradient for every
     # parameter in every process, also when a process's images train no mask.
     losses["total"] = losses["total"] + 0 * sum(t.sum() for t in (*outputs, semantic))
