@@ -228,8 +228,7 @@ def _add_network_outputs(g: _GraphBuilder, config: YolactConfig) -> None:
 
 
 def _add_segment_graph(g: _GraphBuilder, config: YolactConfig, image_size, batched_input: bool,
-                       nms: str,
-                       score_threshold: float, iou_threshold: float, top_k: int,
+                       nms: str, score_threshold: float, iou_threshold: float, top_k: int,
                        max_detections: int) -> None:
     """image -> preprocessing -> (the network's nodes) -> detections, as yf.segment."""
     t = g.onnx.TensorProto
@@ -240,7 +239,25 @@ def _add_segment_graph(g: _GraphBuilder, config: YolactConfig, image_size, batch
     image_hw = g.op("Shape", image, start=1)  # int64 [2]
     g.op_identity(_preprocess(g, config, image), "images")
     g.move_to_front(first=network_nodes)  # the network's nodes consume "images"
+    detections = _add_postprocess(g, config, image_hw, nms, score_threshold, iou_threshold,
+                                  top_k, max_detections)
+    g.set_input("image", t.UINT8, [1] * batched_input + [3, height, width])
+    _set_detection_outputs(g, detections, height, width)
 
+
+def _set_detection_outputs(g: _GraphBuilder, detections, height, width) -> None:
+    t = g.onnx.TensorProto
+    shapes = ([t.FLOAT, ["detections", 4]], [t.FLOAT, ["detections"]],
+              [t.INT64, ["detections"]], [t.BOOL, ["detections", height, width]])
+    g.set_outputs([(tensor, name, *shape)
+                   for tensor, name, shape in zip(detections, SEGMENT_OUTPUTS, shapes)])
+
+
+def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms: str,
+                     score_threshold: float, iou_threshold: float, top_k: int,
+                     max_detections: int):
+    """Raw outputs (loc, conf_logits, mask_coeffs, proto; batch of one) and the image size
+    (int64 [2]) -> (boxes [N,4] pixels, scores [N], labels [N], masks bool [N,H,W])."""
     loc, conf_logits, coeffs, proto = (g.squeeze(name, 0) for name in
                                        ("loc", "conf_logits", "mask_coeffs", "proto"))
     boxes = _decode(g, config, loc)
@@ -249,14 +266,32 @@ def _add_segment_graph(g: _GraphBuilder, config: YolactConfig, image_size, batch
     det_boxes, det_coeffs, labels, det_scores = _per_class_nms(
         g, boxes, scores, coeffs, nms, score_threshold, iou_threshold, top_k, max_detections)
     masks = _paste_masks(g, config, proto, det_coeffs, det_boxes, image_hw)
-    pixel_boxes = _boxes_to_pixels(g, det_boxes, image_hw)
-    g.set_input("image", t.UINT8, [1] * batched_input + [3, height, width])
-    g.set_outputs([
-        (pixel_boxes, "boxes", t.FLOAT, ["detections", 4]),
-        (det_scores, "scores", t.FLOAT, ["detections"]),
-        (labels, "labels", t.INT64, ["detections"]),
-        (masks, "masks", t.BOOL, ["detections", height, width]),
-    ])
+    return _boxes_to_pixels(g, det_boxes, image_hw), det_scores, labels, masks
+
+
+def _postprocess_model(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
+                       iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
+                       opset: int = DEFAULT_OPSET):
+    """The post-network graph alone (inputs: the raw outputs of one image, with a batch dim of
+    one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
+    onnx_lib = _require("onnx")
+    helper, t = onnx_lib.helper, onnx_lib.TensorProto
+    ph, pw = proto_size((config.max_size,) * 2)
+    inputs = [
+        helper.make_tensor_value_info("loc", t.FLOAT, [1, "priors", 4]),
+        helper.make_tensor_value_info("conf_logits", t.FLOAT, [1, "priors", config.num_classes]),
+        helper.make_tensor_value_info("mask_coeffs", t.FLOAT, [1, "priors", config.mask_dim]),
+        helper.make_tensor_value_info("proto", t.FLOAT, [1, ph, pw, config.mask_dim]),
+        helper.make_tensor_value_info("image_hw", t.INT64, [2]),
+    ]
+    model = helper.make_model(helper.make_graph([], "yolact_postprocess", inputs, []),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    g = _GraphBuilder(model, opset)
+    detections = _add_postprocess(g, config, "image_hw", nms, score_threshold, iou_threshold,
+                                  top_k, max_detections)
+    _set_detection_outputs(g, detections, "height", "width")
+    onnx_lib.checker.check_model(model)
+    return model
 
 
 def _preprocess(g: _GraphBuilder, config: YolactConfig, image: str) -> str:
@@ -314,7 +349,7 @@ def _per_class_nms(g: _GraphBuilder, boxes, scores, coeffs, nms, score_threshold
     n = g.op("Min", g.const([max_detections], int64), g.op("Shape", kept_scores))
     det_scores, order = g.op("TopK", kept_scores, n, axis=0, largest=1, sorted=1, outputs=2)
     flat = g.op("Gather", kept, order, axis=0)  # indices into the [C*K] ranking
-    labels = g.op("Div", flat, k)
+    labels = g.op("Div", flat, g.op("Max", k, g.const([1], int64)))  # k = 0: nothing to divide
     det_boxes = g.op("Gather", g.op("Reshape", class_boxes, g.const([-1, 4], int64)), flat, axis=0)
     prior = g.op("Gather", g.op("Reshape", top_index, g.const([-1], int64)), flat, axis=0)
     det_coeffs = g.op("Gather", coeffs, prior, axis=0)
@@ -336,8 +371,12 @@ def _box_iou_self(g: _GraphBuilder, boxes: str) -> str:
 
 
 def _fast_survivors(g: _GraphBuilder, class_boxes: str, iou_threshold: float) -> str:
-    """Fast NMS: max IoU with every higher-ranked box of the class (upper triangle) <= thr."""
+    """Fast NMS: max IoU with every higher-ranked box of the class (upper triangle) <= thr.
+
+    A NaN IoU (two zero-area boxes) suppresses, as torch's NaN-propagating max makes it in
+    the reference; ONNX ReduceMax leaves NaN handling open, so NaN becomes +inf first."""
     iou = g.op("Trilu", _box_iou_self(g, class_boxes), g.const(1, np.int64), upper=1)
+    iou = g.op("Where", g.op("IsNaN", iou), g.const(np.inf), iou)
     return g.op("LessOrEqual", g.reduce_max(iou, axis=1), g.const(iou_threshold))
 
 
@@ -485,38 +524,38 @@ def segment_program(model, **options) -> SegmentProgram:
 
 
 def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
-                 dynamic: bool = False, **options) -> torch.export.ExportedProgram:
+                 **options) -> torch.export.ExportedProgram:
     """``torch.export`` of the whole segment path (:class:`SegmentProgram`, input uint8
-    [3,H,W]) or, with ``postprocess=False``, of the network alone (input float [1,3,S,S]).
-    ``dynamic``: H and W symbolic (postprocess=True only)."""
+    [3,H,W] with (H, W) = ``image_size``) or, with ``postprocess=False``, of the network alone
+    (the fused copy; input float [1,3,S,S]).
+
+    The image size is static: ``paste_masks`` takes its output size as ``int[2]``.
+    """
     model = resolve_model(model)
     height, width = _ops._check_size(image_size)
+    if min(height, width) < 1:
+        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
     if postprocess:
         module = segment_program(model, **options)
-        example = (torch.zeros(3, height, width, dtype=torch.uint8, device=model.device),)
-        shapes = None
-        if dynamic:
-            shapes = ({1: torch.export.Dim("height", min=2, max=8192),
-                       2: torch.export.Dim("width", min=2, max=8192)},)
+        example = torch.zeros(3, height, width, dtype=torch.uint8, device=model.device)
     else:
-        if options or dynamic:
-            raise ValueError("options and dynamic apply to postprocess=True programs")
+        if options:
+            raise ValueError(f"options {sorted(options)} apply to postprocess=True programs")
         module = inference_copy(model, channels_last=True, pack_cpu=False)
         size = model.config.max_size
-        example = (torch.zeros(1, 3, size, size, device=model.device),)
-        shapes = None
+        example = torch.zeros(1, 3, size, size, device=model.device)
     with torch.no_grad():
-        return torch.export.export(module, example, dynamic_shapes=shapes)
+        return torch.export.export(module, (example,))
 
 
-def aoti_package(model, path, image_size: Tuple[int, int], dynamic: bool = False,
-                 **options) -> str:
-    """Compile the whole segment path with AOTInductor into a ``.pt2`` package at ``path``.
+def aoti_package(model, path, image_size: Tuple[int, int], **options) -> str:
+    """Compile the whole segment path at ``image_size`` with AOTInductor into a ``.pt2``
+    package at ``path``; ``options`` as :func:`yolact_fast.segment`.
 
     Load it with :func:`load_aoti` (Python) or ``torch::inductor::AOTIModelPackageLoader``
     (C++, with the yolact_fast ops library loaded: see the README). Returns ``path``.
     """
-    program = torch_export(model, image_size, postprocess=True, dynamic=dynamic, **options)
+    program = torch_export(model, image_size, postprocess=True, **options)
     with torch.no_grad():
         return torch._inductor.aoti_compile_and_package(program, package_path=os.fspath(path))
 
