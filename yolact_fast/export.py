@@ -555,16 +555,20 @@ def aoti_package(model, path, image_size: Tuple[int, int], **options) -> str:
     Load it with :func:`load_aoti` (Python) or ``torch::inductor::AOTIModelPackageLoader``
     (C++, with the yolact_fast ops library loaded: see the README). Returns ``path``.
     """
+    from torch._inductor import aoti_compile_and_package
+
     program = torch_export(model, image_size, postprocess=True, **options)
     with torch.no_grad():
-        return torch._inductor.aoti_compile_and_package(program, package_path=os.fspath(path))
+        return aoti_compile_and_package(program, package_path=os.fspath(path))
 
 
 class _AotiSegmenter:
     """A loaded AOTInductor package: ``segmenter(image uint8 [3,H,W])`` -> Instances."""
 
     def __init__(self, path, class_names: Sequence[str]):
-        self.runner = torch._inductor.aoti_load_package(os.fspath(path))
+        from torch._inductor import aoti_load_package
+
+        self.runner = aoti_load_package(os.fspath(path))
         self.class_names = tuple(class_names)
 
     def __call__(self, image: torch.Tensor) -> Instances:
