@@ -121,6 +121,7 @@ setup(
     package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
+    extras_require={"export": ["onnx>=1.16", "onnxruntime>=1.18"]},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},

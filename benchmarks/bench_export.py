@@ -8,7 +8,9 @@ cost of each (export/compile, then the first call) is printed and stored in ``ex
 each result is checked against ``yf.segment`` before it is timed. Needs ``yolact_fast[export]``.
 """
 
+import importlib.util
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +20,20 @@ from yolact_fast import export
 from yolact_fast.io import make_image
 from yolact_fast.model.weight_rule import rule_weights
 
-from conftest import match_detections  # tests/conftest.py (on sys.path via benchmarks/conftest.py)
-
 pytest.importorskip("onnxruntime")
+
+
+def _tests_conftest():
+    """tests/conftest.py (its match_detections), imported under another name: here
+    ``conftest`` is benchmarks/conftest.py."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("yolact_fast_tests_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+match_detections = _tests_conftest().match_detections
 
 ROUNDS = 5
 GROUP = "segment yolact_base 480x640: compiled paths vs the fused eager copy"

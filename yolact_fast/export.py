@@ -43,6 +43,8 @@ SUPPORTED_OPSETS = range(17, 21)
 #: Names of the graph outputs: with post-processing, and of the network alone (official names).
 SEGMENT_OUTPUTS = ("boxes", "scores", "labels", "masks")
 NETWORK_OUTPUTS = ("loc", "conf", "mask", "proto", "priors")
+#: Tensor names of the exported network's outputs inside the graphs (YolactOutput's fields).
+RAW_OUTPUTS = ("raw_loc", "raw_conf_logits", "raw_mask_coeffs", "raw_proto")
 
 
 def _require(module_name: str):
@@ -134,13 +136,12 @@ def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
     network = inference_copy(model, channels_last=False, pack_cpu=False)
     size = model.config.max_size
     example = torch.zeros(1, 3, size, size)
-    names = ["loc", "conf_logits", "mask_coeffs", "proto"]
-    axes = {name: {0: "batch"} for name in ["images", *names]} if dynamic_batch else None
+    axes = {name: {0: "batch"} for name in ["images", *RAW_OUTPUTS]} if dynamic_batch else None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
         torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=names, dynamic_axes=axes)
+                          input_names=["images"], output_names=list(RAW_OUTPUTS), dynamic_axes=axes)
     return onnx_lib.load_from_string(buffer.getvalue())
 
 
@@ -216,13 +217,14 @@ class _GraphBuilder:
 def _add_network_outputs(g: _GraphBuilder, config: YolactConfig) -> None:
     """Network alone: official outputs (softmax conf) plus the constant priors."""
     t = g.onnx.TensorProto
-    conf = g.op("Softmax", "conf_logits", axis=-1)
+    loc, conf_logits, mask_coeffs, proto = RAW_OUTPUTS
+    conf = g.op("Softmax", conf_logits, axis=-1)
     priors = g.const(_reference.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
     g.set_outputs([
-        ("loc", "loc", t.FLOAT, ["batch", "priors", 4]),
+        (loc, "loc", t.FLOAT, ["batch", "priors", 4]),
         (conf, "conf", t.FLOAT, ["batch", "priors", config.num_classes]),
-        ("mask_coeffs", "mask", t.FLOAT, ["batch", "priors", config.mask_dim]),
-        ("proto", "proto", t.FLOAT, ["batch", *proto_size((config.max_size,) * 2), config.mask_dim]),
+        (mask_coeffs, "mask", t.FLOAT, ["batch", "priors", config.mask_dim]),
+        (proto, "proto", t.FLOAT, ["batch", *proto_size((config.max_size,) * 2), config.mask_dim]),
         (priors, "priors", t.FLOAT, ["priors", 4]),
     ])
 
@@ -258,8 +260,7 @@ def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms:
                      max_detections: int):
     """Raw outputs (loc, conf_logits, mask_coeffs, proto; batch of one) and the image size
     (int64 [2]) -> (boxes [N,4] pixels, scores [N], labels [N], masks bool [N,H,W])."""
-    loc, conf_logits, coeffs, proto = (g.squeeze(name, 0) for name in
-                                       ("loc", "conf_logits", "mask_coeffs", "proto"))
+    loc, conf_logits, coeffs, proto = (g.squeeze(name, 0) for name in RAW_OUTPUTS)
     boxes = _decode(g, config, loc)
     scores = g.op("Transpose", g.slice(g.op("Softmax", conf_logits, axis=-1), 1,
                                        config.num_classes, axis=1), perm=[1, 0])  # [C,P]
@@ -272,18 +273,16 @@ def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms:
 def _postprocess_model(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
                        iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
                        opset: int = DEFAULT_OPSET):
-    """The post-network graph alone (inputs: the raw outputs of one image, with a batch dim of
-    one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
+    """The post-network graph alone (inputs: :data:`RAW_OUTPUTS` of one image, with a batch dim
+    of one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
     onnx_lib = _require("onnx")
     helper, t = onnx_lib.helper, onnx_lib.TensorProto
     ph, pw = proto_size((config.max_size,) * 2)
-    inputs = [
-        helper.make_tensor_value_info("loc", t.FLOAT, [1, "priors", 4]),
-        helper.make_tensor_value_info("conf_logits", t.FLOAT, [1, "priors", config.num_classes]),
-        helper.make_tensor_value_info("mask_coeffs", t.FLOAT, [1, "priors", config.mask_dim]),
-        helper.make_tensor_value_info("proto", t.FLOAT, [1, ph, pw, config.mask_dim]),
-        helper.make_tensor_value_info("image_hw", t.INT64, [2]),
-    ]
+    shapes = ([1, "priors", 4], [1, "priors", config.num_classes], [1, "priors", config.mask_dim],
+              [1, ph, pw, config.mask_dim])
+    inputs = [helper.make_tensor_value_info(name, t.FLOAT, shape)
+              for name, shape in zip(RAW_OUTPUTS, shapes)]
+    inputs.append(helper.make_tensor_value_info("image_hw", t.INT64, [2]))
     model = helper.make_model(helper.make_graph([], "yolact_postprocess", inputs, []),
                               opset_imports=[helper.make_opsetid("", opset)])
     g = _GraphBuilder(model, opset)
