@@ -8,7 +8,9 @@ cost of each (export/compile, then the first call) is printed and stored in ``ex
 each result is checked against ``yf.segment`` before it is timed. Needs ``yolact_fast[export]``.
 """
 
+import functools
 import importlib.util
+import statistics
 import time
 from pathlib import Path
 
@@ -68,27 +70,12 @@ def _timed_setup(name, build, first_call):
     return runner, result
 
 
-def _run(benchmark, name, function, *args):
-    if name in setup_seconds:
-        benchmark.extra_info["build_s"], benchmark.extra_info["first_call_s"] = (
-            round(v, 2) for v in setup_seconds[name])
-    return benchmark.pedantic(function, args=args, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-
-
-@pytest.mark.benchmark(group=GROUP)
-def test_segment_fused_eager(benchmark, model, image, expected):
-    inst = _run(benchmark, "segment", yf.segment, image, model)
-    assert len(inst) == len(expected)
-
-
-@pytest.mark.benchmark(group=GROUP)
-def test_onnxruntime(benchmark, model, image, expected, tmp_path_factory):
-    path = tmp_path_factory.mktemp("onnx") / "yolact_base.onnx"
-    segmenter, first = _timed_setup(
-        "onnxruntime", lambda: export.OnnxSegmenter(export.onnx(model, path), threads=2),
-        lambda runner: runner(image))
-    assert match_detections(first, expected)["matched_fraction"] >= 0.99
-    _run(benchmark, "onnxruntime", segmenter, image)
+def _check(result, expected, class_names):
+    if isinstance(result, tuple):  # a SegmentProgram's padded outputs
+        n = int(result[-1])
+        result = yf.Instances(*(t[:n] for t in result[:4]), class_names)
+    stats = match_detections(result, expected)
+    assert len(result) == len(expected) and stats["matched_fraction"] >= 0.99, stats
 
 
 def _call_program(program, image):
@@ -96,26 +83,65 @@ def _call_program(program, image):
         return program(image)
 
 
+@pytest.fixture(scope="module")
+def runners(model, image, expected, tmp_path_factory):
+    """name -> one-argument callable (the image), each checked against yf.segment once."""
+    folder = tmp_path_factory.mktemp("export")
+    builds = {
+        "onnxruntime": lambda: export.OnnxSegmenter(
+            export.onnx(model, folder / "yolact_base.onnx"), threads=2),
+        "inductor_freezing": lambda: functools.partial(_call_program, torch.compile(
+            export.segment_program(model), options={"freezing": True})),
+        "aoti_package": lambda: export.load_aoti(
+            export.aoti_package(model, folder / "yolact_base.pt2", tuple(image.shape[1:])),
+            model.config.class_names),
+    }
+    result = {"segment": functools.partial(yf.segment, model=model)}
+    for name, build in builds.items():
+        runner, first = _timed_setup(name, build, lambda r: r(image))
+        _check(first, expected, model.config.class_names)
+        result[name] = runner
+    return result
+
+
+def _run(benchmark, runners, name, image):
+    if name in setup_seconds:
+        benchmark.extra_info["build_s"], benchmark.extra_info["first_call_s"] = (
+            round(v, 2) for v in setup_seconds[name])
+    return benchmark.pedantic(runners[name], args=(image,), rounds=ROUNDS, iterations=1,
+                              warmup_rounds=1)
+
+
 @pytest.mark.benchmark(group=GROUP)
-def test_inductor_freezing(benchmark, model, image, expected):
-    def build():
-        return torch.compile(export.segment_program(model), options={"freezing": True})
-
-    program, first = _timed_setup("inductor_freezing", build, lambda p: _call_program(p, image))
-    n = int(first[-1])
-    got = yf.Instances(*(t[:n] for t in first[:4]), model.config.class_names)
-    assert match_detections(got, expected)["matched_fraction"] >= 0.99
-    _run(benchmark, "inductor_freezing", _call_program, program, image)
+def test_segment_fused_eager(benchmark, runners, image):
+    _run(benchmark, runners, "segment", image)
 
 
 @pytest.mark.benchmark(group=GROUP)
-def test_aoti_package(benchmark, model, image, expected, tmp_path_factory):
-    path = tmp_path_factory.mktemp("aoti") / "yolact_base.pt2"
+def test_onnxruntime(benchmark, runners, image):
+    _run(benchmark, runners, "onnxruntime", image)
 
-    def build():
-        return export.load_aoti(export.aoti_package(model, path, tuple(image.shape[1:])),
-                                model.config.class_names)
 
-    segmenter, first = _timed_setup("aoti_package", build, lambda runner: runner(image))
-    assert match_detections(first, expected)["matched_fraction"] >= 0.99
-    _run(benchmark, "aoti_package", segmenter, image)
+@pytest.mark.benchmark(group=GROUP)
+def test_inductor_freezing(benchmark, runners, image):
+    _run(benchmark, runners, "inductor_freezing", image)
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_aoti_package(benchmark, runners, image):
+    _run(benchmark, runners, "aoti_package", image)
+
+
+def test_interleaved_ratios(runners, image):
+    """Speed of each path relative to yf.segment, the paths called in turn (round robin), so
+    that a shared machine's changing load hits them alike. Median per path over the rounds."""
+    times = {name: [] for name in runners}
+    for _ in range(ROUNDS):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner(image)
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print("\ninterleaved medians (ratio = segment / path):")
+    for name, median in medians.items():
+        print(f"  {name:<20} {median * 1e3:9.1f} ms  {medians['segment'] / median:5.2f}x")

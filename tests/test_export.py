@@ -121,7 +121,7 @@ TINY_CONFIGS = {
 def raw_outputs(config, seed, kind):
     """Random raw outputs of one image. ``kind``: "plain"; "ties" (few distinct class rows
     and integer offsets: exactly equal scores and duplicate boxes); "degenerate" (zero-size,
-    infinite and NaN boxes)."""
+    infinite and NaN boxes, NaN and infinite logits)."""
     g = torch.Generator().manual_seed(seed)
     priors = reference.make_priors(config, (config.max_size,) * 2).shape[0]
     loc = torch.randn(priors, 4, generator=g) * 0.5
@@ -133,6 +133,8 @@ def raw_outputs(config, seed, kind):
         loc[::7, 2:] = -1000.0  # exp underflows: zero-size boxes, IoU 0/0
         loc[::11, 0] = float("inf")
         loc[::13, 1] = float("nan")
+        conf[::17, 2] = float("nan")  # a NaN score row: never a candidate
+        conf[::19, 3] = float("inf")
     coeffs = torch.randn(priors, config.mask_dim, generator=g)
     proto = torch.rand(*proto_size((config.max_size,) * 2), config.mask_dim, generator=g)
     return loc, conf, coeffs, proto

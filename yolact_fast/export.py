@@ -16,6 +16,7 @@ kernels; :func:`aoti_package` compiles it with AOTInductor.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import warnings
@@ -34,7 +35,7 @@ from .model import Yolact
 from .model.fuse import inference_copy
 from .segment import NMS_KINDS, _check_options, preprocess, resolve_model
 
-__all__ = ["onnx", "OnnxSegmenter", "segment_program", "torch_export", "aoti_package",
+__all__ = ["onnx", "onnx_model", "OnnxSegmenter", "segment_program", "torch_export", "aoti_package",
            "load_aoti"]
 
 EXTRA = "export"
@@ -75,10 +76,10 @@ def onnx(
     """Write ``model`` (a :class:`Yolact`, a checkpoint path or "demo") as an ONNX file.
 
     ``postprocess=True``: input ``image`` uint8 RGB [3,H,W] ([1,3,H,W] with
-    ``batched_input=True``); outputs ``boxes``
-    float32 [N,4] (pixels, as :func:`yolact_fast.segment`), ``scores`` float32 [N] (descending),
-    ``labels`` int64 [N], ``masks`` bool [N,H,W], N <= ``max_detections``. H and W are dynamic
-    unless ``image_size`` = (H, W) fixes them. ``nms``: "fast" (Fast NMS: IoU matrix, upper
+    ``batched_input=True``); outputs ``boxes`` float32 [N,4] (pixels, as
+    :func:`yolact_fast.segment`), ``scores`` float32 [N] (descending), ``labels`` int64 [N],
+    ``masks`` bool [N,H,W], N <= ``max_detections``. H and W are dynamic unless
+    ``image_size`` = (H, W) fixes them. ``nms``: "fast" (Fast NMS: IoU matrix, upper
     triangle, max) or "cluster" (greedy NMS, ONNX ``NonMaxSuppression``).
 
     ``postprocess=False``: the network alone. Input ``images`` float32 [B,3,S,S], preprocessed
@@ -89,7 +90,20 @@ def onnx(
     The class names and options are stored in the model's metadata. Returns ``path``.
     """
     onnx_lib = _require("onnx")
+    onnx_lib.save(onnx_model(model, image_size, postprocess, nms, score_threshold, iou_threshold,
+                             top_k, max_detections, opset, batched_input), os.fspath(path))
+    return os.fspath(path)
+
+
+def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_threshold=0.05,
+               iou_threshold=0.5, top_k=200, max_detections=100, opset=DEFAULT_OPSET,
+               batched_input=False):
+    """:func:`onnx` without the file: the checked ``onnx.ModelProto``."""
+    onnx_lib = _require("onnx")
     model = resolve_model(model)
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
     if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
     _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
@@ -108,7 +122,7 @@ def onnx(
                            int(max_detections))
     else:
         _add_network_outputs(builder, model.config)
-    graph = builder.model
+    graph_model = builder.model
     metadata = {
         "yolact_fast.config": model.config.name,
         "yolact_fast.class_names": json.dumps(list(model.config.class_names)),
@@ -118,10 +132,9 @@ def onnx(
             "top_k": top_k, "max_detections": max_detections,
         }),
     }
-    onnx_lib.helper.set_model_props(graph, metadata)
-    onnx_lib.checker.check_model(graph)
-    onnx_lib.save(graph, os.fspath(path))
-    return os.fspath(path)
+    onnx_lib.helper.set_model_props(graph_model, metadata)
+    onnx_lib.checker.check_model(graph_model)
+    return graph_model
 
 
 def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
@@ -131,11 +144,9 @@ def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
     exporter, which handles this static network without the onnxscript dependency.
     """
     onnx_lib = _require("onnx")
-    import io
-
     network = inference_copy(model, channels_last=False, pack_cpu=False)
     size = model.config.max_size
-    example = torch.zeros(1, 3, size, size)
+    example = torch.zeros(1, 3, size, size, device=model.device)
     axes = {name: {0: "batch"} for name in ["images", *RAW_OUTPUTS]} if dynamic_batch else None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -446,15 +457,17 @@ class OnnxSegmenter:
     """
 
     def __init__(self, path, threads: Optional[int] = None, providers: Optional[List[str]] = None):
+        """``path``: an ONNX file, or its serialized bytes."""
         ort = _require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(os.fspath(path), options,
+        source = path if isinstance(path, bytes) else os.fspath(path)
+        self.session = ort.InferenceSession(source, options,
                                             providers=providers or ["CPUExecutionProvider"])
         metadata = self.session.get_modelmeta().custom_metadata_map
         if json.loads(metadata.get("yolact_fast.postprocess", "false")) is not True:
-            raise ValueError(f"{os.fspath(path)!r} is not a postprocess=True yolact_fast export")
+            raise ValueError("the ONNX model is not a postprocess=True yolact_fast export")
         self.class_names = tuple(json.loads(metadata["yolact_fast.class_names"]))
         self.input_shape = self.session.get_inputs()[0].shape
 
