@@ -110,6 +110,13 @@ def test_fixed_image_size_and_batched_input(demo, tmp_path):
         session.run(None, {"image": image[None, :, :100].numpy()})
 
 
+def test_onnxruntime_segmenter_in_memory(demo):
+    segmenter = export.onnxruntime_segmenter(demo, threads=1, nms="cluster", max_detections=10)
+    image = shapes_image(8, 150, 170)
+    assert_same_detections(segmenter(image),
+                           yf.segment(image, model=demo, nms="cluster", max_detections=10))
+
+
 # --- the post-network graph against the reference ops, on arbitrary raw outputs ------------
 
 TINY_CONFIGS = {

@@ -35,7 +35,7 @@ from .model import Yolact
 from .model.fuse import inference_copy
 from .segment import NMS_KINDS, _check_options, preprocess, resolve_model
 
-__all__ = ["onnx", "onnx_model", "OnnxSegmenter", "segment_program", "torch_export", "aoti_package",
+__all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
            "load_aoti"]
 
 EXTRA = "export"
@@ -490,6 +490,18 @@ class OnnxSegmenter:
         boxes, scores, labels, masks = self.session.run(list(SEGMENT_OUTPUTS), {"image": array})
         return Instances(torch.from_numpy(boxes), torch.from_numpy(scores),
                          torch.from_numpy(labels), torch.from_numpy(masks), self.class_names)
+
+
+def onnxruntime_segmenter(model, threads: Optional[int] = None, **options) -> OnnxSegmenter:
+    """``yf.segment`` through onnxruntime: ``model`` exported in memory (dynamic image size),
+    then run by :class:`OnnxSegmenter`; ``options`` as :func:`yolact_fast.segment`.
+
+    The one faster compiled path measured here (``benchmarks/bench_export.py``, README): same
+    detections as ``segment`` (tests/test_export.py), about 1.1x its speed for yolact_base at
+    480x640 on 2 threads, after a one-off export and session set-up of tens of seconds.
+    """
+    serialized = onnx_model(model, **options).SerializeToString()
+    return OnnxSegmenter(serialized, threads=threads)
 
 
 # --- torch.export and AOTInductor -----------------------------------------------------------
