@@ -150,7 +150,8 @@ def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
     axes = {name: {0: "batch"} for name in ["images", *RAW_OUTPUTS]} if dynamic_batch else None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
+        for category in (DeprecationWarning, FutureWarning):  # the legacy exporter's notices
+            warnings.simplefilter("ignore", category)
         torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset,
                           input_names=["images"], output_names=list(RAW_OUTPUTS), dynamic_axes=axes)
     return onnx_lib.load_from_string(buffer.getvalue())
@@ -190,8 +191,8 @@ class _GraphBuilder:
         return self.op("ReduceMax", x, axes=[axis], keepdims=keepdims)
 
     def slice(self, x: str, start: int, end: int, axis: int) -> str:
-        ints = lambda v: self.const([v], np.int64)  # noqa: E731
-        return self.op("Slice", x, ints(start), ints(end), ints(axis))
+        start, end, axis = (self.const([v], np.int64) for v in (start, end, axis))
+        return self.op("Slice", x, start, end, axis)
 
     def unsqueeze(self, x: str, axis: int) -> str:
         return self.op("Unsqueeze", x, self.const([axis], np.int64))
