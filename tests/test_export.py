@@ -65,6 +65,17 @@ def test_demo_onnx_matches_segment_at_any_image_size(demo, demo_onnx):
     assert segmenter([image, image])[1].masks.shape[1:] == (333, 161)
 
 
+def test_unit_normalization_config(demo, tmp_path):
+    """DarkNet-style preprocessing (x / 255) on the demo weights."""
+    model = yf.Yolact(demo.config.replace(normalize="unit"))
+    model.load_state_dict(demo.state_dict())
+    image = shapes_image(9, 140, 190)
+    expected = yf.segment(image, model=model)
+    assert len(expected) > 0
+    path = export.onnx(model, tmp_path / "unit.onnx")
+    assert_same_detections(export.OnnxSegmenter(path, threads=1)(image), expected)
+
+
 def test_onnx_graph_is_standard_and_checked(demo_onnx):
     _, path = demo_onnx
     model = onnx.load(path)
