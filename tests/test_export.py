@@ -181,11 +181,19 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
         boxes, scores, labels, masks = session.run(
             None, dict(feeds, image_hw=np.array(image_size)))
         assert len(expected) > 0
-        # Same detections in the same order: tie-breaking and crop semantics included.
-        np.testing.assert_array_equal(labels, expected.labels.numpy())
-        np.testing.assert_array_equal(boxes, expected.boxes.numpy())
-        np.testing.assert_allclose(scores, expected.scores.numpy(), rtol=1e-5, atol=1e-7)
-        assert (masks != expected.masks.numpy()).sum() <= 2  # bilinear ties at 0.5 only
+        if kind == "ties":
+            # Exactly tied scores (the same class rows) rank by prior index, as a stable sort.
+            np.testing.assert_array_equal(labels, expected.labels.numpy())
+            np.testing.assert_array_equal(boxes, expected.boxes.numpy())
+            np.testing.assert_allclose(scores, expected.scores.numpy(), rtol=1e-5, atol=1e-7)
+            assert (masks != expected.masks.numpy()).sum() <= 2  # bilinear ties at 0.5 only
+        else:
+            # onnxruntime's and ATen's softmax may differ in the last bits (per CPU ISA), which
+            # may swap two nearly equal scores: match detections instead of positions.
+            actual = yf.Instances(*(torch.from_numpy(a) for a in (boxes, scores, labels, masks)),
+                                  config.class_names)
+            stats = match_detections(actual, expected, score_tol=1e-5, box_tol=0, min_iou=0.999)
+            assert len(actual) == len(expected) and stats["matched_fraction"] == 1.0, stats
 
 
 # --- yolact_base with rule weights, against yf.segment and the official golden output ----
