@@ -289,8 +289,8 @@ def test_torch_export_of_segment_and_network(demo):
         export.torch_export(demo, (120, 160), postprocess=False, top_k=5)
 
 
-@pytest.mark.slow  # AOTInductor compiles C++ for ~3 minutes on 2 cores
 def test_aoti_package_loads_and_runs(demo, tmp_path):
+    """The slowest test here: AOTInductor compiles C++ (93 s in the full suite on 2 busy cores)."""
     image = shapes_image(5, 96, 128)
     path = export.aoti_package(demo, tmp_path / "demo.pt2", (96, 128))
     segmenter = export.load_aoti(path, demo.config.class_names)
