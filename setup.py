@@ -7,6 +7,9 @@ found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
   MAX_JOBS                parallel compile jobs (ninja)
   DEBUG=1                 -O0 -g, no NDEBUG
   SANITIZE=1              CPU code with AddressSanitizer + UndefinedBehaviorSanitizer
+  YOLACT_FAST_SKIP_EXT=1  package only, no extension: for an editable install over an
+                          extension built in place (`python setup.py build_ext --inplace`,
+                          incremental with ninja in build/), as scripts/install.sh does
 """
 
 import glob
@@ -91,6 +94,8 @@ def compile_args(with_cuda):
 
 
 def get_extensions():
+    if env_flag("YOLACT_FAST_SKIP_EXT"):
+        return []
     resolve_cuda_home()
     with_cuda = want_cuda()
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
@@ -107,6 +112,8 @@ def get_extensions():
             "yolact_fast._C",
             sources,
             include_dirs=[os.path.abspath("csrc")] + (cuda_wheel_includes() if with_cuda else []),
+            # Headers too, so that an in-place rebuild notices a changed kernel header.
+            depends=sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)),
             extra_compile_args=cflags,
             extra_link_args=ldflags,
         )
@@ -121,7 +128,10 @@ setup(
     package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
-    extras_require={"export": ["onnx>=1.16", "onnxruntime>=1.18"]},
+    extras_require={
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],  # yf.export.onnx, onnxruntime runs
+        "video": ["av>=12"],  # PyAV: segment_video, video input/output in the CLI
+    },
     ext_modules=get_extensions(),
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},

@@ -6,8 +6,6 @@ Run: pytest benchmarks/bench_ops.py --benchmark-columns=median,min,rounds
 """
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +14,15 @@ import torchvision
 
 from yolact_fast import ops, reference
 
-GOLDEN = Path(os.environ.get("YOLACT_FAST_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+from golden_data import golden_path  # tests/ is on sys.path (benchmarks/conftest.py)
+
 CASE = "golden_yolact_base_s0_480x640.npz"
 SIZE = (480, 640)
 
 
 @pytest.fixture(scope="module")
 def golden():
-    data = np.load(GOLDEN / CASE)
+    data = np.load(golden_path(CASE))
     g = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in data.files if k not in ("meta", "image")}
     g["scores"] = torch.softmax(g["conf_logits"], -1).t()[1:].contiguous()
     return g

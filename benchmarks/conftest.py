@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/inputs.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # inputs.py, golden_data.py
 torch.set_num_threads(2)
 
 

@@ -1,6 +1,7 @@
 """The yolact-fast command line."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,238 @@ def test_demo_segments_a_synthetic_image_with_the_trained_model(tmp_path, capsys
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "yolact_fast", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "segment" in result.stdout and "demo" in result.stdout
+
+
+# --- sources: folders, globs, videos, cameras; outputs never shared, written atomically -----
+
+def save_shape_image(path, seed, size=None):
+    image = yf.data.synthetic_shapes(1, seed=seed)[0][0]
+    if size is not None:
+        image = torch.nn.functional.interpolate(image[None].float(), size)[0].to(torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+def test_folder_is_searched_recursively_and_same_names_get_their_own_outputs(tmp_path, monkeypatch):
+    monkeypatch.delenv("YOLACT_FAST_WEIGHTS", raising=False)
+    folder = tmp_path / "in"
+    save_shape_image(folder / "a.png", 1)
+    save_shape_image(folder / "sub" / "a.png", 2, size=(96, 128))  # another size
+    save_shape_image(folder / "a_1.png", 3)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["segment", str(folder), "--out", str(out), "--batch-size", "2"]) == 0  # demo model
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "a_1.png", "results.json", "sub/a.png"]
+    assert Image.open(out / "sub" / "a.png").size == (128, 96)
+    results = json.loads((out / "results.json").read_text())
+    names = {im["id"]: im["file_name"] for im in results["images"]}
+    assert sorted(names.values()) == sorted(str(folder / n) for n in ("a.png", "a_1.png", "sub/a.png"))
+    demo = yf.load("demo")
+    for image_id, name in names.items():
+        expected = yf.segment(name, model=demo)
+        mine = [a for a in results["annotations"] if a["image_id"] == image_id]
+        assert [a["score"] for a in mine] == pytest.approx(expected.scores.tolist())
+
+
+def test_glob_patterns(tmp_path):
+    for name in ("x1.png", "x2.png", "y.png"):
+        save_shape_image(tmp_path / "in" / name, 5)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "in" / "x*.png"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "x1.png", "x2.png"]
+    assert main(["segment", str(tmp_path / "in" / "z*.png"), "--out", str(out)]) == 1
+
+
+@pytest.mark.parametrize("layout,out,message", [
+    (("a.png", "a.jpg"), "out", "would both write"),
+    (("a.png",), ".", "would replace the input"),
+])
+def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys, layout, out, message):
+    for name in layout:
+        save_shape_image(tmp_path / name, 1)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["segment", *(str(tmp_path / n) for n in layout), "--out", str(tmp_path / out)])
+    assert code == 1 and message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_bad_sources_and_out(tmp_path, capsys):
+    image = save_shape_image(tmp_path / "a.png", 1)
+    (tmp_path / "empty").mkdir()
+    assert main(["segment", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert "no images" in capsys.readouterr().err
+    assert main(["segment", str(image), "--out", str(image)]) == 1
+    assert "existing file" in capsys.readouterr().err
+    assert main(["segment", str(image), "--out", str(tmp_path / "o"), "--every", "0"]) == 1
+    assert "--every must be >= 1" in capsys.readouterr().err
+    assert main(["segment", str(image), "--out", str(tmp_path / "o"), "--start", "5", "--end", "5"]) == 1
+    assert "--start" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_outputs_replace_planted_links_instead_of_following_them(tmp_path):
+    image = save_shape_image(tmp_path / "in" / "a.png", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / "a.png").symlink_to(victim)
+    (out / "results.json").symlink_to(victim)
+    assert main(["segment", str(image), "--out", str(out)]) == 0
+    assert victim.read_text() == "keep me"
+    assert not (out / "a.png").is_symlink() and Image.open(out / "a.png").size == (256, 256)
+    assert not (out / "results.json").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "results.json"]  # no temporary left
+
+
+@pytest.fixture(scope="module")
+def shapes_video(tmp_path_factory):
+    av = pytest.importorskip("av")
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    container = av.open(str(path), "w", format="mp4")
+    stream = container.add_stream("mpeg4", rate=12)
+    stream.height, stream.width, stream.pix_fmt = 128, 160, "yuv420p"
+    for seed in range(7):
+        image = yf.data.synthetic_shapes(1, seed=300 + seed)[0][0]
+        image = torch.nn.functional.interpolate(image[None].float(), (128, 160))[0].to(torch.uint8)
+        frame = av.VideoFrame.from_ndarray(image.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def read_video(path):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return frames, stream.average_rate
+
+
+def test_video_in_annotated_video_and_json_lines_out(shapes_video, tmp_path):
+    out = tmp_path / "out"
+    assert main(["segment", str(shapes_video), "--out", str(out), "--every", "2", "--start", "1"]) == 0
+    frames, rate = read_video(out / "clip.mp4")
+    assert len(frames) == 3 and frames[0].shape == (128, 160, 3) and rate == 6
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == [1, 3, 5]
+    assert sum(len(line["annotations"]) for line in lines) > 0
+    assert all(a["image_id"] == line["frame_index"] for line in lines for a in line["annotations"])
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]
+
+
+def test_video_range_without_frames_is_an_error(shapes_video, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(shapes_video), "--out", str(out), "--start", "100"]) == 1
+    assert "no frames decoded" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_missing_camera_is_an_error(tmp_path, capsys):
+    pytest.importorskip("av")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("camera paths checked on Linux")
+    assert main(["segment", "63", "--out", str(tmp_path / "o")]) == 1
+    assert "camera 63" in capsys.readouterr().err
+
+
+def test_interrupted_video_run_keeps_a_playable_partial_video(shapes_video, tmp_path, monkeypatch):
+    from yolact_fast import video
+
+    written = []
+    original = video.VideoWriter.write
+
+    def write_then_interrupt(self, frame):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(1)
+        original(self, frame)
+
+    monkeypatch.setattr(video.VideoWriter, "write", write_then_interrupt)
+    out = tmp_path / "out"
+    assert main(["segment", str(shapes_video), "--out", str(out), "--batch-size", "2"]) == 130
+    frames, _ = read_video(out / "clip.mp4")
+    assert len(frames) == 3
+    lines = (out / "clip.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame_index"] for line in lines] == [0, 1, 2]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]
+
+
+def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp_path):
+    """A real Ctrl-C: SIGINT to a subprocess once it has written its second frame."""
+    import signal
+
+    out = tmp_path / "out"
+    code = (
+        "import sys, time, yolact_fast.video as v\n"
+        "write = v.VideoWriter.write\n"
+        "def slow(self, frame):\n"
+        "    time.sleep(0.5)\n"
+        "    write(self, frame)\n"
+        "    if self.frames == 2: print('two', flush=True)\n"
+        "v.VideoWriter.write = slow\n"
+        "from yolact_fast.cli import main\n"
+        f"sys.exit(main(['segment', {str(shapes_video)!r}, '--out', {str(out)!r}, '--batch-size', '1']))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "two"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    frames, _ = read_video(out / "clip.mp4")
+    assert 2 <= len(frames) < 7
+    # A frame's line follows its video frame: the signal may fall between the two.
+    assert len(frames) - 1 <= len((out / "clip.jsonl").read_text().splitlines()) <= len(frames)
+    assert "interrupted" in process.stdout.read()
+
+
+def test_interrupted_image_run_writes_the_results_so_far(tmp_path, monkeypatch):
+    from yolact_fast import cli
+
+    for seed in range(3):
+        save_shape_image(tmp_path / "in" / f"{seed}.png", seed)
+    saved = []
+    original = cli._save_overlay
+
+    def save_then_interrupt(*args):
+        if len(saved) == 1:
+            raise KeyboardInterrupt
+        saved.append(1)
+        original(*args)
+
+    monkeypatch.setattr(cli, "_save_overlay", save_then_interrupt)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "in"), "--out", str(out), "--batch-size", "1"]) == 130
+    results = json.loads((out / "results.json").read_text())
+    assert [im["id"] for im in results["images"]] == [0]
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "results.json"]
+
+
+def test_source_kinds_and_names(tmp_path):
+    from yolact_fast.files import find_sources, output_paths
+
+    save_shape_image(tmp_path / "a" / "x.png", 1)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "clip.MKV").write_bytes(b"")
+    (tmp_path / "b" / "notes.txt").write_text("")
+    arguments = [str(tmp_path / "a"), str(tmp_path / "b" / "*"), "rtsp://host/live", "2",
+                 str(tmp_path / "a" / "x.png")]  # the image again: kept once
+    sources, skipped = find_sources(arguments)
+    assert [(s.kind, s.name) for s in sources] == [
+        ("image", os.path.join("a", "x")), ("video", os.path.join("b", "clip")),
+        ("stream", "stream0"), ("camera", "camera2")]
+    assert skipped == {"not an image or video": 1}
+    paths = output_paths(sources, str(tmp_path / "out"))
+    assert paths[1] == {"video": str(tmp_path / "out" / "b" / "clip.mp4"),
+                        "results": str(tmp_path / "out" / "b" / "clip.jsonl")}
+    assert paths[3]["video"].endswith("camera2.mp4")

@@ -13,13 +13,14 @@ from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.segment import _inference_network
 
-from conftest import GOLDEN_DIR, golden_case_model, golden_rgb, match_detections
+from golden_data import golden_path
+from conftest import golden_case_model, golden_rgb, match_detections
 
 CONFIG_NAMES = ["yolact_base", "yolact_resnet50", "yolact_im700", "yolact_darknet53"]
 
 
 def manifest(config_name):
-    return json.loads((GOLDEN_DIR / f"keys_{config_name}.json").read_text())
+    return json.loads(golden_path(f"keys_{config_name}.json").read_text())
 
 
 @pytest.mark.parametrize("config_name", CONFIG_NAMES)
@@ -34,7 +35,7 @@ def test_state_dict_layout_equals_official(config_name):
 def test_weight_rule_roles_and_fingerprint(config_name):
     expected = manifest(config_name)
     assert weight_roles(k for k, _, _ in expected["keys"]) == expected["weight_rule_roles"]
-    fingerprint = json.loads((GOLDEN_DIR / "weights_fingerprint.json").read_text())[config_name]
+    fingerprint = json.loads(golden_path("weights_fingerprint.json").read_text())[config_name]
     for seed in ("0", "1"):
         weights = rule_weights(config_name, int(seed))
         total = sum(v.double().sum().item() for v in weights.values())
@@ -49,7 +50,7 @@ def test_weight_rule_roles_and_fingerprint(config_name):
 
 
 def _raw(model, golden):
-    batch = torch.from_numpy(np.load(GOLDEN_DIR / "input_550_resnet_480x640.npz")["input_tensor"])
+    batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.segment import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
@@ -78,7 +79,7 @@ def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
     fused = _inference_network(model)  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    batch = torch.from_numpy(np.load(GOLDEN_DIR / "input_550_resnet_480x640.npz")["input_tensor"])
+    batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.segment import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
@@ -149,7 +150,7 @@ def assert_same_detections(actual, expected, min_fraction=0.99):
 def test_priors_match_golden():
     for config_name in CONFIG_NAMES:
         config = configs.get_config(config_name)
-        golden_priors = torch.from_numpy(np.load(GOLDEN_DIR / f"priors_{config_name}.npz")["priors"])
+        golden_priors = torch.from_numpy(np.load(golden_path(f"priors_{config_name}.npz"))["priors"])
         priors = yf.ops.make_priors(config, (config.max_size, config.max_size))
         assert torch.equal(priors, golden_priors)
 

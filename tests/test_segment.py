@@ -8,7 +8,8 @@ from PIL import Image
 import yolact_fast as yf
 from yolact_fast.segment import _inference_network, preprocess
 
-from conftest import GOLDEN_DIR, golden_case_model, golden_masks, golden_rgb, match_detections
+from golden_data import golden_path
+from conftest import golden_case_model, golden_masks, golden_rgb, match_detections
 
 
 def golden_expected(golden):
@@ -48,7 +49,7 @@ def test_golden_eager_path_is_exact(golden, rule_model):
 
 
 def test_preprocess_equals_fast_base_transform():
-    data = np.load(GOLDEN_DIR / "input_550_resnet_480x640.npz")
+    data = np.load(golden_path("input_550_resnet_480x640.npz"))
     rgb = np.ascontiguousarray(data["image"][..., ::-1])
     expected = torch.from_numpy(data["input_tensor"])
     chw = torch.from_numpy(rgb).permute(2, 0, 1)

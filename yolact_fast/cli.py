@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 DEMO_IMAGE = (0, 480, 640)  # make_image(seed, H, W) of the golden case
 DEMO_SEED = 2029  # synthetic_shapes seed of the demo image (never used in training)
+INTERRUPTED = 130  # the shell's exit status after SIGINT
 DATA_HELP = ("a COCO json, a directory with annotations.json and images/, or "
              "synthetic:N[:SEED[:SIZE]] (generated shapes)")
 
@@ -18,14 +19,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolact-fast", description="YOLACT instance segmentation")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    seg = commands.add_parser("segment", help="segment images; write overlays and COCO results")
-    seg.add_argument("images", nargs="+", help="image files")
-    seg.add_argument("--weights", required=True, help="official YOLACT checkpoint (.pth)")
+    seg = commands.add_parser(
+        "segment", help="segment images, videos or a camera; write overlays, videos and COCO results")
+    seg.add_argument("inputs", nargs="+", metavar="SOURCE",
+                     help="image or video files, folders (searched recursively for images), "
+                          "glob patterns ('imgs/**/*.jpg'), stream URLs (rtsp://...), or a camera "
+                          "index (0)")
+    seg.add_argument("--weights", default=None,
+                     help="'demo', a yolact_fast model.pt or an official .pth (default: as "
+                          "yf.segment: $YOLACT_FAST_WEIGHTS, else the embedded demo model)")
     seg.add_argument("--config", default=None, help="config name (default: inferred from the checkpoint)")
-    seg.add_argument("--out", required=True, help="output directory")
+    seg.add_argument("--out", required=True, help="output folder (inputs' folder layout is kept)")
     seg.add_argument("--score-threshold", type=float, default=0.05)
     seg.add_argument("--draw-threshold", type=float, default=0.3,
                      help="only instances with a score >= this are drawn (default 0.3)")
+    seg.add_argument("--batch-size", type=int, default=4,
+                     help="images or frames per network batch (default 4)")
+    seg.add_argument("--every", type=int, default=1, help="videos: segment every N-th frame")
+    seg.add_argument("--start", type=int, default=0, help="videos: first frame index (default 0)")
+    seg.add_argument("--end", type=int, default=None, help="videos: stop before this frame index")
     seg.add_argument("--device", default="cpu")
 
     demo = commands.add_parser(
@@ -46,12 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output directory (last.pt, model.pt, loss_log.jsonl)")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
                        help="continue from a last.pt (default: OUT/last.pt)")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--batch-size", type=int, default=8,
+                       help="global batch size, split evenly over torchrun processes (default 8)")
+    train.add_argument("--lr", type=float, default=2e-3, help="learning rate of the global batch")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=0)
+    train.add_argument("--workers", type=int, default=0, help="data loader workers per process")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-augment", action="store_true", help="no photometric/expand/crop/mirror")
+    train.add_argument("--device", default=None,
+                       help="default: cuda:LOCAL_RANK if CUDA is available, else cpu")
+    train.add_argument("--amp", action="store_true",
+                       help="mixed precision: bfloat16 autocast on CPU, float16 + GradScaler on CUDA")
+    train.add_argument("--backbone-weights", metavar="PATH", default=None,
+                       help="pretrained backbone: a torchvision ResNet state dict, resnet101_reducedfc.pth, "
+                            "resnet50-19c8e357.pth or darknet53.pth")
+    train.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                       help="freeze BatchNorm (default: as the official recipe, frozen when a process's "
+                            "batch is below 6 images)")
+    train.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                       help="torchrun: a rank that fails or stalls ends the others after this long "
+                            "(default 900)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP (pycocotools COCOeval)")
     evaluate.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
@@ -62,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the current directory)")
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     export = commands.add_parser("export", help="write an ONNX file or an AOTInductor package")
     export.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
@@ -82,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_progress(args) -> bool:
+    """Progress bars go to stderr: only when it is a terminal and --quiet is not given."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -94,50 +127,127 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "export":
             return run_export(args)
         return run_demo(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"yolact-fast {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"yolact-fast {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 def run_segment(args) -> int:
+    import yolact_fast as yf
+    from .files import find_sources, output_paths
+    from .segment import WEIGHTS_ENV
+
+    _check_positive(batch_size=args.batch_size, every=args.every)
+    if args.start < 0 or (args.end is not None and args.end <= args.start):
+        raise ValueError(f"need 0 <= --start < --end, got --start {args.start} --end {args.end}")
+    sources, skipped = find_sources(args.inputs)
+    outputs = output_paths(sources, args.out)
+    weights = args.weights or os.environ.get(WEIGHTS_ENV) or "demo"
+    model = yf.load(weights, config=args.config, device=args.device)
+    os.makedirs(args.out, exist_ok=True)
+    images = [(s, o) for s, o in zip(sources, outputs) if s.kind == "image"]
+    streams = [(s, o) for s, o in zip(sources, outputs) if s.kind != "image"]
+    done, interrupted = _segment_images(images, model, args, skipped) if images else (0, False)
+    frames, instances = 0, done
+    for source, paths in streams:
+        if interrupted:
+            break
+        count, found, interrupted = _segment_stream(source, paths, model, args, skipped)
+        frames, instances = frames + count, instances + found
+    skipped_text = f", skipped {dict(skipped)}" if skipped else ""
+    print(f"{len(images)} image(s), {len(streams)} video(s) ({frames} frames), {instances} instances"
+          f"{skipped_text} -> {args.out}"
+          + (" [interrupted: outputs so far were written]" if interrupted else ""))
+    return INTERRUPTED if interrupted else 0
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _segment_images(jobs, model, args, skipped):
+    """Overlays and results.json for image sources: (instances found, interrupted)."""
     from tqdm import tqdm
 
-    import yolact_fast as yf
+    from .files import atomic_output
     from .io import read_image
+    from .video import segment_frames
+
+    def read():
+        for image_id, (source, _) in enumerate(jobs):
+            try:
+                yield image_id, read_image(source.location)
+            except ValueError as error:
+                skipped["unreadable images"] = skipped.get("unreadable images", 0) + 1
+                print(f"skipped: {error}", file=sys.stderr)
+
+    annotations, records, interrupted = [], [], False
+    results = segment_frames(read(), model, args.batch_size, score_threshold=args.score_threshold)
+    progress = tqdm(results, total=len(jobs), desc="images", unit="img", disable=len(jobs) < 2,
+                    file=sys.stderr)
+    try:
+        for image_id, image, instances in progress:
+            coco = instances.to_coco(image_id)
+            _save_overlay(image, instances, jobs[image_id][1]["overlay"], args.draw_threshold)
+            annotations += coco
+            records.append({"id": image_id, "file_name": str(jobs[image_id][0].location)})
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        results.close()
+    with atomic_output(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"images": records, "annotations": annotations}, f)
+    return len(annotations), interrupted
+
+
+def _save_overlay(image, instances, path, draw_threshold) -> None:
+    from .files import atomic_output
     from .visualize import draw, to_pil
 
-    for path in args.images:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file not found: {path!r}")
-    model = yf.load(args.weights, config=args.config, device=args.device)
-    os.makedirs(args.out, exist_ok=True)
-    results: List[dict] = []
-    names = _overlay_names(args.images)
-    progress = tqdm(list(zip(args.images, names)), desc="segment", unit="img",
-                    disable=len(args.images) < 2, file=sys.stderr)
-    for image_id, (path, name) in enumerate(progress):
-        image = read_image(path)
-        instances = yf.segment(image, model=model, score_threshold=args.score_threshold)
-        results += instances.to_coco(image_id)
-        shown = instances[instances.scores >= args.draw_threshold]
-        to_pil(draw(image, shown)).save(os.path.join(args.out, name))
-    results_path = os.path.join(args.out, "results.json")
-    with open(results_path, "w") as f:
-        json.dump({"images": [{"id": i, "file_name": p} for i, p in enumerate(args.images)],
-                   "annotations": results}, f)
-    print(f"{len(args.images)} image(s), {len(results)} instances -> {args.out}")
-    return 0
+    with atomic_output(path) as f:
+        to_pil(draw(image, instances[instances.scores >= draw_threshold])).save(f, format="PNG")
 
 
-def _overlay_names(paths: Sequence[str]) -> List[str]:
-    """<stem>.png per image, made unique when stems repeat."""
-    names, seen = [], {}
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(f"{stem}.png" if count == 0 else f"{stem}_{count}.png")
-    return names
+def _segment_stream(source, paths, model, args, skipped):
+    """Annotated video and per-frame JSON lines of a video, stream or camera source:
+    (frames, instances, interrupted). Interrupted, both files hold the frames done so far."""
+    from tqdm import tqdm
+
+    from .files import atomic_output
+    from .video import VideoWriter, segment_video
+    from .visualize import draw
+
+    video = segment_video(source.location, model=model, batch_size=args.batch_size,
+                          every=args.every, start=args.start, end=args.end,
+                          score_threshold=args.score_threshold)
+    frames = instances_found = 0
+    interrupted = False
+    with atomic_output(paths["video"]) as video_file, atomic_output(paths["results"], "w") as lines:
+        writer = VideoWriter(video_file, video.fps / args.every)
+        try:
+            for index, frame, instances in tqdm(video, desc=source.name, unit="frame", file=sys.stderr):
+                record = {"frame_index": index, "annotations": instances.to_coco(index)}
+                writer.write(draw(frame, instances[instances.scores >= args.draw_threshold]))
+                lines.write(json.dumps(record) + "\n")
+                frames, instances_found = frames + 1, instances_found + len(instances)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            video.close()
+            writer.close()
+        if frames == 0:  # nothing to keep: the temporary files are removed
+            if interrupted:
+                raise KeyboardInterrupt
+            raise ValueError(f"no frames decoded from {source.location!r} "
+                             f"(frames {args.start}..{args.end}, every {args.every})")
+    for reason, count in video.skipped.items():
+        skipped[f"{source.name}: {reason}"] = count
+    return frames, instances_found, interrupted
 
 
 def run_demo(args) -> int:
@@ -162,25 +272,36 @@ def run_demo(args) -> int:
 
 
 def run_train(args) -> int:
+    """Single-process training, or one process of a ``torchrun`` launch."""
     import torch
 
     from .data import Augment, open_dataset
-    from .train import TrainOptions, train
+    from .train import TrainOptions, distributed, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume
-    dataset = open_dataset(args.data, args.images)
-    skipped = dict(getattr(dataset, "skipped", {}))
-    if skipped:
-        print(f"data: skipped {skipped}", file=sys.stderr)
-    augment = None if args.no_augment else Augment()
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                           num_workers=args.workers, augment=augment)
-    summary, _ = train(args.config, dataset, args.out, options, resume=resume)
-    print(json.dumps(summary, indent=1))
+    joined = distributed.init_from_environment(args.device, args.dist_timeout or distributed.DEFAULT_TIMEOUT_S)
+    try:
+        main_process = distributed.Processes.current().is_main
+        resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume
+        dataset = open_dataset(args.data, args.images)
+        skipped = dict(getattr(dataset, "skipped", {}))
+        if skipped and main_process:
+            print(f"data: skipped {skipped}", file=sys.stderr)
+        augment = None if args.no_augment else Augment()
+        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               num_workers=args.workers, augment=augment, amp=args.amp,
+                               freeze_bn=args.freeze_bn)
+        summary, _ = train(args.config, dataset, args.out, options, resume=resume,
+                           progress=_show_progress(args), backbone_weights=args.backbone_weights,
+                           device=args.device)
+        if main_process:
+            print(json.dumps(summary, indent=1))
+    finally:
+        if joined:
+            distributed.shutdown()
     return 0
 
 
@@ -201,7 +322,7 @@ def run_eval(args) -> int:
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=True)
+        metrics = evaluate(model, dataset, args.score_threshold, progress=_show_progress(args))
     results = metrics.pop("results")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)

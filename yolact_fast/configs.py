@@ -67,6 +67,8 @@ class YolactConfig:
     ``pred_scales[l]`` and ``aspect_ratios[l]`` give the anchors of FPN level l (P3, P4, ...).
     ``normalize``: "imagenet" ((x - mean) / std, BGR constants) or "unit" (x / 255, DarkNet).
     ``proto_width``: channels of the protonet's hidden convs (256 in the official networks).
+    ``masks_to_train``: training only; at most this many positives per image train the mask
+    loss (the official per-config loss setting: 100, 300 for yolact_im700).
     """
 
     name: str
@@ -81,6 +83,7 @@ class YolactConfig:
     mask_dim: int = 32
     normalize: str = "imagenet"
     variances: Tuple[float, float] = (0.1, 0.2)
+    masks_to_train: int = 100
     score_threshold: float = 0.05
     iou_threshold: float = 0.5
     top_k: int = 200
@@ -120,6 +123,7 @@ yolact_im700 = yolact_base.replace(
     name="yolact_im700",
     max_size=700,
     pred_scales=((30,), (61,), (122,), (244,), (488,)),
+    masks_to_train=300,
 )
 yolact_darknet53 = yolact_base.replace(
     name="yolact_darknet53",

@@ -73,28 +73,51 @@ def segment_eager(
 
 def _segment(images, model, network, ops_module, score_threshold, iou_threshold, top_k,
              max_detections, nms):
+    finish = postprocessor(model, ops_module, score_threshold, iou_threshold, top_k,
+                           max_detections, nms)
+    image_list, is_batch = as_image_list(images)
+    with torch.inference_mode(), _eval_mode(network):
+        results = finish(*run_network(image_list, model, network, ops_module))
+    return results if is_batch else results[0]
+
+
+def run_network(image_list: Sequence[torch.Tensor], model: Yolact, network: torch.nn.Module,
+                ops_module: ModuleType = _ops):
+    """Validated [3,H,W] images -> (raw outputs of one batched forward, priors [P,4], image
+    sizes). ``network`` is ``model`` or its inference copy; the caller sets inference and
+    eval mode. The second half of :func:`segment` is ``postprocessor(...)(*run_network(...))``."""
+    device = model.device
+    batch = preprocess(image_list, model.config, device)
+    if network is not model:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    outputs = network(batch)
+    priors = priors_for(model, tuple(batch.shape[-2:]), device, ops_module)
+    return outputs, priors, [tuple(image.shape[-2:]) for image in image_list]
+
+
+def postprocessor(model: Yolact, ops_module: ModuleType = _ops, score_threshold: float = 0.05,
+                  iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
+                  nms: str = "fast"):
+    """Checks the options; returns ``finish(outputs, priors, image_sizes) -> list[Instances]``,
+    which post-processes what :func:`run_network` returns (callable from any thread; the
+    caller sets inference mode)."""
     _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise TypeError(f"segment runs float32 models, this one is {dtype}: call model.float()")
     nms_fn = _nms_function(ops_module, nms)
-    image_list, is_batch = as_image_list(images)
-    device = model.device
-    with torch.inference_mode(), _eval_mode(network):
-        batch = preprocess(image_list, model.config, device)
-        if network is not model:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        outputs = network(batch)
-        priors = priors_for(model, tuple(batch.shape[-2:]), device, ops_module)
-        results = [
+
+    def finish(outputs, priors, image_sizes) -> List[Instances]:
+        return [
             postprocess(
                 outputs.loc[i], outputs.conf_logits[i], outputs.mask_coeffs[i], outputs.proto[i],
-                priors, tuple(image.shape[-2:]), model.config, ops_module, nms_fn,
+                priors, size, model.config, ops_module, nms_fn,
                 score_threshold, iou_threshold, top_k, max_detections,
             )
-            for i, image in enumerate(image_list)
+            for i, size in enumerate(image_sizes)
         ]
-    return results if is_batch else results[0]
+
+    return finish
 
 
 @contextlib.contextmanager

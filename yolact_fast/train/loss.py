@@ -7,23 +7,33 @@
 - Confidence loss: softmax cross entropy on positives and the hardest negatives (OHEM, 3:1).
 - Mask loss: BCE of the assembled mask (sigmoid(proto @ coeffs), cropped to the ground-truth
   box) against the ground truth at proto resolution, summed per mask and divided by the box
-  area in proto pixels.
+  area in proto pixels. An image with more than ``masks_to_train`` positives trains a random
+  subset of them, its mask loss scaled by (positives / ``masks_to_train``).
 - Semantic segmentation loss: BCE with logits of ``semantic_seg_conv(P3)`` against per-class
   masks downsampled to P3, averaged over pixels.
 
 Box, confidence and mask losses are divided by the number of positives in the batch; the
-semantic loss by the batch size (as the official code).
+semantic loss by the batch size (as the official code). Ground-truth masks take the official
+path (:func:`prepare_targets`): original size -> network input size -> proto size, and input
+size -> P3 size for the semantic targets.
+
+Two deliberate differences from the official code: the mask loss divides by
+``max(box area, 1)`` in proto pixels (the official divides by the raw area, a weight up to
+1/area for boxes smaller than one proto pixel), and an image without ground truth trains as all
+background (the official data loader never yields one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .. import reference
+from ..configs import YolactConfig, yolact_base
 
 Target = Dict[str, torch.Tensor]
 
@@ -124,13 +134,26 @@ def mask_loss_single(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.
     return (bce / area.clamp(min=1)).sum()
 
 
+def downsample_masks(masks: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """float [M,H,W] in {0,1} -> float [M,h,w] in {0,1}: bilinear (no antialias) then > 0.5,
+    as the official loss downsamples its targets."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *size))
+    return (_bilinear(masks, size) > 0.5).to(masks.dtype)
+
+
+def _bilinear(masks: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(masks[None], size, mode="bilinear", align_corners=False)[0]
+
+
 def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """logits [C,h,w], masks [M,H,W] float, labels [M] -> mean BCE with logits over pixels of
-    per-class targets (union of each class's masks, downsampled to h x w and thresholded)."""
+    per-class targets (union of each class's masks, downsampled once to h x w; masks already
+    at h x w are used as they are)."""
     num_classes, h, w = logits.shape
     target = torch.zeros_like(logits)
     if masks.shape[0]:
-        small = F.interpolate(masks[None], (h, w), mode="bilinear", align_corners=False)[0] > 0.5
+        small = downsample_masks(masks.float(), (h, w)).bool()
         for label in labels.unique():
             target[label] = small[labels == label].any(0).float()
     return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / (h * w)
@@ -138,7 +161,9 @@ def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torc
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Official YOLACT hyper-parameters."""
+    """Official YOLACT hyper-parameters. A field left None takes the model config's value of
+    the same name (:meth:`for_config`); ``masks_to_train`` is per config (100, 300 for
+    yolact_im700)."""
 
     pos_iou: float = 0.5
     neg_iou: float = 0.4
@@ -148,47 +173,77 @@ class LossWeights:
     conf: float = 1.0
     mask: float = 6.125
     semantic: float = 1.0
-    masks_to_train: int = 100
+    masks_to_train: Optional[int] = None
+
+    def for_config(self, config: YolactConfig) -> "LossWeights":
+        """These weights with every None field set from ``config``."""
+        unset = {f.name: getattr(config, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is None}
+        return dataclasses.replace(self, **unset)
 
 
-def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int],
-                    proto_size: Tuple[int, int]) -> List[Target]:
+def resize_to_input(masks: torch.Tensor, input_size: Tuple[int, int]) -> torch.Tensor:
+    """bool/float [M,H,W] at the original image size -> float [M,S,S'] in {0,1} at the network
+    input size: bilinear, rounded half up, as the official ``Resize`` augmentation resizes uint8
+    masks with OpenCV (equal up to OpenCV's fixed-point rounding of near-ties)."""
+    masks = masks.float()
+    if masks.shape[-2:] == tuple(input_size):
+        return masks
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *input_size))
+    return (_bilinear(masks, input_size) >= 0.5).float()
+
+
+def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int], proto_size: Tuple[int, int],
+                    semantic_size: Optional[Tuple[int, int]] = None) -> List[Target]:
     """Pixel targets of images resized to ``input_size`` -> relative boxes, masks at proto size.
 
-    Each target's masks [M,H,W] give the image size H, W; the result holds ``boxes`` and
-    ``crowd_boxes`` relative to it, ``labels`` and ``masks`` float [M,ph,pw] in {0,1}.
+    Each target's masks [M,H,W] give the original image size H, W. As in the official
+    pipeline they are resized to ``input_size`` first (:func:`resize_to_input`), then
+    downsampled once to ``proto_size`` (mask loss) and once to ``semantic_size`` (the P3 size
+    of the semantic loss; default half ``proto_size``, as the protonet upsamples P3 x2) with
+    :func:`downsample_masks`. The result holds ``boxes`` and ``crowd_boxes`` relative to H, W,
+    ``labels``, ``masks`` float [M,ph,pw] and ``semantic_masks`` float [M,sh,sw] in {0,1}.
     """
+    if semantic_size is None:
+        semantic_size = (proto_size[0] // 2, proto_size[1] // 2)
     prepared = []
     for target in targets:
         masks = target["masks"]
         height, width = masks.shape[-2:]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-        small = masks.float()
-        if masks.shape[0]:
-            small = (F.interpolate(small[None], proto_size, mode="bilinear", align_corners=False)[0] > 0.5).float()
-        else:
-            small = small.new_zeros((0, *proto_size))
+        input_masks = resize_to_input(masks, input_size)
         prepared.append({
             "boxes": target["boxes"].float() / scale,
             "labels": target["labels"],
-            "masks": small,
+            "masks": downsample_masks(input_masks, proto_size),
+            "semantic_masks": downsample_masks(input_masks, semantic_size),
             "crowd_boxes": target.get("crowd_boxes", torch.zeros((0, 4))).float() / scale,
         })
     return prepared
 
 
 def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
-                targets: Sequence[Target], weights: LossWeights = LossWeights(),
-                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None
+                targets: Sequence[Target], weights: Optional[LossWeights] = None,
+                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None,
+                denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
                 ) -> Dict[str, torch.Tensor]:
     """Losses {"box", "conf", "mask", "semantic", "total"} for a batch.
 
     ``outputs``: :class:`~yolact_fast.model.YolactOutput` (loc [B,P,4], conf_logits [B,P,C],
     mask_coeffs [B,P,k], proto [B,h,w,k]); ``semantic_logits`` [B,C-1,h3,w3]; ``priors`` [P,4];
     ``targets``: per image ``boxes`` [M,4] relative, ``labels`` [M], ``masks`` [M,h,w] at proto
-    resolution (see :func:`prepare_targets`), optional ``crowd_boxes`` [K,4] relative.
+    resolution, ``semantic_masks`` [M,h3,w3] (see :func:`prepare_targets`), optional
+    ``crowd_boxes`` [K,4] relative. ``weights``: resolved (no None field; default: yolact_base's).
     ``generator`` picks the masks trained when an image has more than ``masks_to_train`` positives.
+    ``denominators`` maps this batch's float [positives, images] to the divisors of the terms
+    (default: the counts themselves, at least 1); distributed training passes
+    :meth:`~yolact_fast.train.distributed.Processes.loss_denominators`.
     """
+    weights = LossWeights().for_config(yolact_base) if weights is None else weights
+    unset = [f.name for f in dataclasses.fields(weights) if getattr(weights, f.name) is None]
+    if unset:
+        raise ValueError(f"weights fields {unset} are None (take the config's value): pass "
+                         "weights.for_config(model.config)")
     loc, conf_logits, coeffs, proto = outputs
     device = loc.device
     matches = [
@@ -199,7 +254,8 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     conf_t = torch.stack([m.conf for m in matches])
     loc_t = torch.stack([m.loc for m in matches])
     positive = conf_t > 0
-    num_pos = positive.sum().clamp(min=1).float()
+    counts = torch.stack([positive.sum(), torch.tensor(len(targets), device=device)]).float()
+    num_pos, num_images = counts.clamp(min=1) if denominators is None else denominators(counts)
 
     box = F.smooth_l1_loss(loc[positive], loc_t[positive], reduction="sum")
     selected = positive | ohem_negatives(conf_logits, conf_t, weights.negpos_ratio)
@@ -208,19 +264,22 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     mask = loc.new_zeros(())
     for i, (target, m) in enumerate(zip(targets, matches)):
         index = positive[i].nonzero().squeeze(1)
-        if index.numel() == 0:
+        num_positives = index.numel()
+        if num_positives == 0 or weights.masks_to_train == 0:
             continue
-        if index.numel() > weights.masks_to_train:
-            keep = torch.randperm(index.numel(), generator=generator)[: weights.masks_to_train]
+        if num_positives > weights.masks_to_train:
+            keep = torch.randperm(num_positives, generator=generator)[: weights.masks_to_train]
             index = index[keep.to(device)]
         gt = m.index[index]
-        mask = mask + mask_loss_single(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
-                                       target["masks"].to(device)[gt])
+        image_mask = mask_loss_single(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
+                                      target["masks"].to(device)[gt])
+        # A crowded image trains a subset of its masks but keeps its weight (official).
+        mask = mask + image_mask * (num_positives / index.numel())
 
     semantic = sum(
-        semantic_loss_single(semantic_logits[i], t["masks"].to(device), t["labels"].to(device))
+        semantic_loss_single(semantic_logits[i], t["semantic_masks"].to(device), t["labels"].to(device))
         for i, t in enumerate(targets)
-    ) / len(targets)
+    ) / num_images
 
     losses = {
         "box": box * weights.box / num_pos,

@@ -7,10 +7,15 @@
 Bad data never stops training: unreadable images (items that are None), malformed samples and
 invalid instances (labels out of range, zero-area boxes, empty masks) are skipped, and counted
 in the returned summary's ``skipped``; so are steps whose loss is not finite.
+
+Under torchrun (see :mod:`~yolact_fast.train.distributed`) every process trains its share of
+each global batch with DistributedDataParallel; rank 0 alone writes files and shows progress,
+and ``last.pt`` resumes under any number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -19,24 +24,36 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from .. import reference
-from ..configs import YolactConfig, get_config, proto_size
+from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..model import Yolact
 from ..segment import preprocess
+from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
 
 CHECKPOINT_FORMAT = "yolact_fast.train/1"
+BN_MIN_BATCH = 6  # official: BatchNorm is frozen when a GPU's batch is smaller than this
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Optimisation settings (AdamW, linear warm-up then cosine decay to zero)."""
+    """Optimisation settings (AdamW, linear warm-up then cosine decay to zero).
+
+    ``batch_size`` is the global batch: N processes (torchrun) take ``batch_size / N`` images
+    each per step, and ``lr`` is the learning rate of the global batch, so the same options
+    train the same way on any number of processes. ``freeze_bn``: BatchNorm layers use their
+    running statistics and their affine parameters are not trained; None follows the official
+    recipe (frozen when a process's batch is below 6 images, else trained on each process's
+    own batch statistics, not synchronised). ``amp``: mixed precision, bfloat16 autocast on
+    the CPU, float16 autocast with a gradient scaler on CUDA.
+    """
 
     epochs: int = 1
     batch_size: int = 8
@@ -50,6 +67,8 @@ class TrainOptions:
     checkpoint_every: int = 500
     augment: Augment = Augment()
     loss: LossWeights = LossWeights()
+    amp: bool = False
+    freeze_bn: Optional[bool] = None
 
 
 class AugmentedDataset(torch.utils.data.Dataset):
@@ -108,17 +127,60 @@ def make_batch(samples: Sequence, config: YolactConfig) -> Tuple[torch.Tensor, L
     :func:`yolact_loss`)."""
     images = preprocess([image for image, _ in samples], config, "cpu")
     size = (config.max_size, config.max_size)
-    return images, prepare_targets([target for _, target in samples], size, proto_size(size))
+    targets = prepare_targets([target for _, target in samples], size, proto_size(size),
+                              feature_sizes(size, 1)[0])
+    return images, targets
+
+
+class TrainingNetwork(nn.Module):
+    """A :class:`Yolact`'s training outputs, (YolactOutput, semantic logits [B,C-1,h3,w3]),
+    from one forward call: the module DistributedDataParallel wraps."""
+
+    def __init__(self, model: Yolact):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        _, pyramid = self.model.features(images)
+        return self.model.heads(pyramid), self.model.semantic_seg_conv(pyramid[0])
 
 
 def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Tensor,
-                  weights: LossWeights = LossWeights(), generator: torch.Generator = None
+                  weights: LossWeights = LossWeights(), generator: torch.Generator = None,
+                  network: Optional[nn.Module] = None, amp: bool = False,
+                  denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
                   ) -> Dict[str, torch.Tensor]:
-    """Forward pass and losses (no backward) of a model in training mode."""
-    _, pyramid = model.features(images)
-    outputs = model.heads(pyramid)
-    semantic = model.semantic_seg_conv(pyramid[0])
-    return yolact_loss(outputs, semantic, priors, targets, weights, model.config.variances, generator)
+    """Forward pass and losses (no backward) of a model in training mode; ``weights`` fields
+    left None take ``model.config``'s values. ``network`` runs the forward (default
+    ``TrainingNetwork(model)``; DistributedDataParallel around one when distributed); ``amp``
+    autocasts it (bfloat16 on CPU, float16 on CUDA) and the loss is computed in float32;
+    ``denominators``: see :func:`yolact_loss`. Non-finite network outputs give
+    ``{"total": nan}`` (the loss cannot be computed; the trainer skips the step)."""
+    network = TrainingNetwork(model) if network is None else network
+    device = images.device
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        outputs, semantic = network(images)
+    if not all(bool(torch.isfinite(t).all()) for t in (*outputs, semantic)):
+        return {"total": torch.tensor(float("nan"), device=device)}
+    outputs = type(outputs)(*(t.float() for t in outputs))
+    losses = yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
+                         model.config.variances, generator, denominators)
+    # Every output joins the graph (weight 0): DistributedDataParallel needs a gradient for every
+    # parameter in every process, also when a process's images train no mask.
+    losses["total"] = losses["total"] + 0 * sum(t.sum() for t in (*outputs, semantic))
+    return losses
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers in eval mode with their affine parameters frozen (the official
+    ``Yolact.freeze_bn``); call after ``model.train()``."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for parameter in (module.weight, module.bias):
+                if parameter is not None:
+                    parameter.requires_grad_(False)
 
 
 def learning_rate(step: int, total: int, options: TrainOptions) -> float:
@@ -157,15 +219,40 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+class _SkipFirst(torch.utils.data.Sampler):
+    """``sampler`` without its first ``count`` indices: the batches done before a resume."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler, count: int):
+        self.sampler, self.count = sampler, count
+
+    def __iter__(self):
+        for position, index in enumerate(self.sampler):
+            if position >= self.count:
+                yield index
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.count)
+
+
 def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptions = TrainOptions(),
-          resume: Optional[str] = None, progress: bool = True, init_weights: Optional[str] = None
-          ) -> Tuple[Dict[str, object], Yolact]:
+          resume: Optional[str] = None, progress: bool = True, init_weights: Optional[str] = None,
+          backbone_weights: Optional[str] = None, device: Optional[str] = None,
+          on_step: Optional[Callable[[int, Yolact], None]] = None) -> Tuple[Dict[str, object], Yolact]:
     """Train a YOLACT on ``dataset`` (items: (uint8 [3,H,W], pixel target) or None for an
     unreadable image). Returns (summary: steps, last losses, skipped counts, paths; the model
     in eval mode). ``resume``: a ``last.pt`` to continue from (refused if corrupt).
-    ``init_weights``: a weights file (e.g. an earlier run's ``model.pt``) to start from."""
+    ``init_weights``: a weights file (e.g. an earlier run's ``model.pt``) to start from.
+    ``backbone_weights``: a pretrained backbone file (see
+    :func:`~yolact_fast.model.backbone_weights.load_backbone_weights`). ``device``: default
+    cuda:LOCAL_RANK when CUDA is available, else the CPU. ``on_step(step, model)`` runs in
+    every process after each optimiser step.
+
+    When torch.distributed is initialised, the processes of the default group train together
+    (DistributedDataParallel; each takes ``options.batch_size / world_size`` images a step).
+    """
     from tqdm import tqdm
 
+    processes = Processes.current()
     if isinstance(config, str):
         config = get_config(config)
     class_names = tuple(getattr(dataset, "class_names", config.class_names))
@@ -173,17 +260,22 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
         config = config.replace(class_names=class_names)
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
+    if options.batch_size < processes.world_size or options.batch_size % processes.world_size:
+        raise ValueError(f"batch_size {options.batch_size} is the global batch: it must be a multiple "
+                         f"of the {processes.world_size} processes")
+    local_batch = options.batch_size // processes.world_size
+    device = training_device(device)
+    if options.amp and device.type == "cpu":
+        _check_cpu_amp(config)
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(options.seed)
-    model = Yolact(config).train()
-    if init_weights is not None:
-        from ..model.checkpoint import check_state_dict, read_state_dict
-
-        state_dict, _ = read_state_dict(init_weights)
-        check_state_dict(model, state_dict, what=init_weights)
-        model.load_state_dict(state_dict)
+    model = _initial_model(config, init_weights, backbone_weights, processes)
+    model.to(device).train()
+    if options.freeze_bn if options.freeze_bn is not None else local_batch < BN_MIN_BATCH:
+        freeze_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    start_epoch, step, skip_batches = 0, 0, 0
+    scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
+    start_epoch, step, samples_done = 0, 0, 0
     if resume is not None:
         state = read_checkpoint(resume)
         if state["config"] != config.name or tuple(state["class_names"]) != config.class_names:
@@ -191,76 +283,138 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
                                f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, skip_batches = state["epoch"], state["step"], state.get("batch_in_epoch", 0)
+        if "scaler" in state and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, step = state["epoch"], state["step"]
+        # older checkpoints: one process, batch_in_epoch batches of batch_size
+        samples_done = state.get("samples_in_epoch", state.get("batch_in_epoch", 0) * options.batch_size)
+    network = TrainingNetwork(model)
+    if processes.world_size > 1:
+        network = nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None)
 
     data = AugmentedDataset(dataset, options.augment, options.seed)
-    steps_per_epoch = math.ceil(len(dataset) / options.batch_size)
+    # One global order for any number of processes: a step's global batch is the same images
+    # (N processes pad the epoch to a multiple of N with repeated images).
+    sampler = torch.utils.data.DistributedSampler(data, processes.world_size, processes.rank, shuffle=True,
+                                                  seed=options.seed, drop_last=False)
+    steps_per_epoch = math.ceil(len(sampler) / local_batch)
     total = steps_per_epoch * options.epochs
-    priors = reference.make_priors(config, (config.max_size, config.max_size))
-    generator = torch.Generator().manual_seed(options.seed)
+    priors = reference.make_priors(config, (config.max_size, config.max_size)).to(device)
+    generator = torch.Generator().manual_seed(options.seed + processes.rank)
     log_path = os.path.join(out_dir, "loss_log.jsonl")
     skipped = Counter()
+    images_seen = 0
     last: Dict[str, float] = {}
     started = time.time()
 
-    def checkpoint(epoch: int, batch_in_epoch: int) -> None:
-        _atomic_save({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                      "batch_in_epoch": batch_in_epoch, "config": config.name,
-                      "class_names": list(config.class_names)}, os.path.join(out_dir, "last.pt"))
+    def checkpoint(epoch: int, samples_in_epoch: int) -> None:
+        if not processes.is_main:
+            return
+        state = {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                 "samples_in_epoch": samples_in_epoch, "batch_size": options.batch_size,
+                 "world_size": processes.world_size, "config": config.name,
+                 "class_names": list(config.class_names)}
+        if scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
+        _atomic_save(state, os.path.join(out_dir, "last.pt"))
 
-    with open(log_path, "a") as log:
+    with (open(log_path, "a") if processes.is_main else contextlib.nullcontext()) as log:
         for epoch in range(start_epoch, options.epochs):
             data.epoch = epoch
-            order = torch.Generator().manual_seed(options.seed * 1000003 + epoch)
+            sampler.set_epoch(epoch)
+            skip_batches = samples_done // options.batch_size
             loader = torch.utils.data.DataLoader(
-                data, batch_size=options.batch_size, shuffle=True, generator=order,
+                data, batch_size=local_batch, sampler=_SkipFirst(sampler, skip_batches * local_batch),
                 num_workers=options.num_workers, collate_fn=_collate, drop_last=False,
                 persistent_workers=False,
             )
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
-                       disable=not progress, file=sys.stderr, initial=skip_batches, total=steps_per_epoch)
-            for batch_index, (samples, bad) in enumerate(bar):
-                if batch_index < skip_batches:
-                    continue  # resumed mid-epoch: the loader order is the same, so skip what was done
+                       disable=not (progress and processes.is_main), file=sys.stderr,
+                       initial=skip_batches, total=steps_per_epoch)
+            for batch_index, (samples, bad) in enumerate(bar, start=skip_batches):
                 skipped["unreadable_image"] += bad
                 samples = [sample for sample in (sanitize(x, len(config.class_names), skipped)
                                                  for x in samples) if sample is not None]
-                if not samples:
-                    continue
+                if not processes.all(bool(samples), device):
+                    continue  # every process needs an image for a step
                 images, targets = make_batch(samples, config)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total, options)
-                losses = training_step(model, images, targets, priors, options.loss, generator)
-                if not torch.isfinite(losses["total"]):
+                losses = training_step(model, images.to(device), targets, priors, options.loss, generator,
+                                       network, options.amp, processes.loss_denominators)
+                if not processes.all(bool(torch.isfinite(losses["total"])), device):
                     skipped["nonfinite_loss_step"] += 1
                     optimizer.zero_grad(set_to_none=True)
                     continue
                 optimizer.zero_grad(set_to_none=True)
-                losses["total"].backward()
+                scaler.scale(losses["total"]).backward()
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 step += 1
-                last = {k: float(v.detach()) for k, v in losses.items()}
+                images_seen += len(samples)
+                # each process's loss is its share of the global batch's: the mean is the batch loss
+                values = processes.mean(torch.stack([v.detach() for v in losses.values()]))
+                last = dict(zip(losses, values.tolist()))
                 bar.set_postfix(loss=f"{last['total']:.3f}", mask=f"{last['mask']:.3f}")
-                if step % options.log_every == 0 or step == 1:
+                if processes.is_main and (step % options.log_every == 0 or step == 1):
                     log.write(json.dumps({"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                                          "time_s": round(time.time() - started, 1), **last}) + "\n")
+                                          "time_s": round(time.time() - started, 1),
+                                          "world_size": processes.world_size, **last}) + "\n")
                     log.flush()
                 if step % options.checkpoint_every == 0:
-                    checkpoint(epoch, batch_index + 1)
-            skip_batches = 0
+                    checkpoint(epoch, (batch_index + 1) * options.batch_size)
+                if on_step is not None:
+                    on_step(step, model)
+            samples_done = 0
             checkpoint(epoch + 1, 0)
     model.eval()
+    seconds = time.time() - started
+    images_seen = int(processes.sum(torch.tensor([images_seen], device=device)).item())
     weights_path = os.path.join(out_dir, "model.pt")
-    save_weights(model, weights_path)
-    summary = {"steps": step, "losses": last, "skipped": {k: v for k, v in skipped.items() if v},
-               "weights": weights_path,
-               "checkpoint": os.path.join(out_dir, "last.pt"), "log": log_path,
-               "seconds": round(time.time() - started, 1)}
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    summary = {"steps": step, "losses": last,
+               "skipped": {k: v for k, v in processes.sum_counts(skipped).items() if v},
+               "weights": weights_path, "checkpoint": os.path.join(out_dir, "last.pt"), "log": log_path,
+               "world_size": processes.world_size, "seconds": round(seconds, 1),
+               "images_per_s": round(images_seen / max(seconds, 1e-9), 2)}
+    if processes.is_main:
+        save_weights(model, weights_path)
+        with open(os.path.join(out_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
     return summary, model
+
+
+def _check_cpu_amp(config: YolactConfig) -> None:
+    """ValueError where bfloat16 autocast on the CPU would train on wrong gradients: oneDNN
+    (torch 2.14) returns garbage weight gradients for a stride-2 3x3 convolution of a 1x1 map,
+    which the FPN's downsampling convolutions get when ``max_size`` is 64 or less."""
+    sizes = feature_sizes((config.max_size, config.max_size), config.num_levels)
+    if config.fpn_num_downsample and min(sizes[-2]) == 1:  # the last downsampling conv's input
+        raise ValueError(f"amp on the CPU needs FPN maps larger than 1x1 before the downsampling convs "
+                         f"(max_size {config.max_size} gives {sizes}): use max_size > 64 or no amp")
+
+
+def _initial_model(config: YolactConfig, init_weights: Optional[str], backbone_weights: Optional[str],
+                   processes: Processes) -> Yolact:
+    """A fresh model, then the backbone from ``backbone_weights`` and all weights from
+    ``init_weights`` (each optional); rank 0 reports what the backbone file set."""
+    model = Yolact(config)
+    if backbone_weights is not None:
+        from ..model.backbone_weights import load_backbone_weights
+
+        report = load_backbone_weights(model, backbone_weights)
+        if processes.is_main:
+            print(report, file=sys.stderr)
+    if init_weights is not None:
+        from ..model.checkpoint import check_state_dict, read_state_dict
+
+        state_dict, _ = read_state_dict(init_weights)
+        check_state_dict(model, state_dict, what=init_weights)
+        model.load_state_dict(state_dict)
+    return model
 
 
 def options_dict(options: TrainOptions) -> dict:

@@ -1,0 +1,69 @@
+"""One process of the distributed-training tests (tests/test_train_distributed.py runs it under
+``torchrun --nproc-per-node=2``): ``train()`` on tiny synthetic shapes, recording the weights
+after every step.
+
+Usage: ddp_worker.py OUT_DIR [stall | bench]. ``stall``: rank 1 stops answering after step 1,
+so that rank 0 must fail on the process-group timeout. ``bench``: the same configuration on 96
+images for one epoch (24 steps), no recording; rank 0 prints the summary (images/s) as JSON
+(benchmarks/bench_train_ddp.py).
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import torch
+
+from yolact_fast import configs
+from yolact_fast.data import synthetic_shapes
+from yolact_fast.train import Processes, TrainOptions, init_from_environment, train
+from yolact_fast.train.distributed import shutdown
+
+TINY = configs.yolact_demo.replace(
+    backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
+    max_size=64, fpn_features=16, proto_width=16, mask_dim=8,
+    pred_scales=((8, 11), (16, 23), (32, 45), (64, 90), (128, 181)),
+)
+# Global batch 4 (2 per process), 8 images: 2 steps per epoch, 4 steps in all.
+OPTIONS = TrainOptions(epochs=2, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
+                       checkpoint_every=1, seed=3)
+TIMEOUT_S = 5
+
+
+def dataset(n=8):
+    return list(synthetic_shapes(n, seed=5, size=(64, 64), max_objects=2, min_size=0.3))
+
+
+def recorder(weights: list, out_dir: str, rank: int, stall: bool = False):
+    """on_step: keep a copy of the weights; rank 0 keeps last.pt of step 3 (mid-epoch 2)."""
+    def on_step(step, model):
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if rank == 0 and step == 3:
+            os.replace(os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "step3.pt"))
+        if stall and rank == 1:
+            time.sleep(600)
+    return on_step
+
+
+def main(out_dir: str, mode: str = "") -> None:
+    torch.set_num_threads(1)
+    init_from_environment("cpu", timeout_s=TIMEOUT_S)
+    rank = Processes.current().rank
+    if mode == "bench":
+        summary, _ = train(TINY, dataset(96), out_dir, dataclasses.replace(OPTIONS, epochs=1, checkpoint_every=10**6),
+                           progress=False, device="cpu")
+        if rank == 0:
+            print(json.dumps(summary))
+        shutdown()
+        return
+    weights = []
+    train(TINY, dataset(), out_dir, OPTIONS, progress=False, device="cpu",
+          on_step=recorder(weights, out_dir, rank, stall=mode == "stall"))
+    torch.save(weights, os.path.join(out_dir, f"weights_rank{rank}.pt"))
+    shutdown()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,164 @@
+"""What the command line reads and writes: sources from files, folders, globs and camera
+indices; one output name per source, never shared; atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import secrets
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+GLOB_CHARACTERS = "*?["
+FILE_KINDS = ("image", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One input: ``kind`` is "image", "video", "stream" (a URL) or "camera"; ``location`` a
+    path, URL or camera index; ``name`` the output stem relative to the output folder
+    ("sub/a" -> sub/a.png)."""
+
+    kind: str
+    location: Union[str, int]
+    name: str
+
+
+def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]]:
+    """Sources named by the command line (files, folders searched recursively for images, glob
+    patterns, URLs, camera indices) and the count of what was skipped (files matched by a glob that
+    are neither images nor videos). Each source gets a distinct output name: its path
+    relative to the deepest folder common to all file sources, extension dropped.
+
+    FileNotFoundError for a name that is none of these, ValueError for a folder without images,
+    a pattern without matches, or two sources that would write the same output.
+    """
+    from .video import VIDEO_EXTENSIONS
+
+    found: List[Tuple[str, Union[str, int]]] = []
+    skipped: Dict[str, int] = {}
+    for argument in arguments:
+        if os.path.isdir(argument):
+            images = _images_in(argument)
+            if not images:
+                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {argument!r}")
+            found += [("image", path) for path in images]
+        elif os.path.isfile(argument):
+            found.append((_kind_of(argument, VIDEO_EXTENSIONS) or "image", argument))
+        elif argument.isdigit():
+            found.append(("camera", int(argument)))
+        elif "://" in argument:
+            found.append(("stream", argument))
+        elif any(c in argument for c in GLOB_CHARACTERS):
+            matches = sorted(p for p in glob.glob(argument, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise ValueError(f"no files match {argument!r}")
+            for path in matches:
+                kind = _kind_of(path, VIDEO_EXTENSIONS)
+                if kind is None:
+                    skipped["not an image or video"] = skipped.get("not an image or video", 0) + 1
+                else:
+                    found.append((kind, path))
+        else:
+            raise FileNotFoundError(f"image file not found: {argument!r} (nor a folder, glob "
+                                    "pattern or camera index)")
+    return _named(_unique(found)), skipped
+
+
+def _images_in(folder: str) -> List[str]:
+    paths = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        paths += [os.path.join(root, f) for f in sorted(files)
+                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    return paths
+
+
+def _kind_of(path: str, video_extensions) -> Optional[str]:
+    extension = os.path.splitext(path)[1].lower()
+    if extension in video_extensions:
+        return "video"
+    return "image" if extension in IMAGE_EXTENSIONS else None
+
+
+def _unique(found):
+    """Drops repeats of one file (by real path) or camera, keeping the first."""
+    seen, unique = set(), []
+    for kind, location in found:
+        key = os.path.realpath(location) if kind in FILE_KINDS else location
+        if key not in seen:
+            seen.add(key)
+            unique.append((kind, location))
+    return unique
+
+
+def _named(found) -> List[Source]:
+    files = [os.path.abspath(location) for kind, location in found if kind in FILE_KINDS]
+    root = os.path.commonpath([os.path.dirname(path) for path in files]) if files else ""
+    sources, streams = [], 0
+    for kind, location in found:
+        if kind == "camera":
+            name = f"camera{location}"
+        elif kind == "stream":
+            name, streams = f"stream{streams}", streams + 1
+        else:
+            relative = os.path.relpath(os.path.abspath(location), root)
+            name = os.path.splitext(relative)[0]
+        sources.append(Source(kind, location, name))
+    return sources
+
+
+def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
+    """Per source the files it writes under ``out``: {"overlay": ...} for an image,
+    {"video": ..., "results": ...} for a video, stream or camera. ValueError, before anything is
+    written, when two sources would write one file, an output would replace an input, or
+    ``out`` is an existing file."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out must be a folder, but {out!r} is an existing file")
+    reserved: Dict[str, str] = {}
+    inputs = {os.path.realpath(s.location): s for s in sources if s.kind in FILE_KINDS}
+    outputs = []
+    for source in sources:
+        stem = os.path.join(out, source.name)
+        paths = ({"overlay": stem + ".png"} if source.kind == "image"
+                 else {"video": stem + ".mp4", "results": stem + ".jsonl"})
+        for path in paths.values():
+            key = os.path.realpath(path)
+            if key in inputs:
+                raise ValueError(f"output {path!r} would replace the input {inputs[key].location!r}: "
+                                 "choose another --out")
+            if key in reserved:
+                raise ValueError(f"{_describe(source)} and {reserved[key]} would both write {path!r}; "
+                                 "rename one of them or segment them separately")
+            reserved[key] = _describe(source)
+        outputs.append(paths)
+    return outputs
+
+
+def _describe(source: Source) -> str:
+    return f"camera {source.location}" if source.kind == "camera" else repr(source.location)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "wb") -> Iterator:
+    """A file object whose content replaces ``path`` only when the block ends without an
+    exception: it is written to a new temporary file in the same folder, then renamed over
+    ``path``. The temporary file is created exclusively (a link planted at its name makes
+    the open fail) and the rename replaces a link at ``path`` instead of following it."""
+    folder, base = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    temporary = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(temporary, flags, 0o666)
+    try:
+        with os.fdopen(descriptor, mode) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
