@@ -129,6 +129,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
     extras_require={
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],  # yf.export.onnx, onnxruntime runs
         "video": ["av>=12"],  # PyAV: segment_video, video input/output in the CLI
         "plus": ["torchvision"],  # YOLACT++ (yolact_plus_*): deformable convs by torchvision.ops.deform_conv2d
     },

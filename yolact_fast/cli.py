@@ -1,4 +1,4 @@
-"""Command line: ``yolact-fast segment``, ``demo``, ``train`` and ``eval``."""
+"""Command line: ``yolact-fast segment``, ``demo``, ``train``, ``eval`` and ``export``."""
 
 from __future__ import annotations
 
@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="write an ONNX file or an AOTInductor package")
+    export.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
+    export.add_argument("--config", default=None, help="config name (default: from the weights)")
+    export.add_argument("--format", choices=("onnx", "aoti"), default="onnx",
+                        help="onnx (run by onnxruntime) or aoti (AOTInductor .pt2 package)")
+    export.add_argument("--out", required=True, help="output file (.onnx or .pt2)")
+    export.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="fixed input image size (required for aoti; onnx: default dynamic)")
+    export.add_argument("--network-only", action="store_true",
+                        help="onnx: the network alone (preprocessed input, raw outputs, priors)")
+    export.add_argument("--nms", choices=("fast", "cluster"), default="fast")
+    export.add_argument("--score-threshold", type=float, default=0.05)
+    export.add_argument("--iou-threshold", type=float, default=0.5)
+    export.add_argument("--top-k", type=int, default=200)
+    export.add_argument("--max-detections", type=int, default=100)
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (17-20)")
     return parser
 
 
@@ -107,6 +124,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_train(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "export":
+            return run_export(args)
         return run_demo(args)
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"yolact-fast {args.command}: error: {error}", file=sys.stderr)
@@ -317,6 +336,24 @@ def run_eval(args) -> int:
     print(f"box AP {box['AP']:.4f}  AP50 {box['AP50']:.4f}  AP75 {box['AP75']:.4f}")
     print(f"mask AP {mask['AP']:.4f}  AP50 {mask['AP50']:.4f}  AP75 {mask['AP75']:.4f}")
     print(f"-> {os.path.join(out, 'results.json')}, {os.path.join(out, 'metrics.json')}")
+    return 0
+
+
+def run_export(args) -> int:
+    import yolact_fast as yf
+
+    model = yf.load(args.weights, config=args.config)
+    options = dict(nms=args.nms, score_threshold=args.score_threshold,
+                   iou_threshold=args.iou_threshold, top_k=args.top_k,
+                   max_detections=args.max_detections)
+    if args.format == "aoti":
+        if args.image_size is None or args.network_only:
+            raise ValueError("--format aoti needs --image-size H W and exports the whole segment path")
+        yf.export.aoti_package(model, args.out, tuple(args.image_size), **options)
+    else:
+        yf.export.onnx(model, args.out, image_size=args.image_size,
+                       postprocess=not args.network_only, opset=args.opset, **options)
+    print(f"{model.config.name} -> {args.out} ({args.format})")
     return 0
 
 
