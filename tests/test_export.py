@@ -312,3 +312,15 @@ def test_cli_export(demo, tmp_path, capsys):
     assert cli_main(["export", "--weights", "demo", "--format", "aoti", "--out",
                      str(tmp_path / "x.pt2")]) == 1
     assert "needs --image-size" in capsys.readouterr().err
+
+
+def test_yolact_plus_postprocess_export_is_refused_clearly(tmp_path):
+    """The re-scoring of YOLACT++ is not in the exported graph: say so, never export
+    detections scored without it."""
+    config = yf.configs.yolact_plus_resnet50
+    with torch.device("meta"):
+        model = yf.Yolact(config)
+    with pytest.raises(NotImplementedError, match="maskiou_net"):
+        yf.export.onnx(model, tmp_path / "plus.onnx")
+    with pytest.raises(NotImplementedError, match="maskiou_net"):
+        yf.export.segment_program(model)

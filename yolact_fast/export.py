@@ -48,6 +48,13 @@ NETWORK_OUTPUTS = ("loc", "conf", "mask", "proto", "priors")
 RAW_OUTPUTS = ("raw_loc", "raw_conf_logits", "raw_mask_coeffs", "raw_proto")
 
 
+def _refuse_rescoring(model: Yolact) -> None:
+    if getattr(model, "maskiou_net", None) is not None:
+        raise NotImplementedError(
+            f"{model.config.name}: the YOLACT++ mask re-scoring (maskiou_net) is not exported yet; "
+            "export the network alone (postprocess=False) and re-score with yolact_fast.rescore")
+
+
 def _require(module_name: str):
     try:
         return importlib.import_module(module_name)
@@ -107,6 +114,8 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
     _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
+    if postprocess:
+        _refuse_rescoring(model)
     if image_size is not None:
         if not postprocess:
             raise ValueError("image_size applies to postprocess=True graphs; the network alone "
@@ -545,7 +554,9 @@ class SegmentProgram(torch.nn.Module):
 def segment_program(model, **options) -> SegmentProgram:
     """A :class:`SegmentProgram` of ``model`` (Yolact, checkpoint path or "demo"); ``options``
     as :func:`yolact_fast.segment` (nms, score_threshold, iou_threshold, top_k, max_detections)."""
-    return SegmentProgram(resolve_model(model), **options).eval()
+    model = resolve_model(model)
+    _refuse_rescoring(model)
+    return SegmentProgram(model, **options).eval()
 
 
 def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
