@@ -1,0 +1,446 @@
+"""GPU evidence without a GPU: the SASS of the CUDA kernels and a modelled H100 roofline.
+
+    python benchmarks/cuda_report.py [--arch sm_90] [--json out.json] [--binary PATH]
+
+1. SASS (static, from the compiler): csrc/cuda/*.cu are compiled with nvcc to a cubin for
+   ``--arch`` with the extension's flags (or the cubins of ``--binary``, e.g. the built
+   yolact_fast/_C*.so, are used), disassembled with nvdisasm / cuobjdump (they ship in the
+   triton wheel torch installs), and per kernel the report gives registers, stack/local
+   bytes (spills), static shared bytes and the instruction mix of its hot loop
+   (benchmarks/sass.py defines the terms). For the mask paste kernel: SASS instructions per
+   output pixel on the store path (goal <= 20) and FP64 in its per-element code (goal: none).
+2. Modelled H100 time per op (benchmarks/gpu_model.py): the CUDA launch code runs on CPU
+   tensors under the host emulation on the official shapes; its kernel launches and the ATen
+   ops it calls are recorded and charged bytes / 3.35 TB/s + 3 us per launch, beside the
+   same model of the official PyTorch op sequence. Goal: post-network <= 40 us (modelled).
+
+Nothing here is a GPU measurement; benchmarks/bench_cuda.py measures on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_model  # noqa: E402
+import sass  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# setup.py's compile_args() for nvcc (and torch's COMMON_NVCC_FLAGS, added below): keep in step
+# (tests/test_cuda_report.py checks that setup.py still passes these).
+NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-DYF_WITH_CUDA", "-DNDEBUG"]
+STORE_PATH_GOAL = 20
+POST_NETWORK_GOAL_US = 40.0
+
+
+# --- toolchain -------------------------------------------------------------------------------
+
+def nvidia_tool(name: str) -> Optional[str]:
+    """nvdisasm / cuobjdump: from the triton wheel (torch installs it), else PATH."""
+    try:
+        import triton
+
+        candidate = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    return shutil.which(name)
+
+
+def nvcc_include_flags() -> List[str]:
+    from torch.utils import cpp_extension
+
+    site = sysconfig.get_paths()["purelib"]
+    wheel_headers = sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")))  # cublas, cusparse
+    dirs = [str(ROOT / "csrc")] + cpp_extension.include_paths() + wheel_headers
+    return [f"-I{d}" for d in dirs]
+
+
+def compile_cubins(sources: Sequence[Path], arch: str, out_dir: Path, extra_flags: Sequence[str] = ()) -> List[Path]:
+    """nvcc -cubin each source for ``arch`` (e.g. sm_90). Raises RuntimeError with nvcc's
+    message when it fails."""
+    from torch.utils import cpp_extension
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise RuntimeError("nvcc is not on PATH (see scripts/cuda_env.sh)")
+    flags = NVCC_FLAGS + cpp_extension.COMMON_NVCC_FLAGS + ["-std=c++20", f"-arch={arch}"]
+    cubins = []
+    for source in sources:
+        cubin = out_dir / (Path(source).stem + f".{arch}.cubin")
+        cmd = [nvcc, "-cubin", *flags, *extra_flags, *nvcc_include_flags(), str(source), "-o", str(cubin)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"nvcc failed on {source}:\n{done.stderr[-4000:]}")
+        cubins.append(cubin)
+    return cubins
+
+
+def extract_cubins(binary: Path, arch: str, out_dir: Path) -> List[Path]:
+    """The ``arch`` cubins embedded in a shared library (cuobjdump -xelf), or the file itself
+    if it is a cubin."""
+    if binary.suffix == ".cubin":
+        return [binary]
+    cuobjdump = nvidia_tool("cuobjdump")
+    subprocess.run([cuobjdump, "-xelf", "all", str(binary.resolve())], cwd=out_dir, check=True,
+                   capture_output=True)
+    cubins = sorted(out_dir.glob(f"*.{arch}.cubin"))
+    if not cubins:
+        raise RuntimeError(f"{binary} holds no {arch} code (cuobjdump --list-elf shows what it has)")
+    return cubins
+
+
+def disassemble(cubin: Path) -> tuple:
+    """(functions by mangled name, resource usage by mangled name) of one cubin."""
+    nvdisasm, cuobjdump = nvidia_tool("nvdisasm"), nvidia_tool("cuobjdump")
+    if nvdisasm is None or cuobjdump is None:
+        raise RuntimeError("nvdisasm/cuobjdump not found (pip's triton wheel ships them)")
+    text = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+    usage = subprocess.run([cuobjdump, "-res-usage", str(cubin)], capture_output=True, text=True,
+                           check=True).stdout
+    return sass.parse_disassembly(text), sass.parse_resource_usage(usage)
+
+
+# --- per-kernel SASS report ------------------------------------------------------------------
+
+def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> Dict[str, object]:
+    hot = sass.hot_loop(function)
+    region = function.between(hot.head, hot.latch) if hot else sass.kernel_body(function)
+    per_element = sass.per_element_region(function)
+    row: Dict[str, object] = {
+        "kernel": name,
+        "registers": usage.get("REG"),
+        "stack_bytes": usage.get("STACK"),
+        "local_bytes": usage.get("LOCAL"),
+        "static_shared_bytes": usage.get("SHARED"),
+        "instructions": len(sass.kernel_body(function)),
+        "loops": len(sass.loops(function)),
+        "hot_loop": "innermost" if hot else "none (whole kernel)",
+        "hot_mix": sass.instruction_mix(function, region),
+        "per_element_fp64": sass.instruction_mix(function, per_element)["fp64"],
+    }
+    spills = sass.instruction_mix(function, sass.kernel_body(function))
+    row["spill_instructions"] = sum(spills["local_load"].values()) + sum(spills["local_store"].values())
+    loop = sass.store_loop(function)
+    if loop is not None:
+        instructions, stored = sass.store_path(function, loop)
+        row["store_path"] = {"instructions": instructions, "bytes_stored": stored,
+                             "per_byte": instructions / stored if stored else math.nan}
+    return row
+
+
+def sass_report(cubins: Sequence[Path], dtypes: Sequence[str] = ("float",)) -> List[Dict[str, object]]:
+    """One row per kernel whose template arguments are empty or one of ``dtypes``."""
+    rows = []
+    for cubin in cubins:
+        functions, usage = disassemble(cubin)
+        names = sass.demangle(list(functions))
+        for mangled, function in functions.items():
+            name = names[mangled]
+            args = name[name.find("<") + 1:-1] if "<" in name else ""
+            if args and not any(arg.strip() in dtypes for arg in args.split(",")):
+                continue
+            rows.append(kernel_report(function, usage.get(mangled, {}), name))
+    return sorted(rows, key=lambda row: row["kernel"])
+
+
+def _widths(counts: Dict[str, int]) -> str:
+    return " ".join(f"{n}x{bits}" for bits, n in counts.items()) or "-"
+
+
+def print_sass(rows: Sequence[Dict[str, object]], arch: str) -> None:
+    print(f"\n== SASS for {arch} (static, from nvcc/nvdisasm; not a measurement) ==")
+    print(f"{'kernel':<28}{'regs':>5}{'stack':>6}{'local':>6}{'shared':>7}{'instr':>6}"
+          f"{'hot':>5}{'fp64':>5}{'div64':>6}{'idiv':>5}  {'LDG bits':<14}{'STG bits':<12}"
+          f"{'LDS':>4}{'STS':>4}{'bar':>4}")
+    for row in rows:
+        mix = row["hot_mix"]
+        print(f"{row['kernel']:<28}{row['registers']!s:>5}{row['stack_bytes']!s:>6}{row['local_bytes']!s:>6}"
+              f"{row['static_shared_bytes']!s:>7}{row['instructions']:>6}{mix['instructions']:>5}{mix['fp64']:>5}"
+              f"{mix['int64_div_calls']:>6}{mix['int_div_sequences']:>5}  {_widths(mix['global_load']):<14}"
+              f"{_widths(mix['global_store']):<12}{sum(mix['shared_load'].values()):>4}"
+              f"{sum(mix['shared_store'].values()):>4}{mix['barriers']:>4}")
+    print("hot = instructions in the hot loop (innermost loop with most instructions); fp64, div64 (calls"
+          " to 64-bit integer division), idiv (inline integer-division sequences), load/store counts"
+          " x width in bits: in the hot loop and the subroutines it calls.")
+    for row in rows:
+        if "paste" in row["kernel"] and "store_path" in row:
+            path = row["store_path"]
+            goal = "meets" if path["per_byte"] <= STORE_PATH_GOAL else "misses"
+            fp64 = "none" if row["per_element_fp64"] == 0 else f"{row['per_element_fp64']} instructions"
+            print(f"{row['kernel']}: {path['instructions']} SASS instructions on the store path for"
+                  f" {path['bytes_stored']} output byte(s) = {path['per_byte']:.1f} per output pixel"
+                  f" ({goal} the goal <= {STORE_PATH_GOAL}); FP64 in its per-element code: {fp64}")
+    fp64_rows = [row["kernel"] for row in rows if row["per_element_fp64"]]
+    print("FP64 in float32 per-element code: " + (", ".join(fp64_rows) if fp64_rows else "none")
+          + (" (priors_level computes in float64 on purpose, as the official priors)"
+             if any("priors_level" in name for name in fp64_rows) else ""))
+
+
+# --- modelled ops ----------------------------------------------------------------------------
+
+class _RawEmulated:
+    """yf.ops-like signatures over the extension's ``_C.emulated_cuda`` (before
+    ``yolact_fast.testing.emulated_cuda`` existed). It cannot see launches, so each call
+    records the kernels its launch code (csrc/cuda/launch.h) runs, counted from the source."""
+
+    KERNELS = {
+        "make_priors": ["priors_level"] * 5,  # one launch per level
+        "decode_boxes": ["decode"],
+        "fast_nms": ["candidate_keys", "suppression_mask", "scan_suppression", "gather_detections"],
+        "assemble_masks": ["assemble_masks"],
+        "paste_masks": ["assemble_masks", "paste_masks"],
+    }
+
+    def __init__(self):
+        from yolact_fast import _C
+
+        self._raw = _C.emulated_cuda
+        self.__name__ = "yolact_fast._C.emulated_cuda"
+        self._records: Optional[list] = None
+
+    @contextlib.contextmanager
+    def launches(self):
+        self._records = []
+        try:
+            yield self._records
+        finally:
+            self._records = None
+
+    def _record(self, op):
+        if self._records is not None:
+            self._records += [{"name": name, "source": "counted from launch.h"} for name in self.KERNELS[op]]
+
+    def make_priors(self, config, image_size):
+        from yolact_fast.configs import feature_sizes
+        from yolact_fast.reference import anchor_sizes
+        import torch
+
+        self._record("make_priors")
+        sizes = anchor_sizes(config)
+        anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64).view(-1, 2)
+        levels = feature_sizes(tuple(image_size), config.num_levels)
+        return self._raw.make_priors(anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes])
+
+    def decode_boxes(self, loc, priors, variances=(0.1, 0.2)):
+        self._record("decode_boxes")
+        return self._raw.decode_boxes(loc, priors, *variances)
+
+    def fast_nms(self, boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
+                 max_detections=100, method="fast"):
+        self._record("fast_nms")
+        out = self._raw.fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                                 max_detections, method)
+        n = int(out[4])
+        return tuple(t[:n] for t in out[:4])
+
+    def assemble_masks(self, proto, coeffs, boxes, crop_padding=1.0):
+        self._record("assemble_masks")
+        return self._raw.assemble_masks(proto, coeffs, boxes, crop_padding)
+
+    def paste_masks(self, proto, coeffs, boxes, size, threshold=0.5, crop_padding=1.0):
+        self._record("paste_masks")
+        return self._raw.paste_masks(proto, coeffs, boxes, list(size), threshold, crop_padding)
+
+
+def emulated_backend():
+    """(ops module running the CUDA launch code on CPU, launches() context manager, source)."""
+    try:
+        from yolact_fast.testing import emulated_cuda
+
+        return emulated_cuda, emulated_cuda.launches, "yolact_fast.testing.emulated_cuda launches()"
+    except ImportError:
+        raw = _RawEmulated()
+        return raw, raw.launches, "counted from csrc/cuda/launch.h (no launches() recorder in this build)"
+
+
+def official_inputs(seed: int = 0):
+    """Raw head outputs on the official shapes: golden data when present, else seeded random
+    tensors of the same shapes (launches and bytes depend on shapes only)."""
+    import numpy as np
+    import torch
+
+    golden = Path(os.environ.get("YOLACT_FAST_GOLDEN", ROOT.parent.parent / "shared" / "golden"))
+    case = golden / "golden_yolact_base_s0_480x640.npz"
+    if case.exists():
+        data = np.load(case)
+        return {k: torch.from_numpy(np.ascontiguousarray(data[k]))
+                for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")}
+    g = torch.Generator().manual_seed(seed)
+    s = gpu_model.Shapes()
+    return {
+        "loc": torch.randn(s.priors, 4, generator=g) * 0.5,
+        "conf_logits": torch.randn(s.priors, s.classes + 1, generator=g),
+        "mask_coeffs": torch.tanh(torch.randn(s.priors, s.k, generator=g)),
+        "priors": torch.rand(s.priors, 4, generator=g) * 0.5 + 0.1,
+        "proto": torch.relu(torch.randn(s.proto_h, s.proto_w, s.k, generator=g)),
+    }
+
+
+def post_network(ops, x, size):
+    """decode + NMS + masks, the calls segment's postprocess makes (the fused ``detect`` op
+    when the build has one), without the box clamping and Instances packing."""
+    import torch
+
+    if hasattr(ops, "detect"):
+        det_boxes, det_coeffs, _, _ = ops.detect(x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"])
+    else:
+        boxes = ops.decode_boxes(x["loc"], x["priors"])
+        scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
+        det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, x["mask_coeffs"])
+    return ops.paste_masks(x["proto"], det_coeffs, det_boxes, size)
+
+
+def op_calls(ops, x) -> Dict[str, Callable[[], object]]:
+    """The five ops, the post-network path, and segment's whole postprocess (boxes and
+    Instances included), on the official shapes."""
+    import importlib
+
+    import torch
+
+    from yolact_fast.configs import get_config
+
+    segment_module = importlib.import_module("yolact_fast.segment")
+    config = get_config("yolact_base")
+    s = gpu_model.Shapes()
+    size = (s.out_h, s.out_w)
+    scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
+    boxes = ops.decode_boxes(x["loc"], x["priors"])
+    det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, x["mask_coeffs"])
+    nms = segment_module._nms_function(ops, "fast")
+
+    def segment_postprocess():
+        return segment_module.postprocess(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"], x["priors"],
+                                          size, config, ops, nms, 0.05, 0.5, 200, 100)
+
+    return {
+        "make_priors": lambda: ops.make_priors(config, (550, 550)),
+        "decode_boxes": lambda: ops.decode_boxes(x["loc"], x["priors"]),
+        "fast_nms": lambda: ops.fast_nms(boxes, scores, x["mask_coeffs"]),
+        "assemble_masks": lambda: ops.assemble_masks(x["proto"], det_coeffs, det_boxes),
+        "paste_masks": lambda: ops.paste_masks(x["proto"], det_coeffs, det_boxes, size),
+        "post-network": lambda: post_network(ops, x, size),
+        "segment postprocess": segment_postprocess,
+    }
+
+
+def our_steps(call: Callable[[], object], launches) -> tuple:
+    """Run one op under the emulation and the profiler: (steps, launch records)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    shapes = gpu_model.Shapes()
+    with launches() as records, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        call()
+    records = [r if isinstance(r, dict) else _record_dict(r) for r in records]
+    by_name: Dict[str, int] = {}
+    for record in records:
+        by_name[record["name"]] = by_name.get(record["name"], 0) + 1
+    steps = [gpu_model.kernel_step(name, n, shapes) for name, n in by_name.items()]
+    steps += gpu_model.aten_steps(prof.profiler.function_events)
+    return steps, records
+
+
+def _record_dict(record) -> Dict[str, object]:
+    """A launch record of yolact_fast.testing.emulated_cuda as a plain dict."""
+    if hasattr(record, "_asdict"):
+        return dict(record._asdict())
+    if hasattr(record, "__dict__"):
+        return {k: v for k, v in vars(record).items() if not k.startswith("_")}
+    return {"name": str(record)}
+
+
+def model_report() -> Dict[str, object]:
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    ops, launches, source = emulated_backend()
+    x = official_inputs()
+    official = gpu_model.official_steps(gpu_model.Shapes())
+    result: Dict[str, object] = {"launch_source": source, "ops": {}}
+    with torch.inference_mode():
+        calls = op_calls(ops, x)
+        for op, call in calls.items():
+            steps, records = our_steps(call, launches)
+            result["ops"][op] = {
+                "ours": gpu_model.total(steps),
+                "ours_steps": [vars_of(step) for step in steps],
+                "kernel_launches": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}
+                                    for r in records],
+                "official": gpu_model.total(official[op]),
+                "official_steps": [vars_of(step) for step in official[op]],
+            }
+    return result
+
+
+def vars_of(step: gpu_model.Step) -> Dict[str, object]:
+    return {"name": step.name, "launches": step.launches, "read": step.read, "written": step.written,
+            "modelled_us": step.modelled_us}
+
+
+def print_model(model: Dict[str, object]) -> None:
+    print(f"\n== Modelled H100 time (bytes / {gpu_model.H100_BYTES_PER_S / 1e12:.2f} TB/s + "
+          f"{gpu_model.LAUNCH_US:.0f} us per launch; a model, not a measurement) ==")
+    print(f"launches: {model['launch_source']} + ATen ops recorded by the profiler")
+    print(f"{'op (official shapes)':<22}{'ours: launches':>15}{'MB':>9}{'modelled us':>13}"
+          f"{'official: launches':>20}{'MB':>9}{'modelled us':>13}{'ratio':>7}")
+    for op, entry in model["ops"].items():
+        ours, official = entry["ours"], entry["official"]
+        if official["launches"]:
+            off = f"{official['launches']:>20}{official['bytes'] / 1e6:>9.2f}{official['modelled_us']:>13.1f}"
+            ratio = f"{official['modelled_us'] / ours['modelled_us']:>6.1f}x"
+        else:
+            off, ratio = f"{'host Python, cached':>42}", ""
+        print(f"{op:<22}{ours['launches']:>15}{ours['bytes'] / 1e6:>9.2f}{ours['modelled_us']:>13.1f}{off}{ratio}")
+    post = model["ops"]["post-network"]["ours"]["modelled_us"]
+    verdict = "meets" if post <= POST_NETWORK_GOAL_US else "misses"
+    print(f"post-network (decode + NMS + 100 masks at 480x640), ours: {post:.1f} us modelled ({verdict} the goal"
+          f" <= {POST_NETWORK_GOAL_US:.0f} us)")
+    unknown = sorted({s["name"] for e in model["ops"].values() for s in e["ours_steps"] if math.isnan(s["read"])})
+    if unknown:
+        print("no byte formula in gpu_model.py for: " + ", ".join(unknown) + " (their bytes are left out)")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="sm_90")
+    parser.add_argument("--json", type=Path, help="write everything printed as JSON here")
+    parser.add_argument("--binary", type=Path, help="disassemble this .so/.cubin instead of compiling")
+    parser.add_argument("--dtypes", default="float", help="template arguments to report (comma list)")
+    parser.add_argument("--no-sass", action="store_true", help="skip the SASS part")
+    parser.add_argument("--no-model", action="store_true", help="skip the modelled ops")
+    args = parser.parse_args(argv)
+
+    report: Dict[str, object] = {"arch": args.arch, "label": "static SASS and modelled times; no GPU measured"}
+    if not args.no_sass:
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.binary:
+                cubins = extract_cubins(args.binary, args.arch, Path(tmp))
+            else:
+                cubins = compile_cubins(sorted((ROOT / "csrc" / "cuda").glob("*.cu")), args.arch, Path(tmp))
+            report["kernels"] = sass_report(cubins, tuple(args.dtypes.split(",")))
+        print_sass(report["kernels"], args.arch)
+    if not args.no_model:
+        report["model"] = model_report()
+        print_model(report["model"])
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
