@@ -326,15 +326,19 @@ def op_calls(ops, x) -> Dict[str, Callable[[], object]]:
         return segment_module.postprocess(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"], x["priors"],
                                           size, config, ops, nms, 0.05, 0.5, 200, 100)
 
-    return {
+    calls = {
         "make_priors": lambda: ops.make_priors(config, (550, 550)),
         "decode_boxes": lambda: ops.decode_boxes(x["loc"], x["priors"]),
         "fast_nms": lambda: ops.fast_nms(boxes, scores, x["mask_coeffs"]),
+        "detect": lambda: ops.detect(x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"]),
         "assemble_masks": lambda: ops.assemble_masks(x["proto"], det_coeffs, det_boxes),
         "paste_masks": lambda: ops.paste_masks(x["proto"], det_coeffs, det_boxes, size),
         "post-network": lambda: post_network(ops, x, size),
         "segment postprocess": segment_postprocess,
     }
+    if not hasattr(ops, "detect"):
+        del calls["detect"]
+    return calls
 
 
 def our_steps(call: Callable[[], object], launches) -> tuple:
@@ -413,6 +417,31 @@ def print_model(model: Dict[str, object]) -> None:
         print("no byte formula in gpu_model.py for: " + ", ".join(unknown) + " (their bytes are left out)")
 
 
+def markdown(report: Dict[str, object]) -> str:
+    """The README tables."""
+    lines = []
+    if "kernels" in report:
+        lines += ["| kernel (float32) | registers | stack/local bytes | static shared | hot-loop instructions |"
+                  " FP64 in per-element code | 64-bit div calls |", "|---|---|---|---|---|---|---|"]
+        for row in report["kernels"]:
+            mix = row["hot_mix"]
+            path = row.get("store_path")
+            note = (f"; store path {path['instructions']} instr / {path['bytes_stored']} B = "
+                    f"{path['per_byte']:.1f} per pixel" if "paste" in row["kernel"] and path else "")
+            lines.append(f"| {row['kernel']} | {row['registers']} | {row['stack_bytes']}/{row['local_bytes']} |"
+                         f" {row['static_shared_bytes']} | {mix['instructions']}{note} |"
+                         f" {row['per_element_fp64'] or 'none'} | {mix['int64_div_calls']} |")
+    if "model" in report:
+        lines += ["", "| op (official shapes) | ours: launches | ours: MB | ours: modelled us |"
+                  " official: launches | official: MB | official: modelled us |", "|---|---|---|---|---|---|---|"]
+        for op, entry in report["model"]["ops"].items():
+            ours, official = entry["ours"], entry["official"]
+            off = (f"{official['launches']} | {official['bytes'] / 1e6:.1f} | {official['modelled_us']:.0f}"
+                   if official["launches"] else "host Python, cached | | ")
+            lines.append(f"| {op} | {ours['launches']} | {ours['bytes'] / 1e6:.1f} | {ours['modelled_us']:.0f} | {off} |")
+    return "\n".join(lines)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -423,6 +452,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dtypes", default="float", help="template arguments to report (comma list)")
     parser.add_argument("--no-sass", action="store_true", help="skip the SASS part")
     parser.add_argument("--no-model", action="store_true", help="skip the modelled ops")
+    parser.add_argument("--markdown", action="store_true", help="also print the README tables")
     args = parser.parse_args(argv)
 
     report: Dict[str, object] = {"arch": args.arch, "label": "static SASS and modelled times; no GPU measured"}
@@ -437,6 +467,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_model:
         report["model"] = model_report()
         print_model(report["model"])
+    if args.markdown:
+        print("\n" + markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional
 
 H100_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
 LAUNCH_US = 3.0
@@ -161,20 +161,18 @@ def aten_steps(events) -> List[Step]:
     steps: List[Step] = []
 
     def visit(event):
-        if not event.name.startswith("aten::"):
-            for child in event.cpu_children:
-                visit(child)
-            return
-        base = event.name.split("::", 1)[1].split(".")[0]
+        base = event.name.split("::", 1)[1].split(".")[0] if event.name.startswith("aten::") else None
         if base in _NO_LAUNCH:
             return
-        if base in _COMPOSITE or (base not in _LEAF_LAUNCHES and base == "index" and event.cpu_children):
+        if base is None or base in _COMPOSITE:  # not an ATen op, or one made of others
             for child in event.cpu_children:
                 visit(child)
-            if base == "index":
-                steps.append(_aten_step(event))
             return
         steps.append(_aten_step(event))
+        if base == "index":  # a boolean mask index runs nonzero first
+            for child in event.cpu_children:
+                if child.name == "aten::nonzero":
+                    visit(child)
 
     for event in events:
         if event.cpu_parent is None:
@@ -192,7 +190,8 @@ def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, Lis
     decode (box_utils.decode): loc_xy*v0, *p_wh, +p_xy; loc_wh*v1, exp, *p_wh; cat;
       boxes[:, :2] -= boxes[:, 2:]/2 (div, sub_); boxes[:, 2:] += boxes[:, :2]: 10.
     softmax over 81 classes (in the head, eval): 1.
-    Detect: conf.transpose(2, 1).contiguous(): 1; max over classes, > thresh: 2;
+    Detect: conf.transpose(2, 1).contiguous(): 1 (not in the fast_nms row: our fast_nms takes
+      [C, P] scores too); max over classes, > thresh: 2;
       scores[:, keep], boxes[keep], coeffs[keep]: 9.
     fast_nms: sort [80, n] descending; idx[:, :200].contiguous(), boxes[idx], coeffs[idx]: 3;
       jaccard on [80, 200, 200]: min, max of corners, sub, clamp, prod(3), two areas (3 each),
@@ -216,8 +215,8 @@ def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, Lis
     ]
     softmax = [Step("softmax [P, 81]", 1, P * (C + 1) * F32, P * (C + 1) * F32)]
     conf = P * C * F32
+    transpose = [Step("conf.transpose(2, 1).contiguous()", 1, P * (C + 1) * F32, P * (C + 1) * F32)]
     select = [
-        Step("conf.transpose(2, 1).contiguous()", 1, P * (C + 1) * F32, P * (C + 1) * F32),
         Step("max over classes, > thresh", 2, conf + P * F32, P * F32 + P),
         Step("scores[:, keep], boxes[keep], coeffs[keep]", 9, conf + P * (4 + k) * F32 + 3 * P,
              3 * n * I64 + C * n * F32 + n * (4 + k) * F32),
@@ -260,8 +259,9 @@ def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, Lis
         "make_priors": [],  # host-side Python loops, cached per input size
         "decode_boxes": decode,
         "fast_nms": select + nms,
+        "detect": decode + softmax + transpose + select + nms,
         "assemble_masks": assemble,
         "paste_masks": assemble + paste,
-        "post-network": decode + softmax + select + nms + assemble + paste,
-        "segment postprocess": decode + softmax + select + nms + assemble + paste + boxes,
+        "post-network": decode + softmax + transpose + select + nms + assemble + paste,
+        "segment postprocess": decode + softmax + transpose + select + nms + assemble + paste + boxes,
     }
