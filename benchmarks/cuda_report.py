@@ -290,23 +290,28 @@ def official_inputs(seed: int = 0):
     }
 
 
-def post_network(ops, x, size):
-    """decode + NMS + masks, the calls segment's postprocess makes (the fused ``detect`` op
-    when the build has one), without the box clamping and Instances packing."""
+def detections(ops, x):
+    """decode + NMS as segment's postprocess runs them (the fused ``detect`` op when the
+    build has one): (boxes, coeffs, labels, scores)."""
     import torch
 
     if hasattr(ops, "detect"):
-        det_boxes, det_coeffs, _, _ = ops.detect(x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"])
-    else:
-        boxes = ops.decode_boxes(x["loc"], x["priors"])
-        scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
-        det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, x["mask_coeffs"])
+        return ops.detect(x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"])
+    boxes = ops.decode_boxes(x["loc"], x["priors"])
+    scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
+    return ops.fast_nms(boxes, scores, x["mask_coeffs"])
+
+
+def post_network(ops, x, size):
+    """decode + NMS + masks, without segment's box clamping and Instances packing."""
+    det_boxes, det_coeffs, _, _ = detections(ops, x)
     return ops.paste_masks(x["proto"], det_coeffs, det_boxes, size)
 
 
-def op_calls(ops, x) -> Dict[str, Callable[[], object]]:
-    """The five ops, the post-network path, and segment's whole postprocess (boxes and
-    Instances included), on the official shapes."""
+def op_calls(ops, x, det_boxes, det_coeffs) -> Dict[str, Callable[[], object]]:
+    """The five ops (``detect`` too when the build has it), the post-network path, and
+    segment's whole postprocess (boxes and Instances included), on the official shapes;
+    the mask ops on the given detections."""
     import importlib
 
     import torch
@@ -319,7 +324,6 @@ def op_calls(ops, x) -> Dict[str, Callable[[], object]]:
     size = (s.out_h, s.out_w)
     scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
     boxes = ops.decode_boxes(x["loc"], x["priors"])
-    det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, x["mask_coeffs"])
     nms = segment_module._nms_function(ops, "fast")
 
     def segment_postprocess():
@@ -341,14 +345,13 @@ def op_calls(ops, x) -> Dict[str, Callable[[], object]]:
     return calls
 
 
-def our_steps(call: Callable[[], object], launches) -> tuple:
+def our_steps(call: Callable[[], object], launches, shapes: gpu_model.Shapes) -> tuple:
     """Run one op under the emulation and the profiler: (steps, launch records)."""
     from torch.profiler import ProfilerActivity, profile
 
-    shapes = gpu_model.Shapes()
     with launches() as records, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         call()
-    records = [r if isinstance(r, dict) else _record_dict(r) for r in records]
+    records = [launch_record(r) for r in records]
     by_name: Dict[str, int] = {}
     for record in records:
         by_name[record["name"]] = by_name.get(record["name"], 0) + 1
@@ -357,32 +360,55 @@ def our_steps(call: Callable[[], object], launches) -> tuple:
     return steps, records
 
 
-def _record_dict(record) -> Dict[str, object]:
-    """A launch record of yolact_fast.testing.emulated_cuda as a plain dict."""
-    if hasattr(record, "_asdict"):
-        return dict(record._asdict())
-    if hasattr(record, "__dict__"):
-        return {k: v for k, v in vars(record).items() if not k.startswith("_")}
-    return {"name": str(record)}
+def launch_record(record) -> Dict[str, object]:
+    """A launch record (dict, named tuple or object with attributes) as a plain dict with
+    at least "name"."""
+    if isinstance(record, dict):
+        out = dict(record)
+    elif hasattr(record, "_asdict"):
+        out = dict(record._asdict())
+    else:
+        out = {key: getattr(record, key) for key in dir(record)
+               if not key.startswith("_") and not callable(getattr(record, key))}
+    if "name" not in out:
+        out["name"] = str(out.get("kernel", record))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+
+def footprint_fraction(boxes) -> float:
+    """Share of the N x H x W output that the detections' crop boxes (1 proto pixel of
+    padding) cover: the part a footprint-only paste kernel writes."""
+    from yolact_fast import reference
+
+    s = gpu_model.Shapes()
+    if len(boxes) == 0:
+        return 0.0
+    x1, x2 = reference.crop_bounds(boxes[:, 0], boxes[:, 2], s.proto_w, 1.0)
+    y1, y2 = reference.crop_bounds(boxes[:, 1], boxes[:, 3], s.proto_h, 1.0)
+    area = ((x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)).sum()
+    return float(area) / (len(boxes) * s.proto_w * s.proto_h)
 
 
 def model_report() -> Dict[str, object]:
+    import dataclasses
+
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     ops, launches, source = emulated_backend()
     x = official_inputs()
-    official = gpu_model.official_steps(gpu_model.Shapes())
-    result: Dict[str, object] = {"launch_source": source, "ops": {}}
     with torch.inference_mode():
-        calls = op_calls(ops, x)
+        det_boxes, det_coeffs, _, _ = detections(ops, x)
+        calls = op_calls(ops, x, det_boxes, det_coeffs)
+        shapes = dataclasses.replace(gpu_model.Shapes(), footprint=footprint_fraction(det_boxes))
+        official = gpu_model.official_steps(shapes)
+        result: Dict[str, object] = {"launch_source": source, "mask_footprint": shapes.footprint, "ops": {}}
         for op, call in calls.items():
-            steps, records = our_steps(call, launches)
+            steps, records = our_steps(call, launches, shapes)
             result["ops"][op] = {
                 "ours": gpu_model.total(steps),
                 "ours_steps": [vars_of(step) for step in steps],
-                "kernel_launches": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}
-                                    for r in records],
+                "kernel_launches": records,
                 "official": gpu_model.total(official[op]),
                 "official_steps": [vars_of(step) for step in official[op]],
             }

@@ -38,6 +38,7 @@ class Shapes:
     out_h: int = 480
     out_w: int = 640
     levels: int = 5
+    footprint: float = 1.0  # share of the N x out_h x out_w masks inside the crop boxes
 
     @property
     def words(self) -> int:

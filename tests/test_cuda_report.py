@@ -183,7 +183,7 @@ def test_every_launched_kernel_has_a_byte_formula():
         det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, coeffs)
         ops.decode_boxes(torch.randn(50, 4, generator=g), torch.rand(50, 4, generator=g))
         ops.paste_masks(proto, det_coeffs, det_boxes / 2, (12, 16))
-    names = [cuda_report._record_dict(r)["name"] if not isinstance(r, dict) else r["name"] for r in records]
+    names = [cuda_report.launch_record(r)["name"] for r in records]
     assert names, "no launch recorded"
     assert [n for n in names if not gpu_model.known_kernel(n)] == []
     assert not math.isnan(gpu_model.kernel_step(names[0], 1, gpu_model.Shapes()).read)
