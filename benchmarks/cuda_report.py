@@ -268,20 +268,21 @@ def emulated_backend():
 
 
 def official_inputs(seed: int = 0):
-    """Raw head outputs on the official shapes: golden data when present, else seeded random
-    tensors of the same shapes (launches and bytes depend on shapes only)."""
+    """(description, raw head outputs on the official shapes): golden data when present,
+    else seeded random tensors of the same shapes (launches and bytes depend on shapes; the
+    mask footprint on the detections)."""
     import numpy as np
     import torch
 
-    golden = Path(os.environ.get("YOLACT_FAST_GOLDEN", ROOT.parent.parent / "shared" / "golden"))
+    golden = Path(os.environ.get("YOLACT_FAST_GOLDEN", ROOT.parent / "shared" / "golden"))
     case = golden / "golden_yolact_base_s0_480x640.npz"
     if case.exists():
         data = np.load(case)
-        return {k: torch.from_numpy(np.ascontiguousarray(data[k]))
-                for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")}
+        return case.name, {k: torch.from_numpy(np.ascontiguousarray(data[k]))
+                           for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")}
     g = torch.Generator().manual_seed(seed)
     s = gpu_model.Shapes()
-    return {
+    return f"random, seed {seed} (no golden data: set YOLACT_FAST_GOLDEN)", {
         "loc": torch.randn(s.priors, 4, generator=g) * 0.5,
         "conf_logits": torch.randn(s.priors, s.classes + 1, generator=g),
         "mask_coeffs": torch.tanh(torch.randn(s.priors, s.k, generator=g)),
@@ -396,13 +397,14 @@ def model_report() -> Dict[str, object]:
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     ops, launches, source = emulated_backend()
-    x = official_inputs()
+    inputs, x = official_inputs()
     with torch.inference_mode():
         det_boxes, det_coeffs, _, _ = detections(ops, x)
         calls = op_calls(ops, x, det_boxes, det_coeffs)
         shapes = dataclasses.replace(gpu_model.Shapes(), footprint=footprint_fraction(det_boxes))
         official = gpu_model.official_steps(shapes)
-        result: Dict[str, object] = {"launch_source": source, "mask_footprint": shapes.footprint, "ops": {}}
+        result: Dict[str, object] = {"inputs": inputs, "launch_source": source,
+                                     "mask_footprint": shapes.footprint, "ops": {}}
         for op, call in calls.items():
             steps, records = our_steps(call, launches, shapes)
             result["ops"][op] = {
@@ -423,7 +425,7 @@ def vars_of(step: gpu_model.Step) -> Dict[str, object]:
 def print_model(model: Dict[str, object]) -> None:
     print(f"\n== Modelled H100 time (bytes / {gpu_model.H100_BYTES_PER_S / 1e12:.2f} TB/s + "
           f"{gpu_model.LAUNCH_US:.0f} us per launch; a model, not a measurement) ==")
-    print(f"launches: {model['launch_source']} + ATen ops recorded by the profiler")
+    print(f"inputs: {model['inputs']}; launches: {model['launch_source']} + ATen ops recorded by the profiler")
     print(f"{'op (official shapes)':<22}{'ours: launches':>15}{'MB':>9}{'modelled us':>13}"
           f"{'official: launches':>20}{'MB':>9}{'modelled us':>13}{'ratio':>7}")
     for op, entry in model["ops"].items():
@@ -434,6 +436,7 @@ def print_model(model: Dict[str, object]) -> None:
         else:
             off, ratio = f"{'host Python, cached':>42}", ""
         print(f"{op:<22}{ours['launches']:>15}{ours['bytes'] / 1e6:>9.2f}{ours['modelled_us']:>13.1f}{off}{ratio}")
+    print(f"the detections' crop boxes cover {model['mask_footprint']:.1%} of the 100 x 480 x 640 mask pixels")
     post = model["ops"]["post-network"]["ours"]["modelled_us"]
     verdict = "meets" if post <= POST_NETWORK_GOAL_US else "misses"
     print(f"post-network (decode + NMS + 100 masks at 480x640), ours: {post:.1f} us modelled ({verdict} the goal"
