@@ -1,4 +1,4 @@
-"""Static reading of SASS (NVIDIA GPU machine code) from ``nvdisasm``/``cuobjdump`` output.
+"""Static reading of SASS (NVIDIA GPU machine code): ``nvdisasm -c`` and ``cuobjdump -res-usage`` text.
 
 Used by ``cuda_report.py``: per kernel the resources ptxas gave it (registers, stack,
 shared memory) and the instruction mix of its per-element loop. Only text is parsed here,
@@ -100,7 +100,7 @@ class Loop:
 
 
 def parse_disassembly(text: str) -> Dict[str, Function]:
-    """nvdisasm (or ``cuobjdump -sass``) text -> functions by mangled name."""
+    """``nvdisasm -c`` text (labelled branch targets) -> functions by mangled name."""
     functions: Dict[str, Function] = {}
     current: Optional[Function] = None
     for line in text.splitlines():

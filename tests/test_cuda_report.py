@@ -106,6 +106,29 @@ def test_instruction_mix(function):
     assert mix["barriers"] == 1 and mix["local_load"] == {}
 
 
+NESTED = textwrap.dedent(f"""\
+    \t.section\t.text.{MANGLED},"ax",@progbits
+    .L_x_0:
+            /*0000*/                   S2R R2, SR_TID.X ;
+    .L_x_1:
+            /*0010*/                   LDG.E R4, desc[UR4][R2.64] ;
+            /*0020*/                   FADD R5, R5, R4 ;
+            /*0030*/               @P0 BRA `(.L_x_1) ;
+            /*0040*/                   STG.E.64 desc[UR4][R2.64], R4 ;
+            /*0050*/               @P1 BRA `(.L_x_0) ;
+            /*0060*/                   EXIT ;
+    """)
+
+
+def test_nested_loops_hot_loop_is_innermost_store_loop_the_one_with_the_store():
+    function = sass.parse_disassembly(NESTED)[MANGLED]
+    assert sass.loops(function) == [sass.Loop(0x0, 0x50), sass.Loop(0x10, 0x30)]
+    assert sass.hot_loop(function) == sass.Loop(0x10, 0x30)
+    assert [i.addr for i in sass.per_element_region(function)] == [0x0, 0x10, 0x20, 0x30, 0x40, 0x50]
+    assert sass.store_loop(function) == sass.Loop(0x0, 0x50)
+    assert sass.store_path(function, sass.Loop(0x0, 0x50)) == (6, 8)
+
+
 def test_store_path_is_the_longest_path_through_the_store(function):
     # head 0x40..0x60 (3), fall-through side 0x70..0xc0 (6), join 0xd0..0x200 (6)
     assert sass.store_path(function, sass.Loop(0x40, 0x200)) == (15, 1)
