@@ -238,3 +238,33 @@ def test_compile_and_report_one_kernel(tmp_path):
     assert row["hot_mix"]["fp64"] > 0 and row["per_element_fp64"] > 0
     assert row["hot_mix"]["global_store"].get("8") and row["hot_mix"]["global_store"].get("64")
     assert row["store_path"]["bytes_stored"] >= 9  # one byte and one double per element
+
+
+def test_official_launch_counts_match_the_reference_ops_profiled():
+    """The hand-written official sequence against the reference twins, which follow the
+    official code op by op, run under the profiler (same launch rules)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from yolact_fast import reference
+
+    g = torch.Generator().manual_seed(0)
+    loc, priors = torch.randn(300, 4, generator=g) * 0.3, torch.rand(300, 4, generator=g) * 0.4 + 0.1
+    scores = torch.softmax(torch.randn(5, 300, generator=g), 0)
+    coeffs, proto = torch.randn(300, 8, generator=g), torch.relu(torch.randn(12, 12, 8, generator=g))
+    boxes = reference.decode_boxes(loc, priors)
+    det_boxes, det_coeffs, _, _ = reference.fast_nms(boxes, scores, coeffs, top_k=20)
+
+    def launches(call):
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            call()
+        return gpu_model.total(gpu_model.aten_steps(prof.profiler.function_events))["launches"]
+
+    official = {op: gpu_model.total(steps)["launches"]
+                for op, steps in gpu_model.official_steps(gpu_model.Shapes()).items()}
+    assert launches(lambda: reference.decode_boxes(loc, priors)) == official["decode_boxes"]
+    assert launches(lambda: reference.paste_masks(proto, det_coeffs, det_boxes, (20, 24))) == official["paste_masks"]
+    # the reference adds the finite-box test (isfinite, all, and: +3) and gathers the
+    # coefficients once, after the keep mask (idx[keep], coeffs[...]: +4), where the official
+    # code gathers them with the boxes and keeps them with a mask (idx.contiguous(),
+    # coeffs[idx], coeffs[keep]: -5)
+    assert launches(lambda: reference.fast_nms(boxes, scores, coeffs, top_k=20)) == official["fast_nms"] + 3 + 4 - 5
