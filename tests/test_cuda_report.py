@@ -268,3 +268,11 @@ def test_official_launch_counts_match_the_reference_ops_profiled():
     # code gathers them with the boxes and keeps them with a mask (idx.contiguous(),
     # coeffs[idx], coeffs[keep]: -5)
     assert launches(lambda: reference.fast_nms(boxes, scores, coeffs, top_k=20)) == official["fast_nms"] + 3 + 4 - 5
+
+
+def test_footprint_fraction():
+    full = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    assert cuda_report.footprint_fraction(full) == pytest.approx(1.0)
+    half = torch.tensor([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 1.0, 1.0]])
+    assert cuda_report.footprint_fraction(half) == pytest.approx(((71 / 138) ** 2 + 1) / 2)
+    assert cuda_report.footprint_fraction(torch.zeros(0, 4)) == 0.0
