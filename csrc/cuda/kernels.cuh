@@ -1,7 +1,11 @@
 // CUDA kernels. They compile under nvcc and, for tests, under a host compiler where
-// csrc/common/emulation.h runs them over the whole grid; so they use grid-stride loops
-// only (no shared memory, no __syncthreads, no atomics).
+// csrc/common/emulation.h runs each block's threads as fibers (shared memory through
+// YF_SHARED / YF_DYNAMIC_SHARED only: see macros.h).
 #pragma once
+
+#if !defined(__CUDACC__)
+#include "../common/emulation.h"
+#endif
 
 #include "../common/box_math.h"
 #include "../common/macros.h"

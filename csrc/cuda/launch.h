@@ -1,7 +1,10 @@
-// Launch logic of the CUDA ops, written once for any Launch policy: the real one
-// (csrc/cuda/yolact_fast_cuda.cu: kernel<<<grid, block, 0, stream>>>) and the host
-// emulation (csrc/cpu/emulated_cuda.cpp) that runs the same kernels on CPU tensors in
-// tests. Only ATen ops and kernel launches: nothing here waits on the device.
+// Launch logic of the CUDA ops, written once for any Launch policy, called as
+//   launch("kernel_name", grid, block, dynamic_shared_bytes, &kernels::fn<T>, args...)
+// (dynamic_shared_bytes a size_t, or LargeSharedBytes to opt in above 48 KiB): the real
+// policy (csrc/cuda/yolact_fast_cuda.cu) launches fn<<<grid, block, bytes, stream>>>, the
+// host policy (emulation::HostLaunch) runs the same kernels on CPU tensors under the
+// emulation. Only ATen ops and kernel launches: nothing here waits on the device. The
+// callers check the arguments first (before any device guard), with csrc/checks.h.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,7 +36,7 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
     const int64_t h = feature_sizes[2 * l], w = feature_sizes[2 * l + 1];
     const int64_t A = anchors_per_level[l], count = h * w * A;
     if (count > 0)
-      launch(blocks_for(count), dim3(kThreads), &kernels::priors_level,
+      launch("priors_level", blocks_for(count), dim3(kThreads), 0, &kernels::priors_level,
              priors.data_ptr<float>() + 4 * offset, wh.data_ptr<double>() + 2 * anchor_offset, h,
              w, A);
     offset += count;
@@ -45,14 +48,13 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
 template <class Launch>
 at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::Tensor& priors,
                         double variance_xy, double variance_wh) {
-  check_decode_args(loc, priors, variance_xy, variance_wh);
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   auto out = at::empty_like(loc_c);
   const int64_t total = loc_c.numel() / 4;
   if (total == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(loc.scalar_type(), "decode_boxes_cuda", [&] {
-    launch(blocks_for(total), dim3(kThreads), &kernels::decode<scalar_t>,
+    launch("decode", blocks_for(total), dim3(kThreads), 0, &kernels::decode<scalar_t>,
            loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
            total, priors.size(0), static_cast<scalar_t>(variance_xy),
            static_cast<scalar_t>(variance_wh));
@@ -64,8 +66,6 @@ template <class Launch>
 NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::Tensor& scores_in,
                    const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
                    double score_threshold, int64_t max_detections, const std::string& method) {
-  check_nms_args(boxes_in, scores_in, coeffs_in, iou_threshold, top_k, score_threshold,
-                 max_detections);
   const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
   const auto boxes = boxes_in.contiguous();
   const auto scores = scores_in.contiguous();
@@ -88,7 +88,7 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "fast_nms_cuda", [&] {
     auto keys = at::empty({C, P}, options);
     auto is_candidate = at::empty({P}, options.dtype(at::kBool));
-    launch(blocks_for(P), dim3(kThreads), &kernels::candidate_keys<scalar_t>,
+    launch("candidate_keys", blocks_for(P), dim3(kThreads), 0, &kernels::candidate_keys<scalar_t>,
            boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), C, P,
            static_cast<scalar_t>(score_threshold), keys.data_ptr<scalar_t>(),
            is_candidate.data_ptr<bool>());
@@ -101,11 +101,13 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
     auto removed = at::empty({C, words}, options.dtype(at::kLong));
     auto keep = at::empty({C, K}, options.dtype(at::kBool));
     auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-    launch(blocks_for(C * K * words), dim3(kThreads), &kernels::suppression_mask<scalar_t>,
+    launch("suppression_mask", blocks_for(C * K * words), dim3(kThreads), 0,
+           &kernels::suppression_mask<scalar_t>,
            boxes.data_ptr<scalar_t>(), ranked_prior.data_ptr<int64_t>(),
            num_candidates.data_ptr<int64_t>(), C, K, words,
            static_cast<scalar_t>(iou_threshold), mask_bits);
-    launch(blocks_for(C), dim3(kThreads), &kernels::scan_suppression, mask_bits,
+    launch("scan_suppression", blocks_for(C), dim3(kThreads), 0, &kernels::scan_suppression,
+           mask_bits,
            num_candidates.data_ptr<int64_t>(), C, K, words, greedy,
            reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>()), keep.data_ptr<bool>());
 
@@ -116,7 +118,8 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
             .narrow(0, 0, M)
             .contiguous();
     out_count = at::clamp_max(keep.sum(at::kLong), max_detections);
-    launch(blocks_for(M), dim3(kThreads), &kernels::gather_detections<scalar_t>,
+    launch("gather_detections", blocks_for(M), dim3(kThreads), 0,
+           &kernels::gather_detections<scalar_t>,
            boxes.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
            ranked_prior.data_ptr<int64_t>(), ranked_keys.data_ptr<scalar_t>(),
            global_order.data_ptr<int64_t>(), out_count.data_ptr<int64_t>(), M, K, k,
@@ -129,7 +132,6 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
 template <class Launch>
 at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
-  check_mask_args(proto, coeffs, boxes, crop_padding);
   const auto proto_c = proto.contiguous();
   const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
@@ -137,7 +139,8 @@ at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const a
   auto out = at::empty({N, H, W}, proto.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "assemble_masks_cuda", [&] {
-    launch(blocks_for(N * H * W), dim3(kThreads), &kernels::assemble_masks<scalar_t>,
+    launch("assemble_masks", blocks_for(N * H * W), dim3(kThreads), 0,
+           &kernels::assemble_masks<scalar_t>,
            proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
            boxes_c.data_ptr<scalar_t>(), N, H, W, k, static_cast<scalar_t>(crop_padding),
            out.data_ptr<scalar_t>());
@@ -149,7 +152,6 @@ template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                        const at::Tensor& boxes, at::IntArrayRef size, double threshold,
                        double crop_padding) {
-  check_paste_args(proto, coeffs, boxes, size, threshold, crop_padding);
   const int64_t H = proto.size(0), W = proto.size(1), N = coeffs.size(0);
   const int64_t out_h = size[0], out_w = size[1];
   auto out = at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool));
@@ -157,7 +159,8 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   const at::Tensor masks = assemble_masks(launch, proto, coeffs, boxes, crop_padding);
   const auto boxes_c = boxes.contiguous();
   AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "paste_masks_cuda", [&] {
-    launch(blocks_for(out.numel()), dim3(kThreads), &kernels::paste_masks<scalar_t>,
+    launch("paste_masks", blocks_for(out.numel()), dim3(kThreads), 0,
+           &kernels::paste_masks<scalar_t>,
            masks.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(), N, H, W, out_h, out_w,
            static_cast<scalar_t>(crop_padding), static_cast<scalar_t>(threshold),
            out.data_ptr<bool>());
