@@ -33,11 +33,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+# this checkout's yolact_fast (the one whose csrc/ is compiled), not another installed copy
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 import gpu_model  # noqa: E402
 import sass  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 # setup.py's compile_args() for nvcc (and torch's COMMON_NVCC_FLAGS, added below): keep in step
 # (tests/test_cuda_report.py checks that setup.py still passes these).
 NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-DYF_WITH_CUDA", "-DNDEBUG"]
