@@ -20,7 +20,6 @@ Nothing here is a GPU measurement; benchmarks/bench_cuda.py measures on a GPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
 import math
@@ -192,81 +191,6 @@ def print_sass(rows: Sequence[Dict[str, object]], arch: str) -> None:
 
 # --- modelled ops ----------------------------------------------------------------------------
 
-class _RawEmulated:
-    """yf.ops-like signatures over the extension's ``_C.emulated_cuda`` (before
-    ``yolact_fast.testing.emulated_cuda`` existed). It cannot see launches, so each call
-    records the kernels its launch code (csrc/cuda/launch.h) runs, counted from the source."""
-
-    KERNELS = {
-        "make_priors": ["priors_level"] * 5,  # one launch per level
-        "decode_boxes": ["decode"],
-        "fast_nms": ["candidate_keys", "suppression_mask", "scan_suppression", "gather_detections"],
-        "assemble_masks": ["assemble_masks"],
-        "paste_masks": ["assemble_masks", "paste_masks"],
-    }
-
-    def __init__(self):
-        from yolact_fast import _C
-
-        self._raw = _C.emulated_cuda
-        self.__name__ = "yolact_fast._C.emulated_cuda"
-        self._records: Optional[list] = None
-
-    @contextlib.contextmanager
-    def launches(self):
-        self._records = []
-        try:
-            yield self._records
-        finally:
-            self._records = None
-
-    def _record(self, op):
-        if self._records is not None:
-            self._records += [{"name": name, "source": "counted from launch.h"} for name in self.KERNELS[op]]
-
-    def make_priors(self, config, image_size):
-        from yolact_fast.configs import feature_sizes
-        from yolact_fast.reference import anchor_sizes
-        import torch
-
-        self._record("make_priors")
-        sizes = anchor_sizes(config)
-        anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64).view(-1, 2)
-        levels = feature_sizes(tuple(image_size), config.num_levels)
-        return self._raw.make_priors(anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes])
-
-    def decode_boxes(self, loc, priors, variances=(0.1, 0.2)):
-        self._record("decode_boxes")
-        return self._raw.decode_boxes(loc, priors, *variances)
-
-    def fast_nms(self, boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
-                 max_detections=100, method="fast"):
-        self._record("fast_nms")
-        out = self._raw.fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
-                                 max_detections, method)
-        n = int(out[4])
-        return tuple(t[:n] for t in out[:4])
-
-    def assemble_masks(self, proto, coeffs, boxes, crop_padding=1.0):
-        self._record("assemble_masks")
-        return self._raw.assemble_masks(proto, coeffs, boxes, crop_padding)
-
-    def paste_masks(self, proto, coeffs, boxes, size, threshold=0.5, crop_padding=1.0):
-        self._record("paste_masks")
-        return self._raw.paste_masks(proto, coeffs, boxes, list(size), threshold, crop_padding)
-
-
-def emulated_backend():
-    """(ops module running the CUDA launch code on CPU, launches() context manager, source)."""
-    try:
-        from yolact_fast.testing import emulated_cuda
-
-        return emulated_cuda, emulated_cuda.launches, "yolact_fast.testing.emulated_cuda launches()"
-    except ImportError:
-        raw = _RawEmulated()
-        return raw, raw.launches, "counted from csrc/cuda/launch.h (no launches() recorder in this build)"
-
-
 def official_inputs(seed: int = 0):
     """(description, raw head outputs on the official shapes): golden data when present,
     else seeded random tensors of the same shapes (launches and bytes depend on shapes; the
@@ -396,7 +320,9 @@ def model_report() -> Dict[str, object]:
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    ops, launches, source = emulated_backend()
+    from yolact_fast.testing import emulated_cuda as ops
+
+    launches, source = ops.launches, "yolact_fast.testing.emulated_cuda.launches()"
     inputs, x = official_inputs()
     with torch.inference_mode():
         det_boxes, det_coeffs, _, _ = detections(ops, x)
@@ -441,9 +367,18 @@ def print_model(model: Dict[str, object]) -> None:
     verdict = "meets" if post <= POST_NETWORK_GOAL_US else "misses"
     print(f"post-network (decode + NMS + 100 masks at 480x640), ours: {post:.1f} us modelled ({verdict} the goal"
           f" <= {POST_NETWORK_GOAL_US:.0f} us)")
+    print("custom kernel launches (name grid block dynamic-shared-bytes), recorded under the emulation:")
+    for op, entry in model["ops"].items():
+        kernels = [f"{r['name']} {_dims(r.get('grid'))} {_dims(r.get('block'))} {r.get('shared_bytes', '?')}"
+                   for r in entry["kernel_launches"]]
+        print(f"  {op}: " + ("; ".join(kernels) if kernels else "none"))
     unknown = sorted({s["name"] for e in model["ops"].values() for s in e["ours_steps"] if math.isnan(s["read"])})
     if unknown:
         print("no byte formula in gpu_model.py for: " + ", ".join(unknown) + " (their bytes are left out)")
+
+
+def _dims(d) -> str:
+    return "x".join(str(v) for v in d) if d else "?"
 
 
 def markdown(report: Dict[str, object]) -> str:
