@@ -22,6 +22,17 @@ inline void check_floating(const at::Tensor& t, const char* name) {
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
+// float32/float64, or float16/bfloat16 for the ops that compute those in float32.
+inline bool is_reduced_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+inline void check_floating_or_reduced(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(is_reduced_float(t) || t.scalar_type() == at::kFloat ||
+                       t.scalar_type() == at::kDouble,
+                   name, " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
+}
+
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
   TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim,
                     " dims), got shape ", shape_str(t));
@@ -56,6 +67,11 @@ void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double v
 void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                     double iou_threshold, int64_t top_k, double score_threshold,
                     int64_t max_detections);
+// Returns the number of foreground classes (conf_logits.shape[1] - 1).
+int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
+                          const at::Tensor& coeffs, const at::Tensor& priors, double variance_xy,
+                          double variance_wh, double iou_threshold, int64_t top_k,
+                          double score_threshold, int64_t max_detections);
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding);
 void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,

@@ -3,8 +3,10 @@
 Every function here has a pure-PyTorch twin of the same name in
 :mod:`yolact_fast.reference`; the two agree to float rounding (masks: except at exact
 ties with the threshold). Inputs may be non-contiguous; float32 and float64 are
-supported; all tensors of one call must share a device and dtype. Bad arguments raise
-ValueError / TypeError naming the argument.
+supported, and float16/bfloat16 for ``decode_boxes``, ``fast_nms``/``cluster_nms`` and
+``detect`` (computed in float32, outputs rounded once to the input dtype); all tensors of
+one call must share a device and dtype. Bad arguments raise ValueError / TypeError naming
+the argument.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "decode_boxes",
     "fast_nms",
     "cluster_nms",
+    "detect",
     "assemble_masks",
     "paste_masks",
     "cuda_kernels_available",
@@ -104,12 +107,7 @@ def decode_boxes(
     """
     _check_tensor(loc, "loc")
     _check_tensor(priors, "priors")
-    if not isinstance(variances, Sequence) or len(variances) != 2:
-        raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
-    return _ops.decode_boxes(
-        loc, priors, _check_number(variances[0], "variances[0]"),
-        _check_number(variances[1], "variances[1]"),
-    )
+    return _ops.decode_boxes(loc, priors, *_check_variances(variances))
 
 
 def fast_nms(
@@ -152,12 +150,63 @@ def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_thres
                     max_detections, method="cluster")
 
 
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLACT's Detect from one image's raw head outputs, fused: decode, softmax over the
+    classes, candidate selection and per-class top-k in one pass, then :func:`fast_nms`.
+
+    Args:
+        loc: [P, 4] box offsets. conf_logits: [P, C + 1] class logits, background first.
+        coeffs: [P, k] mask coefficients. priors: [P, 4] (cx, cy, w, h).
+        Other arguments as :func:`decode_boxes` and :func:`fast_nms`.
+
+    Returns:
+        As :func:`fast_nms` (labels 0..C-1 index the foreground classes). Scores may differ
+        from ``torch.softmax``'s by a few ulps (a vectorized exp). On CUDA, reading N
+        synchronizes; ``torch.ops.yolact_fast.detect`` returns padded outputs and a count.
+    """
+    _check_tensor(loc, "loc")
+    _check_tensor(conf_logits, "conf_logits")
+    _check_tensor(coeffs, "coeffs")
+    _check_tensor(priors, "priors")
+    variance_xy, variance_wh = _check_variances(variances)
+    _check_method(method)
+    *padded, count = _ops.detect(
+        loc, conf_logits, coeffs, priors, variance_xy, variance_wh,
+        _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
+        _check_number(score_threshold, "score_threshold"),
+        _check_int(max_detections, "max_detections"), method,
+    )
+    n = int(count)
+    return tuple(t[:n] for t in padded)
+
+
+def _check_method(method) -> None:
+    if method not in ("fast", "cluster"):
+        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
+
+
+def _check_variances(variances) -> Tuple[float, float]:
+    if not isinstance(variances, Sequence) or len(variances) != 2:
+        raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
+    return _check_number(variances[0], "variances[0]"), _check_number(variances[1], "variances[1]")
+
+
 def _raw_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
              method):
     for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
         _check_tensor(value, name)
-    if method not in ("fast", "cluster"):
-        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
+    _check_method(method)
     return _ops.fast_nms(
         boxes, scores, coeffs,
         _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
