@@ -129,10 +129,19 @@ def fuzz_fast_nms(case: Case):
         fail("fast_nms", case, "padding rows are not zero")
 
 
-def detections_mismatch(got, want, rtol=2e-6):
+def same_boxes(a: torch.Tensor, b: torch.Tensor, rtol: float) -> torch.Tensor:
+    """Rows of a and b ([..., 4]) equal, or within rtol of the row's largest coordinate."""
+    if rtol == 0:
+        return (a == b).all(-1)
+    scale = torch.maximum(a.abs(), b.abs()).amax(-1, keepdim=True)
+    return ((a - b).abs() <= rtol * scale).all(-1)
+
+
+def detections_mismatch(got, want, rtol=2e-6, box_rtol=0.0):
     """Why detect's detections differ from the reference's, or None: scores must agree to
-    ``rtol`` (the fused softmax's exp may differ by ulps), boxes, coeffs and labels exactly,
-    except that rows with scores within ``rtol`` of each other may swap (near-ties)."""
+    ``rtol`` (the fused softmax's exp may differ by ulps), coeffs and labels exactly, boxes
+    exactly (or to ``box_rtol`` where decode's exp differs too), except that rows with
+    scores within ``rtol`` of each other may swap (near-ties)."""
     for name, g, w in zip(("boxes", "coeffs", "labels", "scores"), got, want):
         if g.shape != w.shape or g.dtype != w.dtype:
             return f"{name}: {tuple(g.shape)} {g.dtype} vs {tuple(w.shape)} {w.dtype}"
@@ -140,10 +149,10 @@ def detections_mismatch(got, want, rtol=2e-6):
     if not torch.allclose(gs, ws, rtol=rtol, atol=1e-37):
         return "scores differ"
     for i in range(len(gs)):
-        if equal_nan(gb[i], wb[i]) and equal_nan(gc[i], wc[i]) and gl[i] == wl[i]:
+        if bool(same_boxes(gb[i], wb[i], box_rtol)) and equal_nan(gc[i], wc[i]) and gl[i] == wl[i]:
             continue
         tied = (ws - gs[i]).abs() <= rtol * gs[i].abs()
-        twin = tied & (wl == gl[i]) & (wb == gb[i]).all(1)
+        twin = tied & (wl == gl[i]) & same_boxes(wb, gb[i][None], box_rtol)
         twin &= ((wc == gc[i]) | (torch.isnan(wc) & torch.isnan(gc[i]))).all(1)
         if not bool(twin.any()):
             return f"row {i} (score {float(gs[i])}, label {int(gl[i])}) has no near-tied twin"
@@ -167,6 +176,15 @@ def fuzz_detect(case: Case):
     problem = detections_mismatch(ops.detect(loc, logits, coeffs, priors, variances, **args), want)
     if problem:
         fail("detect", case, f"CPU kernel: {problem}")
+    *padded, count = EMULATED.detect(loc, logits, coeffs, priors, *variances, args["iou_threshold"],
+                                     args["top_k"], args["score_threshold"], args["max_detections"],
+                                     args["method"])
+    n = int(count)
+    problem = detections_mismatch(tuple(t[:n] for t in padded), want, box_rtol=1e-6)
+    if problem:
+        fail("detect", case, f"emulated CUDA kernel: {problem}")
+    if any(bool(p[n:].ne(0).any()) for p in padded):
+        fail("detect", case, "padding rows are not zero")
 
 
 def mask_inputs(case: Case, extreme: bool):

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yolact_fast import _C, configs, reference
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
-from test_ops_reference import DTYPES, assert_masks_match, assert_nms_equal, gen
+from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
+from test_ops_reference import (DTYPES, REDUCED_DTYPES, assert_detections_close, assert_masks_match,
+                                assert_nms_equal, gen)
 
 cuda = _C.emulated_cuda
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
@@ -66,6 +67,40 @@ def test_fast_nms_non_finite():
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, score_threshold=0.0, max_detections=500))
 
 
+def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
+                    variances=(0.1, 0.2)):
+    *out, count = cuda.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det, method)
+    n = int(count)
+    assert all(not t[n:].any() for t in out), "padding rows must be zero"
+    return tuple(t[:n] for t in out)
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(0, 5),
+       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
+       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+def test_detect(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
+    g = gen(seed)
+    loc, logits, coeffs, priors = random_head(num_priors, num_classes, 3, g, dtype, clustered=clustered)
+    got = emulated_detect(loc, logits, coeffs, priors, 0.5, top_k, 0.05, max_det, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, top_k, 0.05, max_det, method)
+    # libm exp here, ATen's in the reference: boxes may differ in the last bit too.
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision(dtype):
+    g = gen(31)
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(300, 4, 3, g, clustered=True))
+    got = emulated_detect(loc, logits, coeffs, priors)
+    want = emulated_detect(loc.float(), logits.float(), coeffs.float(), priors.float())
+    assert got[0].dtype == dtype and len(got[0]) > 0
+    assert_nms_equal(got, tuple(t.to(dtype) if t.is_floating_point() else t for t in want))
+    boxes = cuda.decode_boxes(loc, priors, 0.1, 0.2)
+    assert boxes.dtype == dtype
+    assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float(), 0.1, 0.2).to(dtype))
+
+
 @SWEEP
 @given(seed=st.integers(0, 2**31), h=st.integers(1, 24), w=st.integers(1, 24), k=st.integers(1, 6),
        n=st.integers(0, 6), out_h=st.integers(1, 60), out_w=st.integers(1, 60),
@@ -88,6 +123,10 @@ def test_golden_post_network_path(golden):
     boxes, coeffs, labels, det_scores = emulated_nms(golden["decoded_boxes"], scores, golden["mask_coeffs"])
     assert torch.equal(labels, golden["det_class"]) and torch.equal(det_scores, golden["det_score"])
     assert torch.equal(boxes, golden["det_box"])
+    fused = emulated_detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"])
+    assert torch.equal(fused[2], golden["det_class"]) and torch.equal(fused[1], golden["det_mask_coeffs"])
+    torch.testing.assert_close(fused[0], golden["det_box"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fused[3], golden["det_score"], rtol=2e-6, atol=0)
     masks = cuda.paste_masks(golden["proto"], coeffs, boxes, [h, w], 0.5, 1.0)
     want = np.unpackbits(golden["masks_packed"].numpy(), axis=-1)[..., :w].astype(bool)
     assert int((masks.numpy() != want).sum()) <= 10

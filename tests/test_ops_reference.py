@@ -30,9 +30,9 @@ def assert_nms_equal(got, want):
         assert torch.equal(g, w), f"{name} differ"
 
 
-def assert_detections_close(got, want, rtol=2e-6):
+def assert_detections_close(got, want, rtol=2e-6, box_rtol=0.0):
     """detect against its reference (see fuzz_ops.detections_mismatch)."""
-    problem = detections_mismatch(got, want, rtol)
+    problem = detections_mismatch(got, want, rtol, box_rtol)
     assert problem is None, problem
 
 

@@ -38,6 +38,15 @@ NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
                           max_detections, method);
 }
 
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method) {
+  check_cpu(loc, "loc");
+  return launch::detect(kHost, loc, conf_logits, coeffs, priors, variance_xy, variance_wh,
+                        iou_threshold, top_k, score_threshold, max_detections, method);
+}
+
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
   check_cpu(proto, "proto");

@@ -49,6 +49,29 @@ YF_GLOBAL void candidate_keys(const T* boxes, const T* scores, int64_t C, int64_
   }
 }
 
+// detect's first pass, one prior per thread: decodes its box, takes the softmax over its
+// C + 1 logits and writes keys as candidate_keys() does for the foreground probabilities.
+template <class T>
+YF_GLOBAL void detect_keys(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
+                           T v0, T v1, T threshold, T* boxes, T* keys, bool* is_candidate) {
+  YF_KERNEL_LOOP(p, P) {
+    const T* l = loc + 4 * p;
+    decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, boxes + 4 * p);
+    const T* row = logits + p * (C + 1);
+    T row_max = -INFINITY;
+    for (int64_t c = 0; c <= C; ++c) row_max = nan_max(row_max, row[c]);
+    T sum = T(0);
+    for (int64_t c = 0; c <= C; ++c) sum += exp_(row[c] - row_max);
+    const T inv = T(1) / sum;
+    T best = -INFINITY;
+    for (int64_t c = 1; c <= C; ++c) best = nan_max(best, exp_(row[c] - row_max) * inv);
+    const bool candidate = best > threshold && box_is_finite(boxes + 4 * p);
+    is_candidate[p] = candidate;
+    for (int64_t c = 0; c < C; ++c)
+      keys[c * P + p] = candidate ? -(exp_(row[c + 1] - row_max) * inv) : T(NAN);
+  }
+}
+
 // mask[c, i, w] bit b: ranked box i suppresses ranked box j = 64 w + b (j > i), both
 // among the first n = min(K, num_candidates) of class c.
 template <class T>
