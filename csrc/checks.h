@@ -22,15 +22,12 @@ inline void check_floating(const at::Tensor& t, const char* name) {
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
-// float32/float64, or float16/bfloat16 for the ops that compute those in float32.
-inline bool is_reduced_float(const at::Tensor& t) {
-  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
+// float16 and bfloat16 too (computed in float32 inside).
 inline void check_floating_or_reduced(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(is_reduced_float(t) || t.scalar_type() == at::kFloat ||
-                       t.scalar_type() == at::kDouble,
-                   name, " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
+  const auto type = t.scalar_type();
+  TORCH_CHECK_TYPE(type == at::kFloat || type == at::kDouble || type == at::kHalf ||
+                       type == at::kBFloat16,
+                   name, " must be float16, bfloat16, float32 or float64, got ", type);
 }
 
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
@@ -41,6 +38,10 @@ inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const 
 inline void check_last_dim(const at::Tensor& t, int64_t size, const char* name, const char* layout) {
   TORCH_CHECK_VALUE(t.dim() >= 1 && t.size(-1) == size, name, " must be ", layout,
                     ", got shape ", shape_str(t));
+}
+
+inline bool is_reduced_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
 }
 
 inline void check_same_dtype(const at::Tensor& a, const char* a_name, const at::Tensor& b,

@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -303,18 +304,32 @@ YF_INLINE bool foreground_softmax(const T* logits, int64_t C, T* exps, T* probs)
   return sum == sum;  // any NaN logit (or +inf) makes every probability NaN
 }
 
-// Offers the candidate priors of [begin, end) to one TopK per class.
+// Offers the candidate priors of [begin, end) to one TopK per class. The classes whose
+// bound a prior passes are found with a vectorized compare against a copy of the bounds;
+// once the bounds have risen, most priors pass none.
 template <class T>
 YF_INLINE void select_range(const T* boxes, const T* logits, int64_t C, int64_t begin, int64_t end,
                             T score_threshold, std::vector<TopK<T>>& tops) {
-  std::vector<T> exps(C + 1), probs(C);
+  const int64_t padded = (C + 7) / 8 * 8;
+  std::vector<T> exps(C + 1), probs(padded, T(0)), bounds(padded, std::numeric_limits<T>::infinity());
+  std::vector<uint8_t> passes(padded, 0);
+  for (int64_t c = 0; c < C; ++c) bounds[c] = tops[c].bound;
   for (int64_t p = begin; p < end; ++p) {
     if (!foreground_softmax(logits + p * (C + 1), C, exps.data(), probs.data())) continue;
     T best = -std::numeric_limits<T>::infinity();
     for (int64_t c = 0; c < C; ++c) best = probs[c] > best ? probs[c] : best;
     if (!(best > score_threshold) || !box_is_finite(boxes + 4 * p)) continue;
-    for (int64_t c = 0; c < C; ++c)
-      if (probs[c] >= tops[c].bound) tops[c].push(probs[c], p);
+    for (int64_t c = 0; c < padded; ++c) passes[c] = probs[c] >= bounds[c];
+    for (int64_t word = 0; word < padded; word += 8) {
+      uint64_t bits;
+      std::memcpy(&bits, passes.data() + word, sizeof bits);
+      if (bits == 0) continue;
+      for (int64_t c = word; c < word + 8; ++c) {
+        if (!passes[c]) continue;
+        tops[c].push(probs[c], p);
+        bounds[c] = tops[c].bound;
+      }
+    }
   }
 }
 
