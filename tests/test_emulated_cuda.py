@@ -1,5 +1,7 @@
-"""The CUDA launch logic and kernel bodies, run on the CPU under a host emulation of the
-grid (csrc/common/emulation.h), against the reference and the golden data."""
+"""The CUDA launch logic and kernels, run on the CPU under the host emulation of CUDA blocks
+(yolact_fast.testing.emulated_cuda), against the reference and the golden data."""
+
+import inspect
 
 import numpy as np
 import pytest
@@ -7,30 +9,29 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolact_fast import _C, configs, reference
+from yolact_fast import configs, ops, reference
+from yolact_fast.testing import emulated_cuda as cuda
 from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
 from test_ops_reference import (DTYPES, REDUCED_DTYPES, assert_detections_close, assert_masks_match,
                                 assert_nms_equal, gen)
 
-cuda = _C.emulated_cuda
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
 
 
 def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast"):
-    *out, count = cuda.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
+    *out, count = cuda._kernels.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
     n = int(count)
     assert all(not t[n:].any() for t in out), "padding rows must be zero"
-    return tuple(t[:n] for t in out)
+    trimmed = tuple(t[:n] for t in out)
+    public = cuda.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
+    assert all(torch.equal(a, b) for a, b in zip(public, trimmed))
+    return trimmed
 
 
 @pytest.mark.parametrize("config", list(configs.NAMED_CONFIGS.values()), ids=lambda c: c.name)
 @pytest.mark.parametrize("size", [(550, 550), (33, 65)])
 def test_make_priors(config, size):
-    sizes = reference.anchor_sizes(config)
-    anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
-    levels = configs.feature_sizes(size, config.num_levels)
-    got = cuda.make_priors(anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes])
-    assert torch.equal(got, reference.make_priors(config, size))
+    assert torch.equal(cuda.make_priors(config, size), reference.make_priors(config, size))
 
 
 @SWEEP
@@ -41,7 +42,7 @@ def test_decode_boxes(seed, num_priors, batch, dtype):
     priors = torch.rand(num_priors, 4, generator=g, dtype=dtype)
     loc = torch.randn(batch, num_priors, 4, generator=g, dtype=dtype)
     # exp comes from libm here and from ATen in the reference: last-bit differences only.
-    torch.testing.assert_close(cuda.decode_boxes(loc, priors, 0.1, 0.2),
+    torch.testing.assert_close(cuda.decode_boxes(loc, priors),
                                reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
 
 
@@ -69,10 +70,14 @@ def test_fast_nms_non_finite():
 
 def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
                     variances=(0.1, 0.2)):
-    *out, count = cuda.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det, method)
+    *out, count = cuda._kernels.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det,
+                                       method)
     n = int(count)
     assert all(not t[n:].any() for t in out), "padding rows must be zero"
-    return tuple(t[:n] for t in out)
+    trimmed = tuple(t[:n] for t in out)
+    public = cuda.detect(loc, logits, coeffs, priors, variances, iou, top_k, score, max_det, method)
+    assert all(torch.equal(a, b) for a, b in zip(public, trimmed))
+    return trimmed
 
 
 @SWEEP
@@ -96,9 +101,9 @@ def test_reduced_precision(dtype):
     want = emulated_detect(loc.float(), logits.float(), coeffs.float(), priors.float())
     assert got[0].dtype == dtype and len(got[0]) > 0
     assert_nms_equal(got, tuple(t.to(dtype) if t.is_floating_point() else t for t in want))
-    boxes = cuda.decode_boxes(loc, priors, 0.1, 0.2)
+    boxes = cuda.decode_boxes(loc, priors)
     assert boxes.dtype == dtype
-    assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float(), 0.1, 0.2).to(dtype))
+    assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
 
 
 @SWEEP
@@ -111,14 +116,14 @@ def test_masks(seed, h, w, k, n, out_h, out_w, threshold, padding, dtype):
     proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
     torch.testing.assert_close(cuda.assemble_masks(proto, coeffs, boxes, padding),
                                reference.assemble_masks(proto, coeffs, boxes, padding), rtol=1e-5, atol=1e-6)
-    got = cuda.paste_masks(proto, coeffs, boxes, [out_h, out_w], threshold, padding)
+    got = cuda.paste_masks(proto, coeffs, boxes, (out_h, out_w), threshold, padding)
     assert_masks_match(got, proto, coeffs, boxes, (out_h, out_w), threshold, padding)
 
 
 def test_golden_post_network_path(golden):
     h, w = golden["image"].shape[:2]
     scores = torch.softmax(golden["conf_logits"], -1).t()[1:]
-    boxes = cuda.decode_boxes(golden["loc"], golden["priors"], 0.1, 0.2)
+    boxes = cuda.decode_boxes(golden["loc"], golden["priors"])
     torch.testing.assert_close(boxes, golden["decoded_boxes"], rtol=1e-6, atol=1e-7)
     boxes, coeffs, labels, det_scores = emulated_nms(golden["decoded_boxes"], scores, golden["mask_coeffs"])
     assert torch.equal(labels, golden["det_class"]) and torch.equal(det_scores, golden["det_score"])
@@ -127,7 +132,7 @@ def test_golden_post_network_path(golden):
     assert torch.equal(fused[2], golden["det_class"]) and torch.equal(fused[1], golden["det_mask_coeffs"])
     torch.testing.assert_close(fused[0], golden["det_box"], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(fused[3], golden["det_score"], rtol=2e-6, atol=0)
-    masks = cuda.paste_masks(golden["proto"], coeffs, boxes, [h, w], 0.5, 1.0)
+    masks = cuda.paste_masks(golden["proto"], coeffs, boxes, (h, w))
     want = np.unpackbits(golden["masks_packed"].numpy(), axis=-1)[..., :w].astype(bool)
     assert int((masks.numpy() != want).sum()) <= 10
 
@@ -135,3 +140,69 @@ def test_golden_post_network_path(golden):
 def test_emulation_rejects_cuda_tensors_or_bad_args():
     with pytest.raises(ValueError, match="proto"):
         cuda.assemble_masks(torch.zeros(2, 2), torch.zeros(1, 2), torch.zeros(1, 4), 1.0)
+    with pytest.raises(ValueError, match="emulated CUDA kernels take CPU tensors"):
+        cuda.assemble_masks(*(torch.zeros(s, device="meta") for s in [(2, 2, 2), (1, 2), (1, 4)]))
+    with pytest.raises(ValueError, match="coeffs must be on the device of proto"):
+        cuda.assemble_masks(torch.zeros(2, 2, 2), torch.zeros(1, 2, device="meta"), torch.zeros(1, 4))
+
+
+@pytest.mark.parametrize("name", cuda.__all__[:6])
+def test_same_signatures_as_ops(name):
+    assert inspect.signature(getattr(cuda, name)) == inspect.signature(getattr(ops, name))
+
+
+def test_launches_are_recorded():
+    g = gen(0)
+    proto, coeffs, boxes = random_proto(9, 7, 3, g), random_coeffs(2, 3, g), random_boxes(2, g, hostile=False)
+    with cuda.launches() as log:
+        cuda.assemble_masks(proto, coeffs, boxes)
+        cuda.make_priors(configs.yolact_base, (69, 69))
+    assert [launch.kernel for launch in log][-5:] == ["priors_level"] * 5
+    assert log[0].kernel == "assemble_masks" and all(len(launch.grid) == 3 for launch in log)
+
+
+# --- NMS kernels: launches, schedules, limits ------------------------------------------
+
+NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "select_top_k", "gather_detections"]
+
+
+def test_nms_and_detect_launch_six_kernels():
+    """decode + softmax + NMS in at most 8 launches (6 custom kernels; with contiguous
+    float32 inputs no ATen kernel runs besides allocations)."""
+    g = gen(41)
+    loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)
+    with cuda.launches() as log:
+        cuda.detect(loc, logits, coeffs, priors)
+    assert [launch.kernel for launch in log] == ["detect_scores"] + NMS_KERNELS
+    boxes = ops.decode_boxes(loc, priors)
+    scores = torch.softmax(logits, -1)[:, 1:].t().contiguous()
+    with cuda.launches() as log:
+        cuda.fast_nms(boxes, scores, coeffs, method="cluster")
+    assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
+    tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
+    assert tiles.grid == (4, 4, 4) and tiles.block == (64, 1, 1)  # 200 ranked boxes: 4 x 4 tiles
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_nms_under_shuffled_schedules(seed, method):
+    """Race checking on (the default) and the threads' order shuffled by the seed."""
+    g = gen(43 + seed)
+    loc, logits, coeffs, priors = random_head(400, 3, 2, g, clustered=True)
+    with cuda.schedule(seed=seed):
+        got = emulated_detect(loc, logits, coeffs, priors, 0.5, 150, 0.05, 100, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 150, 0.05, 100, method)
+    assert len(got[0]) > 10
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+def test_nms_device_limits():
+    g = gen(47)
+    boxes, scores, coeffs = random_boxes(3000, g), random_scores(2, 3000, g), random_coeffs(3000, 2, g)
+    with pytest.raises(ValueError, match="top_k on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2049)
+    with pytest.raises(ValueError, match="max_detections on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2048, max_detections=4000)
+    # The limits apply to what is ranked: min(top_k, P) and the padded output length.
+    small = boxes[:100], scores[:, :100].contiguous(), coeffs[:100]
+    assert len(cuda.fast_nms(*small, top_k=10**6, max_detections=10**6)[0]) > 0

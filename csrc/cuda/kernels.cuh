@@ -1,7 +1,11 @@
 // CUDA kernels. They compile under nvcc and, for tests, under a host compiler where
-// csrc/common/emulation.h runs them over the whole grid; so they use grid-stride loops
-// only (no shared memory, no __syncthreads, no atomics).
+// csrc/common/emulation.h runs each block's threads as fibers (shared memory through
+// YF_SHARED / YF_DYNAMIC_SHARED only: see macros.h).
 #pragma once
+
+#if !defined(__CUDACC__)
+#include "../common/emulation.h"
+#endif
 
 #include "../common/box_math.h"
 #include "../common/macros.h"
@@ -32,103 +36,6 @@ YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t total, int6
   YF_KERNEL_LOOP(i, total) {
     const T* l = loc + 4 * i;
     decode_box(priors + 4 * (i % P), l, exp_(l[2] * v1), exp_(l[3] * v1), v0, out + 4 * i);
-  }
-}
-
-// keys[c, p] = -scores[c, p] for candidate priors, NaN otherwise, so that an ascending
-// stable sort ranks each class's candidates by descending score, ties by prior index.
-template <class T>
-YF_GLOBAL void candidate_keys(const T* boxes, const T* scores, int64_t C, int64_t P, T threshold,
-                              T* keys, bool* is_candidate) {
-  YF_KERNEL_LOOP(p, P) {
-    T best = -INFINITY;
-    for (int64_t c = 0; c < C; ++c) best = nan_max(best, scores[c * P + p]);
-    const bool candidate = best > threshold && box_is_finite(boxes + 4 * p);
-    is_candidate[p] = candidate;
-    for (int64_t c = 0; c < C; ++c) keys[c * P + p] = candidate ? -scores[c * P + p] : T(NAN);
-  }
-}
-
-// detect's first pass, one prior per thread: decodes its box, takes the softmax over its
-// C + 1 logits and writes keys as candidate_keys() does for the foreground probabilities.
-template <class T>
-YF_GLOBAL void detect_keys(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
-                           T v0, T v1, T threshold, T* boxes, T* keys, bool* is_candidate) {
-  YF_KERNEL_LOOP(p, P) {
-    const T* l = loc + 4 * p;
-    decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, boxes + 4 * p);
-    const T* row = logits + p * (C + 1);
-    T row_max = -INFINITY;
-    for (int64_t c = 0; c <= C; ++c) row_max = nan_max(row_max, row[c]);
-    T sum = T(0);
-    for (int64_t c = 0; c <= C; ++c) sum += exp_(row[c] - row_max);
-    const T inv = T(1) / sum;
-    T best = -INFINITY;
-    for (int64_t c = 1; c <= C; ++c) best = nan_max(best, exp_(row[c] - row_max) * inv);
-    const bool candidate = best > threshold && box_is_finite(boxes + 4 * p);
-    is_candidate[p] = candidate;
-    for (int64_t c = 0; c < C; ++c)
-      keys[c * P + p] = candidate ? -(exp_(row[c + 1] - row_max) * inv) : T(NAN);
-  }
-}
-
-// mask[c, i, w] bit b: ranked box i suppresses ranked box j = 64 w + b (j > i), both
-// among the first n = min(K, num_candidates) of class c.
-template <class T>
-YF_GLOBAL void suppression_mask(const T* boxes, const int64_t* ranked_prior,
-                                const int64_t* num_candidates, int64_t C, int64_t K,
-                                int64_t words, T iou_threshold, uint64_t* mask) {
-  YF_KERNEL_LOOP(t, C * K * words) {
-    const int64_t w = t % words, i = (t / words) % K, c = t / (words * K);
-    const int64_t n = *num_candidates < K ? *num_candidates : K;
-    uint64_t bits = 0;
-    if (i < n) {
-      const T* box_i = boxes + 4 * ranked_prior[c * K + i];
-      for (int64_t b = 0; b < 64; ++b) {
-        const int64_t j = 64 * w + b;
-        if (j > i && j < n && suppresses(box_i, boxes + 4 * ranked_prior[c * K + j], iou_threshold))
-          bits |= uint64_t(1) << b;
-      }
-    }
-    mask[t] = bits;
-  }
-}
-
-// One thread per class walks its ranked boxes in order. "fast": a box is kept unless any
-// earlier box suppresses it; "cluster" (greedy): unless an earlier *kept* box does.
-YF_GLOBAL void scan_suppression(const uint64_t* mask, const int64_t* num_candidates, int64_t C,
-                                int64_t K, int64_t words, bool only_kept_suppress,
-                                uint64_t* removed, bool* keep) {
-  YF_KERNEL_LOOP(c, C) {
-    const int64_t n = *num_candidates < K ? *num_candidates : K;
-    uint64_t* gone = removed + c * words;
-    for (int64_t w = 0; w < words; ++w) gone[w] = 0;
-    for (int64_t j = 0; j < K; ++j) {
-      const bool kept = j < n && !((gone[j / 64] >> (j % 64)) & 1);
-      keep[c * K + j] = kept;
-      if (j < n && (kept || !only_kept_suppress)) {
-        const uint64_t* row = mask + (c * K + j) * words;
-        for (int64_t w = 0; w < words; ++w) gone[w] |= row[w];
-      }
-    }
-  }
-}
-
-// Row m of the output: the m-th survivor in global rank order, or zeros past the count.
-template <class T>
-YF_GLOBAL void gather_detections(const T* boxes, const T* coeffs, const int64_t* ranked_prior,
-                                 const T* ranked_keys, const int64_t* global_order,
-                                 const int64_t* count, int64_t M, int64_t K, int64_t k,
-                                 T* out_boxes, T* out_coeffs, int64_t* out_labels,
-                                 T* out_scores) {
-  YF_KERNEL_LOOP(m, M) {
-    const bool valid = m < *count;
-    const int64_t flat = valid ? global_order[m] : 0;
-    const int64_t p = valid ? ranked_prior[flat] : 0;
-    for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? boxes[4 * p + d] : T(0);
-    for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : T(0);
-    out_labels[m] = valid ? flat / K : 0;
-    out_scores[m] = valid ? -ranked_keys[flat] : T(0);
   }
 }
 
