@@ -37,6 +37,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   emulated.def("make_priors", &yf::emulated_cuda::make_priors);
   emulated.def("decode_boxes", &yf::emulated_cuda::decode_boxes);
   emulated.def("fast_nms", &yf::emulated_cuda::fast_nms);
+  emulated.def("detect", &yf::emulated_cuda::detect);
   emulated.def("assemble_masks", &yf::emulated_cuda::assemble_masks);
   emulated.def("paste_masks", &yf::emulated_cuda::paste_masks);
 

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from yolact_fast import configs, ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
-from test_ops_reference import DTYPES, assert_masks_match, assert_nms_equal, gen
+from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
+from test_ops_reference import (DTYPES, REDUCED_DTYPES, assert_detections_close, assert_masks_match,
+                                assert_nms_equal, gen)
 
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -67,6 +68,44 @@ def test_fast_nms_non_finite():
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, score_threshold=0.0, max_detections=500))
 
 
+def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
+                    variances=(0.1, 0.2)):
+    *out, count = cuda._kernels.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det,
+                                       method)
+    n = int(count)
+    assert all(not t[n:].any() for t in out), "padding rows must be zero"
+    trimmed = tuple(t[:n] for t in out)
+    public = cuda.detect(loc, logits, coeffs, priors, variances, iou, top_k, score, max_det, method)
+    assert all(torch.equal(a, b) for a, b in zip(public, trimmed))
+    return trimmed
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(0, 5),
+       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
+       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+def test_detect(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
+    g = gen(seed)
+    loc, logits, coeffs, priors = random_head(num_priors, num_classes, 3, g, dtype, clustered=clustered)
+    got = emulated_detect(loc, logits, coeffs, priors, 0.5, top_k, 0.05, max_det, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, top_k, 0.05, max_det, method)
+    # libm exp here, ATen's in the reference: boxes may differ in the last bit too.
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision(dtype):
+    g = gen(31)
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(300, 4, 3, g, clustered=True))
+    got = emulated_detect(loc, logits, coeffs, priors)
+    want = emulated_detect(loc.float(), logits.float(), coeffs.float(), priors.float())
+    assert got[0].dtype == dtype and len(got[0]) > 0
+    assert_nms_equal(got, tuple(t.to(dtype) if t.is_floating_point() else t for t in want))
+    boxes = cuda.decode_boxes(loc, priors)
+    assert boxes.dtype == dtype
+    assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
+
+
 @SWEEP
 @given(seed=st.integers(0, 2**31), h=st.integers(1, 24), w=st.integers(1, 24), k=st.integers(1, 6),
        n=st.integers(0, 6), out_h=st.integers(1, 60), out_w=st.integers(1, 60),
@@ -89,6 +128,10 @@ def test_golden_post_network_path(golden):
     boxes, coeffs, labels, det_scores = emulated_nms(golden["decoded_boxes"], scores, golden["mask_coeffs"])
     assert torch.equal(labels, golden["det_class"]) and torch.equal(det_scores, golden["det_score"])
     assert torch.equal(boxes, golden["det_box"])
+    fused = emulated_detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"])
+    assert torch.equal(fused[2], golden["det_class"]) and torch.equal(fused[1], golden["det_mask_coeffs"])
+    torch.testing.assert_close(fused[0], golden["det_box"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fused[3], golden["det_score"], rtol=2e-6, atol=0)
     masks = cuda.paste_masks(golden["proto"], coeffs, boxes, (h, w))
     want = np.unpackbits(golden["masks_packed"].numpy(), axis=-1)[..., :w].astype(bool)
     assert int((masks.numpy() != want).sum()) <= 10
@@ -116,3 +159,50 @@ def test_launches_are_recorded():
         cuda.make_priors(configs.yolact_base, (69, 69))
     assert [launch.kernel for launch in log][-5:] == ["priors_level"] * 5
     assert log[0].kernel == "assemble_masks" and all(len(launch.grid) == 3 for launch in log)
+
+
+# --- NMS kernels: launches, schedules, limits ------------------------------------------
+
+NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "select_top_k", "gather_detections"]
+
+
+def test_nms_and_detect_launch_six_kernels():
+    """decode + softmax + NMS in at most 8 launches (6 custom kernels; with contiguous
+    float32 inputs no ATen kernel runs besides allocations)."""
+    g = gen(41)
+    loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)
+    with cuda.launches() as log:
+        cuda.detect(loc, logits, coeffs, priors)
+    assert [launch.kernel for launch in log] == ["detect_scores"] + NMS_KERNELS
+    boxes = ops.decode_boxes(loc, priors)
+    scores = torch.softmax(logits, -1)[:, 1:].t().contiguous()
+    with cuda.launches() as log:
+        cuda.fast_nms(boxes, scores, coeffs, method="cluster")
+    assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
+    tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
+    assert tiles.grid == (4, 4, 4) and tiles.block == (64, 1, 1)  # 200 ranked boxes: 4 x 4 tiles
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_nms_under_shuffled_schedules(seed, method):
+    """Race checking on (the default) and the threads' order shuffled by the seed."""
+    g = gen(43 + seed)
+    loc, logits, coeffs, priors = random_head(400, 3, 2, g, clustered=True)
+    with cuda.schedule(seed=seed):
+        got = emulated_detect(loc, logits, coeffs, priors, 0.5, 150, 0.05, 100, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 150, 0.05, 100, method)
+    assert len(got[0]) > 10
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+def test_nms_device_limits():
+    g = gen(47)
+    boxes, scores, coeffs = random_boxes(3000, g), random_scores(2, 3000, g), random_coeffs(3000, 2, g)
+    with pytest.raises(ValueError, match="top_k on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2049)
+    with pytest.raises(ValueError, match="max_detections on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2048, max_detections=4000)
+    # The limits apply to what is ranked: min(top_k, P) and the padded output length.
+    small = boxes[:100], scores[:, :100].contiguous(), coeffs[:100]
+    assert len(cuda.fast_nms(*small, top_k=10**6, max_detections=10**6)[0]) > 0

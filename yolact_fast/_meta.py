@@ -53,6 +53,22 @@ def _fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
     )
 
 
+@torch.library.register_fake("yolact_fast::detect")
+def _detect(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_threshold, top_k,
+            score_threshold, max_detections, method):
+    _check(loc.dim() == 2 and conf_logits.dim() == 2 and coeffs.dim() == 2,
+           "loc must be [P, 4], conf_logits [P, C + 1], coeffs [P, k]")
+    num_priors, num_classes = conf_logits.shape[0], conf_logits.shape[1] - 1
+    rows = min(max_detections, num_classes * min(top_k, num_priors))
+    return (
+        loc.new_empty((rows, 4)),
+        coeffs.new_empty((rows, coeffs.shape[1])),
+        loc.new_empty((rows,), dtype=torch.int64),
+        loc.new_empty((rows,)),
+        loc.new_empty((), dtype=torch.int64),
+    )
+
+
 @torch.library.register_fake("yolact_fast::assemble_masks")
 def _assemble_masks(proto, coeffs, boxes, crop_padding):
     _check_same_device("proto", proto, coeffs=coeffs, boxes=boxes)

@@ -3,8 +3,10 @@
 Every function here has a pure-PyTorch twin of the same name in
 :mod:`yolact_fast.reference`; the two agree to float rounding (masks: except at exact
 ties with the threshold). Inputs may be non-contiguous; float32 and float64 are
-supported; all tensors of one call must share a device and dtype. Bad arguments raise
-ValueError / TypeError naming the argument.
+supported, and float16/bfloat16 for ``decode_boxes``, ``fast_nms``/``cluster_nms`` and
+``detect`` (computed in float32, outputs rounded once to the input dtype); all tensors of
+one call must share a device and dtype. Bad arguments raise ValueError / TypeError naming
+the argument.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "decode_boxes",
     "fast_nms",
     "cluster_nms",
+    "detect",
     "assemble_masks",
     "paste_masks",
     "cuda_kernels_available",
@@ -173,14 +176,58 @@ def _nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
               method):
     for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
         _check_tensor(value, name)
+    return (boxes, scores, coeffs) + _nms_options(iou_threshold, top_k, score_threshold,
+                                                  max_detections, method)
+
+
+def _nms_options(iou_threshold, top_k, score_threshold, max_detections, method):
     if method not in ("fast", "cluster"):
         raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
     return (
-        boxes, scores, coeffs,
         _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
         _check_number(score_threshold, "score_threshold"),
         _check_int(max_detections, "max_detections"), method,
     )
+
+
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLACT's Detect from one image's raw head outputs, fused: decode, softmax over the
+    classes, candidate selection and per-class top-k in one pass, then :func:`fast_nms`.
+
+    Args:
+        loc: [P, 4] box offsets. conf_logits: [P, C + 1] class logits, background first.
+        coeffs: [P, k] mask coefficients. priors: [P, 4] (cx, cy, w, h).
+        Other arguments as :func:`decode_boxes` and :func:`fast_nms`.
+
+    Returns:
+        As :func:`fast_nms` (labels 0..C-1 index the foreground classes). Scores may differ
+        from ``torch.softmax``'s by a few ulps (a vectorized exp). On CUDA, reading N
+        synchronizes; ``torch.ops.yolact_fast.detect`` returns padded outputs and a count.
+    """
+    return _trim_detections(_ops.detect(*_detect_args(
+        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
+        max_detections, method,
+    )))
+
+
+def _detect_args(loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k,
+                 score_threshold, max_detections, method):
+    loc, priors, variance_xy, variance_wh = _decode_args(loc, priors, variances)
+    _check_tensor(conf_logits, "conf_logits")
+    _check_tensor(coeffs, "coeffs")
+    return (loc, conf_logits, coeffs, priors, variance_xy, variance_wh) + _nms_options(
+        iou_threshold, top_k, score_threshold, max_detections, method)
 
 
 def assemble_masks(

@@ -1,6 +1,7 @@
 // The CUDA launch logic and kernels (csrc/cuda/launch.h, kernels.cuh) run on CPU tensors
 // under the host emulation of csrc/common/emulation.h: yolact_fast.testing.emulated_cuda.
 #include "../cuda/launch.h"
+#include "../cuda/nms_launch.h"
 #include "../ops.h"
 
 namespace yf {
@@ -37,6 +38,17 @@ NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
   check_cpu(boxes, "boxes");
   return launch::fast_nms(kHost, boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
                           max_detections, method);
+}
+
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method) {
+  check_detect_args(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_threshold,
+                    top_k, score_threshold, max_detections);
+  check_cpu(loc, "loc");
+  return launch::detect(kHost, loc, conf_logits, coeffs, priors, variance_xy, variance_wh,
+                        iou_threshold, top_k, score_threshold, max_detections, method);
 }
 
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,

@@ -48,6 +48,10 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
 template <class Launch>
 at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::Tensor& priors,
                         double variance_xy, double variance_wh) {
+  if (is_reduced_float(loc))  // float32 inside, rounded once at the end
+    return decode_boxes(launch, loc.to(at::kFloat), priors.to(at::kFloat), variance_xy,
+                        variance_wh)
+        .to(loc.scalar_type());
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   auto out = at::empty_like(loc_c);
@@ -60,73 +64,6 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
            static_cast<scalar_t>(variance_wh));
   });
   return out;
-}
-
-template <class Launch>
-NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::Tensor& scores_in,
-                   const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
-                   double score_threshold, int64_t max_detections, const std::string& method) {
-  const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
-  const auto boxes = boxes_in.contiguous();
-  const auto scores = scores_in.contiguous();
-  const auto coeffs = coeffs_in.contiguous();
-  const int64_t C = scores.size(0), P = boxes.size(0), k = coeffs.size(1);
-  const int64_t K = std::min(top_k, P);
-  const int64_t M = nms_output_size(C, P, top_k, max_detections);
-  const int64_t words = (K + 63) / 64;
-  TORCH_CHECK_VALUE(double(C) * K * words * 8 <= double(std::numeric_limits<int32_t>::max()),
-                    "fast_nms on this device keeps a ", C, " x ", K, " x ", K,
-                    " suppression bitmask, which is too large: lower top_k (", top_k, ")");
-  const auto options = boxes.options();
-  auto out_boxes = at::zeros({M, 4}, options);
-  auto out_coeffs = at::zeros({M, k}, options);
-  auto out_labels = at::zeros({M}, options.dtype(at::kLong));
-  auto out_scores = at::zeros({M}, options);
-  auto out_count = at::zeros({}, out_labels.options());
-  if (M == 0) return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
-
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "fast_nms_cuda", [&] {
-    auto keys = at::empty({C, P}, options);
-    auto is_candidate = at::empty({P}, options.dtype(at::kBool));
-    launch("candidate_keys", blocks_for(P), dim3(kThreads), 0, &kernels::candidate_keys<scalar_t>,
-           boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), C, P,
-           static_cast<scalar_t>(score_threshold), keys.data_ptr<scalar_t>(),
-           is_candidate.data_ptr<bool>());
-    const auto num_candidates = is_candidate.sum(at::kLong);
-    const auto sorted = at::sort(keys, /*stable=*/true, /*dim=*/1, /*descending=*/false);
-    const auto ranked_keys = std::get<0>(sorted).narrow(1, 0, K).contiguous();
-    const auto ranked_prior = std::get<1>(sorted).narrow(1, 0, K).contiguous();
-
-    auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
-    auto removed = at::empty({C, words}, options.dtype(at::kLong));
-    auto keep = at::empty({C, K}, options.dtype(at::kBool));
-    auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-    launch("suppression_mask", blocks_for(C * K * words), dim3(kThreads), 0,
-           &kernels::suppression_mask<scalar_t>,
-           boxes.data_ptr<scalar_t>(), ranked_prior.data_ptr<int64_t>(),
-           num_candidates.data_ptr<int64_t>(), C, K, words,
-           static_cast<scalar_t>(iou_threshold), mask_bits);
-    launch("scan_suppression", blocks_for(C), dim3(kThreads), 0, &kernels::scan_suppression,
-           mask_bits,
-           num_candidates.data_ptr<int64_t>(), C, K, words, greedy,
-           reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>()), keep.data_ptr<bool>());
-
-    const auto survivor_keys =
-        at::where(keep, ranked_keys, at::full({}, std::numeric_limits<double>::quiet_NaN(), options));
-    const auto global_order =
-        std::get<1>(at::sort(survivor_keys.view({-1}), /*stable=*/true, /*dim=*/0, false))
-            .narrow(0, 0, M)
-            .contiguous();
-    out_count = at::clamp_max(keep.sum(at::kLong), max_detections);
-    launch("gather_detections", blocks_for(M), dim3(kThreads), 0,
-           &kernels::gather_detections<scalar_t>,
-           boxes.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
-           ranked_prior.data_ptr<int64_t>(), ranked_keys.data_ptr<scalar_t>(),
-           global_order.data_ptr<int64_t>(), out_count.data_ptr<int64_t>(), M, K, k,
-           out_boxes.data_ptr<scalar_t>(), out_coeffs.data_ptr<scalar_t>(),
-           out_labels.data_ptr<int64_t>(), out_scores.data_ptr<scalar_t>());
-  });
-  return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
 }
 
 template <class Launch>

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "launch.h"
+#include "nms_launch.h"
 
 namespace yf {
 namespace {
@@ -57,6 +58,17 @@ NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
                           max_detections, method);
 }
 
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method) {
+  check_detect_args(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_threshold,
+                    top_k, score_threshold, max_detections);
+  c10::cuda::CUDAGuard guard(loc.device());
+  return launch::detect(on(loc), loc, conf_logits, coeffs, priors, variance_xy, variance_wh,
+                        iou_threshold, top_k, score_threshold, max_detections, method);
+}
+
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
   check_mask_args(proto, coeffs, boxes, crop_padding);
@@ -78,6 +90,7 @@ TORCH_LIBRARY_IMPL(yolact_fast, CUDA, m) {
   m.impl("make_priors", &yf::make_priors);
   m.impl("decode_boxes", &yf::decode_boxes);
   m.impl("fast_nms", &yf::fast_nms);
+  m.impl("detect", &yf::detect);
   m.impl("assemble_masks", &yf::assemble_masks);
   m.impl("paste_masks", &yf::paste_masks);
 }

@@ -32,6 +32,7 @@ __all__ = [
     "decode_boxes",
     "fast_nms",
     "cluster_nms",
+    "detect",
     "assemble_masks",
     "paste_masks",
     "launches",
@@ -115,6 +116,25 @@ def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_thres
     """:func:`yolact_fast.ops.cluster_nms`."""
     return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
                     max_detections, method="cluster")
+
+
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`yolact_fast.ops.detect`."""
+    return ops._trim_detections(_kernels.detect(*ops._detect_args(
+        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
+        max_detections, method,
+    )))
 
 
 def assemble_masks(
