@@ -1,6 +1,7 @@
 """GPU evidence without a GPU: the SASS of the CUDA kernels and a modelled H100 roofline.
 
-    python benchmarks/cuda_report.py [--arch sm_90] [--json out.json] [--binary PATH]
+    python benchmarks/cuda_report.py [--arch sm_90] [--json out.json] [--markdown]
+                                     [--binary PATH | --source CHECKOUT]
 
 1. SASS (static, from the compiler): csrc/cuda/*.cu are compiled with nvcc to a cubin for
    ``--arch`` with the extension's flags (or the cubins of ``--binary``, e.g. the built
@@ -59,18 +60,18 @@ def nvidia_tool(name: str) -> Optional[str]:
     return shutil.which(name)
 
 
-def nvcc_include_flags() -> List[str]:
+def nvcc_include_flags(root: Path = ROOT) -> List[str]:
     from torch.utils import cpp_extension
 
     site = sysconfig.get_paths()["purelib"]
     wheel_headers = sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")))  # cublas, cusparse
-    dirs = [str(ROOT / "csrc")] + cpp_extension.include_paths() + wheel_headers
+    dirs = [str(root / "csrc")] + cpp_extension.include_paths() + wheel_headers
     return [f"-I{d}" for d in dirs]
 
 
-def compile_cubins(sources: Sequence[Path], arch: str, out_dir: Path, extra_flags: Sequence[str] = ()) -> List[Path]:
-    """nvcc -cubin each source for ``arch`` (e.g. sm_90). Raises RuntimeError with nvcc's
-    message when it fails."""
+def compile_cubins(sources: Sequence[Path], arch: str, out_dir: Path, root: Path = ROOT) -> List[Path]:
+    """nvcc -cubin each source for ``arch`` (e.g. sm_90), with ``root``/csrc on the include
+    path. Raises RuntimeError with nvcc's message when it fails."""
     from torch.utils import cpp_extension
 
     nvcc = shutil.which("nvcc")
@@ -80,7 +81,7 @@ def compile_cubins(sources: Sequence[Path], arch: str, out_dir: Path, extra_flag
     cubins = []
     for source in sources:
         cubin = out_dir / (Path(source).stem + f".{arch}.cubin")
-        cmd = [nvcc, "-cubin", *flags, *extra_flags, *nvcc_include_flags(), str(source), "-o", str(cubin)]
+        cmd = [nvcc, "-cubin", *flags, *nvcc_include_flags(root), str(source), "-o", str(cubin)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"nvcc failed on {source}:\n{done.stderr[-4000:]}")
@@ -142,15 +143,16 @@ def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> 
 
 
 def sass_report(cubins: Sequence[Path], dtypes: Sequence[str] = ("float",)) -> List[Dict[str, object]]:
-    """One row per kernel whose template arguments are empty or one of ``dtypes``."""
+    """One row per kernel that has no template arguments or whose first one (the element
+    type) is in ``dtypes``."""
     rows = []
     for cubin in cubins:
         functions, usage = disassemble(cubin)
         names = sass.demangle(list(functions))
         for mangled, function in functions.items():
             name = names[mangled]
-            args = name[name.find("<") + 1:-1] if "<" in name else ""
-            if args and not any(arg.strip() in dtypes for arg in args.split(",")):
+            element_type = name[name.find("<") + 1:-1].split(",")[0].strip() if "<" in name else None
+            if element_type is not None and element_type not in dtypes:
                 continue
             rows.append(kernel_report(function, usage.get(mangled, {}), name))
     return sorted(rows, key=lambda row: row["kernel"])
@@ -162,16 +164,18 @@ def _widths(counts: Dict[str, int]) -> str:
 
 def print_sass(rows: Sequence[Dict[str, object]], arch: str) -> None:
     print(f"\n== SASS for {arch} (static, from nvcc/nvdisasm; not a measurement) ==")
-    print(f"{'kernel':<28}{'regs':>5}{'stack':>6}{'local':>6}{'shared':>7}{'instr':>6}"
+    print(f"{'kernel':<32}{'regs':>5}{'stack':>6}{'local':>6}{'shared':>7}{'instr':>6}"
           f"{'hot':>5}{'fp64':>5}{'div64':>6}{'idiv':>5}  {'LDG bits':<14}{'STG bits':<12}"
           f"{'LDS':>4}{'STS':>4}{'bar':>4}")
     for row in rows:
         mix = row["hot_mix"]
-        print(f"{row['kernel']:<28}{row['registers']!s:>5}{row['stack_bytes']!s:>6}{row['local_bytes']!s:>6}"
+        print(f"{row['kernel']:<32}{row['registers']!s:>5}{row['stack_bytes']!s:>6}{row['local_bytes']!s:>6}"
               f"{row['static_shared_bytes']!s:>7}{row['instructions']:>6}{mix['instructions']:>5}{mix['fp64']:>5}"
               f"{mix['int64_div_calls']:>6}{mix['int_div_sequences']:>5}  {_widths(mix['global_load']):<14}"
               f"{_widths(mix['global_store']):<12}{sum(mix['shared_load'].values()):>4}"
               f"{sum(mix['shared_store'].values()):>4}{mix['barriers']:>4}")
+    print("shared = static shared bytes as ptxas reports them: on sm_90 they include the 1 KiB reserved per"
+          " block once the file uses shared memory.")
     print("hot = instructions in the hot loop (innermost loop with most instructions); fp64, div64 (calls"
           " to 64-bit integer division), idiv (inline integer-division sequences), load/store counts"
           " x width in bits: in the hot loop and the subroutines it calls.")
@@ -277,10 +281,7 @@ def our_steps(call: Callable[[], object], launches, shapes: gpu_model.Shapes) ->
     with launches() as records, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         call()
     records = [launch_record(r) for r in records]
-    by_name: Dict[str, int] = {}
-    for record in records:
-        by_name[record["name"]] = by_name.get(record["name"], 0) + 1
-    steps = [gpu_model.kernel_step(name, n, shapes) for name, n in by_name.items()]
+    steps = [gpu_model.kernel_step(record, shapes) for record in records]
     steps += gpu_model.aten_steps(prof.profiler.function_events)
     return steps, records
 
@@ -413,6 +414,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--arch", default="sm_90")
     parser.add_argument("--json", type=Path, help="write everything printed as JSON here")
     parser.add_argument("--binary", type=Path, help="disassemble this .so/.cubin instead of compiling")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="checkout whose csrc/cuda is compiled and whose (built) yolact_fast is modelled")
     parser.add_argument("--dtypes", default="float", help="template arguments to report (comma list)")
     parser.add_argument("--no-sass", action="store_true", help="skip the SASS part")
     parser.add_argument("--no-model", action="store_true", help="skip the modelled ops")
@@ -425,10 +428,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.binary:
                 cubins = extract_cubins(args.binary, args.arch, Path(tmp))
             else:
-                cubins = compile_cubins(sorted((ROOT / "csrc" / "cuda").glob("*.cu")), args.arch, Path(tmp))
+                root = args.source.resolve()
+                cubins = compile_cubins(sorted((root / "csrc" / "cuda").glob("*.cu")), args.arch, Path(tmp), root)
             report["kernels"] = sass_report(cubins, tuple(args.dtypes.split(",")))
         print_sass(report["kernels"], args.arch)
     if not args.no_model:
+        sys.path.insert(0, str(args.source.resolve()))
         report["model"] = model_report()
         print_model(report["model"])
     if args.markdown:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 H100_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
 LAUNCH_US = 3.0
@@ -67,38 +67,50 @@ def total(steps: Iterable[Step]) -> Dict[str, float]:
     }
 
 
-# --- our custom kernels: bytes per kernel (all launches of that name in one op call) ---------
+# --- our custom kernels: bytes per launch ----------------------------------------------------
 
 F32, I64 = 4, 8
 
 
-def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[], tuple]]:
-    """Kernel base name -> (read, written) bytes of one op call on the shapes ``s``: each
-    input the kernel needs read once, each output written once (the fused kernels are
-    designed to that; re-reads that hit L2 are not charged)."""
-    P, C, K, k, N = s.priors, s.classes, s.top_k, s.k, s.detections
+def _threads(dims: Optional[Sequence[int]]) -> int:
+    return math.prod(dims) if dims else 0
+
+
+def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
+    """Kernel name -> function of a launch record ({"grid", "block", ...}) giving the
+    (read, written) bytes of that launch on the shapes ``s``. The rule for every step,
+    ATen's too: a launch reads its inputs once and writes its outputs once (data passed
+    between launches goes through DRAM; re-reads inside one kernel hit the caches)."""
+    P, C, K, k, M = s.priors, s.classes, s.top_k, s.k, s.detections
     proto = s.proto_h * s.proto_w * k * F32
-    masks = N * s.proto_h * s.proto_w * F32
-    out = N * s.out_h * s.out_w  # bool
-    det = N * (4 * F32 + k * F32 + I64 + F32)  # boxes, coeffs, label, score
+    masks = M * s.proto_h * s.proto_w * F32
+    out = M * s.out_h * s.out_w  # bool
+    det = M * (4 * F32 + k * F32 + I64 + F32)  # boxes, coeffs, label, score
+    upper = (s.words + 1) / (2 * s.words)  # share of the IoU tiles on or above the diagonal
+    bits = C * K * s.words * I64 * upper
     return {
-        "priors_level": lambda: (s.levels * 9 * 2 * 8, P * 4 * F32),
-        "decode": lambda: (2 * P * 4 * F32, P * 4 * F32),
-        "candidate_keys": lambda: (C * P * F32 + P * 4 * F32, C * P * F32 + P),
-        "suppression_mask": lambda: (C * K * (I64 + 4 * F32), C * K * s.words * I64),
-        "scan_suppression": lambda: (C * K * s.words * I64, C * s.words * I64 + C * K),
-        "gather_detections": lambda: (N * (I64 + F32 + I64) + det, det),
-        "assemble_masks": lambda: (proto + N * (k + 4) * F32, masks),
-        "paste_masks": lambda: (masks, out),
+        "priors_level": lambda r: (2 * 8 * 9, _threads(r.get("grid")) * _threads(r.get("block")) * 4 * F32),
+        "decode": lambda r: (2 * P * 4 * F32, P * 4 * F32),
+        "detect_scores": lambda r: (2 * P * 4 * F32 + P * (C + 1) * F32, P * 4 * F32 + C * P * F32 + P),
+        "candidate_flags": lambda r: (C * P * F32 + P * 4 * F32, P),
+        # one block per class: top K of the P scores; one block: top M of the C x K survivors
+        "select_top_k": lambda r: ((C * P * F32 + P, C * K * (I64 + F32) + C * I64)
+                                   if _threads(r.get("grid")) > 1 else
+                                   (C * K * (F32 + 1), M * (I64 + F32) + I64)),
+        "iou_tiles": lambda r: (C * K * (I64 + 4 * F32) + C * I64, bits),
+        "survivors": lambda r: (bits + C * I64, C * K),
+        "gather_detections": lambda r: (M * (I64 + F32 + I64) + det + I64, det + I64),
+        "assemble_masks": lambda r: (proto + M * (k + 4) * F32, masks),
+        "paste_masks": lambda r: (masks, out),
     }
 
 
-def kernel_step(name: str, launches: int, s: Shapes) -> Step:
-    """Step of a custom kernel; bytes NaN when no formula is known for the name."""
-    base = re.sub(r"<.*", "", name)
+def kernel_step(record: dict, s: Shapes) -> Step:
+    """Step of one custom-kernel launch record; bytes NaN when no formula knows its name."""
+    base = re.sub(r"<.*", "", record["name"])
     formula = _kernel_bytes(s).get(base)
-    read, written = formula() if formula else (math.nan, math.nan)
-    return Step(f"kernel {base}", launches, read, written)
+    read, written = formula(record) if formula else (math.nan, math.nan)
+    return Step(f"kernel {base}", 1, read, written)
 
 
 def known_kernel(name: str) -> bool:

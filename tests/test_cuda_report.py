@@ -211,7 +211,8 @@ def test_every_launched_kernel_has_a_byte_formula():
     names = [cuda_report.launch_record(r)["name"] for r in records]
     assert names, "no launch recorded"
     assert [n for n in names if not gpu_model.known_kernel(n)] == []
-    assert not math.isnan(gpu_model.kernel_step(names[0], 1, gpu_model.Shapes()).read)
+    record = cuda_report.launch_record(records[0])
+    assert not math.isnan(gpu_model.kernel_step(record, gpu_model.Shapes()).read)
 
 
 # --- end to end with the CUDA toolkit ------------------------------------------------------------
