@@ -22,6 +22,14 @@ inline void check_floating(const at::Tensor& t, const char* name) {
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
+// float16 and bfloat16 too (computed in float32 inside).
+inline void check_floating_or_reduced(const at::Tensor& t, const char* name) {
+  const auto type = t.scalar_type();
+  TORCH_CHECK_TYPE(type == at::kFloat || type == at::kDouble || type == at::kHalf ||
+                       type == at::kBFloat16,
+                   name, " must be float16, bfloat16, float32 or float64, got ", type);
+}
+
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
   TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim,
                     " dims), got shape ", shape_str(t));
