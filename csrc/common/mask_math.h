@@ -22,9 +22,9 @@ YF_HD inline T sigmoid(T x) {
 // sums (vectorizes on the host, fixed order on every device). proto_px and coeffs are
 // anything indexable: pointers, or shared arrays in kernels.
 template <class A, class Proto, class Coeffs>
-YF_HD inline A lincomb(const Proto& proto_px, const Coeffs& coeffs, int k) {
+YF_HD inline A lincomb(Proto proto_px, Coeffs coeffs, int64_t k) {
   A acc[4] = {A(0), A(0), A(0), A(0)};
-  int j = 0;
+  int64_t j = 0;
   for (; j + 4 <= k; j += 4) {
     acc[0] += A(proto_px[j]) * A(coeffs[j]);
     acc[1] += A(proto_px[j + 1]) * A(coeffs[j + 1]);

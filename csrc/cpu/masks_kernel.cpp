@@ -51,7 +51,7 @@ void assemble_one(const T* proto, int64_t W, int64_t k, const Acc<T>* coeffs,
     O* row = out + (y - crop.rows.begin) * out_stride;
     const T* src = proto + (y * W + crop.cols.begin) * k;
     for (int64_t x = 0; x < crop.cols.end - crop.cols.begin; ++x)
-      row[x] = O(sigmoid(lincomb<Acc<T>>(src + x * k, coeffs, int(k))));
+      row[x] = O(sigmoid(lincomb<Acc<T>>(src + x * k, coeffs, k)));
   }
 }
 
