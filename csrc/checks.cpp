@@ -111,12 +111,15 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
 
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding) {
-  check_floating(proto, "proto");
+  check_floating_or_reduced(proto, "proto");
   check_same_dtype(proto, "proto", coeffs, "coeffs");
   check_same_dtype(proto, "proto", boxes, "boxes");
   check_same_device(proto, "proto", coeffs, "coeffs");
   check_same_device(proto, "proto", boxes, "boxes");
   check_dim(proto, 3, "proto", "[H, W, k]");
+  TORCH_CHECK_VALUE(proto.size(0) < (int64_t(1) << 31) && proto.size(1) < (int64_t(1) << 31) &&
+                        proto.size(2) < (int64_t(1) << 31),
+                    "proto must have H, W, k < 2^31, got shape ", shape_str(proto));
   TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(1) == proto.size(2),
                     "coeffs must be [N, k] with k = proto.shape[2] = ", proto.size(2),
                     ", got shape ", shape_str(coeffs));

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 pip install -q -r requirements.txt
 
 . scripts/cuda_env.sh
-[ "${FORCE_CUDA:-0}" = "1" ] && echo "building the CUDA kernels: CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+[ "${FORCE_CUDA:-0}" = "1" ] && echo "building the CUDA kernels: CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-(the visible GPU)}"
 mkdir -p build
 if ! MAX_JOBS=${MAX_JOBS:-2} pip install --no-build-isolation -e . >build/install.log 2>&1; then
   tail -n 80 build/install.log

@@ -107,7 +107,7 @@ def test_detect_raw_op_checks():
     (dict(boxes=torch.rand(2, 4)), ValueError, "boxes must be"),
     (dict(boxes=torch.rand(3, 2)), ValueError, "boxes must be"),
     (dict(coeffs=torch.rand(3, 4).double()), TypeError, "coeffs must have the dtype"),
-    (dict(proto=torch.rand(8, 9, 4).to(torch.bfloat16)), TypeError, "proto must be float32"),
+    (dict(proto=torch.randint(0, 5, (8, 9, 4))), TypeError, "proto must be float16, bfloat16, float32 or float64"),
     (dict(crop_padding=-1), ValueError, "crop_padding"),
     (dict(crop_padding=math.inf), ValueError, "crop_padding"),
 ])
@@ -147,6 +147,28 @@ def test_make_priors_bad_args():
 def test_unknown_config():
     with pytest.raises(ValueError, match="unknown config 'yolact_huge'"):
         configs.get_config("yolact_huge")
+
+
+@pytest.mark.parametrize("moved", ["coeffs", "boxes", "proto"])
+def test_meta_tensors_mixed_with_real_ones(moved):
+    """Fake kernels see meta tensors mixed with real ones and reject them as the device
+    kernels reject mixed devices."""
+    args = mask_args()
+    args[moved] = args[moved].to("meta")
+    with pytest.raises(ValueError, match="must be on the device of proto"):
+        ops.assemble_masks(**args)
+    with pytest.raises(ValueError, match="must be on the device of proto"):
+        ops.paste_masks(**args, size=(5, 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_mixed_devices_raise_value_error_before_the_device_guard():
+    args = mask_args()
+    args["coeffs"] = args["coeffs"].cuda()
+    with pytest.raises(ValueError, match="coeffs must be on the device of proto"):
+        ops.assemble_masks(**args)
+    with pytest.raises(ValueError, match="must be on the device of boxes"):
+        ops.fast_nms(**nms_args(scores=torch.rand(3, 10).cuda()))
 
 
 def test_raw_ops_check_too():

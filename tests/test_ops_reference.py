@@ -316,3 +316,25 @@ def test_masks_non_contiguous_and_nan():
     assert not got[0].any()
     torch.testing.assert_close(ops.assemble_masks(proto, coeffs, boxes),
                                reference.assemble_masks(proto, coeffs, boxes), rtol=1e-5, atol=1e-6)
+
+
+# --- float16 / bfloat16 masks ---------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpu", "emulated_cuda"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_masks_reduced_precision_equal_float32_of_the_same_values(backend, dtype):
+    """Reduced-precision inputs are computed in float32: assemble_masks is the float32
+    result of the upcast inputs rounded once to the dtype, paste_masks equals it."""
+    from yolact_fast.testing import emulated_cuda
+
+    backend_ops = ops if backend == "cpu" else emulated_cuda
+    g = gen(17)
+    for h, w, k, n, size in [(23, 17, 32, 5, (97, 64)), (138, 138, 32, 3, (48, 64)), (5, 9, 3, 4, (1, 7))]:
+        proto = random_proto(h, w, k, g).to(dtype)
+        coeffs, boxes = random_coeffs(n, k, g).to(dtype), random_boxes(n, g).to(dtype)
+        upcast = [t.float() for t in (proto, coeffs, boxes)]
+        got = backend_ops.assemble_masks(proto, coeffs, boxes)
+        assert got.dtype == dtype
+        assert torch.equal(got, backend_ops.assemble_masks(*upcast).to(dtype))
+        assert torch.equal(backend_ops.paste_masks(proto, coeffs, boxes, size),
+                           backend_ops.paste_masks(*upcast, size))

@@ -304,6 +304,18 @@ YF_INLINE bool foreground_softmax(const T* logits, int64_t C, T* exps, T* probs)
   return sum == sum;  // any NaN logit (or +inf) makes every probability NaN
 }
 
+// Largest of n (a multiple of 8) non-NaN values, with eight partial maxima (vectorizes).
+template <class T>
+YF_INLINE T best_of(const T* values, int64_t n) {
+  T lane_max[8];
+  for (int l = 0; l < 8; ++l) lane_max[l] = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; i += 8)
+    for (int l = 0; l < 8; ++l) lane_max[l] = values[i + l] > lane_max[l] ? values[i + l] : lane_max[l];
+  T best = lane_max[0];
+  for (int l = 1; l < 8; ++l) best = lane_max[l] > best ? lane_max[l] : best;
+  return best;
+}
+
 // Offers the candidate priors of [begin, end) to one TopK per class. The classes whose
 // bound a prior passes are found with a vectorized compare against a copy of the bounds;
 // once the bounds have risen, most priors pass none.
@@ -316,9 +328,7 @@ YF_INLINE void select_range(const T* boxes, const T* logits, int64_t C, int64_t 
   for (int64_t c = 0; c < C; ++c) bounds[c] = tops[c].bound;
   for (int64_t p = begin; p < end; ++p) {
     if (!foreground_softmax(logits + p * (C + 1), C, exps.data(), probs.data())) continue;
-    T best = -std::numeric_limits<T>::infinity();
-    for (int64_t c = 0; c < C; ++c) best = probs[c] > best ? probs[c] : best;
-    if (!(best > score_threshold) || !box_is_finite(boxes + 4 * p)) continue;
+    if (!(best_of(probs.data(), padded) > score_threshold) || !box_is_finite(boxes + 4 * p)) continue;
     for (int64_t c = 0; c < padded; ++c) passes[c] = probs[c] >= bounds[c];
     for (int64_t word = 0; word < padded; word += 8) {
       uint64_t bits;

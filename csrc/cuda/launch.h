@@ -8,6 +8,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 #include <limits>
 
@@ -66,6 +67,29 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
   return out;
 }
 
+// Dynamic shared memory of the mask kernels: the coefficients in the arithmetic type A,
+// opted in above 48 KiB (with the static arrays) for very large k.
+template <class Launch, class A, class... KernelArgs, class... Args>
+void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64_t k,
+                        size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
+  const size_t bytes = size_t(k) * sizeof(A);
+  TORCH_CHECK_VALUE(bytes + static_bytes <= 227 * 1024, name, " on CUDA stages the ", k,
+                    " coefficients of a detection in shared memory: k is too large");
+  // Detections beyond grid.z's limit go to further launches.
+  const int64_t detections = grid.z;
+  for (int64_t first = 0; first < detections; first += 65535) {
+    grid.z = unsigned(std::min<int64_t>(65535, detections - first));
+    if (bytes + static_bytes > 48 * 1024)
+      launch(name, grid, dim3(kernels::kMaskThreads), LargeSharedBytes{bytes}, kernel, int(first),
+             std::forward<Args>(args)...);
+    else
+      launch(name, grid, dim3(kernels::kMaskThreads), bytes, kernel, int(first),
+             std::forward<Args>(args)...);
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 template <class Launch>
 at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
@@ -73,34 +97,63 @@ at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const a
   const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
   const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
-  auto out = at::empty({N, H, W}, proto.options());
+  auto out = at::zeros({N, H, W}, proto.options());
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "assemble_masks_cuda", [&] {
-    launch("assemble_masks", blocks_for(N * H * W), dim3(kThreads), 0,
-           &kernels::assemble_masks<scalar_t>,
-           proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
-           boxes_c.data_ptr<scalar_t>(), N, H, W, k, static_cast<scalar_t>(crop_padding),
-           out.data_ptr<scalar_t>());
+  TORCH_CHECK_VALUE(ceil_div(H, kernels::kAssembleTile) <= 65535,
+                    "assemble_masks on CUDA supports proto heights up to ", 65535 * 32);
+  const dim3 grid(unsigned(ceil_div(W, kernels::kAssembleTile)),
+                  unsigned(ceil_div(H, kernels::kAssembleTile)), unsigned(N));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
+                                  "assemble_masks_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    launch_mask_kernel<Launch, A>(launch, "assemble_masks", grid, k, 0,
+                                  &kernels::assemble_masks<scalar_t, A>,
+                                  proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
+                                  boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k),
+                                  static_cast<A>(crop_padding), out.data_ptr<scalar_t>());
   });
   return out;
+}
+
+// Output rows (or columns) per paste tile: as many as keep the proto pixels their taps
+// read within `patch` - 2 (src advances in_size / out_size per output pixel).
+inline int paste_tile_extent(int64_t in_size, int64_t out_size, int max_tile, int patch) {
+  const int64_t fit = (patch - 2) * out_size / in_size + 1;
+  return int(std::min<int64_t>(max_tile, std::max<int64_t>(fit, 1)));
 }
 
 template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                        const at::Tensor& boxes, at::IntArrayRef size, double threshold,
                        double crop_padding) {
-  const int64_t H = proto.size(0), W = proto.size(1), N = coeffs.size(0);
+  const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
   const int64_t out_h = size[0], out_w = size[1];
-  auto out = at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool));
+  auto out = at::zeros({N, out_h, out_w}, proto.options().dtype(at::kBool));
   if (out.numel() == 0) return out;
-  const at::Tensor masks = assemble_masks(launch, proto, coeffs, boxes, crop_padding);
+  const auto proto_c = proto.contiguous();
+  const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "paste_masks_cuda", [&] {
-    launch("paste_masks", blocks_for(out.numel()), dim3(kThreads), 0,
-           &kernels::paste_masks<scalar_t>,
-           masks.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(), N, H, W, out_h, out_w,
-           static_cast<scalar_t>(crop_padding), static_cast<scalar_t>(threshold),
-           out.data_ptr<bool>());
+  const int tile_h = paste_tile_extent(H, out_h, kernels::kPasteTileH, kernels::kPatchH);
+  int tile_w = paste_tile_extent(W, out_w, kernels::kPasteTileW, kernels::kPatchW);
+  const bool quad_stores = out_w % 4 == 0 && tile_w >= 4;
+  if (quad_stores) tile_w -= tile_w % 4;
+  TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) &&
+                        ceil_div(out_h, tile_h) <= 65535,
+                    "paste_masks on CUDA: size ", size, " is too large");
+  const dim3 grid(unsigned(ceil_div(out_w, tile_w)), unsigned(ceil_div(out_h, tile_h)),
+                  unsigned(N));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
+                                  "paste_masks_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    constexpr size_t static_bytes =
+        sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
+        sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) + 64;
+    launch_mask_kernel<Launch, A>(
+        launch, "paste_masks", grid, k, static_bytes, &kernels::paste_masks<scalar_t, A>,
+        proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(),
+        int(H), int(W), int(k), int(out_h), int(out_w), tile_h, tile_w,
+        static_cast<A>(crop_padding), static_cast<A>(threshold), quad_stores,
+        out.data_ptr<bool>());
   });
   return out;
 }
