@@ -253,11 +253,10 @@ def op_calls(ops, x, det_boxes, det_coeffs) -> Dict[str, Callable[[], object]]:
     size = (s.out_h, s.out_w)
     scores = torch.softmax(x["conf_logits"], dim=-1)[:, 1:].t().contiguous()
     boxes = ops.decode_boxes(x["loc"], x["priors"])
-    nms = segment_module._nms_function(ops, "fast")
 
     def segment_postprocess():
         return segment_module.postprocess(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"], x["priors"],
-                                          size, config, ops, nms, 0.05, 0.5, 200, 100)
+                                          size, config, ops, "fast", 0.05, 0.5, 200, 100)
 
     calls = {
         "make_priors": lambda: ops.make_priors(config, (550, 550)),

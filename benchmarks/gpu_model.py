@@ -100,8 +100,10 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
         "iou_tiles": lambda r: (C * K * (I64 + 4 * F32) + C * I64, bits),
         "survivors": lambda r: (bits + C * I64, C * K),
         "gather_detections": lambda r: (M * (I64 + F32 + I64) + det + I64, det + I64),
-        "assemble_masks": lambda r: (proto + M * (k + 4) * F32, masks),
-        "paste_masks": lambda r: (masks, out),
+        # fused mask kernels: proto, coefficients and boxes in; only each box's footprint
+        # written (the rest is zeroed by an ATen memset, charged as its own step)
+        "assemble_masks": lambda r: (proto + M * (k + 4) * F32, masks * s.footprint),
+        "paste_masks": lambda r: (proto + M * (k + 4) * F32, out * s.footprint),
     }
 
 
