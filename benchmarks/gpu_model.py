@@ -1,8 +1,10 @@
 """A modelled H100 time for the post-network ops: bytes / 3.35 TB/s + 3 us per launch.
 
 This is a model, not a measurement: every figure derived here is labelled "modelled".
-It ignores caches (L2 is 50 MB), overlap of launches, occupancy and compute; it is a floor
-for bandwidth-bound kernels and charges each launch its typical CPU-side cost.
+Each launch reads its inputs and writes its outputs once from DRAM (data passed between
+launches goes through DRAM, re-reads inside one kernel are assumed to hit the caches);
+overlap of launches, occupancy and compute are ignored. It is a floor for bandwidth-bound
+kernels and charges each launch its typical CPU-side cost.
 
 Two sides are modelled on the official shapes (19,248 priors, 81 classes, 138x138x32
 prototypes, 100 detections, 480x640 output):
