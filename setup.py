@@ -101,7 +101,7 @@ def get_extensions():
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
     sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
-    sources += sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources += sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/testing/*.cpp"))
     extension = cpp_extension.CppExtension
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))

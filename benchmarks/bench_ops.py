@@ -92,6 +92,47 @@ def test_nms_torchvision_batched_nms(benchmark, golden):
     benchmark(run)
 
 
+# --- detect: decode + softmax + NMS from the raw head outputs ------------------------
+
+def detect_args(golden):
+    return golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"]
+
+
+@pytest.mark.benchmark(group="detect (decode + softmax + NMS) 19248 priors x 81 classes")
+def test_detect_reference(benchmark, golden):
+    benchmark(reference.detect, *detect_args(golden))
+
+
+@pytest.mark.benchmark(group="detect (decode + softmax + NMS) 19248 priors x 81 classes")
+def test_detect_kernel_fast(benchmark, golden):
+    benchmark(ops.detect, *detect_args(golden))
+
+
+@pytest.mark.benchmark(group="detect (decode + softmax + NMS) 19248 priors x 81 classes")
+def test_detect_kernel_cluster(benchmark, golden):
+    benchmark(ops.detect, *detect_args(golden), method="cluster")
+
+
+@pytest.mark.benchmark(group="detect (decode + softmax + NMS) 19248 priors x 81 classes")
+def test_detect_torchvision_batched_nms(benchmark, golden):
+    """Peer: the same sequence with torchvision's greedy batched_nms: our decode, torch
+    softmax, candidate selection and per-class top-200, batched_nms, top 100."""
+    loc, logits, coeffs, priors = detect_args(golden)
+
+    def run():
+        boxes = ops.decode_boxes(loc, priors)
+        scores = torch.softmax(logits, -1)[:, 1:]
+        keep = (scores.max(dim=1).values > 0.05) & torch.isfinite(boxes).all(dim=1)
+        cand_boxes, cand_scores, cand_coeffs = boxes[keep], scores[keep].t(), coeffs[keep]
+        top_scores, idx = cand_scores.topk(min(200, cand_scores.shape[1]), dim=1)
+        classes = torch.arange(idx.shape[0])[:, None].expand_as(idx).reshape(-1)
+        kept = torchvision.ops.batched_nms(cand_boxes[idx.reshape(-1)], top_scores.reshape(-1), classes, 0.5)[:100]
+        prior = idx.reshape(-1)[kept]
+        return cand_boxes[prior], cand_coeffs[prior], classes[kept], top_scores.reshape(-1)[kept]
+
+    benchmark(run)
+
+
 # --- masks ------------------------------------------------------------------------
 
 @pytest.mark.benchmark(group="assemble_masks 100 dets (golden)")
@@ -126,17 +167,22 @@ def test_paste_kernel_coco_like(benchmark, coco_like):
 
 # --- the whole post-network path ----------------------------------------------------
 
-def post_network(o, golden):
-    boxes = o.decode_boxes(golden["loc"], golden["priors"])
-    boxes, coeffs, labels, scores = o.fast_nms(boxes, golden["scores"], golden["mask_coeffs"])
-    return o.paste_masks(golden["proto"], coeffs, boxes, SIZE), labels, scores
+def post_network_reference(golden):
+    """The official sequence: decode, softmax, Fast NMS, masks pasted at full size."""
+    boxes, coeffs, labels, scores = reference.detect(*detect_args(golden))
+    return reference.paste_masks(golden["proto"], coeffs, boxes, SIZE), labels, scores
 
 
-@pytest.mark.benchmark(group="post-network path: decode + fast_nms + paste_masks (golden)")
+def post_network_kernels(golden):
+    boxes, coeffs, labels, scores = ops.detect(*detect_args(golden))
+    return ops.paste_masks(golden["proto"], coeffs, boxes, SIZE), labels, scores
+
+
+@pytest.mark.benchmark(group="post-network path: detect + paste_masks (golden)")
 def test_post_network_reference(benchmark, golden):
-    benchmark(post_network, reference, golden)
+    benchmark(post_network_reference, golden)
 
 
-@pytest.mark.benchmark(group="post-network path: decode + fast_nms + paste_masks (golden)")
+@pytest.mark.benchmark(group="post-network path: detect + paste_masks (golden)")
 def test_post_network_kernels(benchmark, golden):
-    benchmark(post_network, ops, golden)
+    benchmark(post_network_kernels, golden)

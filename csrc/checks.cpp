@@ -48,7 +48,7 @@ int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feat
 
 void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
                        double variance_wh) {
-  check_floating(loc, "loc");
+  check_floating_or_reduced(loc, "loc");
   check_same_dtype(loc, "loc", priors, "priors");
   check_same_device(loc, "loc", priors, "priors");
   check_dim(priors, 2, "priors", "[P, 4] (cx, cy, w, h)");
@@ -60,10 +60,21 @@ void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double v
   check_finite_number(variance_wh, "variances[1]");
 }
 
+namespace {
+void check_nms_options(double iou_threshold, int64_t top_k, double score_threshold,
+                       int64_t max_detections) {
+  TORCH_CHECK_VALUE(iou_threshold >= 0, "iou_threshold must be >= 0 (not NaN), got ",
+                    iou_threshold);
+  TORCH_CHECK_VALUE(!std::isnan(score_threshold), "score_threshold must not be NaN");
+  TORCH_CHECK_VALUE(top_k >= 0, "top_k must be >= 0, got ", top_k);
+  TORCH_CHECK_VALUE(max_detections >= 0, "max_detections must be >= 0, got ", max_detections);
+}
+}  // namespace
+
 void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                     double iou_threshold, int64_t top_k, double score_threshold,
                     int64_t max_detections) {
-  check_floating(boxes, "boxes");
+  check_floating_or_reduced(boxes, "boxes");
   check_same_dtype(boxes, "boxes", scores, "scores");
   check_same_dtype(boxes, "boxes", coeffs, "coeffs");
   check_same_device(boxes, "boxes", scores, "scores");
@@ -75,21 +86,40 @@ void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at:
                     P, " (boxes.shape[0]), got shape ", shape_str(scores));
   TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
                     P, " (boxes.shape[0]), got shape ", shape_str(coeffs));
-  TORCH_CHECK_VALUE(iou_threshold >= 0, "iou_threshold must be >= 0 (not NaN), got ",
-                    iou_threshold);
-  TORCH_CHECK_VALUE(!std::isnan(score_threshold), "score_threshold must not be NaN");
-  TORCH_CHECK_VALUE(top_k >= 0, "top_k must be >= 0, got ", top_k);
-  TORCH_CHECK_VALUE(max_detections >= 0, "max_detections must be >= 0, got ", max_detections);
+  check_nms_options(iou_threshold, top_k, score_threshold, max_detections);
+}
+
+int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
+                          const at::Tensor& coeffs, const at::Tensor& priors, double variance_xy,
+                          double variance_wh, double iou_threshold, int64_t top_k,
+                          double score_threshold, int64_t max_detections) {
+  TORCH_CHECK_VALUE(loc.dim() == 2, "loc must be [P, 4] (one image), got shape ", shape_str(loc));
+  check_decode_args(loc, priors, variance_xy, variance_wh);
+  check_same_dtype(loc, "loc", conf_logits, "conf_logits");
+  check_same_dtype(loc, "loc", coeffs, "coeffs");
+  check_same_device(loc, "loc", conf_logits, "conf_logits");
+  check_same_device(loc, "loc", coeffs, "coeffs");
+  const int64_t P = loc.size(0);
+  TORCH_CHECK_VALUE(conf_logits.dim() == 2 && conf_logits.size(0) == P && conf_logits.size(1) >= 1,
+                    "conf_logits must be [P, C + 1] (background first) with P = ", P,
+                    " (loc.shape[0]), got shape ", shape_str(conf_logits));
+  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
+                    P, " (loc.shape[0]), got shape ", shape_str(coeffs));
+  check_nms_options(iou_threshold, top_k, score_threshold, max_detections);
+  return conf_logits.size(1) - 1;
 }
 
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding) {
-  check_floating(proto, "proto");
+  check_floating_or_reduced(proto, "proto");
   check_same_dtype(proto, "proto", coeffs, "coeffs");
   check_same_dtype(proto, "proto", boxes, "boxes");
   check_same_device(proto, "proto", coeffs, "coeffs");
   check_same_device(proto, "proto", boxes, "boxes");
   check_dim(proto, 3, "proto", "[H, W, k]");
+  TORCH_CHECK_VALUE(proto.size(0) < (int64_t(1) << 31) && proto.size(1) < (int64_t(1) << 31) &&
+                        proto.size(2) < (int64_t(1) << 31),
+                    "proto must have H, W, k < 2^31, got shape ", shape_str(proto));
   TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(1) == proto.size(2),
                     "coeffs must be [N, k] with k = proto.shape[2] = ", proto.size(2),
                     ", got shape ", shape_str(coeffs));

@@ -22,6 +22,14 @@ inline void check_floating(const at::Tensor& t, const char* name) {
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
+// float16 and bfloat16 too (computed in float32 inside).
+inline void check_floating_or_reduced(const at::Tensor& t, const char* name) {
+  const auto type = t.scalar_type();
+  TORCH_CHECK_TYPE(type == at::kFloat || type == at::kDouble || type == at::kHalf ||
+                       type == at::kBFloat16,
+                   name, " must be float16, bfloat16, float32 or float64, got ", type);
+}
+
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
   TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim,
                     " dims), got shape ", shape_str(t));
@@ -30,6 +38,10 @@ inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const 
 inline void check_last_dim(const at::Tensor& t, int64_t size, const char* name, const char* layout) {
   TORCH_CHECK_VALUE(t.dim() >= 1 && t.size(-1) == size, name, " must be ", layout,
                     ", got shape ", shape_str(t));
+}
+
+inline bool is_reduced_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
 }
 
 inline void check_same_dtype(const at::Tensor& a, const char* a_name, const at::Tensor& b,
@@ -56,6 +68,11 @@ void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double v
 void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                     double iou_threshold, int64_t top_k, double score_threshold,
                     int64_t max_detections);
+// Returns the number of foreground classes (conf_logits.shape[1] - 1).
+int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
+                          const at::Tensor& coeffs, const at::Tensor& priors, double variance_xy,
+                          double variance_wh, double iou_threshold, int64_t top_k,
+                          double score_threshold, int64_t max_detections);
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding);
 void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,

@@ -27,6 +27,10 @@ at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double 
 NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                    double iou_threshold, int64_t top_k, double score_threshold,
                    int64_t max_detections, std::string method);
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method);
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding);
 at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
@@ -42,6 +46,10 @@ at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double 
 NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                    double iou_threshold, int64_t top_k, double score_threshold,
                    int64_t max_detections, std::string method);
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method);
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding);
 at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,

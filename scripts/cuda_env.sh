@@ -1,6 +1,8 @@
 # Sourced (bash) after the venv is active: when nvcc is on PATH, exports CUDA_HOME (the
 # toolkit nvcc really runs: the nvcc on PATH may be a wrapper script), CPATH with the CUDA
-# headers of torch's nvidia wheels, FORCE_CUDA=1 and a default TORCH_CUDA_ARCH_LIST.
+# headers of torch's nvidia wheels and FORCE_CUDA=1. TORCH_CUDA_ARCH_LIST (unless already
+# set): left unset when torch sees a GPU, so the build targets that GPU; otherwise the
+# default list of setup.py (DEFAULT_CUDA_ARCHS, with +PTX for newer GPUs), its one home.
 # FORCE_CUDA=0 beforehand keeps the build CPU-only.
 if command -v nvcc >/dev/null 2>&1 && [ "${FORCE_CUDA:-1}" != "0" ]; then
   _yf_probe=$(mktemp -d)
@@ -11,6 +13,10 @@ if command -v nvcc >/dev/null 2>&1 && [ "${FORCE_CUDA:-1}" != "0" ]; then
   export CUDA_HOME=${CUDA_HOME:-${_yf_toolkit:-/usr/local/cuda}}
   export CPATH="$_yf_site/nvidia/cu13/include${CPATH:+:$CPATH}"
   export FORCE_CUDA=1
-  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
-  unset _yf_probe _yf_toolkit _yf_site
+  if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ] && \
+     [ "$(python -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" != "True" ]; then
+    _yf_setup="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/setup.py"
+    export TORCH_CUDA_ARCH_LIST=$(sed -n 's/^DEFAULT_CUDA_ARCHS = "\(.*\)"$/\1/p' "$_yf_setup")
+  fi
+  unset _yf_probe _yf_toolkit _yf_site _yf_setup
 fi

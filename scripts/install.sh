@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 pip install -q -r requirements.txt
 
 . scripts/cuda_env.sh
-[ "${FORCE_CUDA:-0}" = "1" ] && echo "building the CUDA kernels: CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+[ "${FORCE_CUDA:-0}" = "1" ] && echo "building the CUDA kernels: CUDA_HOME=$CUDA_HOME TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-(the visible GPU)}"
 mkdir -p build
 # Other build options than last time (CUDA on/off, architectures, debug): rebuild all.
 options="FORCE_CUDA=${FORCE_CUDA:-0} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-} DEBUG=${DEBUG:-0} SANITIZE=${SANITIZE:-0}"

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores  # noqa: E402
+from inputs import (clustered_boxes, random_boxes, random_coeffs, random_head, random_proto,  # noqa: E402
+                    random_scores)
 from yolact_fast import _C, ops, reference  # noqa: E402
 
 EMULATED = _C.emulated_cuda
@@ -128,6 +129,64 @@ def fuzz_fast_nms(case: Case):
         fail("fast_nms", case, "padding rows are not zero")
 
 
+def same_boxes(a: torch.Tensor, b: torch.Tensor, rtol: float) -> torch.Tensor:
+    """Rows of a and b ([..., 4]) equal, or within rtol of the row's largest coordinate."""
+    if rtol == 0:
+        return (a == b).all(-1)
+    scale = torch.maximum(a.abs(), b.abs()).amax(-1, keepdim=True)
+    return ((a - b).abs() <= rtol * scale).all(-1)
+
+
+def detections_mismatch(got, want, rtol=2e-6, box_rtol=0.0):
+    """Why detect's detections differ from the reference's, or None: scores must agree to
+    ``rtol`` (the fused softmax's exp may differ by ulps), coeffs and labels exactly, boxes
+    exactly (or to ``box_rtol`` where decode's exp differs too), except that rows with
+    scores within ``rtol`` of each other may swap (near-ties)."""
+    for name, g, w in zip(("boxes", "coeffs", "labels", "scores"), got, want):
+        if g.shape != w.shape or g.dtype != w.dtype:
+            return f"{name}: {tuple(g.shape)} {g.dtype} vs {tuple(w.shape)} {w.dtype}"
+    (gb, gc, gl, gs), (wb, wc, wl, ws) = got, want
+    if not torch.allclose(gs, ws, rtol=rtol, atol=1e-37):
+        return "scores differ"
+    for i in range(len(gs)):
+        if bool(same_boxes(gb[i], wb[i], box_rtol)) and equal_nan(gc[i], wc[i]) and gl[i] == wl[i]:
+            continue
+        tied = (ws - gs[i]).abs() <= rtol * gs[i].abs()
+        twin = tied & (wl == gl[i]) & same_boxes(wb, gb[i][None], box_rtol)
+        twin &= ((wc == gc[i]) | (torch.isnan(wc) & torch.isnan(gc[i]))).all(1)
+        if not bool(twin.any()):
+            return f"row {i} (score {float(gs[i])}, label {int(gl[i])}) has no near-tied twin"
+    return None
+
+
+def fuzz_detect(case: Case):
+    dtype = case.pick(DTYPES)
+    P, C, k = case.int(0, 250), case.int(0, 5), case.int(1, 4)
+    loc, logits, coeffs, priors = random_head(P, C, k, case.g, dtype, concentration=case.pick([0.5, 4.0, 20.0]),
+                                              clustered=case.chance(0.5))
+    loc = case.sprinkle(loc, case.pick([0, 0.01, 0.1]))
+    logits = case.sprinkle(logits, case.pick([0, 0.01]), (math.nan, math.inf, -math.inf, 0.0, 1e30))
+    if case.chance(0.2):  # many exact logit ties
+        logits = logits.round()
+    coeffs = case.sprinkle(coeffs, case.pick([0, 0.05]))
+    _, _, _, args = nms_inputs(case)
+    args["method"] = case.pick(["fast", "cluster"])
+    variances = case.pick([(0.1, 0.2), (1.0, 1.0)])
+    want = reference.detect(loc, logits, coeffs, priors, variances, **args)
+    problem = detections_mismatch(ops.detect(loc, logits, coeffs, priors, variances, **args), want)
+    if problem:
+        fail("detect", case, f"CPU kernel: {problem}")
+    *padded, count = EMULATED.detect(loc, logits, coeffs, priors, *variances, args["iou_threshold"],
+                                     args["top_k"], args["score_threshold"], args["max_detections"],
+                                     args["method"])
+    n = int(count)
+    problem = detections_mismatch(tuple(t[:n] for t in padded), want, box_rtol=1e-6)
+    if problem:
+        fail("detect", case, f"emulated CUDA kernel: {problem}")
+    if any(bool(p[n:].ne(0).any()) for p in padded):
+        fail("detect", case, "padding rows are not zero")
+
+
 def mask_inputs(case: Case, extreme: bool):
     dtype = case.pick(DTYPES)
     H, W, k, N = case.int(1, 24), case.int(1, 24), case.int(1, 8), case.int(0, 8)
@@ -217,6 +276,7 @@ FUZZERS = {
     "make_priors": fuzz_make_priors,
     "decode_boxes": fuzz_decode_boxes,
     "fast_nms": fuzz_fast_nms,
+    "detect": fuzz_detect,
     "assemble_masks": fuzz_assemble_masks,
     "paste_masks": fuzz_paste_masks,
 }

@@ -43,3 +43,18 @@ def clustered_boxes(num_priors, generator, dtype=torch.float32):
     pick = torch.randint(0, centres.shape[0], (num_priors,), generator=generator)
     jitter = torch.randn(num_priors, 4, dtype=torch.float64, generator=generator) * 0.02
     return (centres[pick] + jitter).to(dtype)
+
+
+def random_head(num_priors, num_classes, k, generator, dtype=torch.float32, concentration=4.0,
+                clustered=False):
+    """One image's raw head outputs: loc [P, 4], conf_logits [P, C + 1], coeffs [P, k] and
+    priors [P, 4] (cx, cy, w, h)."""
+    if clustered:  # priors near a few centres, so that NMS has work
+        boxes = clustered_boxes(num_priors, generator, torch.float64)
+        priors = torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]).abs()], 1)
+    else:
+        priors = torch.rand(num_priors, 4, dtype=torch.float64, generator=generator) * 0.5 + 0.1
+    loc = torch.randn(num_priors, 4, dtype=torch.float64, generator=generator) * 0.5
+    logits = torch.randn(num_priors, num_classes + 1, dtype=torch.float64, generator=generator) * concentration
+    coeffs = random_coeffs(num_priors, k, generator, torch.float64)
+    return tuple(t.to(dtype) for t in (loc, logits, coeffs, priors))

@@ -1,37 +1,39 @@
-"""The CUDA launch logic and kernel bodies, run on the CPU under a host emulation of the
-grid (csrc/common/emulation.h), against the reference and the golden data."""
+"""The CUDA launch logic and kernels, run on the CPU under the host emulation of CUDA blocks
+(yolact_fast.testing.emulated_cuda), against the reference and the golden data."""
+
+import inspect
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolact_fast import _C, configs, reference
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
-from test_ops_reference import DTYPES, assert_masks_match, assert_nms_equal, gen
+from yolact_fast import configs, ops, reference
+from yolact_fast.testing import emulated_cuda as cuda
+from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
+from test_ops_reference import (DTYPES, REDUCED_DTYPES, assert_detections_close, assert_masks_match,
+                                assert_nms_equal, gen)
 
 from conftest import golden_masks
 from golden_data import assert_softmax_scores_close
 
-cuda = _C.emulated_cuda
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
 
 
 def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast"):
-    *out, count = cuda.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
+    *out, count = cuda._kernels.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
     n = int(count)
     assert all(not t[n:].any() for t in out), "padding rows must be zero"
-    return tuple(t[:n] for t in out)
+    trimmed = tuple(t[:n] for t in out)
+    public = cuda.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
+    assert all(torch.equal(a, b) for a, b in zip(public, trimmed))
+    return trimmed
 
 
 @pytest.mark.parametrize("config", list(configs.NAMED_CONFIGS.values()), ids=lambda c: c.name)
 @pytest.mark.parametrize("size", [(550, 550), (33, 65)])
 def test_make_priors(config, size):
-    sizes = reference.anchor_sizes(config)
-    anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
-    levels = configs.feature_sizes(size, config.num_levels)
-    got = cuda.make_priors(anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes])
-    assert torch.equal(got, reference.make_priors(config, size))
+    assert torch.equal(cuda.make_priors(config, size), reference.make_priors(config, size))
 
 
 @SWEEP
@@ -42,7 +44,7 @@ def test_decode_boxes(seed, num_priors, batch, dtype):
     priors = torch.rand(num_priors, 4, generator=g, dtype=dtype)
     loc = torch.randn(batch, num_priors, 4, generator=g, dtype=dtype)
     # exp comes from libm here and from ATen in the reference: last-bit differences only.
-    torch.testing.assert_close(cuda.decode_boxes(loc, priors, 0.1, 0.2),
+    torch.testing.assert_close(cuda.decode_boxes(loc, priors),
                                reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
 
 
@@ -68,6 +70,44 @@ def test_fast_nms_non_finite():
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, score_threshold=0.0, max_detections=500))
 
 
+def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
+                    variances=(0.1, 0.2)):
+    *out, count = cuda._kernels.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det,
+                                       method)
+    n = int(count)
+    assert all(not t[n:].any() for t in out), "padding rows must be zero"
+    trimmed = tuple(t[:n] for t in out)
+    public = cuda.detect(loc, logits, coeffs, priors, variances, iou, top_k, score, max_det, method)
+    assert all(torch.equal(a, b) for a, b in zip(public, trimmed))
+    return trimmed
+
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(0, 5),
+       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
+       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+def test_detect(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
+    g = gen(seed)
+    loc, logits, coeffs, priors = random_head(num_priors, num_classes, 3, g, dtype, clustered=clustered)
+    got = emulated_detect(loc, logits, coeffs, priors, 0.5, top_k, 0.05, max_det, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, top_k, 0.05, max_det, method)
+    # libm exp here, ATen's in the reference: boxes may differ in the last bit too.
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision(dtype):
+    g = gen(31)
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(300, 4, 3, g, clustered=True))
+    got = emulated_detect(loc, logits, coeffs, priors)
+    want = emulated_detect(loc.float(), logits.float(), coeffs.float(), priors.float())
+    assert got[0].dtype == dtype and len(got[0]) > 0
+    assert_nms_equal(got, tuple(t.to(dtype) if t.is_floating_point() else t for t in want))
+    boxes = cuda.decode_boxes(loc, priors)
+    assert boxes.dtype == dtype
+    assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
+
+
 @SWEEP
 @given(seed=st.integers(0, 2**31), h=st.integers(1, 24), w=st.integers(1, 24), k=st.integers(1, 6),
        n=st.integers(0, 6), out_h=st.integers(1, 60), out_w=st.integers(1, 60),
@@ -78,22 +118,110 @@ def test_masks(seed, h, w, k, n, out_h, out_w, threshold, padding, dtype):
     proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
     torch.testing.assert_close(cuda.assemble_masks(proto, coeffs, boxes, padding),
                                reference.assemble_masks(proto, coeffs, boxes, padding), rtol=1e-5, atol=1e-6)
-    got = cuda.paste_masks(proto, coeffs, boxes, [out_h, out_w], threshold, padding)
+    got = cuda.paste_masks(proto, coeffs, boxes, (out_h, out_w), threshold, padding)
     assert_masks_match(got, proto, coeffs, boxes, (out_h, out_w), threshold, padding)
 
 
 def test_golden_post_network_path(golden):
     h, w = golden["image"].shape[:2]
     scores = torch.softmax(golden["conf_logits"], -1).t()[1:]
-    boxes = cuda.decode_boxes(golden["loc"], golden["priors"], 0.1, 0.2)
+    boxes = cuda.decode_boxes(golden["loc"], golden["priors"])
     torch.testing.assert_close(boxes, golden["decoded_boxes"], rtol=1e-6, atol=1e-7)
     boxes, coeffs, labels, det_scores = emulated_nms(golden["decoded_boxes"], scores, golden["mask_coeffs"])
     assert torch.equal(labels, golden["det_class"]) and torch.equal(boxes, golden["det_box"])
     assert_softmax_scores_close(det_scores, golden["det_score"])
-    masks = cuda.paste_masks(golden["proto"], coeffs, boxes, [h, w], 0.5, 1.0)
+    fused = emulated_detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"])
+    assert torch.equal(fused[2], golden["det_class"]) and torch.equal(fused[1], golden["det_mask_coeffs"])
+    torch.testing.assert_close(fused[0], golden["det_box"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fused[3], golden["det_score"], rtol=2e-6, atol=0)
+    masks = cuda.paste_masks(golden["proto"], coeffs, boxes, (h, w))
     assert torch.equal(masks, golden_masks(golden))
 
 
 def test_emulation_rejects_cuda_tensors_or_bad_args():
     with pytest.raises(ValueError, match="proto"):
         cuda.assemble_masks(torch.zeros(2, 2), torch.zeros(1, 2), torch.zeros(1, 4), 1.0)
+    with pytest.raises(ValueError, match="emulated CUDA kernels take CPU tensors"):
+        cuda.assemble_masks(*(torch.zeros(s, device="meta") for s in [(2, 2, 2), (1, 2), (1, 4)]))
+    with pytest.raises(ValueError, match="coeffs must be on the device of proto"):
+        cuda.assemble_masks(torch.zeros(2, 2, 2), torch.zeros(1, 2, device="meta"), torch.zeros(1, 4))
+
+
+@pytest.mark.parametrize("name", cuda.__all__[:6])
+def test_same_signatures_as_ops(name):
+    assert inspect.signature(getattr(cuda, name)) == inspect.signature(getattr(ops, name))
+
+
+def test_launches_are_recorded():
+    g = gen(0)
+    proto, coeffs, boxes = random_proto(9, 7, 3, g), random_coeffs(2, 3, g), random_boxes(2, g, hostile=False)
+    with cuda.launches() as log:
+        cuda.assemble_masks(proto, coeffs, boxes)
+        cuda.make_priors(configs.yolact_base, (69, 69))
+    assert [launch.kernel for launch in log][-5:] == ["priors_level"] * 5
+    assert log[0].kernel == "assemble_masks" and all(len(launch.grid) == 3 for launch in log)
+
+
+def test_masks_equal_the_cpu_kernels_on_odd_sizes():
+    """Tiles, footprints and patches of the CUDA mask kernels against the CPU kernels (same
+    float32 arithmetic, so equal bit for bit) on up- and downscales, 1-pixel outputs, odd
+    widths (byte stores) and widths divisible by 4 (4-byte stores)."""
+    g = gen(11)
+    sizes = [1, 2, 3, 5, 8, 17, 64, 97, 130, 257]
+    for case in range(24):
+        pick = lambda options: options[int(torch.randint(len(options), (), generator=g))]
+        h, w, k, n = pick([1, 2, 7, 23, 40]), pick([1, 3, 8, 29, 40]), pick([1, 3, 4, 32, 37]), pick([1, 3])
+        proto, coeffs = random_proto(h, w, k, g), random_coeffs(n, k, g)
+        boxes = random_boxes(n, g)
+        size, padding = (pick(sizes), pick(sizes)), pick([0, 1, 2.5])
+        assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes, padding),
+                           ops.assemble_masks(proto, coeffs, boxes, padding)), case
+        assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, size, 0.5, padding),
+                           ops.paste_masks(proto, coeffs, boxes, size, 0.5, padding)), (case, size)
+
+
+# --- NMS kernels: launches, schedules, limits ------------------------------------------
+
+NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "select_top_k", "gather_detections"]
+
+
+def test_nms_and_detect_launch_six_kernels():
+    """decode + softmax + NMS in at most 8 launches (6 custom kernels; with contiguous
+    float32 inputs no ATen kernel runs besides allocations)."""
+    g = gen(41)
+    loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)
+    with cuda.launches() as log:
+        cuda.detect(loc, logits, coeffs, priors)
+    assert [launch.kernel for launch in log] == ["detect_scores"] + NMS_KERNELS
+    boxes = ops.decode_boxes(loc, priors)
+    scores = torch.softmax(logits, -1)[:, 1:].t().contiguous()
+    with cuda.launches() as log:
+        cuda.fast_nms(boxes, scores, coeffs, method="cluster")
+    assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
+    tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
+    assert tiles.grid == (4, 4, 4) and tiles.block == (64, 1, 1)  # 200 ranked boxes: 4 x 4 tiles
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_nms_under_shuffled_schedules(seed, method):
+    """Race checking on (the default) and the threads' order shuffled by the seed."""
+    g = gen(43 + seed)
+    loc, logits, coeffs, priors = random_head(400, 3, 2, g, clustered=True)
+    with cuda.schedule(seed=seed):
+        got = emulated_detect(loc, logits, coeffs, priors, 0.5, 150, 0.05, 100, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 150, 0.05, 100, method)
+    assert len(got[0]) > 10
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+def test_nms_device_limits():
+    g = gen(47)
+    boxes, scores, coeffs = random_boxes(3000, g), random_scores(2, 3000, g), random_coeffs(3000, 2, g)
+    with pytest.raises(ValueError, match="top_k on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2049)
+    with pytest.raises(ValueError, match="max_detections on CUDA must be <= 2048"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2048, max_detections=4000)
+    # The limits apply to what is ranked: min(top_k, P) and the padded output length.
+    small = boxes[:100], scores[:, :100].contiguous(), coeffs[:100]
+    assert len(cuda.fast_nms(*small, top_k=10**6, max_detections=10**6)[0]) > 0

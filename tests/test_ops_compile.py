@@ -5,13 +5,14 @@ import pytest
 import torch
 
 from yolact_fast import configs, ops, reference
-from inputs import random_boxes, random_coeffs, random_proto, random_scores
+from inputs import random_boxes, random_coeffs, random_head, random_proto, random_scores
 
 g = torch.Generator().manual_seed(0)
 OPCHECK_CASES = {
     "make_priors": (torch.tensor([[0.1, 0.1], [0.2, 0.2]], dtype=torch.float64), [3, 4, 2, 2], [1, 1]),
     "decode_boxes": (torch.randn(2, 30, 4, generator=g), torch.rand(30, 4, generator=g), 0.1, 0.2),
     "fast_nms": (random_boxes(40, g), random_scores(3, 40, g), random_coeffs(40, 4, g), 0.5, 10, 0.05, 7, "fast"),
+    "detect": (*random_head(40, 3, 4, g), 0.1, 0.2, 0.5, 10, 0.05, 7, "cluster"),
     "assemble_masks": (random_proto(9, 7, 4, g), random_coeffs(3, 4, g), random_boxes(3, g), 1.0),
     "paste_masks": (random_proto(9, 7, 4, g), random_coeffs(3, 4, g), random_boxes(3, g), [20, 17], 0.5, 1.0),
 }
@@ -63,3 +64,24 @@ def test_compile_fullgraph_post_network():
     n = int(got[4])
     ref_boxes, _, ref_labels, ref_scores = reference.fast_nms(reference.decode_boxes(loc, priors), scores, coeffs)
     assert torch.equal(got[0][:n], ref_boxes) and torch.equal(got[1][:n], ref_labels)
+
+
+def detect_and_paste(loc, logits, coeffs, proto, priors):
+    boxes, coeffs, labels, scores, count = torch.ops.yolact_fast.detect(
+        loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
+    masks = torch.ops.yolact_fast.paste_masks(proto, coeffs, boxes, [60, 80], 0.5, 1.0)
+    return boxes, labels, scores, masks, count
+
+
+def test_compile_fullgraph_detect():
+    config = configs.yolact_base.replace(name="tiny", class_names=("a", "b", "c"))
+    priors = ops.make_priors(config, (64, 64))
+    g = torch.Generator().manual_seed(2)
+    loc, logits, coeffs, _ = random_head(priors.shape[0], 3, 8, g)
+    proto = random_proto(16, 16, 8, g)
+    compiled = torch.compile(detect_and_paste, fullgraph=True, backend="aot_eager")
+    got = compiled(loc, logits, coeffs, proto, priors)
+    want = detect_and_paste(loc, logits, coeffs, proto, priors)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert int(got[4]) > 0

@@ -57,3 +57,13 @@ def test_post_network_path(golden):
     assert torch.equal(labels, golden["classes"])
     assert_softmax_scores_close(scores, golden["scores"])
     assert torch.equal(masks, golden_masks(golden))
+
+
+def test_detect(golden):
+    """The fused detect from the raw head outputs: the official detections (scores within
+    a few ulps: its softmax has its own vectorized exp)."""
+    boxes, coeffs, labels, scores = ops.detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"],
+                                               golden["priors"])
+    assert torch.equal(labels, golden["det_class"]) and torch.equal(boxes, golden["det_box"])
+    assert torch.equal(coeffs, golden["det_mask_coeffs"])
+    torch.testing.assert_close(scores, golden["det_score"], rtol=2e-6, atol=0)

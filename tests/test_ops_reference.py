@@ -1,6 +1,8 @@
 """Every op against its pure-PyTorch twin in yolact_fast.reference on fresh random inputs:
 sizes from 0, hostile boxes, both float dtypes, non-contiguous inputs."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,9 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yolact_fast import configs, ops, reference
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_proto, random_scores
+from fuzz_ops import detections_mismatch
+from inputs import (clustered_boxes, random_boxes, random_coeffs, random_head, random_proto,
+                    random_scores)
 
 DTYPES = [torch.float32, torch.float64]
+REDUCED_DTYPES = [torch.float16, torch.bfloat16]
 SWEEP = settings(max_examples=40, deadline=None, derandomize=True)
 
 
@@ -23,6 +28,12 @@ def assert_nms_equal(got, want):
     for name, g, w in zip(names, got, want):
         assert g.shape == w.shape, f"{name}: {tuple(g.shape)} vs {tuple(w.shape)}"
         assert torch.equal(g, w), f"{name} differ"
+
+
+def assert_detections_close(got, want, rtol=2e-6, box_rtol=0.0):
+    """detect against its reference (see fuzz_ops.detections_mismatch)."""
+    problem = detections_mismatch(got, want, rtol, box_rtol)
+    assert problem is None, problem
 
 
 def mask_values_before_threshold(proto, coeffs, boxes, size, padding=1):
@@ -166,6 +177,99 @@ def test_nms_padded_op_returns_count():
     assert torch.equal(out[0][n:], torch.zeros(100 - n, 4))
 
 
+# --- detect -----------------------------------------------------------------------
+
+@SWEEP
+@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 400), num_classes=st.integers(0, 6),
+       k=st.integers(1, 5), top_k=st.sampled_from([0, 1, 7, 200]), max_det=st.sampled_from([0, 1, 5, 100]),
+       iou=st.sampled_from([0.0, 0.3, 0.5, 1.0]), score=st.sampled_from([0.0, 0.05, 0.3]),
+       concentration=st.sampled_from([0.5, 2.0, 8.0]), clustered=st.booleans(),
+       dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+def test_detect_matches_reference(seed, num_priors, num_classes, k, top_k, max_det, iou, score,
+                                  concentration, clustered, dtype, method):
+    g = gen(seed)
+    loc, logits, coeffs, priors = random_head(num_priors, num_classes, k, g, dtype, concentration, clustered)
+    variances = (0.1, 0.2) if seed % 2 else (0.13, 0.27)
+    args = (variances, iou, top_k, score, max_det, method)
+    got = ops.detect(loc, logits, coeffs, priors, *args)
+    assert_detections_close(got, reference.detect(loc, logits, coeffs, priors, *args))
+
+
+def test_detect_equals_fast_nms_on_its_scores():
+    """Same candidates, ranking and survivors as fast_nms given the same probabilities:
+    with logits whose softmax is exact in float32 (one class at 0, the rest at -inf, or
+    all equal), the two ops agree bit for bit, planted exact ties included."""
+    g = gen(21)
+    P, C = 300, 5
+    loc, _, coeffs, priors = random_head(P, C, 3, g, clustered=True)
+    logits = torch.full((P, C + 1), -math.inf)
+    logits[torch.arange(P), torch.randint(0, C + 1, (P,), generator=g)] = 0.0
+    logits[::7] = 1.0  # uniform rows: every class scores exactly 1 / (C + 1)
+    for method in ("fast", "cluster"):
+        got = ops.detect(loc, logits, coeffs, priors, method=method)
+        scores = torch.softmax(logits, -1)[:, 1:].t()
+        want = ops.fast_nms(ops.decode_boxes(loc, priors), scores, coeffs, method=method)
+        assert_nms_equal(got, want)
+        assert len(got[0]) == 100
+
+
+def test_detect_non_finite_and_non_contiguous():
+    g = gen(23)
+    loc, logits, coeffs, priors = random_head(200, 4, 3, g)
+    loc[0, 2] = 1e4  # exp overflows: infinite box, never a candidate
+    loc[1, 0] = math.nan
+    logits[2, 3] = math.nan  # a NaN logit makes the whole row NaN
+    logits[3, 0] = math.inf
+    logits[4] = -math.inf
+    logits[5, 1:] = -math.inf  # background only: all foreground scores 0
+    loc, logits = loc.t().contiguous().t(), logits.t().contiguous().t()
+    coeffs = coeffs.t().contiguous().t()
+    assert not logits.is_contiguous() and not loc.is_contiguous()
+    for score in (0.0, -math.inf):
+        got = ops.detect(loc, logits, coeffs, priors, score_threshold=score, max_detections=1000)
+        assert_detections_close(got, reference.detect(loc, logits, coeffs, priors, score_threshold=score,
+                                                      max_detections=1000))
+        assert torch.isfinite(got[0]).all() and not torch.isnan(got[3]).any()
+
+
+def test_detect_padded_op_returns_count():
+    g = gen(25)
+    loc, logits, coeffs, priors = random_head(300, 5, 4, g)
+    out = torch.ops.yolact_fast.detect(loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
+    n = int(out[4])
+    assert out[0].shape == (100, 4) and out[1].shape == (100, 4) and 0 < n <= 100
+    assert all(not t[n:].any() for t in out[:4])
+
+
+# --- float16 / bfloat16 ---------------------------------------------------------------
+
+def rounded_like_float32(op, dtype, *tensors, **kwargs):
+    """op on float32 copies of the reduced-precision inputs, outputs rounded to ``dtype``."""
+    out = op(*(t.float() for t in tensors), **kwargs)
+    if isinstance(out, torch.Tensor):
+        return out.to(dtype)
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in out)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_reduced_precision_is_float32_rounded_once(dtype, method):
+    """float16/bfloat16 inputs: computed in float32, outputs rounded once, so they equal the
+    float32 op on the same (upcast) inputs, rounded to the input dtype."""
+    g = gen(27)
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(400, 6, 4, g, clustered=True))
+    assert torch.equal(ops.decode_boxes(loc, priors),
+                       rounded_like_float32(ops.decode_boxes, dtype, loc, priors))
+    boxes = ops.decode_boxes(loc, priors)
+    scores = torch.softmax(logits.float(), -1)[:, 1:].t().to(dtype)
+    got = ops.fast_nms(boxes, scores, coeffs, method=method)
+    assert got[0].dtype == dtype and len(got[0]) > 0
+    assert_nms_equal(got, rounded_like_float32(ops.fast_nms, dtype, boxes, scores, coeffs, method=method))
+    got = ops.detect(loc, logits, coeffs, priors, method=method)
+    assert got[3].dtype == dtype and len(got[0]) > 0
+    assert_nms_equal(got, rounded_like_float32(ops.detect, dtype, loc, logits, coeffs, priors, method=method))
+
+
 # --- assemble_masks / paste_masks -------------------------------------------------
 
 @SWEEP
@@ -212,3 +316,25 @@ def test_masks_non_contiguous_and_nan():
     assert not got[0].any()
     torch.testing.assert_close(ops.assemble_masks(proto, coeffs, boxes),
                                reference.assemble_masks(proto, coeffs, boxes), rtol=1e-5, atol=1e-6)
+
+
+# --- float16 / bfloat16 masks ---------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpu", "emulated_cuda"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_masks_reduced_precision_equal_float32_of_the_same_values(backend, dtype):
+    """Reduced-precision inputs are computed in float32: assemble_masks is the float32
+    result of the upcast inputs rounded once to the dtype, paste_masks equals it."""
+    from yolact_fast.testing import emulated_cuda
+
+    backend_ops = ops if backend == "cpu" else emulated_cuda
+    g = gen(17)
+    for h, w, k, n, size in [(23, 17, 32, 5, (97, 64)), (138, 138, 32, 3, (48, 64)), (5, 9, 3, 4, (1, 7))]:
+        proto = random_proto(h, w, k, g).to(dtype)
+        coeffs, boxes = random_coeffs(n, k, g).to(dtype), random_boxes(n, g).to(dtype)
+        upcast = [t.float() for t in (proto, coeffs, boxes)]
+        got = backend_ops.assemble_masks(proto, coeffs, boxes)
+        assert got.dtype == dtype
+        assert torch.equal(got, backend_ops.assemble_masks(*upcast).to(dtype))
+        assert torch.equal(backend_ops.paste_masks(proto, coeffs, boxes, size),
+                           backend_ops.paste_masks(*upcast, size))

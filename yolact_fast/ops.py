@@ -3,8 +3,10 @@
 Every function here has a pure-PyTorch twin of the same name in
 :mod:`yolact_fast.reference`; the two agree to float rounding (masks: except at exact
 ties with the threshold). Inputs may be non-contiguous; float32 and float64 are
-supported; all tensors of one call must share a device and dtype. Bad arguments raise
-ValueError / TypeError naming the argument.
+supported, and float16/bfloat16 for ``decode_boxes``, ``fast_nms``/``cluster_nms`` and
+``detect`` (computed in float32, outputs rounded once to the input dtype); all tensors of
+one call must share a device and dtype. Bad arguments raise ValueError / TypeError naming
+the argument.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "decode_boxes",
     "fast_nms",
     "cluster_nms",
+    "detect",
     "assemble_masks",
     "paste_masks",
     "cuda_kernels_available",
@@ -65,15 +68,32 @@ def _check_size(size) -> Tuple[int, int]:
     return _check_int(size[0], "size[0]"), _check_int(size[1], "size[1]")
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_priors(config: YolactConfig, image_size: Tuple[int, int], device: str) -> torch.Tensor:
+def _priors_inputs(config: YolactConfig, image_size: Tuple[int, int], device: str):
+    """The make_priors kernel's arguments: anchor (w, h) float64 [A, 2] and, flattened,
+    (h, w) and the anchor count of each level."""
     levels = feature_sizes(image_size, config.num_levels)
     sizes = anchor_sizes(config)
     anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
-    anchor_wh = anchor_wh.view(-1, 2).to(device)
-    return _ops.make_priors(
-        anchor_wh, [s for hw in levels for s in hw], [len(level) for level in sizes]
-    )
+    return (anchor_wh.view(-1, 2).to(device), [s for hw in levels for s in hw],
+            [len(level) for level in sizes])
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_priors(config: YolactConfig, image_size: Tuple[int, int], device: str) -> torch.Tensor:
+    return _ops.make_priors(*_priors_inputs(config, image_size, device))
+
+
+def _check_priors_args(config, image_size, device) -> Tuple[Tuple[int, int], str]:
+    """Validated (image_size, device name) of a make_priors call."""
+    if not isinstance(config, YolactConfig):
+        raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
+    size = _check_size(image_size)
+    if min(size) < 1:
+        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return size, str(device)
 
 
 def make_priors(
@@ -84,15 +104,8 @@ def make_priors(
     Returns float32 [P, 4] (cx, cy, w, h) relative, ordered level (P3..), row, column,
     anchor. Computed once per (config, size, device) and cached; a fresh copy is returned.
     """
-    if not isinstance(config, YolactConfig):
-        raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
-    size = _check_size(image_size)
-    if min(size) < 1:
-        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _cached_priors(config, size, str(device)).clone()
+    size, device = _check_priors_args(config, image_size, device)
+    return _cached_priors(config, size, device).clone()
 
 
 def decode_boxes(
@@ -102,14 +115,16 @@ def decode_boxes(
 
     Bit-identical to the official decode on the CPU (same float32 operations in the same order).
     """
+    return _ops.decode_boxes(*_decode_args(loc, priors, variances))
+
+
+def _decode_args(loc, priors, variances):
     _check_tensor(loc, "loc")
     _check_tensor(priors, "priors")
     if not isinstance(variances, Sequence) or len(variances) != 2:
         raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
-    return _ops.decode_boxes(
-        loc, priors, _check_number(variances[0], "variances[0]"),
-        _check_number(variances[1], "variances[1]"),
-    )
+    return (loc, priors, _check_number(variances[0], "variances[0]"),
+            _check_number(variances[1], "variances[1]"))
 
 
 def fast_nms(
@@ -138,11 +153,16 @@ def fast_nms(
         N <= max_detections. On CUDA, reading N synchronizes; use
         ``torch.ops.yolact_fast.fast_nms`` for padded outputs plus a count tensor.
     """
-    out_boxes, out_coeffs, labels, out_scores, count = _raw_nms(
+    return _trim_detections(_ops.fast_nms(*_nms_args(
         boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
-    )
+    )))
+
+
+def _trim_detections(padded):
+    """(boxes, coeffs, labels, scores, count) padded -> the first count rows of each."""
+    *outputs, count = padded
     n = int(count)
-    return out_boxes[:n], out_coeffs[:n], labels[:n], out_scores[:n]
+    return tuple(t[:n] for t in outputs)
 
 
 def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
@@ -152,18 +172,62 @@ def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_thres
                     max_detections, method="cluster")
 
 
-def _raw_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
-             method):
+def _nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
+              method):
     for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
         _check_tensor(value, name)
+    return (boxes, scores, coeffs) + _nms_options(iou_threshold, top_k, score_threshold,
+                                                  max_detections, method)
+
+
+def _nms_options(iou_threshold, top_k, score_threshold, max_detections, method):
     if method not in ("fast", "cluster"):
         raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
-    return _ops.fast_nms(
-        boxes, scores, coeffs,
+    return (
         _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
         _check_number(score_threshold, "score_threshold"),
         _check_int(max_detections, "max_detections"), method,
     )
+
+
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLACT's Detect from one image's raw head outputs, fused: decode, softmax over the
+    classes, candidate selection and per-class top-k in one pass, then :func:`fast_nms`.
+
+    Args:
+        loc: [P, 4] box offsets. conf_logits: [P, C + 1] class logits, background first.
+        coeffs: [P, k] mask coefficients. priors: [P, 4] (cx, cy, w, h).
+        Other arguments as :func:`decode_boxes` and :func:`fast_nms`.
+
+    Returns:
+        As :func:`fast_nms` (labels 0..C-1 index the foreground classes). Scores may differ
+        from ``torch.softmax``'s by a few ulps (a vectorized exp). On CUDA, reading N
+        synchronizes; ``torch.ops.yolact_fast.detect`` returns padded outputs and a count.
+    """
+    return _trim_detections(_ops.detect(*_detect_args(
+        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
+        max_detections, method,
+    )))
+
+
+def _detect_args(loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k,
+                 score_threshold, max_detections, method):
+    loc, priors, variance_xy, variance_wh = _decode_args(loc, priors, variances)
+    _check_tensor(conf_logits, "conf_logits")
+    _check_tensor(coeffs, "coeffs")
+    return (loc, conf_logits, coeffs, priors, variance_xy, variance_wh) + _nms_options(
+        iou_threshold, top_k, score_threshold, max_detections, method)
 
 
 def assemble_masks(
@@ -175,9 +239,13 @@ def assemble_masks(
     A pixel (row, col) is kept iff x1 <= col < x2 and y1 <= row < y2 with the box scaled
     to proto pixels, ordered, widened by ``crop_padding`` and clamped to the image.
     """
+    return _ops.assemble_masks(*_mask_args(proto, coeffs, boxes, crop_padding))
+
+
+def _mask_args(proto, coeffs, boxes, crop_padding):
     for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
         _check_tensor(value, name)
-    return _ops.assemble_masks(proto, coeffs, boxes, _check_number(crop_padding, "crop_padding"))
+    return proto, coeffs, boxes, _check_number(crop_padding, "crop_padding")
 
 
 def paste_masks(
@@ -194,9 +262,10 @@ def paste_masks(
     proto [H, W, k], coeffs [N, k], boxes [N, 4] relative -> bool [N, h, w]. Only the
     pixels each box can reach are computed; the rest are False. ``threshold`` in [0, 1].
     """
-    for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
-        _check_tensor(value, name)
-    return _ops.paste_masks(
-        proto, coeffs, boxes, list(_check_size(size)), _check_number(threshold, "threshold"),
-        _check_number(crop_padding, "crop_padding"),
-    )
+    return _ops.paste_masks(*_paste_args(proto, coeffs, boxes, size, threshold, crop_padding))
+
+
+def _paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
+    proto, coeffs, boxes, crop_padding = _mask_args(proto, coeffs, boxes, crop_padding)
+    return (proto, coeffs, boxes, list(_check_size(size)), _check_number(threshold, "threshold"),
+            crop_padding)

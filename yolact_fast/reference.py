@@ -112,6 +112,30 @@ def greedy_nms(
                           max_detections, _greedy_survivors)
 
 
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The official Detect sequence on one image's raw head outputs: decode, softmax over
+    the C + 1 classes, drop the background, transpose to [C, P], then Fast NMS
+    (``method="fast"``) or greedy NMS (``"cluster"``, what Cluster-NMS computes).
+
+    loc [P,4], conf_logits [P,C+1], coeffs [P,k], priors [P,4] -> as :func:`fast_nms`.
+    """
+    boxes = decode_boxes(loc, priors, variances)
+    scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t()
+    nms = fast_nms if method == "fast" else greedy_nms
+    return nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections)
+
+
 def _fast_survivors(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """[C,K,K] IoU of ranked boxes -> [C,K] keep (official: triu, max over rows, <=)."""
     return iou.triu(diagonal=1).max(dim=1).values <= iou_threshold

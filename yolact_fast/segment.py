@@ -106,13 +106,12 @@ def postprocessor(model: Yolact, ops_module: ModuleType = _ops, score_threshold:
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise TypeError(f"segment runs float32 models, this one is {dtype}: call model.float()")
-    nms_fn = _nms_function(ops_module, nms)
 
     def finish(outputs, priors, image_sizes) -> List[Instances]:
         return [
             postprocess(
                 outputs.loc[i], outputs.conf_logits[i], outputs.mask_coeffs[i], outputs.proto[i],
-                priors, size, model.config, ops_module, nms_fn,
+                priors, size, model.config, ops_module, nms,
                 score_threshold, iou_threshold, top_k, max_detections,
                 maskiou_net=getattr(model, "maskiou_net", None),
             )
@@ -145,13 +144,6 @@ def _check_options(score_threshold, iou_threshold, top_k, max_detections, nms) -
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if nms not in NMS_KINDS:
         raise ValueError(f"nms must be one of {NMS_KINDS}, got {nms!r}")
-
-
-def _nms_function(ops_module: ModuleType, nms: str):
-    if nms == "fast":
-        return ops_module.fast_nms
-    # Cluster-NMS computes greedy NMS; the reference path runs the plain greedy loop.
-    return _reference.greedy_nms if ops_module is _reference else ops_module.cluster_nms
 
 
 def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> torch.Tensor:
@@ -193,15 +185,15 @@ def priors_for(model: Yolact, input_size: Tuple[int, int], device, ops_module=_o
 
 
 def postprocess(loc, conf_logits, mask_coeffs, proto, priors, image_size, config, ops_module,
-                nms_fn, score_threshold, iou_threshold, top_k, max_detections,
+                nms, score_threshold, iou_threshold, top_k, max_detections,
                 maskiou_net=None) -> Instances:
-    """Raw outputs of one image (loc [P,4], conf_logits [P,C], mask_coeffs [P,k],
-    proto [ph,pw,k]) -> Instances at ``image_size`` (H, W). With a ``maskiou_net`` (YOLACT++),
-    masks are re-scored (:func:`yolact_fast.rescore.rescore_masks`)."""
-    boxes = ops_module.decode_boxes(loc, priors, config.variances)
-    scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t().contiguous()
-    det_boxes, det_coeffs, labels, det_scores = nms_fn(
-        boxes, scores, mask_coeffs, iou_threshold, top_k, score_threshold, max_detections
+    """Raw outputs of one image (loc [P,4], conf_logits [P,C+1], mask_coeffs [P,k],
+    proto [ph,pw,k]) -> Instances at ``image_size`` (H, W). ``nms``: "fast" or "cluster"
+    (the reference path runs the plain greedy loop, which Cluster-NMS equals). With a
+    ``maskiou_net`` (YOLACT++), masks are re-scored (:func:`yolact_fast.rescore.rescore_masks`)."""
+    det_boxes, det_coeffs, labels, det_scores = ops_module.detect(
+        loc, conf_logits, mask_coeffs, priors, config.variances, iou_threshold, top_k,
+        score_threshold, max_detections, method=nms,
     )
     masks = ops_module.paste_masks(proto, det_coeffs, det_boxes, size=image_size)
     # Official boxes are truncated to integers (.long()); keep them as float32 pixels.

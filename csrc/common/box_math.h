@@ -9,6 +9,21 @@
 
 namespace yf {
 
+// floor and ceil of a float are exact in its own precision: no double on the device.
+YF_HD inline float floor_(float x) { return floorf(x); }
+YF_HD inline double floor_(double x) { return floor(x); }
+YF_HD inline float ceil_(float x) { return ceilf(x); }
+YF_HD inline double ceil_(double x) { return ceil(x); }
+
+template <class T>
+YF_HD inline T min_(T a, T b) {
+  return b < a ? b : a;
+}
+template <class T>
+YF_HD inline T max_(T a, T b) {
+  return a < b ? b : a;
+}
+
 // NaN-propagating min/max, like torch.min/torch.max of two tensors.
 template <class T>
 YF_HD inline T nan_min(T a, T b) {
@@ -88,8 +103,8 @@ YF_HD inline PixelRange crop_range(T lo, T hi, int64_t size, T padding) {
   const T last = clamp_max(nan_max(a, b) + padding, T(size));
   if (!(first <= last)) return {0, 0};  // also catches NaN
   // c >= first <=> c >= ceil(first); c < last <=> c < ceil(last), for integer c.
-  int64_t begin = first <= T(0) ? 0 : static_cast<int64_t>(ceil(static_cast<double>(first)));
-  int64_t end = last <= T(0) ? 0 : static_cast<int64_t>(ceil(static_cast<double>(last)));
+  int64_t begin = first <= T(0) ? 0 : static_cast<int64_t>(ceil_(first));
+  int64_t end = last <= T(0) ? 0 : static_cast<int64_t>(ceil_(last));
   if (begin > size) begin = size;
   if (end > size) end = size;
   return {begin, end};

@@ -1,17 +1,27 @@
 // Portability layer for code shared by the CPU and CUDA builds.
 //
-// YF_HD marks math that runs on both host and device. Under nvcc, YF_GLOBAL is
-// __global__; under a host compiler it is empty and blockIdx/threadIdx/blockDim/
-// gridDim are thread-local variables that yf::emulation::launch sets before calling
-// the kernel body once per (block, thread). Kernels therefore must not use
-// __syncthreads or __shared__: every kernel here is a grid-stride loop.
+// YF_HD marks math that runs on both host and device. Kernels (YF_GLOBAL) are written
+// once: nvcc compiles them for the GPU, and a host compiler compiles them against the
+// emulation of csrc/common/emulation.h, which runs each block's threads as fibers. There
+// blockIdx/threadIdx/blockDim/gridDim are thread-local variables the emulation sets, and
+// shared memory is declared only through
+//   YF_SHARED(T, name, N)       a static __shared__ T name[N]
+//   YF_DYNAMIC_SHARED(T, name)  the launch's dynamic shared bytes viewed as T
+// and indexed only as name[i] (read, write, compound assignment, atomicAdd(&name[i], v)),
+// so that the emulation can bounds-check and race-check every access. Under the emulation
+// `auto v = name[i]` binds a reference proxy: write `T v = name[i]`.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
 #define YF_HD __host__ __device__
 #define YF_GLOBAL __global__
+#define YF_SHARED(T, name, N) __shared__ T name[N]
+#define YF_DYNAMIC_SHARED(T, name)                                  \
+  extern __shared__ __align__(16) unsigned char yf_dynamic_shared_[]; \
+  T* name = reinterpret_cast<T*>(yf_dynamic_shared_)
 #else
 #define YF_HD
 #define YF_GLOBAL
@@ -31,6 +41,12 @@ inline thread_local dim3 gridDim;
 #endif
 
 namespace yf {
+
+// Dynamic shared memory above the default 48 KiB limit: passing this instead of a byte
+// count to a launch opts the kernel in (cudaFuncAttributeMaxDynamicSharedMemorySize).
+struct LargeSharedBytes {
+  size_t bytes;
+};
 
 // Linear index of this thread and total thread count of a 1-D grid (grid-stride loops).
 #define YF_KERNEL_LOOP(i, n)                                                            \

@@ -42,6 +42,9 @@ at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_size
 at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
                         double variance_wh) {
   check_decode_args(loc, priors, variance_xy, variance_wh);
+  if (is_reduced_float(loc))  // float32 inside, rounded once at the end
+    return decode_boxes(loc.to(at::kFloat), priors.to(at::kFloat), variance_xy, variance_wh)
+        .to(loc.scalar_type());
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   const int64_t P = priors.size(0);

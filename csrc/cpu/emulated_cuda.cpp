@@ -1,8 +1,7 @@
-// The CUDA launch logic and kernels (csrc/cuda/launch.h, kernels.cuh) instantiated with
-// a host emulation of the grid, on CPU tensors. Tests compare these with the reference,
-// so the CUDA index arithmetic is exercised on machines without a GPU.
-#include "../common/emulation.h"
+// The CUDA launch logic and kernels (csrc/cuda/launch.h, kernels.cuh) run on CPU tensors
+// under the host emulation of csrc/common/emulation.h: yolact_fast.testing.emulated_cuda.
 #include "../cuda/launch.h"
+#include "../cuda/nms_launch.h"
 #include "../ops.h"
 
 namespace yf {
@@ -11,6 +10,7 @@ namespace {
 
 constexpr emulation::HostLaunch kHost{};
 
+// After the argument checks (which compare devices): the first tensor's device is all.
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "emulated CUDA kernels take CPU tensors; ", name,
                     " is on ", t.device());
@@ -26,6 +26,7 @@ at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_size
 
 at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
                         double variance_wh) {
+  check_decode_args(loc, priors, variance_xy, variance_wh);
   check_cpu(loc, "loc");
   return launch::decode_boxes(kHost, loc, priors, variance_xy, variance_wh);
 }
@@ -33,19 +34,33 @@ at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double 
 NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
                    double iou_threshold, int64_t top_k, double score_threshold,
                    int64_t max_detections, std::string method) {
+  check_nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections);
   check_cpu(boxes, "boxes");
   return launch::fast_nms(kHost, boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
                           max_detections, method);
 }
 
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
+                 const at::Tensor& priors, double variance_xy, double variance_wh,
+                 double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method) {
+  check_detect_args(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_threshold,
+                    top_k, score_threshold, max_detections);
+  check_cpu(loc, "loc");
+  return launch::detect(kHost, loc, conf_logits, coeffs, priors, variance_xy, variance_wh,
+                        iou_threshold, top_k, score_threshold, max_detections, method);
+}
+
 at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
+  check_mask_args(proto, coeffs, boxes, crop_padding);
   check_cpu(proto, "proto");
   return launch::assemble_masks(kHost, proto, coeffs, boxes, crop_padding);
 }
 
 at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                        at::IntArrayRef size, double threshold, double crop_padding) {
+  check_paste_args(proto, coeffs, boxes, size, threshold, crop_padding);
   check_cpu(proto, "proto");
   return launch::paste_masks(kHost, proto, coeffs, boxes, size, threshold, crop_padding);
 }

@@ -1,4 +1,4 @@
-// CPU Fast NMS / Cluster NMS.
+// CPU Fast NMS / Cluster NMS, and detect (decode + softmax + NMS from the raw head outputs).
 //
 // Per class: candidates (priors whose best class score passes the threshold and whose
 // box is finite) are ranked by score (ties by prior index), the top_k are kept, and box
@@ -6,15 +6,28 @@
 // boxes still suppress), only surviving i for "cluster" (= greedy NMS). Survivors of all
 // classes are ranked by score (ties class-major) and cut to max_detections. Outputs are
 // padded to nms_output_size() rows; the fifth output holds the number of valid rows.
+//
+// The hot loops (softmax, IoU tests) are compiled for AVX-512, AVX2 and baseline x86-64
+// (target_clones) and picked at load time for the CPU at hand.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../checks.h"
 #include "../common/box_math.h"
 #include "../ops.h"
+#include "vec_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(YF_SANITIZE)
+#define YF_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define YF_VECTOR_CLONES
+#endif
+#define YF_INLINE inline __attribute__((always_inline))
 
 namespace yf {
 namespace cpu {
@@ -26,56 +39,64 @@ struct Ranked {
   int64_t index;  // prior index (per class) or flat class-major index (global)
 };
 
-// Descending score, ascending index: a strict weak order for non-NaN scores.
-template <class T>
-bool ranks_before(const Ranked<T>& a, const Ranked<T>& b) {
-  return a.score > b.score || (a.score == b.score && a.index < b.index);
-}
+// Descending score, ascending index: a strict weak order for non-NaN scores. A function
+// object, so that std::sort and std::nth_element inline it.
+struct RanksBefore {
+  template <class T>
+  bool operator()(const Ranked<T>& a, const Ranked<T>& b) const {
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+  }
+};
 
 template <class T>
 void top_k_in_place(std::vector<Ranked<T>>& items, int64_t k) {
   if (int64_t(items.size()) > k) {
-    std::nth_element(items.begin(), items.begin() + k, items.end(), ranks_before<T>);
+    std::nth_element(items.begin(), items.begin() + k, items.end(), RanksBefore());
     items.resize(k);
   }
-  std::sort(items.begin(), items.end(), ranks_before<T>);
+  std::sort(items.begin(), items.end(), RanksBefore());
 }
 
-// The top_k candidates of one class in rank order, in one pass: a buffer of up to 4 top_k
-// items is cut back to its top_k whenever it fills, and its k-th best score then bounds
-// what can still enter (ties enter too; the final selection orders them by index).
+// The top k (score, prior) pairs of one class, offered one at a time in any order. A
+// buffer of up to 4 k items is cut back to its best k whenever it fills; the k-th best
+// score then bounds what may still enter (ties enter: the final cut orders them by index).
 template <class T>
-std::vector<Ranked<T>> top_candidates(const T* class_scores, const std::vector<int64_t>& candidates,
-                                      int64_t top_k) {
-  std::vector<Ranked<T>> ranked;
-  const int64_t k = std::min<int64_t>(top_k, int64_t(candidates.size()));
-  if (k == 0) return ranked;
-  const size_t capacity = size_t(4 * k);
-  ranked.reserve(std::min(capacity, candidates.size()));
-  bool bounded = false;
-  T bound = T(0);
-  for (const int64_t p : candidates) {
-    const T score = class_scores[p];
-    if (bounded && score < bound) continue;
-    ranked.push_back({score, p});
-    if (ranked.size() == capacity) {
-      std::nth_element(ranked.begin(), ranked.begin() + (k - 1), ranked.end(), ranks_before<T>);
-      ranked.resize(k);
-      bound = ranked[k - 1].score;  // the k-th best so far
-      bounded = true;
+struct TopK {
+  int64_t k = 0;
+  T bound = -std::numeric_limits<T>::infinity();  // offers below this cannot make the top k
+  std::vector<Ranked<T>> items;
+
+  explicit TopK(int64_t k_ = 0) : k(k_) {}
+
+  void offer(T score, int64_t index) {
+    if (score >= bound) push(score, index);
+  }
+  void push(T score, int64_t index) {
+    if (items.empty()) items.reserve(size_t(4 * k));
+    items.push_back({score, index});
+    if (int64_t(items.size()) == 4 * k) {
+      std::nth_element(items.begin(), items.begin() + (k - 1), items.end(), RanksBefore());
+      items.resize(size_t(k));
+      bound = items.back().score;
     }
   }
-  top_k_in_place(ranked, k);
-  return ranked;
-}
+  void absorb(const TopK& other) { items.insert(items.end(), other.items.begin(), other.items.end()); }
+  // The top k in rank order.
+  std::vector<Ranked<T>> ranked() {
+    top_k_in_place(items, k);
+    return std::move(items);
+  }
+};
+
+// --- candidates and per-class top-k from foreground scores [C, P] -------------------
 
 // Priors whose best class score is > score_threshold (a NaN score anywhere disqualifies,
-// as torch.max propagates NaN) and whose box is finite, in ascending order.
+// as torch.max propagates NaN) and whose box is finite.
 template <class T>
-std::vector<int64_t> find_candidates(const T* boxes, const T* scores, int64_t C, int64_t P,
+std::vector<uint8_t> find_candidates(const T* boxes, const T* scores, int64_t C, int64_t P,
                                      T score_threshold) {
   std::vector<T> best(P, -std::numeric_limits<T>::infinity());
-  std::vector<uint8_t> has_nan(P, 0);
+  std::vector<uint8_t> has_nan(P, 0), candidate(P, 0);
   at::parallel_for(0, P, 4096, [&](int64_t begin, int64_t end) {
     T* b = best.data();
     uint8_t* n = has_nan.data();
@@ -86,19 +107,39 @@ std::vector<int64_t> find_candidates(const T* boxes, const T* scores, int64_t C,
         n[p] |= row[p] != row[p];
       }
     }
+    for (int64_t p = begin; p < end; ++p)
+      candidate[p] = !has_nan[p] && best[p] > score_threshold && box_is_finite(boxes + 4 * p);
   });
-  std::vector<int64_t> candidates;
-  for (int64_t p = 0; p < P; ++p)
-    if (!has_nan[p] && best[p] > score_threshold && box_is_finite(boxes + 4 * p))
-      candidates.push_back(p);
-  return candidates;
+  return candidate;
 }
+
+template <class T>
+std::vector<std::vector<Ranked<T>>> top_k_per_class(const T* scores, const uint8_t* candidate,
+                                                    int64_t C, int64_t P, int64_t k) {
+  std::vector<std::vector<Ranked<T>>> ranked(C);
+  if (k == 0) return ranked;
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      TopK<T> top(k);
+      const T* row = scores + c * P;
+      for (int64_t p = 0; p < P; ++p)
+        if (candidate[p] && row[p] >= top.bound) top.push(row[p], p);
+      ranked[c] = top.ranked();
+    }
+  });
+  return ranked;
+}
+
+// --- suppression -----------------------------------------------------------------------
 
 // Boxes in structure-of-arrays form with their areas, for vectorized IoU tests.
 template <class T>
 struct BoxColumns {
   std::vector<T> x1, y1, x2, y2, area;
 
+  void clear() {
+    x1.clear(), y1.clear(), x2.clear(), y2.clear(), area.clear();
+  }
   void push(const T* box) {
     x1.push_back(box[0]);
     y1.push_back(box[1]);
@@ -106,74 +147,83 @@ struct BoxColumns {
     y2.push_back(box[3]);
     area.push_back((box[2] - box[0]) * (box[3] - box[1]));
   }
-  int64_t size() const { return int64_t(x1.size()); }
 };
 
 // Whether any of boxes [begin, end) suppresses box b. Same arithmetic as box_iou(); the
 // plain min/max equal its NaN-propagating ones because candidate boxes are finite.
 // Branch-free so that the loop vectorizes.
 template <class T>
-bool any_suppresses(const BoxColumns<T>& a, int64_t begin, int64_t end, const T* b, T area_b,
-                    T iou_threshold) {
-  bool hit = false;
+YF_INLINE bool any_suppresses(const T* x1, const T* y1, const T* x2, const T* y2, const T* area,
+                              int64_t begin, int64_t end, const T* b, T area_b, T iou_threshold) {
+  int hit = 0;
   for (int64_t i = begin; i < end; ++i) {
-    const T right = a.x2[i] < b[2] ? a.x2[i] : b[2];
-    const T left = a.x1[i] > b[0] ? a.x1[i] : b[0];
-    const T bottom = a.y2[i] < b[3] ? a.y2[i] : b[3];
-    const T top = a.y1[i] > b[1] ? a.y1[i] : b[1];
+    const T right = x2[i] < b[2] ? x2[i] : b[2];
+    const T left = x1[i] > b[0] ? x1[i] : b[0];
+    const T bottom = y2[i] < b[3] ? y2[i] : b[3];
+    const T top = y1[i] > b[1] ? y1[i] : b[1];
     const T iw = right - left > T(0) ? right - left : T(0);
     const T ih = bottom - top > T(0) ? bottom - top : T(0);
     const T inter = iw * ih;
-    hit |= !(inter / (a.area[i] + area_b - inter) <= iou_threshold);
+    hit |= !(inter / (area[i] + area_b - inter) <= iou_threshold);
   }
-  return hit;
+  return hit != 0;
 }
 
 // Whether box b is suppressed by boxes [0, count): chunks keep the loop vectorized while
 // still stopping early once a chunk suppresses.
 template <class T>
-bool suppressed_by(const BoxColumns<T>& a, int64_t count, const T* b, T iou_threshold) {
+YF_INLINE bool suppressed_by(const BoxColumns<T>& a, int64_t count, const T* b, T iou_threshold) {
   constexpr int64_t kChunk = 32;
   const T area_b = (b[2] - b[0]) * (b[3] - b[1]);
   for (int64_t begin = 0; begin < count; begin += kChunk)
-    if (any_suppresses(a, begin, std::min(begin + kChunk, count), b, area_b, iou_threshold))
+    if (any_suppresses(a.x1.data(), a.y1.data(), a.x2.data(), a.y2.data(), a.area.data(), begin,
+                       std::min(begin + kChunk, count), b, area_b, iou_threshold))
       return true;
   return false;
 }
 
-// Survivors of one class, as ranked (score, prior) pairs in rank order.
+// Survivors of one class's ranked boxes, in rank order. "fast": every higher-ranked box
+// suppresses; "cluster" (greedy): only kept ones.
 template <class T>
-std::vector<Ranked<T>> nms_one_class(const T* boxes, const T* class_scores,
-                                     const std::vector<int64_t>& candidates, int64_t top_k,
-                                     T iou_threshold, NmsMethod method) {
-  const std::vector<Ranked<T>> ranked = top_candidates(class_scores, candidates, top_k);
-  // "fast": every higher-ranked box suppresses; "cluster" (greedy): only kept ones.
+YF_INLINE void survivors(const T* boxes, const std::vector<Ranked<T>>& ranked, T iou_threshold,
+                         bool greedy, std::vector<Ranked<T>>& kept) {
   BoxColumns<T> suppressors;
-  std::vector<Ranked<T>> kept;
+  int64_t count = 0;
   for (const Ranked<T>& item : ranked) {
     const T* box = boxes + 4 * item.index;
-    const bool suppressed = suppressed_by(suppressors, suppressors.size(), box, iou_threshold);
+    const bool suppressed = suppressed_by(suppressors, count, box, iou_threshold);
     if (!suppressed) kept.push_back(item);
-    if (!suppressed || method == NmsMethod::kFast) suppressors.push(box);
+    if (!suppressed || !greedy) {
+      suppressors.push(box);
+      ++count;
+    }
   }
-  return kept;
 }
 
-template <class T>
-void fast_nms_impl(const at::Tensor& boxes_t, const at::Tensor& scores_t, const at::Tensor& coeffs_t,
-                   T iou_threshold, int64_t top_k, T score_threshold, NmsMethod method,
-                   at::Tensor& out_boxes, at::Tensor& out_coeffs, at::Tensor& out_labels,
-                   at::Tensor& out_scores, at::Tensor& out_count) {
-  const int64_t C = scores_t.size(0), P = scores_t.size(1), K = coeffs_t.size(1);
-  const int64_t M = out_boxes.size(0);
-  const T* boxes = boxes_t.data_ptr<T>();
-  const T* scores = scores_t.data_ptr<T>();
-  const std::vector<int64_t> candidates = find_candidates(boxes, scores, C, P, score_threshold);
+YF_VECTOR_CLONES void class_survivors(const float* boxes, const std::vector<Ranked<float>>& ranked,
+                                      float iou_threshold, bool greedy,
+                                      std::vector<Ranked<float>>& kept) {
+  survivors(boxes, ranked, iou_threshold, greedy, kept);
+}
 
+YF_VECTOR_CLONES void class_survivors(const double* boxes,
+                                      const std::vector<Ranked<double>>& ranked,
+                                      double iou_threshold, bool greedy,
+                                      std::vector<Ranked<double>>& kept) {
+  survivors(boxes, ranked, iou_threshold, greedy, kept);
+}
+
+// Runs NMS on each class's ranked candidates and writes the padded outputs.
+template <class T>
+void nms_and_write(const T* boxes, const T* coeffs, int64_t num_coeffs,
+                   const std::vector<std::vector<Ranked<T>>>& ranked, T iou_threshold,
+                   NmsMethod method, at::Tensor& out_boxes, at::Tensor& out_coeffs,
+                   at::Tensor& out_labels, at::Tensor& out_scores, at::Tensor& out_count) {
+  const int64_t C = int64_t(ranked.size()), M = out_boxes.size(0);
   std::vector<std::vector<Ranked<T>>> kept(C);
   at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c)
-      kept[c] = nms_one_class(boxes, scores + c * P, candidates, top_k, iou_threshold, method);
+      class_survivors(boxes, ranked[c], iou_threshold, method == NmsMethod::kCluster, kept[c]);
   });
 
   // Flat class-major index c * top_k + rank breaks score ties like the reference.
@@ -193,37 +243,194 @@ void fast_nms_impl(const at::Tensor& boxes_t, const at::Tensor& scores_t, const 
   T* oc = out_coeffs.data_ptr<T>();
   int64_t* ol = out_labels.data_ptr<int64_t>();
   T* os = out_scores.data_ptr<T>();
-  const T* coeffs = coeffs_t.data_ptr<T>();
   for (int64_t m = 0; m < count; ++m) {
     const int64_t p = prior_of[all[m].index];
     std::copy(boxes + 4 * p, boxes + 4 * p + 4, ob + 4 * m);
-    std::copy(coeffs + K * p, coeffs + K * (p + 1), oc + K * m);
+    std::copy(coeffs + num_coeffs * p, coeffs + num_coeffs * (p + 1), oc + num_coeffs * m);
     ol[m] = class_of[all[m].index];
     os[m] = all[m].score;
   }
   out_count.fill_(count);
 }
 
+struct PaddedOutputs {
+  at::Tensor boxes, coeffs, labels, scores, count;
+
+  PaddedOutputs(int64_t M, int64_t k, const at::TensorOptions& options)
+      : boxes(at::zeros({M, 4}, options)),
+        coeffs(at::zeros({M, k}, options)),
+        labels(at::zeros({M}, options.dtype(at::kLong))),
+        scores(at::zeros({M}, options)),
+        count(at::zeros({}, options.dtype(at::kLong))) {}
+
+  // In the dtype of the inputs (float16/bfloat16 are computed in float32).
+  NmsResult result(at::ScalarType dtype) const {
+    return {boxes.to(dtype), coeffs.to(dtype), labels, scores.to(dtype), count};
+  }
+};
+
+inline at::ScalarType compute_type(const at::Tensor& t) {
+  return is_reduced_float(t) ? at::kFloat : t.scalar_type();
+}
+
+// --- detect: softmax + candidates + per-class top-k in one pass over the logits ---------
+
+// Foreground probabilities of one prior (softmax over C + 1 logits, background dropped):
+// writes probs[0, C) and returns whether the row is free of NaN. Eight partial maxima and
+// sums keep the reductions vectorized.
+template <class T>
+YF_INLINE bool foreground_softmax(const T* logits, int64_t C, T* exps, T* probs) {
+  const int64_t n = C + 1;
+  constexpr int kLanes = 8;
+  T lane_max[kLanes], lane_sum[kLanes];
+  for (int l = 0; l < kLanes; ++l) lane_max[l] = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane_max[l] = nan_max(lane_max[l], logits[i + l]);
+  T row_max = -std::numeric_limits<T>::infinity();
+  for (; i < n; ++i) row_max = nan_max(row_max, logits[i]);
+  for (int l = 0; l < kLanes; ++l) row_max = nan_max(row_max, lane_max[l]);
+
+  for (int64_t j = 0; j < n; ++j) exps[j] = exp_nonpositive(logits[j] - row_max);
+  for (int l = 0; l < kLanes; ++l) lane_sum[l] = T(0);
+  i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane_sum[l] += exps[i + l];
+  T sum = T(0);
+  for (int l = 0; l < kLanes; ++l) sum += lane_sum[l];
+  for (; i < n; ++i) sum += exps[i];
+  const T inv = T(1) / sum;
+  for (int64_t c = 0; c < C; ++c) probs[c] = exps[c + 1] * inv;
+  return sum == sum;  // any NaN logit (or +inf) makes every probability NaN
+}
+
+// Largest of n (a multiple of 8) non-NaN values, with eight partial maxima (vectorizes).
+template <class T>
+YF_INLINE T best_of(const T* values, int64_t n) {
+  T lane_max[8];
+  for (int l = 0; l < 8; ++l) lane_max[l] = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; i += 8)
+    for (int l = 0; l < 8; ++l) lane_max[l] = values[i + l] > lane_max[l] ? values[i + l] : lane_max[l];
+  T best = lane_max[0];
+  for (int l = 1; l < 8; ++l) best = lane_max[l] > best ? lane_max[l] : best;
+  return best;
+}
+
+// Offers the candidate priors of [begin, end) to one TopK per class. The classes whose
+// bound a prior passes are found with a vectorized compare against a copy of the bounds;
+// once the bounds have risen, most priors pass none.
+template <class T>
+YF_INLINE void select_range(const T* boxes, const T* logits, int64_t C, int64_t begin, int64_t end,
+                            T score_threshold, std::vector<TopK<T>>& tops) {
+  const int64_t padded = (C + 7) / 8 * 8;
+  std::vector<T> exps(C + 1), probs(padded, T(0)), bounds(padded, std::numeric_limits<T>::infinity());
+  std::vector<uint8_t> passes(padded, 0);
+  for (int64_t c = 0; c < C; ++c) bounds[c] = tops[c].bound;
+  for (int64_t p = begin; p < end; ++p) {
+    if (!foreground_softmax(logits + p * (C + 1), C, exps.data(), probs.data())) continue;
+    if (!(best_of(probs.data(), padded) > score_threshold) || !box_is_finite(boxes + 4 * p)) continue;
+    for (int64_t c = 0; c < padded; ++c) passes[c] = probs[c] >= bounds[c];
+    for (int64_t word = 0; word < padded; word += 8) {
+      uint64_t bits;
+      std::memcpy(&bits, passes.data() + word, sizeof bits);
+      if (bits == 0) continue;
+      for (int64_t c = word; c < word + 8; ++c) {
+        if (!passes[c]) continue;
+        tops[c].push(probs[c], p);
+        bounds[c] = tops[c].bound;
+      }
+    }
+  }
+}
+
+YF_VECTOR_CLONES void select_candidates(const float* boxes, const float* logits, int64_t C,
+                                        int64_t begin, int64_t end, float score_threshold,
+                                        std::vector<TopK<float>>& tops) {
+  select_range(boxes, logits, C, begin, end, score_threshold, tops);
+}
+
+YF_VECTOR_CLONES void select_candidates(const double* boxes, const double* logits, int64_t C,
+                                        int64_t begin, int64_t end, double score_threshold,
+                                        std::vector<TopK<double>>& tops) {
+  select_range(boxes, logits, C, begin, end, score_threshold, tops);
+}
+
+// Per class, the top k candidates in rank order: the priors are split into one range per
+// thread, each with its own TopK per class, merged at the end.
+template <class T>
+std::vector<std::vector<Ranked<T>>> detect_top_k(const T* boxes, const T* logits, int64_t C,
+                                                 int64_t P, int64_t k, T score_threshold) {
+  std::vector<std::vector<Ranked<T>>> ranked(C);
+  if (k == 0 || C == 0 || P == 0) return ranked;
+  constexpr int64_t kMinPriorsPerRange = 1024;
+  const int64_t ranges =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), P / kMinPriorsPerRange));
+  std::vector<std::vector<TopK<T>>> tops(ranges, std::vector<TopK<T>>(C, TopK<T>(k)));
+  at::parallel_for(0, ranges, 1, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r)
+      select_candidates(boxes, logits, C, P * r / ranges, P * (r + 1) / ranges, score_threshold,
+                        tops[r]);
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t r = 1; r < ranges; ++r) tops[0][c].absorb(tops[r][c]);
+    ranked[c] = tops[0][c].ranked();
+  }
+  return ranked;
+}
+
 }  // namespace
 
-NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
-                   double iou_threshold, int64_t top_k, double score_threshold,
-                   int64_t max_detections, std::string method) {
-  check_nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections);
+NmsResult fast_nms(const at::Tensor& boxes_in, const at::Tensor& scores_in,
+                   const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
+                   double score_threshold, int64_t max_detections, std::string method) {
+  check_nms_args(boxes_in, scores_in, coeffs_in, iou_threshold, top_k, score_threshold,
+                 max_detections);
   const NmsMethod nms_method = parse_nms_method(method);
-  const int64_t M = nms_output_size(scores.size(0), boxes.size(0), top_k, max_detections);
-  auto out_boxes = at::zeros({M, 4}, boxes.options());
-  auto out_coeffs = at::zeros({M, coeffs.size(1)}, coeffs.options());
-  auto out_labels = at::zeros({M}, boxes.options().dtype(at::kLong));
-  auto out_scores = at::zeros({M}, boxes.options());
-  auto out_count = at::zeros({}, boxes.options().dtype(at::kLong));
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "fast_nms_cpu", [&] {
-    fast_nms_impl<scalar_t>(boxes.contiguous(), scores.contiguous(), coeffs.contiguous(),
-                            static_cast<scalar_t>(iou_threshold), top_k,
-                            static_cast<scalar_t>(score_threshold), nms_method, out_boxes,
-                            out_coeffs, out_labels, out_scores, out_count);
+  const at::ScalarType dtype = compute_type(boxes_in);
+  const auto boxes = boxes_in.to(dtype).contiguous();
+  const auto scores = scores_in.to(dtype).contiguous();
+  const auto coeffs = coeffs_in.to(dtype).contiguous();
+  const int64_t C = scores.size(0), P = boxes.size(0);
+  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1),
+                    boxes.options());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "fast_nms_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    const scalar_t* s = scores.data_ptr<scalar_t>();
+    const auto candidate = find_candidates(b, s, C, P, static_cast<scalar_t>(score_threshold));
+    const auto ranked = top_k_per_class(s, candidate.data(), C, P, std::min(top_k, P));
+    nms_and_write(b, coeffs.data_ptr<scalar_t>(), coeffs.size(1), ranked,
+                  static_cast<scalar_t>(iou_threshold), nms_method, out.boxes, out.coeffs,
+                  out.labels, out.scores, out.count);
   });
-  return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
+  return out.result(boxes_in.scalar_type());
+}
+
+NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits_in,
+                 const at::Tensor& coeffs_in, const at::Tensor& priors, double variance_xy,
+                 double variance_wh, double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, std::string method) {
+  const int64_t C = check_detect_args(loc, conf_logits_in, coeffs_in, priors, variance_xy,
+                                      variance_wh, iou_threshold, top_k, score_threshold,
+                                      max_detections);
+  const NmsMethod nms_method = parse_nms_method(method);
+  const at::ScalarType dtype = compute_type(loc);
+  // Decoding is cheap next to the softmax; the decode kernel's boxes are bit-identical to
+  // the official ones (its exp is ATen's).
+  const auto boxes = decode_boxes(loc.to(dtype), priors.to(dtype), variance_xy, variance_wh);
+  const auto conf_logits = conf_logits_in.to(dtype).contiguous();
+  const auto coeffs = coeffs_in.to(dtype).contiguous();
+  const int64_t P = loc.size(0);
+  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1),
+                    boxes.options());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "detect_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    const auto ranked = detect_top_k(b, conf_logits.data_ptr<scalar_t>(), C, P,
+                                     std::min(top_k, P), static_cast<scalar_t>(score_threshold));
+    nms_and_write(b, coeffs.data_ptr<scalar_t>(), coeffs.size(1), ranked,
+                  static_cast<scalar_t>(iou_threshold), nms_method, out.boxes, out.coeffs,
+                  out.labels, out.scores, out.count);
+  });
+  return out.result(loc.scalar_type());
 }
 
 }  // namespace cpu

@@ -1,10 +1,14 @@
-// Launch logic of the CUDA ops, written once for any Launch policy: the real one
-// (csrc/cuda/yolact_fast_cuda.cu: kernel<<<grid, block, 0, stream>>>) and the host
-// emulation (csrc/cpu/emulated_cuda.cpp) that runs the same kernels on CPU tensors in
-// tests. Only ATen ops and kernel launches: nothing here waits on the device.
+// Launch logic of the CUDA ops, written once for any Launch policy, called as
+//   launch("kernel_name", grid, block, dynamic_shared_bytes, &kernels::fn<T>, args...)
+// (dynamic_shared_bytes a size_t, or LargeSharedBytes to opt in above 48 KiB): the real
+// policy (csrc/cuda/yolact_fast_cuda.cu) launches fn<<<grid, block, bytes, stream>>>, the
+// host policy (emulation::HostLaunch) runs the same kernels on CPU tensors under the
+// emulation. Only ATen ops and kernel launches: nothing here waits on the device. The
+// callers check the arguments first (before any device guard), with csrc/checks.h.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 #include <limits>
 
@@ -33,7 +37,7 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
     const int64_t h = feature_sizes[2 * l], w = feature_sizes[2 * l + 1];
     const int64_t A = anchors_per_level[l], count = h * w * A;
     if (count > 0)
-      launch(blocks_for(count), dim3(kThreads), &kernels::priors_level,
+      launch("priors_level", blocks_for(count), dim3(kThreads), 0, &kernels::priors_level,
              priors.data_ptr<float>() + 4 * offset, wh.data_ptr<double>() + 2 * anchor_offset, h,
              w, A);
     offset += count;
@@ -45,14 +49,17 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
 template <class Launch>
 at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::Tensor& priors,
                         double variance_xy, double variance_wh) {
-  check_decode_args(loc, priors, variance_xy, variance_wh);
+  if (is_reduced_float(loc))  // float32 inside, rounded once at the end
+    return decode_boxes(launch, loc.to(at::kFloat), priors.to(at::kFloat), variance_xy,
+                        variance_wh)
+        .to(loc.scalar_type());
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   auto out = at::empty_like(loc_c);
   const int64_t total = loc_c.numel() / 4;
   if (total == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(loc.scalar_type(), "decode_boxes_cuda", [&] {
-    launch(blocks_for(total), dim3(kThreads), &kernels::decode<scalar_t>,
+    launch("decode", blocks_for(total), dim3(kThreads), 0, &kernels::decode<scalar_t>,
            loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
            total, priors.size(0), static_cast<scalar_t>(variance_xy),
            static_cast<scalar_t>(variance_wh));
@@ -60,107 +67,93 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
   return out;
 }
 
-template <class Launch>
-NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::Tensor& scores_in,
-                   const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
-                   double score_threshold, int64_t max_detections, const std::string& method) {
-  check_nms_args(boxes_in, scores_in, coeffs_in, iou_threshold, top_k, score_threshold,
-                 max_detections);
-  const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
-  const auto boxes = boxes_in.contiguous();
-  const auto scores = scores_in.contiguous();
-  const auto coeffs = coeffs_in.contiguous();
-  const int64_t C = scores.size(0), P = boxes.size(0), k = coeffs.size(1);
-  const int64_t K = std::min(top_k, P);
-  const int64_t M = nms_output_size(C, P, top_k, max_detections);
-  const int64_t words = (K + 63) / 64;
-  TORCH_CHECK_VALUE(double(C) * K * words * 8 <= double(std::numeric_limits<int32_t>::max()),
-                    "fast_nms on this device keeps a ", C, " x ", K, " x ", K,
-                    " suppression bitmask, which is too large: lower top_k (", top_k, ")");
-  const auto options = boxes.options();
-  auto out_boxes = at::zeros({M, 4}, options);
-  auto out_coeffs = at::zeros({M, k}, options);
-  auto out_labels = at::zeros({M}, options.dtype(at::kLong));
-  auto out_scores = at::zeros({M}, options);
-  auto out_count = at::zeros({}, out_labels.options());
-  if (M == 0) return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
-
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "fast_nms_cuda", [&] {
-    auto keys = at::empty({C, P}, options);
-    auto is_candidate = at::empty({P}, options.dtype(at::kBool));
-    launch(blocks_for(P), dim3(kThreads), &kernels::candidate_keys<scalar_t>,
-           boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(), C, P,
-           static_cast<scalar_t>(score_threshold), keys.data_ptr<scalar_t>(),
-           is_candidate.data_ptr<bool>());
-    const auto num_candidates = is_candidate.sum(at::kLong);
-    const auto sorted = at::sort(keys, /*stable=*/true, /*dim=*/1, /*descending=*/false);
-    const auto ranked_keys = std::get<0>(sorted).narrow(1, 0, K).contiguous();
-    const auto ranked_prior = std::get<1>(sorted).narrow(1, 0, K).contiguous();
-
-    auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
-    auto removed = at::empty({C, words}, options.dtype(at::kLong));
-    auto keep = at::empty({C, K}, options.dtype(at::kBool));
-    auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-    launch(blocks_for(C * K * words), dim3(kThreads), &kernels::suppression_mask<scalar_t>,
-           boxes.data_ptr<scalar_t>(), ranked_prior.data_ptr<int64_t>(),
-           num_candidates.data_ptr<int64_t>(), C, K, words,
-           static_cast<scalar_t>(iou_threshold), mask_bits);
-    launch(blocks_for(C), dim3(kThreads), &kernels::scan_suppression, mask_bits,
-           num_candidates.data_ptr<int64_t>(), C, K, words, greedy,
-           reinterpret_cast<uint64_t*>(removed.data_ptr<int64_t>()), keep.data_ptr<bool>());
-
-    const auto survivor_keys =
-        at::where(keep, ranked_keys, at::full({}, std::numeric_limits<double>::quiet_NaN(), options));
-    const auto global_order =
-        std::get<1>(at::sort(survivor_keys.view({-1}), /*stable=*/true, /*dim=*/0, false))
-            .narrow(0, 0, M)
-            .contiguous();
-    out_count = at::clamp_max(keep.sum(at::kLong), max_detections);
-    launch(blocks_for(M), dim3(kThreads), &kernels::gather_detections<scalar_t>,
-           boxes.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
-           ranked_prior.data_ptr<int64_t>(), ranked_keys.data_ptr<scalar_t>(),
-           global_order.data_ptr<int64_t>(), out_count.data_ptr<int64_t>(), M, K, k,
-           out_boxes.data_ptr<scalar_t>(), out_coeffs.data_ptr<scalar_t>(),
-           out_labels.data_ptr<int64_t>(), out_scores.data_ptr<scalar_t>());
-  });
-  return {out_boxes, out_coeffs, out_labels, out_scores, out_count};
+// Dynamic shared memory of the mask kernels: the coefficients in the arithmetic type A,
+// opted in above 48 KiB (with the static arrays) for very large k.
+template <class Launch, class A, class... KernelArgs, class... Args>
+void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64_t k,
+                        size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
+  const size_t bytes = size_t(k) * sizeof(A);
+  TORCH_CHECK_VALUE(bytes + static_bytes <= 227 * 1024, name, " on CUDA stages the ", k,
+                    " coefficients of a detection in shared memory: k is too large");
+  // Detections beyond grid.z's limit go to further launches.
+  const int64_t detections = grid.z;
+  for (int64_t first = 0; first < detections; first += 65535) {
+    grid.z = unsigned(std::min<int64_t>(65535, detections - first));
+    if (bytes + static_bytes > 48 * 1024)
+      launch(name, grid, dim3(kernels::kMaskThreads), LargeSharedBytes{bytes}, kernel, int(first),
+             std::forward<Args>(args)...);
+    else
+      launch(name, grid, dim3(kernels::kMaskThreads), bytes, kernel, int(first),
+             std::forward<Args>(args)...);
+  }
 }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 template <class Launch>
 at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
-  check_mask_args(proto, coeffs, boxes, crop_padding);
   const auto proto_c = proto.contiguous();
   const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
   const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
-  auto out = at::empty({N, H, W}, proto.options());
+  auto out = at::zeros({N, H, W}, proto.options());
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "assemble_masks_cuda", [&] {
-    launch(blocks_for(N * H * W), dim3(kThreads), &kernels::assemble_masks<scalar_t>,
-           proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
-           boxes_c.data_ptr<scalar_t>(), N, H, W, k, static_cast<scalar_t>(crop_padding),
-           out.data_ptr<scalar_t>());
+  TORCH_CHECK_VALUE(ceil_div(H, kernels::kAssembleTile) <= 65535,
+                    "assemble_masks on CUDA supports proto heights up to ", 65535 * 32);
+  const dim3 grid(unsigned(ceil_div(W, kernels::kAssembleTile)),
+                  unsigned(ceil_div(H, kernels::kAssembleTile)), unsigned(N));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
+                                  "assemble_masks_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    launch_mask_kernel<Launch, A>(launch, "assemble_masks", grid, k, 0,
+                                  &kernels::assemble_masks<scalar_t, A>,
+                                  proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
+                                  boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k),
+                                  static_cast<A>(crop_padding), out.data_ptr<scalar_t>());
   });
   return out;
+}
+
+// Output rows (or columns) per paste tile: as many as keep the proto pixels their taps
+// read within `patch` - 2 (src advances in_size / out_size per output pixel).
+inline int paste_tile_extent(int64_t in_size, int64_t out_size, int max_tile, int patch) {
+  const int64_t fit = (patch - 2) * out_size / in_size + 1;
+  return int(std::min<int64_t>(max_tile, std::max<int64_t>(fit, 1)));
 }
 
 template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                        const at::Tensor& boxes, at::IntArrayRef size, double threshold,
                        double crop_padding) {
-  check_paste_args(proto, coeffs, boxes, size, threshold, crop_padding);
-  const int64_t H = proto.size(0), W = proto.size(1), N = coeffs.size(0);
+  const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
   const int64_t out_h = size[0], out_w = size[1];
-  auto out = at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool));
+  auto out = at::zeros({N, out_h, out_w}, proto.options().dtype(at::kBool));
   if (out.numel() == 0) return out;
-  const at::Tensor masks = assemble_masks(launch, proto, coeffs, boxes, crop_padding);
+  const auto proto_c = proto.contiguous();
+  const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(proto.scalar_type(), "paste_masks_cuda", [&] {
-    launch(blocks_for(out.numel()), dim3(kThreads), &kernels::paste_masks<scalar_t>,
-           masks.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(), N, H, W, out_h, out_w,
-           static_cast<scalar_t>(crop_padding), static_cast<scalar_t>(threshold),
-           out.data_ptr<bool>());
+  const int tile_h = paste_tile_extent(H, out_h, kernels::kPasteTileH, kernels::kPatchH);
+  int tile_w = paste_tile_extent(W, out_w, kernels::kPasteTileW, kernels::kPatchW);
+  const bool quad_stores = out_w % 4 == 0 && tile_w >= 4;
+  if (quad_stores) tile_w -= tile_w % 4;
+  TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) &&
+                        ceil_div(out_h, tile_h) <= 65535,
+                    "paste_masks on CUDA: size ", size, " is too large");
+  const dim3 grid(unsigned(ceil_div(out_w, tile_w)), unsigned(ceil_div(out_h, tile_h)),
+                  unsigned(N));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
+                                  "paste_masks_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    constexpr size_t static_bytes =
+        sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
+        sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) + 64;
+    launch_mask_kernel<Launch, A>(
+        launch, "paste_masks", grid, k, static_bytes, &kernels::paste_masks<scalar_t, A>,
+        proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(),
+        int(H), int(W), int(k), int(out_h), int(out_w), tile_h, tile_w,
+        static_cast<A>(crop_padding), static_cast<A>(threshold), quad_stores,
+        out.data_ptr<bool>());
   });
   return out;
 }

@@ -1,0 +1,284 @@
+"""A modelled H100 time for the post-network ops: bytes / 3.35 TB/s + 3 us per launch.
+
+This is a model, not a measurement: every figure derived here is labelled "modelled".
+Each launch reads its inputs and writes its outputs once from DRAM (data passed between
+launches goes through DRAM, re-reads inside one kernel are assumed to hit the caches);
+overlap of launches, occupancy and compute are ignored. It is a floor for bandwidth-bound
+kernels and charges each launch its typical CPU-side cost.
+
+Two sides are modelled on the official shapes (19,248 priors, 81 classes, 138x138x32
+prototypes, 100 detections, 480x640 output):
+- ours: the custom kernels the CUDA launch code runs (recorded under the host emulation)
+  plus the ATen ops it calls (recorded by the PyTorch profiler while it runs on CPU);
+- official: the op sequence of the official YOLACT code (layers/box_utils.py decode and
+  jaccard, layers/functions/detection.py Detect/fast_nms, layers/output_utils.py
+  postprocess and crop), written down in ``official_steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+H100_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
+LAUNCH_US = 3.0
+SORT_PASSES = 4  # radix sort of 32-bit keys with 8-bit digits (modelled)
+TOPK_PASSES = 2  # radix select reads (modelled)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    priors: int = 19248
+    classes: int = 80  # foreground
+    k: int = 32
+    proto_h: int = 138
+    proto_w: int = 138
+    detections: int = 100
+    top_k: int = 200
+    out_h: int = 480
+    out_w: int = 640
+    levels: int = 5
+    footprint: float = 1.0  # share of the N x out_h x out_w masks inside the crop boxes
+
+    @property
+    def words(self) -> int:
+        return math.ceil(self.top_k / 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One device-side step: `launches` kernel launches moving `read` + `written` bytes."""
+    name: str
+    launches: int
+    read: float
+    written: float
+
+    @property
+    def modelled_us(self) -> float:
+        return (self.read + self.written) / H100_BYTES_PER_S * 1e6 + LAUNCH_US * self.launches
+
+
+def total(steps: Iterable[Step]) -> Dict[str, float]:
+    steps = list(steps)
+    return {
+        "launches": sum(s.launches for s in steps),
+        "bytes": sum(s.read + s.written for s in steps),
+        "modelled_us": sum(s.modelled_us for s in steps),
+    }
+
+
+# --- our custom kernels: bytes per launch ----------------------------------------------------
+
+F32, I64 = 4, 8
+
+
+def _threads(dims: Optional[Sequence[int]]) -> int:
+    return math.prod(dims) if dims else 0
+
+
+def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
+    """Kernel name -> function of a launch record ({"grid", "block", ...}) giving the
+    (read, written) bytes of that launch on the shapes ``s``. The rule for every step,
+    ATen's too: a launch reads its inputs once and writes its outputs once (data passed
+    between launches goes through DRAM; re-reads inside one kernel hit the caches)."""
+    P, C, K, k, M = s.priors, s.classes, s.top_k, s.k, s.detections
+    proto = s.proto_h * s.proto_w * k * F32
+    masks = M * s.proto_h * s.proto_w * F32
+    out = M * s.out_h * s.out_w  # bool
+    det = M * (4 * F32 + k * F32 + I64 + F32)  # boxes, coeffs, label, score
+    upper = (s.words + 1) / (2 * s.words)  # share of the IoU tiles on or above the diagonal
+    bits = C * K * s.words * I64 * upper
+    return {
+        "priors_level": lambda r: (2 * 8 * 9, _threads(r.get("grid")) * _threads(r.get("block")) * 4 * F32),
+        "decode": lambda r: (2 * P * 4 * F32, P * 4 * F32),
+        "detect_scores": lambda r: (2 * P * 4 * F32 + P * (C + 1) * F32, P * 4 * F32 + C * P * F32 + P),
+        "candidate_flags": lambda r: (C * P * F32 + P * 4 * F32, P),
+        # one block per class: top K of the P scores; one block: top M of the C x K survivors
+        "select_top_k": lambda r: ((C * P * F32 + P, C * K * (I64 + F32) + C * I64)
+                                   if _threads(r.get("grid")) > 1 else
+                                   (C * K * (F32 + 1), M * (I64 + F32) + I64)),
+        "iou_tiles": lambda r: (C * K * (I64 + 4 * F32) + C * I64, bits),
+        "survivors": lambda r: (bits + C * I64, C * K),
+        "gather_detections": lambda r: (M * (I64 + F32 + I64) + det + I64, det + I64),
+        # fused mask kernels: proto, coefficients and boxes in; only each box's footprint
+        # written (the rest is zeroed by an ATen memset, charged as its own step)
+        "assemble_masks": lambda r: (proto + M * (k + 4) * F32, masks * s.footprint),
+        "paste_masks": lambda r: (proto + M * (k + 4) * F32, out * s.footprint),
+    }
+
+
+def kernel_step(record: dict, s: Shapes) -> Step:
+    """Step of one custom-kernel launch record; bytes NaN when no formula knows its name."""
+    base = re.sub(r"<.*", "", record["name"])
+    formula = _kernel_bytes(s).get(base)
+    read, written = formula(record) if formula else (math.nan, math.nan)
+    return Step(f"kernel {base}", 1, read, written)
+
+
+def known_kernel(name: str) -> bool:
+    return re.sub(r"<.*", "", name) in _kernel_bytes(Shapes())
+
+
+# --- ATen ops recorded by the profiler -------------------------------------------------------
+
+# no device work: allocations, views, metadata
+_NO_LAUNCH = {
+    "empty", "empty_like", "empty_strided", "narrow", "slice", "select", "view", "reshape",
+    "_reshape_alias", "as_strided", "t", "transpose", "permute", "expand", "expand_as", "unsqueeze",
+    "squeeze", "alias", "detach", "lift_fresh", "resize_", "unbind", "split", "chunk", "_unsafe_view",
+    "numpy_T", "result_type", "detach_", "lift_fresh_copy", "is_nonzero", "size", "stride", "set_", "unfold", "view_as",
+}
+# ops whose own kernel(s) we model (their CPU-side children are ignored); value: launches
+_LEAF_LAUNCHES = {"sort": SORT_PASSES + 2, "topk": 3, "nonzero": 2, "_local_scalar_dense": 1}
+_ELEMENT_SIZE = {"float": 4, "double": 8, "c10::Half": 2, "c10::BFloat16": 2, "long int": 8,
+                 "int": 4, "bool": 1, "unsigned char": 1, "signed char": 1, "short int": 2}
+# composite ops: the device work is their children's (copy_, fill_, ...)
+_COMPOSITE = {"contiguous", "to", "_to_copy", "clone", "zeros", "zeros_like", "ones", "ones_like",
+              "full", "full_like", "new_zeros", "new_full", "new_empty", "reshape", "flatten",
+              "item", "index_put_", "index_put", "repeat", "type_as", "linear", "matmul", "softmax",
+              "einsum", "max_pool2d"}
+
+
+def _tensor_bytes(event) -> List[int]:
+    sizes = []
+    for shape, dtype in zip(event.input_shapes, event.input_dtypes):
+        if dtype in _ELEMENT_SIZE and isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+            sizes.append(math.prod(shape) * _ELEMENT_SIZE[dtype] if shape else _ELEMENT_SIZE[dtype])
+    return sizes
+
+
+def _aten_step(event) -> Optional[Step]:
+    name = event.name.split("::", 1)[1]
+    base = name.split(".")[0]
+    sizes = _tensor_bytes(event)
+    read = float(sum(sizes))
+    largest = float(max(sizes, default=0))
+    if base in _LEAF_LAUNCHES:
+        if base == "sort":
+            numel = largest / 4
+            traffic = numel * (4 + I64) * SORT_PASSES
+            return Step(f"aten::{base}", _LEAF_LAUNCHES[base], traffic + largest, traffic + numel * (4 + I64))
+        if base == "topk":
+            return Step(f"aten::{base}", _LEAF_LAUNCHES[base], largest * TOPK_PASSES, 0.0)
+        return Step(f"aten::{base}", _LEAF_LAUNCHES[base], read, largest)
+    if base in ("fill_", "zero_"):
+        return Step(f"aten::{base}", 1, 0.0, largest)
+    if base == "copy_":  # (dst, src)
+        return Step("aten::copy_", 1, sizes[1] if len(sizes) > 1 else largest, largest)
+    if base in ("sum", "max", "min", "amax", "amin", "any", "all", "mean", "prod", "argmax"):
+        return Step(f"aten::{base}", 1, read, 0.0)
+    return Step(f"aten::{base}", 1, read, largest)  # element-wise-like
+
+
+def aten_steps(events) -> List[Step]:
+    """Device steps of the ATen ops in a profile: each op that launches work, outermost
+    first (children of a modelled op are its CPU implementation, not counted)."""
+    steps: List[Step] = []
+
+    def visit(event):
+        base = event.name.split("::", 1)[1].split(".")[0] if event.name.startswith("aten::") else None
+        if base in _NO_LAUNCH:
+            return
+        if base is None or base in _COMPOSITE:  # not an ATen op, or one made of others
+            for child in event.cpu_children:
+                visit(child)
+            return
+        steps.append(_aten_step(event))
+        if base == "index":  # a boolean mask index runs nonzero first
+            for child in event.cpu_children:
+                if child.name == "aten::nonzero":
+                    visit(child)
+
+    for event in events:
+        if event.cpu_parent is None:
+            visit(event)
+    return steps
+
+
+# --- the official op sequence ------------------------------------------------------------------
+
+def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, List[Step]]:
+    """Per op, the device steps of the official YOLACT code (batch 1, eval), with their
+    launches. ``candidates``: priors whose best class score passes 0.05 (default: all).
+    A boolean-mask index is modelled as nonzero (2 launches, and a host sync) + index (1).
+
+    decode (box_utils.decode): loc_xy*v0, *p_wh, +p_xy; loc_wh*v1, exp, *p_wh; cat;
+      boxes[:, :2] -= boxes[:, 2:]/2 (div, sub_); boxes[:, 2:] += boxes[:, :2]: 10.
+    softmax over 81 classes (in the head, eval): 1.
+    Detect: conf.transpose(2, 1).contiguous(): 1 (not in the fast_nms row: our fast_nms takes
+      [C, P] scores too); max over classes, > thresh: 2;
+      scores[:, keep], boxes[keep], coeffs[keep]: 9.
+    fast_nms: sort [80, n] descending; idx[:, :200].contiguous(), boxes[idx], coeffs[idx]: 3;
+      jaccard on [80, 200, 200]: min, max of corners, sub, clamp, prod(3), two areas (3 each),
+      add, sub, div: 14; triu_, max over dim 1, <= thr: 3; arange: 1;
+      classes/boxes/coeffs/scores[keep]: 12; sort of <= 16,000 kept scores;
+      classes/boxes/coeffs[idx[:100]]: 3.
+    postprocess (output_utils.postprocess, crop_masks=True): proto @ coeffs.T: 1; sigmoid: 1;
+      crop: sanitize_coordinates for x and y (mul, mul, min, max, sub, clamp, add, clamp: 16),
+      two aranges, four compares, three products, .float(), masks * crop: 11;
+      permute(2, 0, 1).contiguous(): 1; F.interpolate (bilinear) to 480x640: 1; gt_(0.5) in
+      place on float: 1; boxes: sanitize_coordinates x, y with the column writes (20), .long(): 1.
+    """
+    P, C, K, k, N = s.priors, s.classes, s.top_k, s.k, s.detections
+    n = P if candidates is None else candidates
+    half = P * 2 * F32  # a [P, 2] float tensor
+    decode = [
+        Step("decode: loc_xy * v0 * p_wh + p_xy", 3, 5 * half, 3 * half),
+        Step("decode: p_wh * exp(loc_wh * v1)", 3, 4 * half, 3 * half),
+        Step("decode: cat", 1, 2 * half, 2 * half),
+        Step("decode: xy -= wh / 2; wh += xy", 3, 5 * half, 3 * half),
+    ]
+    softmax = [Step("softmax [P, 81]", 1, P * (C + 1) * F32, P * (C + 1) * F32)]
+    conf = P * C * F32
+    transpose = [Step("conf.transpose(2, 1).contiguous()", 1, P * (C + 1) * F32, P * (C + 1) * F32)]
+    select = [
+        Step("max over classes, > thresh", 2, conf + P * F32, P * F32 + P),
+        Step("scores[:, keep], boxes[keep], coeffs[keep]", 9, conf + P * (4 + k) * F32 + 3 * P,
+             3 * n * I64 + C * n * F32 + n * (4 + k) * F32),
+    ]
+    pairs = C * n * (F32 + I64) * SORT_PASSES  # radix passes over (key, index)
+    cube = C * K * K  # [80, 200, 200]
+    kept = C * K
+    nms = [
+        Step("sort [80, n] descending", SORT_PASSES + 2, C * n * F32 + pairs, pairs + C * n * (F32 + I64)),
+        Step("idx[:, :200].contiguous(), boxes[idx], coeffs[idx]", 3, 3 * kept * I64 + kept * (4 + k) * F32,
+             kept * I64 + kept * (4 + k) * F32),
+        Step("jaccard: min/max corners, sub, clamp", 4, 3 * cube * 2 * F32, 4 * cube * 2 * F32),
+        Step("jaccard: prod, areas, union, div", 10, cube * 2 * F32 + 4 * cube * F32, 4 * cube * F32),
+        Step("triu_, max over dim 1, <= thr", 3, 2 * cube * F32 + kept * F32,
+             cube * F32 + kept * (F32 + I64 + 1)),
+        Step("arange; classes/boxes/coeffs/scores[keep]", 13, kept * (I64 + (4 + k) * F32 + F32 + 4),
+             4 * kept * I64 + kept * (I64 + (4 + k) * F32 + F32)),
+        Step("sort kept scores; classes/boxes/coeffs[idx[:100]]", SORT_PASSES + 2 + 3,
+             kept * F32 + kept * (F32 + I64) * SORT_PASSES + N * (2 * I64 + (4 + k) * F32),
+             kept * (F32 + I64) * SORT_PASSES + N * (I64 + (4 + k) * F32)),
+    ]
+    hw = s.proto_h * s.proto_w
+    masks = N * hw * F32
+    flags = N * hw  # a [h, w, N] bool tensor
+    image = N * s.out_h * s.out_w * F32
+    assemble = [
+        Step("proto @ coeffs.T", 1, hw * k * F32 + N * k * F32, masks),
+        Step("sigmoid", 1, masks, masks),
+        Step("crop: sanitize_coordinates x, y", 16, 10 * N * F32, 8 * N * F32),
+        Step("crop: aranges, 4 compares, 3 products, float, mul", 11, 7 * flags + 2 * masks,
+             7 * flags + 2 * masks),
+        Step("permute(2, 0, 1).contiguous()", 1, masks, masks),
+    ]
+    paste = [
+        Step("F.interpolate bilinear -> 480x640", 1, masks, image),
+        Step("gt_(0.5) in place", 1, image, image),
+    ]
+    boxes = [Step("boxes: sanitize_coordinates x, y; .long()", 21, 14 * N * F32, 12 * N * F32 + 4 * N * I64)]
+    return {
+        "make_priors": [],  # host-side Python loops, cached per input size
+        "decode_boxes": decode,
+        "fast_nms": select + nms,
+        "detect": decode + softmax + transpose + select + nms,
+        "assemble_masks": assemble,
+        "paste_masks": assemble + paste,
+        "post-network": decode + softmax + transpose + select + nms + assemble + paste,
+        "segment postprocess": decode + softmax + transpose + select + nms + assemble + paste + boxes,
+    }

@@ -1,0 +1,304 @@
+// CUDA kernels of fast_nms / detect (launch logic: nms_launch.h). Cooperative blocks:
+// they compile under nvcc and, for tests, under the fiber emulation of
+// csrc/common/emulation.h (shared memory only through YF_SHARED / YF_DYNAMIC_SHARED).
+//
+//   scores:     candidate_flags (fast_nms) | detect_scores (decode + softmax, detect)
+//   top-k:      select_top_k, one block per class: radix select on unique (score, index)
+//               keys, then a bitonic sort of the k selected in shared memory
+//   IoU:        iou_tiles, 64 x 64 tiles of the ranked boxes, lower-triangle tiles skipped
+//   survivors:  survivors, one warp per class (Fast NMS: column OR; greedy: bits in registers)
+//   merge:      select_top_k again over all survivors, then gather_detections
+#pragma once
+
+#include <cstring>
+
+#include "../common/box_math.h"
+#include "../common/macros.h"
+#include "../common/mask_math.h"
+
+namespace yf {
+namespace kernels {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kTile = 64;  // boxes per IoU tile: one 64-bit word of the bitmask
+
+// Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b).
+YF_HD inline unsigned long long order_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+YF_HD inline unsigned long long order_bits(double x) {
+  unsigned long long u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+}
+
+// A (score, index) item; ranks first: higher score, then lower index.
+template <class T>
+struct Item {
+  T score;
+  int64_t index;
+};
+
+template <class T>
+YF_HD inline bool ranks_before(const Item<T>& a, const Item<T>& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+// One prior per thread: is_candidate[p] = best class score > threshold (NaN never) and a
+// finite box.
+template <class T>
+YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, T threshold,
+                               uint8_t* is_candidate) {
+  YF_KERNEL_LOOP(p, P) {
+    T best = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) best = nan_max(best, scores[c * P + p]);
+    is_candidate[p] = best > threshold && box_is_finite(boxes + 4 * p);
+  }
+}
+
+// detect's pass over the raw outputs, one prior per thread: its decoded box, its
+// foreground probabilities probs[c, p] (softmax over the C + 1 logits, background dropped)
+// and whether it is a candidate.
+template <class T>
+YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
+                             T v0, T v1, T threshold, T* boxes, T* probs, uint8_t* is_candidate) {
+  YF_KERNEL_LOOP(p, P) {
+    const T* l = loc + 4 * p;
+    decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, boxes + 4 * p);
+    const T* row = logits + p * (C + 1);
+    T row_max = -INFINITY;
+    for (int64_t c = 0; c <= C; ++c) row_max = nan_max(row_max, row[c]);
+    T sum = T(0);
+    for (int64_t c = 0; c <= C; ++c) sum += exp_(row[c] - row_max);
+    const T inv = T(1) / sum;
+    T best = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) {
+      const T prob = exp_(row[c + 1] - row_max) * inv;
+      probs[c * P + p] = prob;
+      best = nan_max(best, prob);
+    }
+    is_candidate[p] = best > threshold && box_is_finite(boxes + 4 * p);
+  }
+}
+
+// Key byte `digit` (0 = most significant) of item p: its score's order bits, then the
+// bitwise complement of its index (so that lower indices rank first). Keys are unique.
+template <class T>
+YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int digit) {
+  constexpr int kScoreBytes = int(sizeof(T));
+  if (digit < kScoreBytes) return unsigned(score_bits >> (8 * (kScoreBytes - 1 - digit))) & 255u;
+  return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
+}
+
+// Block blockIdx.x selects the top k of its row's eligible items (score
+// scores[row * score_stride + i], eligible[row * eligible_stride + i], i < n) and writes
+// them in rank order to out_index/out_score[row, 0:k) (index -1 and score 0 past the count)
+// and their number to out_count[row]. MSD radix select over the unique keys, one byte per
+// pass, then a bitonic sort of the selected items in dynamic shared memory (k_pad items,
+// k_pad a power of two >= k).
+template <class T>
+YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t* eligible,
+                            int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
+                            int64_t* out_index, T* out_score, int64_t* out_count) {
+  constexpr int kDigits = int(sizeof(T)) + 4;
+  YF_SHARED(unsigned, histogram, 256);
+  YF_SHARED(unsigned long long, state, 4);  // remaining rank, matched digits, total, slots
+  YF_SHARED(unsigned, prefix, kDigits);
+  YF_DYNAMIC_SHARED(Item<T>, items);
+  const int64_t row = blockIdx.x;
+  const T* s = scores + row * score_stride;
+  const uint8_t* ok = eligible + row * eligible_stride;
+  const unsigned tid = threadIdx.x, threads = blockDim.x;
+
+  if (tid == 0) {
+    state[0] = (unsigned long long)k;  // rank of the k-th key among those still matching
+    state[1] = 0;
+    state[2] = 0;
+    state[3] = 0;
+  }
+  __syncthreads();
+  // Radix passes: after pass d, prefix[0..d] holds the k-th largest key's first bytes.
+  bool take_all = false;
+  for (int digit = 0; digit < kDigits; ++digit) {
+    for (unsigned b = tid; b < 256; b += threads) histogram[b] = 0;
+    __syncthreads();
+    for (int64_t i = tid; i < n; i += threads) {
+      if (!ok[i]) continue;
+      const unsigned long long bits = order_bits(s[i]);
+      bool match = true;
+      for (int d = 0; d < digit && match; ++d) {
+        const unsigned expected = prefix[d];
+        match = key_byte<T>(bits, i, d) == expected;
+      }
+      if (match) atomicAdd(&histogram[key_byte<T>(bits, i, digit)], 1u);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      unsigned long long remaining = state[0], above = 0, total = 0;
+      for (int b = 255; b >= 0; --b) total += histogram[b];
+      if (digit == 0) state[2] = total;
+      if (digit == 0 && total <= remaining) {
+        state[1] = 1;  // every eligible item is selected
+      } else {
+        for (int b = 255; b >= 0; --b) {
+          const unsigned count = histogram[b];
+          if (above + count >= remaining) {
+            prefix[digit] = unsigned(b);
+            state[0] = remaining - above;
+            break;
+          }
+          above += count;
+        }
+      }
+    }
+    __syncthreads();
+    const unsigned long long all = state[1];
+    take_all = all != 0;
+    if (take_all) break;
+  }
+  const unsigned long long total_eligible = state[2];
+  const int64_t count = take_all ? int64_t(total_eligible) : k;
+  // Collect the items whose key is >= the k-th key (all eligible ones with take_all).
+  for (int64_t i = tid; i < n; i += threads) {
+    if (!ok[i]) continue;
+    const unsigned long long bits = order_bits(s[i]);
+    bool selected = take_all;
+    for (int d = 0; d < kDigits && !selected; ++d) {
+      const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
+      if (byte != expected) {
+        selected = byte > expected;
+        break;
+      }
+      if (d == kDigits - 1) selected = true;  // the k-th key itself
+    }
+    if (selected) {
+      const unsigned long long slot = atomicAdd(&state[3], 1ull);
+      items[slot] = Item<T>{s[i], i};
+    }
+  }
+  for (int64_t i = count + tid; i < k_pad; i += threads)
+    items[i] = Item<T>{T(-INFINITY), int64_t(1) << 62};  // ranks after every real item
+  __syncthreads();
+  // Bitonic sort into rank order.
+  for (int64_t size = 2; size <= k_pad; size <<= 1) {
+    for (int64_t stride = size / 2; stride > 0; stride >>= 1) {
+      for (int64_t t = tid; t < k_pad / 2; t += threads) {
+        const int64_t i = 2 * t - (t & (stride - 1)), j = i + stride;
+        const Item<T> a = items[i], b = items[j];
+        const bool first_half = (i & size) == 0;
+        if (first_half ? ranks_before(b, a) : ranks_before(a, b)) {
+          items[i] = b;
+          items[j] = a;
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int64_t r = tid; r < k; r += threads) {
+    const Item<T> item = items[r];
+    out_index[row * k + r] = r < count ? item.index : -1;
+    out_score[row * k + r] = r < count ? item.score : T(0);
+  }
+  if (tid == 0) out_count[row] = count;
+}
+
+// Block (column tile, row tile, class) of the suppression bitmask: bit b of
+// mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
+// among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
+// neither computed nor written. The column tile's boxes are staged in shared memory.
+template <class T>
+YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
+                         int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
+  const int64_t col = blockIdx.x, row = blockIdx.y, c = blockIdx.z;
+  if (col < row) return;
+  YF_SHARED(T, tile, 4 * kTile);
+  const int64_t n = count[c];
+  const int t = threadIdx.x;
+  const int64_t j = col * kTile + t;
+  if (j < n) {
+    const T* box = boxes + 4 * ranked_index[c * K + j];
+    for (int d = 0; d < 4; ++d) tile[4 * t + d] = box[d];
+  }
+  __syncthreads();
+  const int64_t i = row * kTile + t;
+  if (i >= K) return;
+  uint64_t bits = 0;
+  if (i < n) {
+    T box_i[4];
+    const T* src = boxes + 4 * ranked_index[c * K + i];
+    for (int d = 0; d < 4; ++d) box_i[d] = src[d];
+    const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
+    for (int64_t b = 0; b < last; ++b) {
+      if (col * kTile + b <= i) continue;
+      T box_j[4];
+      for (int d = 0; d < 4; ++d) box_j[d] = tile[4 * b + d];
+      if (suppresses(box_i, box_j, iou_threshold)) bits |= uint64_t(1) << b;
+    }
+  }
+  mask[(c * K + i) * words + col] = bits;
+}
+
+// One warp per class: keep[c, r] for its ranked boxes. "fast": r is removed iff any
+// higher-ranked box suppresses it (an OR down each bitmask column, rows split over the
+// lanes). "greedy": only kept boxes suppress; lane w holds word w of the removed set
+// (words <= 32) and the rows are walked in rank order.
+YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, int64_t K,
+                         int64_t words, bool greedy, uint8_t* keep) {
+  const int64_t c = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+  if (c >= C) return;
+  const unsigned lane = threadIdx.x % kWarp;
+  const int64_t n = count[c];
+  const uint64_t* rows = mask + c * K * words;
+  if (!greedy) {
+    for (int64_t w = 0; w < words; ++w) {
+      uint64_t removed = 0;
+      const int64_t last_row = n < kTile * (w + 1) ? n : kTile * (w + 1);
+      for (int64_t i = lane; i < last_row; i += kWarp) removed |= rows[i * words + w];
+      for (int offset = kWarp / 2; offset > 0; offset /= 2)
+        removed |= __shfl_xor_sync(0xffffffffu, removed, offset);
+      for (int64_t b = lane; b < kTile && kTile * w + b < K; b += kWarp) {
+        const int64_t r = kTile * w + b;
+        keep[c * K + r] = r < n && !((removed >> b) & 1);
+      }
+    }
+    return;
+  }
+  uint64_t removed = 0;  // word `lane` of the removed set
+  for (int64_t i = 0; i < n; ++i) {
+    const int owner = int(i / kTile);
+    const uint64_t word = __shfl_sync(0xffffffffu, removed, owner);
+    if ((word >> (i % kTile)) & 1) continue;  // warp-uniform
+    if (int64_t(lane) >= owner && int64_t(lane) < words) removed |= rows[i * words + lane];
+  }
+  for (int64_t b = 0; b < kTile; ++b) {
+    const int64_t r = kTile * int64_t(lane) + b;
+    if (int64_t(lane) < words && r < K) keep[c * K + r] = r < n && !((removed >> b) & 1);
+  }
+}
+
+// Row m of the outputs: the m-th survivor in global rank order (flat index c * K + rank
+// into the ranked lists), or zeros past the count.
+template <class T>
+YF_GLOBAL void gather_detections(const T* boxes, const T* coeffs, const int64_t* ranked_index,
+                                 const int64_t* order, const T* order_score,
+                                 const int64_t* order_count, int64_t M, int64_t K, int64_t k,
+                                 T* out_boxes, T* out_coeffs, int64_t* out_labels, T* out_scores,
+                                 int64_t* out_count) {
+  YF_KERNEL_LOOP(m, M) {
+    const bool valid = m < *order_count;
+    const int64_t flat = valid ? order[m] : 0;
+    const int64_t p = valid ? ranked_index[flat] : 0;
+    for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? boxes[4 * p + d] : T(0);
+    for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : T(0);
+    out_labels[m] = valid ? flat / K : 0;
+    out_scores[m] = valid ? order_score[m] : T(0);
+    if (m == 0) *out_count = *order_count;
+  }
+}
+
+}  // namespace
+}  // namespace kernels
+}  // namespace yf

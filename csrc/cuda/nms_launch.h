@@ -1,0 +1,165 @@
+// Launch logic of fast_nms and detect on the device (kernels: nms_kernels.cuh), for any
+// Launch policy (real launches or the host emulation; see launch.h). Six kernel launches
+// per call, no ATen kernels besides copies of non-contiguous or float16/bfloat16 inputs,
+// no host synchronisation, padded static outputs: the path can be captured in a CUDA
+// graph. The callers check the arguments first (csrc/checks.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <string>
+
+#include "../checks.h"
+#include "../ops.h"
+#include "launch.h"
+#include "nms_kernels.cuh"
+
+namespace yf {
+namespace launch {
+
+constexpr int kSelectThreads = 256;
+constexpr int kSurvivorWarps = 4;
+// Largest top_k and output length: sorted in shared memory, bits of one class in a warp.
+constexpr int64_t kMaxRanked = 2048;
+
+inline int64_t next_power_of_two(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+inline at::ScalarType nms_compute_type(const at::Tensor& t) {
+  return is_reduced_float(t) ? at::kFloat : t.scalar_type();
+}
+
+struct DeviceNmsOutputs {
+  at::Tensor boxes, coeffs, labels, scores, count;
+  DeviceNmsOutputs(int64_t M, int64_t k, const at::TensorOptions& options)
+      : boxes(at::empty({M, 4}, options)),
+        coeffs(at::empty({M, k}, options)),
+        labels(at::empty({M}, options.dtype(at::kLong))),
+        scores(at::empty({M}, options)),
+        count(at::empty({}, options.dtype(at::kLong))) {}
+  NmsResult result(at::ScalarType dtype) const {
+    return {boxes.to(dtype), coeffs.to(dtype), labels, scores.to(dtype), count};
+  }
+};
+
+inline void check_ranked_sizes(int64_t K, int64_t M, int64_t top_k, int64_t max_detections) {
+  TORCH_CHECK_VALUE(K <= kMaxRanked, "top_k on CUDA must be <= ", kMaxRanked,
+                    " (or the number of priors), got ", top_k);
+  TORCH_CHECK_VALUE(M <= kMaxRanked, "max_detections on CUDA must be <= ", kMaxRanked,
+                    " (or classes x top_k), got ", max_detections);
+}
+
+// Per-class NMS of scores [C, P] (row stride P) over the candidate priors, into out.
+template <class T, class Launch>
+void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Tensor& scores,
+                     const at::Tensor& is_candidate, const at::Tensor& coeffs, int64_t K,
+                     T iou_threshold, bool greedy, DeviceNmsOutputs& out) {
+  const int64_t C = scores.size(0), P = scores.size(1), M = out.boxes.size(0);
+  const int64_t words = (K + kernels::kTile - 1) / kernels::kTile;
+  const auto options = boxes.options();
+  auto ranked_index = at::empty({C, K}, options.dtype(at::kLong));
+  auto ranked_score = at::empty({C, K}, options);
+  auto ranked_count = at::empty({C}, options.dtype(at::kLong));
+  const int64_t k_pad = next_power_of_two(K);
+  launch("select_top_k", dim3(unsigned(C)), dim3(kSelectThreads),
+         size_t(k_pad) * sizeof(kernels::Item<T>), &kernels::select_top_k<T>,
+         scores.data_ptr<T>(), P, is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad,
+         ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<T>(),
+         ranked_count.data_ptr<int64_t>());
+
+  auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
+  auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
+  launch("iou_tiles", dim3(unsigned(words), unsigned(words), unsigned(C)), dim3(kernels::kTile),
+         0, &kernels::iou_tiles<T>, boxes.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
+         ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
+  auto keep = at::empty({C, K}, options.dtype(at::kByte));
+  launch("survivors", dim3(unsigned((C + kSurvivorWarps - 1) / kSurvivorWarps)),
+         dim3(kSurvivorWarps * kernels::kWarp), 0, &kernels::survivors, mask_bits,
+         ranked_count.data_ptr<int64_t>(), C, K, words, greedy, keep.data_ptr<uint8_t>());
+
+  // All survivors ranked by score, ties by flat index c * K + rank (class-major).
+  auto order = at::empty({M}, options.dtype(at::kLong));
+  auto order_score = at::empty({M}, options);
+  auto order_count = at::empty({1}, options.dtype(at::kLong));
+  const int64_t m_pad = next_power_of_two(M);
+  launch("select_top_k", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<T>),
+         &kernels::select_top_k<T>, ranked_score.data_ptr<T>(), int64_t(0),
+         keep.data_ptr<uint8_t>(), int64_t(0), C * K, M, m_pad, order.data_ptr<int64_t>(),
+         order_score.data_ptr<T>(), order_count.data_ptr<int64_t>());
+  launch("gather_detections", blocks_for(M), dim3(kThreads), 0, &kernels::gather_detections<T>,
+         boxes.data_ptr<T>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
+         order.data_ptr<int64_t>(), order_score.data_ptr<T>(), order_count.data_ptr<int64_t>(), M,
+         K, coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
+         out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(), out.count.data_ptr<int64_t>());
+}
+
+template <class Launch>
+NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::Tensor& scores_in,
+                   const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
+                   double score_threshold, int64_t max_detections, const std::string& method) {
+  const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
+  const at::ScalarType dtype = nms_compute_type(boxes_in);
+  const auto boxes = boxes_in.to(dtype).contiguous();
+  const auto scores = scores_in.to(dtype).contiguous();
+  const auto coeffs = coeffs_in.to(dtype).contiguous();
+  const int64_t C = scores.size(0), P = boxes.size(0), K = std::min(top_k, P);
+  const int64_t M = nms_output_size(C, P, top_k, max_detections);
+  check_ranked_sizes(K, M, top_k, max_detections);
+  DeviceNmsOutputs out(M, coeffs.size(1), boxes.options());
+  if (M == 0) {
+    out.count.zero_();
+    return out.result(boxes_in.scalar_type());
+  }
+  AT_DISPATCH_FLOATING_TYPES(dtype, "fast_nms_cuda", [&] {
+    auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
+    launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
+           &kernels::candidate_flags<scalar_t>, boxes.data_ptr<scalar_t>(),
+           scores.data_ptr<scalar_t>(), C, P, static_cast<scalar_t>(score_threshold),
+           is_candidate.data_ptr<uint8_t>());
+    nms_from_scores<scalar_t>(launch, boxes, scores, is_candidate, coeffs, K,
+                              static_cast<scalar_t>(iou_threshold), greedy, out);
+  });
+  return out.result(boxes_in.scalar_type());
+}
+
+template <class Launch>
+NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tensor& logits_in,
+                 const at::Tensor& coeffs_in, const at::Tensor& priors_in, double variance_xy,
+                 double variance_wh, double iou_threshold, int64_t top_k, double score_threshold,
+                 int64_t max_detections, const std::string& method) {
+  const int64_t C = logits_in.size(1) - 1;
+  const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
+  const at::ScalarType dtype = nms_compute_type(loc_in);
+  const auto loc = loc_in.to(dtype).contiguous();
+  const auto logits = logits_in.to(dtype).contiguous();
+  const auto coeffs = coeffs_in.to(dtype).contiguous();
+  const auto priors = priors_in.to(dtype).contiguous();
+  const int64_t P = loc.size(0), K = std::min(top_k, P);
+  const int64_t M = nms_output_size(C, P, top_k, max_detections);
+  check_ranked_sizes(K, M, top_k, max_detections);
+  DeviceNmsOutputs out(M, coeffs.size(1), loc.options());
+  if (M == 0) {
+    out.count.zero_();
+    return out.result(loc_in.scalar_type());
+  }
+  AT_DISPATCH_FLOATING_TYPES(dtype, "detect_cuda", [&] {
+    auto boxes = at::empty({P, 4}, loc.options());
+    auto probs = at::empty({C, P}, loc.options());
+    auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
+    launch("detect_scores", blocks_for(P), dim3(kThreads), 0, &kernels::detect_scores<scalar_t>,
+           loc.data_ptr<scalar_t>(), priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C,
+           P, static_cast<scalar_t>(variance_xy), static_cast<scalar_t>(variance_wh),
+           static_cast<scalar_t>(score_threshold), boxes.data_ptr<scalar_t>(),
+           probs.data_ptr<scalar_t>(), is_candidate.data_ptr<uint8_t>());
+    nms_from_scores<scalar_t>(launch, boxes, probs, is_candidate, coeffs, K,
+                              static_cast<scalar_t>(iou_threshold), greedy, out);
+  });
+  return out.result(loc_in.scalar_type());
+}
+
+}  // namespace launch
+}  // namespace yf

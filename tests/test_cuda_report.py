@@ -1,0 +1,281 @@
+"""benchmarks/cuda_report.py: SASS parsing on canned text, the roofline model, and (when nvcc
+is installed) one kernel compiled and reported end to end."""
+
+import math
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import cuda_report  # noqa: E402
+import gpu_model  # noqa: E402
+import sass  # noqa: E402
+
+MANGLED = "_ZN2yf7kernels12_GLOBAL__N_111paste_masksIfEEvPKT_Pb"
+
+# A grid-stride loop (head .L_x_5, latch at 0x0200) whose body branches around a block;
+# the taken side holds an FP64 conversion and a call to 64-bit division; a byte store on
+# the join; the subroutine after the kernel ends with RET.
+CANNED = textwrap.dedent(f"""\
+    //--------------------- .text.{MANGLED} --------------------------
+    \t.section\t.text.{MANGLED},"ax",@progbits
+    .text.{MANGLED}:
+            .type           {MANGLED},@function
+    {MANGLED}:
+            /*0000*/                   LDC R1, c[0x0][0x28] ;
+            /*0010*/                   S2R R2, SR_TID.X ;
+            /*0020*/                   ISETP.GE.U32.AND P0, PT, R2, UR6, PT ;
+            /*0030*/               @P0 EXIT ;
+    .L_x_5:
+            /*0040*/                   LDG.E.128 R4, desc[UR4][R2.64] ;
+            /*0050*/                   FSETP.GT.AND P1, PT, R4, RZ, PT ;
+            /*0060*/               @P1 BRA `(.L_x_6) ;
+            /*0070*/                   F2F.F64.F32 R8, R4 ;
+            /*0080*/                   F2I.S64.F64.FLOOR R8, R8 ;
+            /*0090*/                   MOV R4, 0xb0 ;
+            /*00a0*/                   CALL.REL.NOINC `($__internal_0_$__cuda_sm20_div_s64) ;
+            /*00b0*/                   I2F.U32.RP R3, UR8 ;
+            /*00c0*/                   MUFU.RCP R3, R3 ;
+    .L_x_6:
+            /*00d0*/                   LDS.U.64 R10, [R2] ;
+            /*00e0*/                   STS [R2], R10 ;
+            /*00f0*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+            /*0100*/                   STG.E.U8 desc[UR4][R2.64], R5 ;
+            /*0110*/                   IADD3 R2, P0, R2, UR9, RZ ;
+            /*0200*/              @!P0 BRA `(.L_x_5) ;
+            /*0210*/                   EXIT ;
+    .L_x_7:
+            /*0220*/                   BRA `(.L_x_7);
+    $__internal_0_$__cuda_sm20_div_s64:
+            /*0230*/                   DADD R2, R2, R4 ;
+            /*0240*/                   IMAD R2, R2, R3, RZ ;
+            /*0250*/                   RET.REL.NODEC R4 `({MANGLED}) ;
+    """)
+
+CANNED_USAGE = textwrap.dedent(f"""\
+
+    Resource usage:
+     Common:
+      GLOBAL:28 CONSTANT[4]:224
+     Function {MANGLED}:
+      REG:32 STACK:16 SHARED:1024 LOCAL:8 CONSTANT[0]:600 TEXTURE:0 SURFACE:0 SAMPLER:0
+    """)
+
+
+@pytest.fixture(scope="module")
+def function():
+    functions = sass.parse_disassembly(CANNED)
+    assert list(functions) == [MANGLED]
+    return functions[MANGLED]
+
+
+def test_parse_instructions_and_labels(function):
+    assert len(function.instructions) == 24
+    assert function.labels[".L_x_5"] == 0x40
+    assert function.labels["$__internal_0_$__cuda_sm20_div_s64"] == 0x230
+    store = [i for i in function.instructions if i.root == "STG"][0]
+    assert (store.addr, store.opcode, store.predicated) == (0x100, "STG.E.U8", False)
+    branch = [i for i in function.instructions if i.addr == 0x60][0]
+    assert branch.predicated and branch.is_branch and branch.target == ".L_x_6" and not branch.ends_flow
+
+
+def test_loops_hot_loop_and_regions(function):
+    # the self-branch at 0x220 is a (trap) loop too; the hot loop is the larger one
+    assert sass.loops(function) == [sass.Loop(0x40, 0x200), sass.Loop(0x220, 0x220)]
+    assert sass.hot_loop(function) == sass.Loop(0x40, 0x200)
+    assert sass.store_loop(function) == sass.Loop(0x40, 0x200)
+    assert [i.addr for i in sass.kernel_body(function)][-1] == 0x220
+    assert [i.addr for i in function.subroutine("$__internal_0_$__cuda_sm20_div_s64")] == [0x230, 0x240, 0x250]
+
+
+def test_instruction_mix(function):
+    loop = sass.hot_loop(function)
+    mix = sass.instruction_mix(function, function.between(loop.head, loop.latch))
+    assert mix["instructions"] == 15 and mix["callee_instructions"] == 3
+    assert mix["fp64"] == 3  # F2F.F64.F32, F2I.S64.F64, DADD in the callee
+    assert mix["int64_div_calls"] == 1 and mix["int_div_sequences"] == 1
+    assert mix["calls"] == {"sm20_div_s64": 1}
+    assert mix["global_load"] == {"128": 1} and mix["global_store"] == {"8": 1}
+    assert mix["shared_load"] == {"64": 1} and mix["shared_store"] == {"32": 1}
+    assert mix["barriers"] == 1 and mix["local_load"] == {}
+
+
+NESTED = textwrap.dedent(f"""\
+    \t.section\t.text.{MANGLED},"ax",@progbits
+    .L_x_0:
+            /*0000*/                   S2R R2, SR_TID.X ;
+    .L_x_1:
+            /*0010*/                   LDG.E R4, desc[UR4][R2.64] ;
+            /*0020*/                   FADD R5, R5, R4 ;
+            /*0030*/               @P0 BRA `(.L_x_1) ;
+            /*0040*/                   STG.E.64 desc[UR4][R2.64], R4 ;
+            /*0050*/               @P1 BRA `(.L_x_0) ;
+            /*0060*/                   EXIT ;
+    """)
+
+
+def test_nested_loops_hot_loop_is_innermost_store_loop_the_one_with_the_store():
+    function = sass.parse_disassembly(NESTED)[MANGLED]
+    assert sass.loops(function) == [sass.Loop(0x0, 0x50), sass.Loop(0x10, 0x30)]
+    assert sass.hot_loop(function) == sass.Loop(0x10, 0x30)
+    assert [i.addr for i in sass.per_element_region(function)] == [0x0, 0x10, 0x20, 0x30, 0x40, 0x50]
+    assert sass.store_loop(function) == sass.Loop(0x0, 0x50)
+    assert sass.store_path(function, sass.Loop(0x0, 0x50)) == (6, 8)
+
+
+def test_store_path_is_the_longest_path_through_the_store(function):
+    # head 0x40..0x60 (3), fall-through side 0x70..0xc0 (6), join 0xd0..0x200 (6)
+    assert sass.store_path(function, sass.Loop(0x40, 0x200)) == (15, 1)
+    no_store = sass.parse_disassembly(CANNED.replace("STG.E.U8", "LDG.E.U8"))[MANGLED]
+    assert sass.store_path(no_store, sass.Loop(0x40, 0x200)) == (0, 0)
+    assert sass.store_loop(no_store) is None
+
+
+def test_resource_usage_and_names():
+    usage = sass.parse_resource_usage(CANNED_USAGE)
+    assert usage[MANGLED]["REG"] == 32 and usage[MANGLED]["STACK"] == 16
+    assert usage[MANGLED]["SHARED"] == 1024 and usage[MANGLED]["LOCAL"] == 8
+    assert sass.short_name("void yf::kernels::(anonymous namespace)::paste_masks<float>(float const*, bool*)") \
+        == "paste_masks<float>"
+    assert sass.short_name("yf::kernels::(anonymous namespace)::scan(unsigned long const*)") == "scan"
+    assert [sass.access_bits(op) for op in ("STG.E.U8", "LDG.E", "LDG.E.64.CONSTANT", "STS.128", "LDS.S16")] \
+        == [8, 32, 64, 128, 16]
+
+
+def test_kernel_report_row(function):
+    row = cuda_report.kernel_report(function, sass.parse_resource_usage(CANNED_USAGE)[MANGLED],
+                                    "paste_masks<float>")
+    assert row["registers"] == 32 and row["static_shared_bytes"] == 1024 and row["local_bytes"] == 8
+    assert row["per_element_fp64"] == 3
+    assert row["store_path"] == {"instructions": 15, "bytes_stored": 1, "per_byte": 15.0}
+
+
+def test_nvcc_flags_mirror_setup_py():
+    setup = (ROOT / "setup.py").read_text()
+    for flag in cuda_report.NVCC_FLAGS:
+        assert f'"{flag}"' in setup, flag
+
+
+# --- the roofline model ------------------------------------------------------------------------
+
+def test_step_model():
+    step = gpu_model.Step("x", 2, 3.35e6, 0.0)
+    assert step.modelled_us == pytest.approx(1.0 + 2 * gpu_model.LAUNCH_US)
+    assert gpu_model.total([step, step])["launches"] == 4
+
+
+def test_official_sequence_is_dominated_by_the_full_resolution_masks():
+    shapes = gpu_model.Shapes()
+    official = gpu_model.official_steps(shapes)
+    paste = {s.name: s for s in official["paste_masks"]}
+    image = shapes.detections * shapes.out_h * shapes.out_w * 4
+    assert paste["gt_(0.5) in place"].read == image == paste["gt_(0.5) in place"].written
+    post = gpu_model.total(official["post-network"])
+    assert post["launches"] > 100 and post["bytes"] > 3 * image
+
+
+def test_aten_steps_from_a_profile():
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(64, 32)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        x.t().contiguous()  # one copy
+        torch.zeros(16)  # one fill
+        x.view(32, 64)[:, 1:]  # views: nothing
+        torch.sigmoid(x)  # one element-wise kernel
+    steps = gpu_model.aten_steps(prof.profiler.function_events)
+    assert [s.name for s in steps] == ["aten::copy_", "aten::zero_", "aten::sigmoid"]
+    assert steps[0].read == steps[0].written == 64 * 32 * 4
+    assert steps[1].written == 16 * 4
+
+
+def test_every_launched_kernel_has_a_byte_formula():
+    from yolact_fast.testing import emulated_cuda as ops
+
+    launches = ops.launches
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(50, 2, generator=g).repeat(1, 2) + torch.tensor([0.0, 0.0, 0.2, 0.2])
+    scores = torch.rand(3, 50, generator=g)
+    coeffs = torch.randn(50, 4, generator=g)
+    proto = torch.randn(8, 8, 4, generator=g)
+    with launches() as records:
+        det_boxes, det_coeffs, _, _ = ops.fast_nms(boxes, scores, coeffs)
+        ops.decode_boxes(torch.randn(50, 4, generator=g), torch.rand(50, 4, generator=g))
+        ops.paste_masks(proto, det_coeffs, det_boxes / 2, (12, 16))
+    names = [cuda_report.launch_record(r)["name"] for r in records]
+    assert names, "no launch recorded"
+    assert [n for n in names if not gpu_model.known_kernel(n)] == []
+    record = cuda_report.launch_record(records[0])
+    assert not math.isnan(gpu_model.kernel_step(record, gpu_model.Shapes()).read)
+
+
+# --- end to end with the CUDA toolkit ------------------------------------------------------------
+
+TINY_KERNEL = r"""
+__global__ void scale_rows(const float* in, double* acc, unsigned char* out, long n, float s) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)blockDim.x * gridDim.x) {
+    acc[i] += (double)in[i] * s;
+    out[i] = in[i] * s > 0.5f;
+  }
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or cuda_report.nvidia_tool("nvdisasm") is None,
+                    reason="needs nvcc and nvdisasm")
+def test_compile_and_report_one_kernel(tmp_path):
+    source = tmp_path / "tiny.cu"
+    source.write_text(TINY_KERNEL)
+    cubins = cuda_report.compile_cubins([source], "sm_90", tmp_path)
+    rows = cuda_report.sass_report(cubins)
+    assert [row["kernel"] for row in rows] == ["scale_rows"]
+    row = rows[0]
+    assert row["registers"] > 0 and row["local_bytes"] == 0
+    assert row["hot_mix"]["instructions"] > 5
+    assert row["hot_mix"]["fp64"] > 0 and row["per_element_fp64"] > 0
+    assert row["hot_mix"]["global_store"].get("8") and row["hot_mix"]["global_store"].get("64")
+    assert row["store_path"]["bytes_stored"] >= 9  # one byte and one double per element
+
+
+def test_official_launch_counts_match_the_reference_ops_profiled():
+    """The hand-written official sequence against the reference twins, which follow the
+    official code op by op, run under the profiler (same launch rules)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from yolact_fast import reference
+
+    g = torch.Generator().manual_seed(0)
+    loc, priors = torch.randn(300, 4, generator=g) * 0.3, torch.rand(300, 4, generator=g) * 0.4 + 0.1
+    scores = torch.softmax(torch.randn(5, 300, generator=g), 0)
+    coeffs, proto = torch.randn(300, 8, generator=g), torch.relu(torch.randn(12, 12, 8, generator=g))
+    boxes = reference.decode_boxes(loc, priors)
+    det_boxes, det_coeffs, _, _ = reference.fast_nms(boxes, scores, coeffs, top_k=20)
+
+    def launches(call):
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            call()
+        return gpu_model.total(gpu_model.aten_steps(prof.profiler.function_events))["launches"]
+
+    official = {op: gpu_model.total(steps)["launches"]
+                for op, steps in gpu_model.official_steps(gpu_model.Shapes()).items()}
+    assert launches(lambda: reference.decode_boxes(loc, priors)) == official["decode_boxes"]
+    assert launches(lambda: reference.paste_masks(proto, det_coeffs, det_boxes, (20, 24))) == official["paste_masks"]
+    # the reference adds the finite-box test (isfinite, all, and: +3) and gathers the
+    # coefficients once, after the keep mask (idx[keep], coeffs[...]: +4), where the official
+    # code gathers them with the boxes and keeps them with a mask (idx.contiguous(),
+    # coeffs[idx], coeffs[keep]: -5)
+    assert launches(lambda: reference.fast_nms(boxes, scores, coeffs, top_k=20)) == official["fast_nms"] + 3 + 4 - 5
+
+
+def test_footprint_fraction():
+    full = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    assert cuda_report.footprint_fraction(full) == pytest.approx(1.0)
+    half = torch.tensor([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 1.0, 1.0]])
+    assert cuda_report.footprint_fraction(half) == pytest.approx(((71 / 138) ** 2 + 1) / 2)
+    assert cuda_report.footprint_fraction(torch.zeros(0, 4)) == 0.0

@@ -1,0 +1,157 @@
+"""The CUDA implementations of :mod:`yolact_fast.ops`, run on CPU tensors under a host
+emulation of CUDA blocks, so that their launch logic and kernels can be tested without a GPU.
+
+The functions take the arguments of their :mod:`yolact_fast.ops` namesakes (checked by the
+same code) and return what those return, computed by the CUDA launchers and kernels
+(csrc/cuda/) compiled for the host. Each block's threads run as fibers with ``__shared__``
+memory, ``__syncthreads()`` and warp collectives; shared-memory races, out-of-bounds
+shared accesses, reads of unwritten shared memory, deadlocks and launches past the CUDA
+limits raise RuntimeError (ValueError for launch configurations) naming the kernel, the
+block and the threads.
+
+    from yolact_fast.testing import emulated_cuda as ecuda
+    with ecuda.launches() as log, ecuda.schedule(seed=3):
+        masks = ecuda.paste_masks(proto, coeffs, boxes, (480, 640))
+    print([(l.kernel, l.grid, l.block, l.shared_bytes) for l in log])
+
+Slow (every thread is a fiber): for tests, not for inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from .. import _C, ops
+from ..configs import YolactConfig
+
+__all__ = [
+    "make_priors",
+    "decode_boxes",
+    "fast_nms",
+    "cluster_nms",
+    "detect",
+    "assemble_masks",
+    "paste_masks",
+    "launches",
+    "schedule",
+    "Launch",
+]
+
+_kernels = _C.emulated_cuda
+_emulation = _C.emulation
+
+
+class Launch(NamedTuple):
+    """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes."""
+
+    kernel: str
+    grid: Tuple[int, int, int]
+    block: Tuple[int, int, int]
+    shared_bytes: int
+
+
+@contextlib.contextmanager
+def launches() -> Iterator[List[Launch]]:
+    """Records every custom-kernel launch made by this thread inside the ``with`` block
+    into the list it yields (filled when the block exits)."""
+    records: List[Launch] = []
+    start = _emulation.begin_recording()
+    try:
+        yield records
+    finally:
+        records.extend(Launch(*r) for r in _emulation.end_recording(start))
+
+
+@contextlib.contextmanager
+def schedule(seed: int = 0, check_races: bool = True) -> Iterator[None]:
+    """Emulation settings for this thread inside the ``with`` block: ``seed`` draws the
+    order in which a block's threads run between barriers; ``check_races`` turns the
+    shared-memory race and uninitialised-read checks on or off (bounds checks stay on)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    previous = _emulation.options()
+    _emulation.set_options(seed, bool(check_races))
+    try:
+        yield
+    finally:
+        _emulation.set_options(*previous)
+
+
+def make_priors(
+    config: YolactConfig, image_size: Tuple[int, int], device: Optional[torch.device] = None
+) -> torch.Tensor:
+    """:func:`yolact_fast.ops.make_priors` (not cached here, so every call launches)."""
+    size, device = ops._check_priors_args(config, image_size, device)
+    return _kernels.make_priors(*ops._priors_inputs(config, size, device))
+
+
+def decode_boxes(
+    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
+) -> torch.Tensor:
+    """:func:`yolact_fast.ops.decode_boxes`."""
+    return _kernels.decode_boxes(*ops._decode_args(loc, priors, variances))
+
+
+def fast_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`yolact_fast.ops.fast_nms`."""
+    return ops._trim_detections(_kernels.fast_nms(*ops._nms_args(
+        boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
+    )))
+
+
+def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
+                max_detections=100):
+    """:func:`yolact_fast.ops.cluster_nms`."""
+    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
+                    max_detections, method="cluster")
+
+
+def detect(
+    loc: torch.Tensor,
+    conf_logits: torch.Tensor,
+    coeffs: torch.Tensor,
+    priors: torch.Tensor,
+    variances: Sequence[float] = (0.1, 0.2),
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    method: str = "fast",
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`yolact_fast.ops.detect`."""
+    return ops._trim_detections(_kernels.detect(*ops._detect_args(
+        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
+        max_detections, method,
+    )))
+
+
+def assemble_masks(
+    proto: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, crop_padding: float = 1
+) -> torch.Tensor:
+    """:func:`yolact_fast.ops.assemble_masks`."""
+    return _kernels.assemble_masks(*ops._mask_args(proto, coeffs, boxes, crop_padding))
+
+
+def paste_masks(
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes: torch.Tensor,
+    size: Tuple[int, int],
+    threshold: float = 0.5,
+    crop_padding: float = 1,
+) -> torch.Tensor:
+    """:func:`yolact_fast.ops.paste_masks`."""
+    return _kernels.paste_masks(*ops._paste_args(proto, coeffs, boxes, size, threshold,
+                                                 crop_padding))
