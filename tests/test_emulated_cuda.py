@@ -1,5 +1,7 @@
 """The CUDA launch logic and kernels, run on the CPU under the host emulation of CUDA blocks
-(yolact_fast.testing.emulated_cuda), against the reference and the golden data."""
+(yolact_fast.testing.emulated_cuda): the golden data, equality with the CPU kernels, the
+public module's signatures and launch log. The sweeps against the reference run on every
+backend in test_ops_reference.py."""
 
 import inspect
 
@@ -30,44 +32,15 @@ def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=
     return trimmed
 
 
-@pytest.mark.parametrize("config", list(configs.NAMED_CONFIGS.values()), ids=lambda c: c.name)
-@pytest.mark.parametrize("size", [(550, 550), (33, 65)])
-def test_make_priors(config, size):
-    assert torch.equal(cuda.make_priors(config, size), reference.make_priors(config, size))
-
-
-@SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 200), batch=st.integers(1, 3),
-       dtype=st.sampled_from(DTYPES))
-def test_decode_boxes(seed, num_priors, batch, dtype):
-    g = gen(seed)
-    priors = torch.rand(num_priors, 4, generator=g, dtype=dtype)
-    loc = torch.randn(batch, num_priors, 4, generator=g, dtype=dtype)
-    # exp comes from libm here and from ATen in the reference: last-bit differences only.
-    torch.testing.assert_close(cuda.decode_boxes(loc, priors),
-                               reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
-
-
-@SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(1, 5),
-       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
-       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
-def test_fast_nms(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
-    g = gen(seed)
-    boxes = clustered_boxes(num_priors, g, dtype) if clustered else random_boxes(num_priors, g, dtype)
-    scores = random_scores(num_classes, num_priors, g, dtype)
-    coeffs = random_coeffs(num_priors, 3, g, dtype)
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_fast_nms_padded_outputs(method):
+    """The padded op: rows past the count are zero, and the trimmed rows are the reference's."""
     twin = reference.fast_nms if method == "fast" else reference.greedy_nms
-    got = emulated_nms(boxes, scores, coeffs, 0.5, top_k, 0.05, max_det, method)
-    assert_nms_equal(got, twin(boxes, scores, coeffs, 0.5, top_k, 0.05, max_det))
-
-
-def test_fast_nms_non_finite():
-    g = gen(3)
-    boxes, scores, coeffs = random_boxes(40, g, hostile=False), random_scores(3, 40, g), torch.randn(40, 2)
-    boxes[0, 0], boxes[1, 3], scores[2, 5] = float("nan"), float("-inf"), float("nan")
-    got = emulated_nms(boxes, scores, coeffs, score=0.0, max_det=500)
-    assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, score_threshold=0.0, max_detections=500))
+    for seed in range(4):
+        g = gen(seed)
+        boxes, scores, coeffs = clustered_boxes(150, g), random_scores(3, 150, g), random_coeffs(150, 4, g)
+        got = emulated_nms(boxes, scores, coeffs, top_k=[1, 64, 65, 200][seed], max_det=30, method=method)
+        assert_nms_equal(got, twin(boxes, scores, coeffs, 0.5, [1, 64, 65, 200][seed], 0.05, 30))
 
 
 def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
@@ -106,20 +79,6 @@ def test_reduced_precision(dtype):
     boxes = cuda.decode_boxes(loc, priors)
     assert boxes.dtype == dtype
     assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
-
-
-@SWEEP
-@given(seed=st.integers(0, 2**31), h=st.integers(1, 24), w=st.integers(1, 24), k=st.integers(1, 6),
-       n=st.integers(0, 6), out_h=st.integers(1, 60), out_w=st.integers(1, 60),
-       threshold=st.sampled_from([0.0, 0.5, 0.8]), padding=st.sampled_from([0, 1, 2.5]),
-       dtype=st.sampled_from(DTYPES))
-def test_masks(seed, h, w, k, n, out_h, out_w, threshold, padding, dtype):
-    g = gen(seed)
-    proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
-    torch.testing.assert_close(cuda.assemble_masks(proto, coeffs, boxes, padding),
-                               reference.assemble_masks(proto, coeffs, boxes, padding), rtol=1e-5, atol=1e-6)
-    got = cuda.paste_masks(proto, coeffs, boxes, (out_h, out_w), threshold, padding)
-    assert_masks_match(got, proto, coeffs, boxes, (out_h, out_w), threshold, padding)
 
 
 def test_golden_post_network_path(golden):
@@ -178,6 +137,16 @@ def test_masks_equal_the_cpu_kernels_on_odd_sizes():
                            ops.assemble_masks(proto, coeffs, boxes, padding)), case
         assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, size, 0.5, padding),
                            ops.paste_masks(proto, coeffs, boxes, size, 0.5, padding)), (case, size)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_masks_do_not_depend_on_the_schedule(seed):
+    g = gen(5)
+    proto, coeffs, boxes = random_proto(40, 40, 32, g), random_coeffs(4, 32, g), random_boxes(4, g)
+    want = ops.paste_masks(proto, coeffs, boxes, (150, 120))
+    with cuda.schedule(seed=seed):
+        assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (150, 120)), want)
+        assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), ops.assemble_masks(proto, coeffs, boxes))
 
 
 # --- NMS kernels: launches, schedules, limits ------------------------------------------
