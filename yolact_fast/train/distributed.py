@@ -101,6 +101,11 @@ class Processes:
             return flag
         return bool(self.sum(torch.tensor([0.0 if flag else 1.0], device=device)).item() == 0)
 
+    def barrier(self) -> None:
+        """Wait for every process."""
+        if self.world_size > 1:
+            dist.barrier()
+
     def sum_counts(self, counts: Counter) -> Counter:
         """Counters summed over the processes."""
         if self.world_size == 1:
