@@ -64,10 +64,12 @@ def test_amp_on_cpu_refuses_a_1x1_fpn_map(tmp_path, data):
 
 @pytest.mark.parametrize("batch_size,freeze,frozen", [(4, None, True), (6, None, False), (4, False, False),
                                                        (6, True, True)])
-def test_batchnorm_frozen_below_six_images_per_process(tmp_path, data, batch_size, freeze, frozen):
+def test_batchnorm_frozen_below_six_images_per_process(tmp_path, data, batch_size, freeze, frozen, capsys):
     samples = (data * 2)[:batch_size]
     _, model = train(TINY, samples, str(tmp_path), _options(batch_size=batch_size, freeze_bn=freeze),
                      progress=False, device="cpu")
+    # the automatic freeze is announced, as the official train.py does
+    assert ("Disabling batch norm" in capsys.readouterr().err) is (frozen and freeze is None)
     bn = model.backbone.bn1
     assert bn.weight.requires_grad is not frozen
     # frozen: running statistics never updated (still the initial 0 / 1)
@@ -107,8 +109,25 @@ def test_nonfinite_network_outputs_skip_the_step(tmp_path, data):
         model = Yolact(TINY).train()
         model.proto_net[0].weight.fill_(float("inf"))
     images, targets = make_batch(data, TINY)
-    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)))
+    counts = []
+    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)),
+                           denominators=lambda c: counts.append(c) or c.clamp(min=1))
     assert set(losses) == {"total"} and torch.isnan(losses["total"])
+    # the process still joins the denominators collective the others make
+    assert len(counts) == 1 and torch.equal(counts[0], torch.zeros(2))
+
+
+def test_a_batch_without_usable_images_is_a_skipped_step(tmp_path):
+    summary, _ = train(TINY, [None] * 4, str(tmp_path), _options(), progress=False, device="cpu")
+    assert summary["steps"] == 0
+    assert summary["skipped"] == {"unreadable_image": 4, "no_image_step": 1}
+
+
+def test_resume_with_another_batch_size_is_refused(tmp_path, data):
+    train(TINY, data, str(tmp_path), _options(batch_size=2), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="with batch_size 4: it was trained with batch_size 2"):
+        train(TINY, data, str(tmp_path), _options(batch_size=4, epochs=2), resume=str(tmp_path / "last.pt"),
+              progress=False, device="cpu")
 
 
 def test_every_parameter_gets_a_gradient_without_ground_truth(data):

@@ -45,6 +45,8 @@ def init_from_environment(device: Optional[str | torch.device] = None,
     :func:`training_device`), else gloo. ``timeout_s`` bounds every collective: a rank that
     fails or stalls makes the others raise (nccl's default asynchronous error handling aborts
     a timed-out collective)."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
     if not launched_by_torchrun() or dist.is_initialized():
         return False
     device = training_device(device)
