@@ -4,6 +4,7 @@ pretrained backbone, the global batch size, progress bars."""
 import json
 import re
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ import ddp_worker
 from yolact_fast import cli, reference
 from yolact_fast.model import Yolact
 from yolact_fast.train import TrainOptions, read_checkpoint, train
-from yolact_fast.train.trainer import TrainingNetwork, make_batch, training_step
+from yolact_fast.data import synthetic_shapes
+from yolact_fast.train.trainer import BatchCollator, TrainingNetwork, make_batch, sanitize, training_step
 
 TINY = ddp_worker.TINY
 
@@ -181,3 +183,22 @@ def test_devices_and_process_groups_from_the_environment(monkeypatch, tmp_path, 
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun started us, but nobody joined the group
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2 but torch.distributed is not initialised"):
         train(TINY, data, str(tmp_path), _options(), progress=False, device="cpu")
+
+
+def test_loader_workers_build_the_same_batches_as_the_main_process(data):
+    """Targets are prepared in the DataLoader's collate_fn (its workers): the same tensors as
+    make_batch in the training process, also for a non-square original image."""
+    wide = next(iter(synthetic_shapes(1, seed=9, size=(48, 80), max_objects=3, min_size=0.3)))
+    samples = [data[0], None, wide, data[1]]
+    kept = [sanitize(s, len(TINY.class_names), Counter()) for s in samples if s is not None]
+    images, targets = make_batch(kept, TINY)
+    loader = torch.utils.data.DataLoader(samples, batch_size=4, num_workers=1, collate_fn=BatchCollator(TINY))
+    batch = next(iter(loader))
+    assert batch.size == 3 and +batch.skipped == Counter(unreadable_image=1)
+    assert torch.equal(batch.images, images)
+    assert len(batch.targets) == len(targets) == 3
+    for got, expected in zip(batch.targets, targets):
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    assert targets[1]["masks"].shape[-2:] == (16, 16) and targets[1]["semantic_masks"].shape[-2:] == (8, 8)
