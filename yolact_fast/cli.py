@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="global batch size, split evenly over torchrun processes (default 8)")
     train.add_argument("--lr", type=float, default=2e-3, help="learning rate of the global batch")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=0, help="data loader workers per process")
+    train.add_argument("--workers", type=int, default=0,
+                       help="data loader workers per process; they also prepare the loss targets (default 0)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-augment", action="store_true", help="no photometric/expand/crop/mirror")
     train.add_argument("--device", default=None,

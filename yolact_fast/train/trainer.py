@@ -49,12 +49,16 @@ class TrainOptions:
     """Optimisation settings (AdamW, linear warm-up then cosine decay to zero).
 
     ``batch_size`` is the global batch: N processes (torchrun) take ``batch_size / N`` images
-    each per step, and ``lr`` is the learning rate of the global batch, so the same options
-    train the same way on any number of processes. ``freeze_bn``: BatchNorm layers use their
-    running statistics and their affine parameters are not trained; None follows the official
-    recipe (frozen when a process's batch is below 6 images, else trained on each process's
-    own batch statistics, not synchronised). ``amp``: mixed precision, bfloat16 autocast on
-    the CPU, float16 autocast with a gradient scaler on CUDA.
+    each per step, and ``lr`` is the learning rate of the global batch (not scaled with it), so
+    the same options train the same way on any number of processes as long as BatchNorm is
+    frozen; trained BatchNorm normalises each process's own batch, which depends on N.
+    ``freeze_bn``: BatchNorm layers use their running statistics and their affine parameters
+    are not trained; None follows the official recipe (frozen, and said so on stderr, when a
+    process's batch is below 6 images, else trained on each process's own batch statistics,
+    not synchronised). ``num_workers``: DataLoader workers per process; they also build the
+    loss targets (resizing every mask to the input size), which otherwise costs the training
+    process. ``amp``: mixed precision, bfloat16 autocast on the CPU, float16 autocast with a
+    gradient scaler on CUDA.
     """
 
     epochs: int = 1
