@@ -2,8 +2,12 @@
 ``torchrun --nproc-per-node=2``): ``train()`` on tiny synthetic shapes, recording the weights
 after every step.
 
-Usage: ddp_worker.py OUT_DIR [stall | bench]. ``stall``: rank 1 stops answering after step 1,
-so that rank 0 must fail on the process-group timeout. ``bench``: the same configuration on 96
+Usage: ddp_worker.py OUT_DIR [stall | bad_rank | bench]. Every process writes
+``rank{RANK}.json``: its summary and whether ``model.pt`` existed when ``train()`` returned
+(rank 0 writes it a second late).
+``stall``: rank 1 stops answering after step 1, so that rank 0 must fail on the process-group
+timeout. ``bad_rank``: one epoch of 12 images (3 steps) where rank 1's network outputs are NaN
+at step 1 and rank 1 has no usable image at step 3: both ranks skip both steps. ``bench``: the same configuration on 96
 images for one epoch (24 steps), no recording; rank 0 prints the summary (images/s) as JSON
 (benchmarks/bench_train_ddp.py).
 """
@@ -17,6 +21,7 @@ import time
 import torch
 
 from yolact_fast import configs
+from yolact_fast.train import trainer
 from yolact_fast.data import synthetic_shapes
 from yolact_fast.train import Processes, TrainOptions, init_from_environment, train
 from yolact_fast.train.distributed import shutdown
@@ -59,10 +64,38 @@ def main(out_dir: str, mode: str = "") -> None:
         shutdown()
         return
     weights = []
-    train(TINY, dataset(), out_dir, OPTIONS, progress=False, device="cpu",
-          on_step=recorder(weights, out_dir, rank, stall=mode == "stall"))
+    data, options = dataset(), OPTIONS
+    if rank == 0:  # rank 0 writes model.pt late: the other ranks must wait for it
+        save_weights = trainer.save_weights
+        trainer.save_weights = lambda *args: (time.sleep(1), save_weights(*args))
+    if mode == "bad_rank":
+        data, options = bad_rank_dataset(rank), dataclasses.replace(OPTIONS, epochs=1)
+    summary, _ = train(TINY, data, out_dir, options, progress=False, device="cpu",
+                       on_step=recorder(weights, out_dir, rank, stall=mode == "stall"))
     torch.save(weights, os.path.join(out_dir, f"weights_rank{rank}.pt"))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"summary": summary, "model_pt_visible": os.path.exists(summary["weights"])}, f)
     shutdown()
+
+
+def bad_rank_dataset(rank: int) -> list:
+    """12 images; on rank 1, NaN network outputs at the first forward and no readable image in
+    rank 1's share of step 3 (the images the DistributedSampler gives it)."""
+    data = dataset(12)
+    if rank == 1:
+        sampler = torch.utils.data.DistributedSampler(range(12), 2, 1, shuffle=True, seed=OPTIONS.seed)
+        for index in list(sampler)[4:6]:
+            data[index] = None
+        forward = trainer.TrainingNetwork.forward
+
+        def nan_once(self, images):
+            outputs, semantic = forward(self, images)
+            if not getattr(self, "poisoned", False):
+                self.poisoned = True
+                semantic = semantic * float("nan")
+            return outputs, semantic
+        trainer.TrainingNetwork.forward = nan_once
+    return data
 
 
 if __name__ == "__main__":

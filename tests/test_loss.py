@@ -93,8 +93,8 @@ def test_mask_loss_hand_value():
 
 def test_semantic_loss_hand_value():
     logits = torch.tensor([[[0.0, 1.0], [2.0, -1.0]], [[0.5, 0.5], [0.5, 0.5]]])  # [C=2, 2, 2]
-    masks = torch.zeros(1, 4, 4)
-    masks[0, :2, :2] = 1  # class 1 in the top-left cell at 2x2
+    masks = torch.zeros(1, 2, 2)
+    masks[0, 0, 0] = 1  # class 1 in the top-left cell
     target = torch.zeros(2, 2, 2)
     target[1, 0, 0] = 1
     expected = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / 4

@@ -96,6 +96,22 @@ def test_unresolved_weights_are_refused():
         yolact_loss(outputs, torch.zeros(1, 1, 4, 4), priors, targets, LossWeights())
 
 
+def test_semantic_targets_must_match_the_logits():
+    outputs, priors, targets = _crowded_problem(2)
+    weights = LossWeights().for_config(configs.yolact_base)
+    yolact_loss(outputs, torch.zeros(1, 1, 4, 4), priors, targets, weights)  # 4x4 targets: fine
+    with pytest.raises(ValueError, match=r"semantic_masks must be \[M,2,2\].*got \[1, 4, 4\]"):
+        yolact_loss(outputs, torch.zeros(1, 1, 2, 2), priors, targets, weights)  # not downsampled again
+    without = [{k: v for k, v in t.items() if k != "semantic_masks"} for t in targets]
+    with pytest.raises(ValueError, match=r"targets \[0\] have no 'semantic_masks'.*prepare_targets"):
+        yolact_loss(outputs, torch.zeros(1, 1, 4, 4), priors, without, weights)
+
+
+def test_weights_unset_for_a_config_without_the_setting_are_refused():
+    with pytest.raises(ValueError, match=r"\['box'\] are None.*no value for them"):
+        LossWeights(box=None).for_config(configs.yolact_base)
+
+
 def test_training_step_takes_masks_to_train_from_the_model_config(monkeypatch):
     config = configs.yolact_demo.replace(
         backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),

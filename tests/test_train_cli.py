@@ -53,6 +53,19 @@ def test_errors_are_reported(argv, message, capsys, tmp_path, monkeypatch):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--dist-timeout", "0"], "--dist-timeout must be > 0 seconds, got 0.0"),
+    (["--dist-timeout", "-5"], "--dist-timeout must be > 0 seconds"),
+    (["--device", "cuda:1"], "--device cuda:1 under torchrun would put every process on one device"),
+])
+def test_train_refuses_bad_process_options(extra, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun; refused before joining a group
+    argv = ["train", "--config", "yolact_demo", "--data", "synthetic:1", "--epochs", "1",
+            "--out", str(tmp_path), *extra]
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_eval_reports_bad_annotation_file(tmp_path, capsys):
     (tmp_path / "a.json").write_text("{broken")
     assert main(["eval", "--weights", "demo", "--data", str(tmp_path / "a.json"), "--out", str(tmp_path)]) == 1

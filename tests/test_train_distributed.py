@@ -1,6 +1,6 @@
 """Training in 2 processes (torchrun, gloo, CPU) equals training in one with the same global
 batch; rank 0 writes; a checkpoint resumes under another world size; a stalled rank ends the
-run with an error, not a hang."""
+run with an error, not a hang; a rank with bad data makes every rank skip the step."""
 
 import json
 import os
@@ -85,6 +85,25 @@ def test_rank_zero_writes_checkpoints_and_logs_with_the_world_size(two_process_r
     assert state["world_size"] == 2 and state["epoch"] == 2 and state["step"] == 4
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 4
+
+
+def test_no_rank_returns_before_rank_zero_wrote_its_files(two_process_run):
+    out, _ = two_process_run
+    assert json.loads((out / "rank1.json").read_text())["model_pt_visible"]
+
+
+def test_a_rank_with_nonfinite_outputs_or_no_image_makes_every_rank_skip_the_step(tmp_path):
+    result = torchrun(str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path), "bad_rank", timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text())["summary"] for r in (0, 1)]
+    for summary in ranks:  # steps 1 (NaN on rank 1) and 3 (no image on rank 1) skipped, counted once
+        assert summary["steps"] == 1
+        assert summary["skipped"] == {"nonfinite_loss_step": 1, "no_image_step": 1, "unreadable_image": 2}
+    rank0, rank1 = (torch.load(tmp_path / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert len(rank0) == len(rank1) == 1
+    for key in rank0[0]:
+        assert torch.equal(rank0[0][key], rank1[0][key]), key
+    assert [r["step"] for r in _log(tmp_path)] == [1]
 
 
 def test_resume_mid_epoch_under_another_world_size(two_process_run, tmp_path):

@@ -4,6 +4,7 @@ pretrained backbone, the global batch size, progress bars."""
 import json
 import re
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ import ddp_worker
 from yolact_fast import cli, reference
 from yolact_fast.model import Yolact
 from yolact_fast.train import TrainOptions, read_checkpoint, train
-from yolact_fast.train.trainer import TrainingNetwork, make_batch, training_step
+from yolact_fast.data import synthetic_shapes
+from yolact_fast.train.trainer import BatchCollator, TrainingNetwork, make_batch, sanitize, training_step
 
 TINY = ddp_worker.TINY
 
@@ -64,10 +66,12 @@ def test_amp_on_cpu_refuses_a_1x1_fpn_map(tmp_path, data):
 
 @pytest.mark.parametrize("batch_size,freeze,frozen", [(4, None, True), (6, None, False), (4, False, False),
                                                        (6, True, True)])
-def test_batchnorm_frozen_below_six_images_per_process(tmp_path, data, batch_size, freeze, frozen):
+def test_batchnorm_frozen_below_six_images_per_process(tmp_path, data, batch_size, freeze, frozen, capsys):
     samples = (data * 2)[:batch_size]
     _, model = train(TINY, samples, str(tmp_path), _options(batch_size=batch_size, freeze_bn=freeze),
                      progress=False, device="cpu")
+    # the automatic freeze is announced, as the official train.py does
+    assert ("Disabling batch norm" in capsys.readouterr().err) is (frozen and freeze is None)
     bn = model.backbone.bn1
     assert bn.weight.requires_grad is not frozen
     # frozen: running statistics never updated (still the initial 0 / 1)
@@ -107,8 +111,25 @@ def test_nonfinite_network_outputs_skip_the_step(tmp_path, data):
         model = Yolact(TINY).train()
         model.proto_net[0].weight.fill_(float("inf"))
     images, targets = make_batch(data, TINY)
-    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)))
+    counts = []
+    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)),
+                           denominators=lambda c: counts.append(c) or c.clamp(min=1))
     assert set(losses) == {"total"} and torch.isnan(losses["total"])
+    # the process still joins the denominators collective the others make
+    assert len(counts) == 1 and torch.equal(counts[0], torch.zeros(2))
+
+
+def test_a_batch_without_usable_images_is_a_skipped_step(tmp_path):
+    summary, _ = train(TINY, [None] * 4, str(tmp_path), _options(), progress=False, device="cpu")
+    assert summary["steps"] == 0
+    assert summary["skipped"] == {"unreadable_image": 4, "no_image_step": 1}
+
+
+def test_resume_with_another_batch_size_is_refused(tmp_path, data):
+    train(TINY, data, str(tmp_path), _options(batch_size=2), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="with batch_size 4: it was trained with batch_size 2"):
+        train(TINY, data, str(tmp_path), _options(batch_size=4, epochs=2), resume=str(tmp_path / "last.pt"),
+              progress=False, device="cpu")
 
 
 def test_every_parameter_gets_a_gradient_without_ground_truth(data):
@@ -162,3 +183,22 @@ def test_devices_and_process_groups_from_the_environment(monkeypatch, tmp_path, 
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun started us, but nobody joined the group
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2 but torch.distributed is not initialised"):
         train(TINY, data, str(tmp_path), _options(), progress=False, device="cpu")
+
+
+def test_loader_workers_build_the_same_batches_as_the_main_process(data):
+    """Targets are prepared in the DataLoader's collate_fn (its workers): the same tensors as
+    make_batch in the training process, also for a non-square original image."""
+    wide = next(iter(synthetic_shapes(1, seed=9, size=(48, 80), max_objects=3, min_size=0.3)))
+    samples = [data[0], None, wide, data[1]]
+    kept = [sanitize(s, len(TINY.class_names), Counter()) for s in samples if s is not None]
+    images, targets = make_batch(kept, TINY)
+    loader = torch.utils.data.DataLoader(samples, batch_size=4, num_workers=1, collate_fn=BatchCollator(TINY))
+    batch = next(iter(loader))
+    assert batch.size == 3 and +batch.skipped == Counter(unreadable_image=1)
+    assert torch.equal(batch.images, images)
+    assert len(batch.targets) == len(targets) == 3
+    for got, expected in zip(batch.targets, targets):
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    assert targets[1]["masks"].shape[-2:] == (16, 16) and targets[1]["semantic_masks"].shape[-2:] == (8, 8)

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="global batch size, split evenly over torchrun processes (default 8)")
     train.add_argument("--lr", type=float, default=2e-3, help="learning rate of the global batch")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--workers", type=int, default=0, help="data loader workers per process")
+    train.add_argument("--workers", type=int, default=0,
+                       help="data loader workers per process; they also prepare the loss targets (default 0)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-augment", action="store_true", help="no photometric/expand/crop/mirror")
     train.add_argument("--device", default=None,
@@ -282,7 +283,13 @@ def run_train(args) -> int:
         torch.set_num_threads(args.threads)
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    joined = distributed.init_from_environment(args.device, args.dist_timeout or distributed.DEFAULT_TIMEOUT_S)
+    if args.dist_timeout is not None and args.dist_timeout <= 0:
+        raise ValueError(f"--dist-timeout must be > 0 seconds, got {args.dist_timeout}")
+    if distributed.launched_by_torchrun() and args.device and torch.device(args.device).index is not None:
+        raise ValueError(f"--device {args.device} under torchrun would put every process on one device: "
+                         "pass --device cuda (each process takes cuda:LOCAL_RANK)")
+    timeout_s = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
+    joined = distributed.init_from_environment(args.device, timeout_s)
     try:
         main_process = distributed.Processes.current().is_main
         resume = os.path.join(args.out, "last.pt") if args.resume == "auto" else args.resume

@@ -45,6 +45,8 @@ def init_from_environment(device: Optional[str | torch.device] = None,
     :func:`training_device`), else gloo. ``timeout_s`` bounds every collective: a rank that
     fails or stalls makes the others raise (nccl's default asynchronous error handling aborts
     a timed-out collective)."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
     if not launched_by_torchrun() or dist.is_initialized():
         return False
     device = training_device(device)
@@ -100,6 +102,11 @@ class Processes:
         if self.world_size == 1:
             return flag
         return bool(self.sum(torch.tensor([0.0 if flag else 1.0], device=device)).item() == 0)
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        if self.world_size > 1:
+            dist.barrier()
 
     def sum_counts(self, counts: Counter) -> Counter:
         """Counters summed over the processes."""

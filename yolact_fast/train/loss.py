@@ -151,15 +151,18 @@ def _bilinear(masks: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 
 def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits [C,h,w], masks [M,H,W] float, labels [M] -> mean BCE with logits over pixels of
-    per-class targets (union of each class's masks, downsampled once to h x w; masks already
-    at h x w are used as they are)."""
+    """logits [C,h,w], masks [M,h,w] float in {0,1} (already at the logits' size, see
+    :func:`prepare_targets`), labels [M] -> mean BCE with logits over pixels of per-class
+    targets (the union of each class's masks)."""
     num_classes, h, w = logits.shape
+    if masks.shape[-2:] != (h, w):
+        raise ValueError(f"semantic_masks must be [M,{h},{w}] (the semantic logits' size), got "
+                         f"{list(masks.shape)}: build them with prepare_targets(..., semantic_size=({h}, {w}))")
     target = torch.zeros_like(logits)
     if masks.shape[0]:
-        small = downsample_masks(masks.float(), (h, w)).bool()
+        masks = masks.bool()
         for label in labels.unique():
-            target[label] = small[labels == label].any(0).float()
+            target[label] = masks[labels == label].any(0).float()
     return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / (h * w)
 
 
@@ -213,9 +216,14 @@ class LossWeights:
     maskious_to_train: int = -1
 
     def for_config(self, config: YolactConfig) -> "LossWeights":
-        """These weights with every None field set from ``config``."""
-        unset = {f.name: getattr(config, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is None}
-        return dataclasses.replace(self, **unset)
+        """These weights with every None field set from ``config``; ValueError for a None
+        field the config has no value for."""
+        unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+        missing = [name for name in unset if getattr(config, name, None) is None]
+        if missing:
+            raise ValueError(f"LossWeights fields {missing} are None (take the config's value), but config "
+                             f"{config.name!r} has no value for them: set them in LossWeights")
+        return dataclasses.replace(self, **{name: getattr(config, name) for name in unset})
 
 
 def resize_to_input(masks: torch.Tensor, input_size: Tuple[int, int]) -> torch.Tensor:
@@ -282,6 +290,9 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     if unset:
         raise ValueError(f"weights fields {unset} are None (take the config's value): pass "
                          "weights.for_config(model.config)")
+    lacking = [i for i, t in enumerate(targets) if "semantic_masks" not in t]
+    if lacking:
+        raise ValueError(f"targets {lacking} have no 'semantic_masks': build the targets with prepare_targets()")
     loc, conf_logits, coeffs, proto = outputs
     device = loc.device
     matches = [

@@ -6,7 +6,9 @@
 
 Bad data never stops training: unreadable images (items that are None), malformed samples and
 invalid instances (labels out of range, zero-area boxes, empty masks) are skipped, and counted
-in the returned summary's ``skipped``; so are steps whose loss is not finite.
+in the returned summary's ``skipped``; so are skipped steps, once each however many processes
+train: ``nonfinite_loss_step`` (a process's network outputs or loss not finite) and
+``no_image_step`` (a process had no usable image).
 
 Under torchrun (see :mod:`~yolact_fast.train.distributed`) every process trains its share of
 each global batch with DistributedDataParallel; rank 0 alone writes files and shows progress,
@@ -24,7 +26,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,12 +49,16 @@ class TrainOptions:
     """Optimisation settings (AdamW, linear warm-up then cosine decay to zero).
 
     ``batch_size`` is the global batch: N processes (torchrun) take ``batch_size / N`` images
-    each per step, and ``lr`` is the learning rate of the global batch, so the same options
-    train the same way on any number of processes. ``freeze_bn``: BatchNorm layers use their
-    running statistics and their affine parameters are not trained; None follows the official
-    recipe (frozen when a process's batch is below 6 images, else trained on each process's
-    own batch statistics, not synchronised). ``amp``: mixed precision, bfloat16 autocast on
-    the CPU, float16 autocast with a gradient scaler on CUDA.
+    each per step, and ``lr`` is the learning rate of the global batch (not scaled with it), so
+    the same options train the same way on any number of processes as long as BatchNorm is
+    frozen; trained BatchNorm normalises each process's own batch, which depends on N.
+    ``freeze_bn``: BatchNorm layers use their running statistics and their affine parameters
+    are not trained; None follows the official recipe (frozen, and said so on stderr, when a
+    process's batch is below 6 images, else trained on each process's own batch statistics,
+    not synchronised). ``num_workers``: DataLoader workers per process; they also build the
+    loss targets (resizing every mask to the input size), which otherwise costs the training
+    process. ``amp``: mixed precision, bfloat16 autocast on the CPU, float16 autocast with a
+    gradient scaler on CUDA.
     """
 
     epochs: int = 1
@@ -88,9 +94,31 @@ class AugmentedDataset(torch.utils.data.Dataset):
         return self.augment(sample[0], sample[1], rng)
 
 
-def _collate(samples):
-    kept = [s for s in samples if s is not None]
-    return kept, len(samples) - len(kept)
+class Batch(NamedTuple):
+    """One process's share of a global batch, built in the data loader (its workers, if any):
+    network input [B,3,S,S] and loss targets (None when no sample was usable), the number of
+    images and the samples or instances skipped."""
+
+    images: Optional[torch.Tensor]
+    targets: Optional[List[Dict[str, torch.Tensor]]]
+    size: int
+    skipped: Counter
+
+
+@dataclass(frozen=True)
+class BatchCollator:
+    """DataLoader ``collate_fn``: samples (None for an unreadable image) -> :class:`Batch`, so
+    that target preparation runs in the loader's workers."""
+
+    config: YolactConfig
+
+    def __call__(self, samples) -> Batch:
+        skipped = Counter(unreadable_image=sum(sample is None for sample in samples))
+        kept = [sample for sample in (sanitize(x, len(self.config.class_names), skipped)
+                                      for x in samples if x is not None) if sample is not None]
+        if not kept:
+            return Batch(None, None, 0, skipped)
+        return Batch(*make_batch(kept, self.config), len(kept), skipped)
 
 
 def sanitize(sample, num_classes: int, skipped: Counter):
@@ -155,13 +183,16 @@ def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Te
     ``TrainingNetwork(model)``; DistributedDataParallel around one when distributed); ``amp``
     autocasts it (bfloat16 on CPU, float16 on CUDA) and the loss is computed in float32;
     ``denominators``: see :func:`yolact_loss`. Non-finite network outputs give
-    ``{"total": nan}`` (the loss cannot be computed; the trainer skips the step)."""
+    ``{"total": nan}`` (the loss cannot be computed; the trainer skips the step) after calling
+    ``denominators`` with zero counts, so that every process joins the same collectives."""
     network = TrainingNetwork(model) if network is None else network
     device = images.device
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     with torch.autocast(device.type, dtype=dtype, enabled=amp):
         outputs, semantic = network(images)
     if not all(bool(torch.isfinite(t).all()) for t in (*outputs, semantic)):
+        if denominators is not None:
+            denominators(torch.zeros(2, device=device))
         return {"total": torch.tensor(float("nan"), device=device)}
     outputs = type(outputs)(*(t.float() for t in outputs))
     losses = yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
@@ -272,6 +303,9 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
     torch.manual_seed(options.seed)
     model = _initial_model(config, init_weights, backbone_weights, processes)
     model.to(device).train()
+    if options.freeze_bn is None and local_batch < BN_MIN_BATCH and processes.is_main:
+        print("Per-process batch size is less than the recommended limit for batch norm. "
+              "Disabling batch norm.", file=sys.stderr)  # as the official train.py says it
     if options.freeze_bn if options.freeze_bn is not None else local_batch < BN_MIN_BATCH:
         freeze_batchnorm(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
@@ -282,6 +316,10 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
         if state["config"] != config.name or tuple(state["class_names"]) != config.class_names:
             raise RuntimeError(f"refusing to resume from {resume!r}: it trains {state['config']} with "
                                f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}")
+        if state.get("batch_size", options.batch_size) != options.batch_size:
+            raise ValueError(f"refusing to resume from {resume!r} with batch_size {options.batch_size}: it was "
+                             f"trained with batch_size {state['batch_size']} (global), and its step count, "
+                             "learning-rate schedule and place in the epoch are in batches of that size")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state and scaler.is_enabled():
@@ -328,25 +366,24 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
             skip_batches = samples_done // options.batch_size
             loader = torch.utils.data.DataLoader(
                 data, batch_size=local_batch, sampler=_SkipFirst(sampler, skip_batches * local_batch),
-                num_workers=options.num_workers, collate_fn=_collate, drop_last=False,
+                num_workers=options.num_workers, collate_fn=BatchCollator(config), drop_last=False,
                 persistent_workers=False,
             )
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
                        disable=not (progress and processes.is_main), file=sys.stderr,
                        initial=skip_batches, total=steps_per_epoch)
-            for batch_index, (samples, bad) in enumerate(bar, start=skip_batches):
-                skipped["unreadable_image"] += bad
-                samples = [sample for sample in (sanitize(x, len(config.class_names), skipped)
-                                                 for x in samples) if sample is not None]
-                if not processes.all(bool(samples), device):
+            for batch_index, batch in enumerate(bar, start=skip_batches):
+                skipped.update(batch.skipped)
+                # Step skips are counted once (by rank 0), not once per process.
+                if not processes.all(batch.size > 0, device):
+                    skipped["no_image_step"] += int(processes.is_main)
                     continue  # every process needs an image for a step
-                images, targets = make_batch(samples, config)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total, options)
-                losses = training_step(model, images.to(device), targets, priors, options.loss, generator,
-                                       network, options.amp, processes.loss_denominators)
+                losses = training_step(model, batch.images.to(device), batch.targets, priors, options.loss,
+                                       generator, network, options.amp, processes.loss_denominators)
                 if not processes.all(bool(torch.isfinite(losses["total"])), device):
-                    skipped["nonfinite_loss_step"] += 1
+                    skipped["nonfinite_loss_step"] += int(processes.is_main)
                     optimizer.zero_grad(set_to_none=True)
                     continue
                 optimizer.zero_grad(set_to_none=True)
@@ -356,7 +393,7 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
-                images_seen += len(samples)
+                images_seen += batch.size
                 # each process's loss is its share of the global batch's: the mean is the batch loss
                 values = processes.mean(torch.stack([v.detach() for v in losses.values()]))
                 last = dict(zip(losses, values.tolist()))
@@ -385,6 +422,7 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
         save_weights(model, weights_path)
         with open(os.path.join(out_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
+    processes.barrier()  # no process returns before rank 0's files exist
     return summary, model
 
 
