@@ -169,12 +169,11 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
     session = ort.InferenceSession(export._postprocess_model(config, nms=nms, **options)
                                    .SerializeToString(), providers=["CPUExecutionProvider"])
     priors = reference.make_priors(config, (config.max_size,) * 2)
-    nms_fn = reference.fast_nms if nms == "fast" else reference.greedy_nms
     image_size = (37, 53)
     for seed in range(2):
         loc, conf, coeffs, proto = raw_outputs(config, seed, kind)
         expected = segment_module.postprocess(
-            loc, conf, coeffs, proto, priors, image_size, config, reference, nms_fn,
+            loc, conf, coeffs, proto, priors, image_size, config, reference, nms,
             options["score_threshold"], options["iou_threshold"], options["top_k"],
             options["max_detections"])
         feeds = dict(zip(export.RAW_OUTPUTS, (t[None].numpy() for t in (loc, conf, coeffs, proto))))

@@ -130,9 +130,11 @@ def detect(
 
     loc [P,4], conf_logits [P,C+1], coeffs [P,k], priors [P,4] -> as :func:`fast_nms`.
     """
+    nms = {"fast": fast_nms, "cluster": greedy_nms}.get(method) if isinstance(method, str) else None
+    if nms is None:
+        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
     boxes = decode_boxes(loc, priors, variances)
     scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t()
-    nms = fast_nms if method == "fast" else greedy_nms
     return nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections)
 
 
