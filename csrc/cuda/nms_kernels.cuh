@@ -23,13 +23,17 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kTile = 64;  // boxes per IoU tile: one 64-bit word of the bitmask
 
-// Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b).
+// Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b), and
+// a == b <=> order_bits(a) == order_bits(b) (-0.0 is keyed as +0.0: the two compare equal,
+// so ties between them go to the lower index, as in the bitonic sort and the reference).
 YF_HD inline unsigned long long order_bits(float x) {
+  if (x == 0.0f) x = 0.0f;
   uint32_t u;
   memcpy(&u, &x, sizeof u);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 YF_HD inline unsigned long long order_bits(double x) {
+  if (x == 0.0) x = 0.0;
   unsigned long long u;
   memcpy(&u, &x, sizeof u);
   return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
@@ -205,14 +209,15 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
   if (tid == 0) out_count[row] = count;
 }
 
-// Block (column tile, row tile, class) of the suppression bitmask: bit b of
+// Block (class * words + column tile, row tile) of the suppression bitmask (the class is
+// folded into grid.x, whose limit is 2^31 - 1, not 65535): bit b of
 // mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
 // neither computed nor written. The column tile's boxes are staged in shared memory.
 template <class T>
 YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
-  const int64_t col = blockIdx.x, row = blockIdx.y, c = blockIdx.z;
+  const int64_t col = blockIdx.x % words, c = blockIdx.x / words, row = blockIdx.y;
   if (col < row) return;
   YF_SHARED(T, tile, 4 * kTile);
   const int64_t n = count[c];
