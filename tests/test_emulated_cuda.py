@@ -199,7 +199,7 @@ def test_nms_and_detect_launch_six_kernels():
         cuda.fast_nms(boxes, scores, coeffs, method="cluster")
     assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
     tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
-    assert tiles.grid == (4, 4, 4) and tiles.block == (64, 1, 1)  # 200 ranked boxes: 4 x 4 tiles
+    assert tiles.grid == (4 * 4, 4, 1) and tiles.block == (64, 1, 1)  # 4 classes x 4 x 4 tiles of 200 boxes
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -271,11 +271,13 @@ def test_more_than_65535_classes():
 
 
 def test_nms_rejects_too_many_ranked_boxes():
-    boxes = torch.zeros(1, 4).expand(2**16, 4)
-    scores = torch.zeros(1, 1).expand(2**15, 2**16)
-    coeffs = torch.zeros(1, 1).expand(2**16, 1)
+    """The radix keys hold 32 bits of a box's index among the C x K ranked ones (expanded
+    inputs: no memory behind them, rejected before any copy)."""
+    boxes = torch.zeros(1, 4).expand(2048, 4)
+    scores = torch.zeros(1, 1).expand(2**20, 2048)
+    coeffs = torch.zeros(1, 1).expand(2048, 1)
     with pytest.raises(ValueError, match=r"scores on CUDA: classes x min\(top_k, priors\) must be < 2\^31"):
-        cuda.fast_nms(boxes, scores, coeffs, top_k=2**16, max_detections=10)
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2048, max_detections=10)
 
 
 @pytest.mark.parametrize("op", ["assemble_masks", "paste_masks"])
