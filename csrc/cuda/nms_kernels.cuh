@@ -217,7 +217,8 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
 template <class T>
 YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
-  const int64_t col = blockIdx.x % words, c = blockIdx.x / words, row = blockIdx.y;
+  const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
+  const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
   if (col < row) return;
   YF_SHARED(T, tile, 4 * kTile);
   const int64_t n = count[c];
