@@ -101,15 +101,17 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
 // scores[row * score_stride + i], eligible[row * eligible_stride + i], i < n) and writes
 // them in rank order to out_index/out_score[row, 0:k) (index -1 and score 0 past the count)
 // and their number to out_count[row]. MSD radix select over the unique keys, one byte per
-// pass, then a bitonic sort of the selected items in dynamic shared memory (k_pad items,
-// k_pad a power of two >= k).
+// pass (stopping at the first byte whose bucket holds exactly the remaining rank), then a
+// bitonic sort of the selected items in dynamic shared memory (k_pad items, k_pad a power
+// of two >= k).
 template <class T>
 YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t* eligible,
                             int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
                             int64_t* out_index, T* out_score, int64_t* out_count) {
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
-  YF_SHARED(unsigned long long, state, 4);  // remaining rank, matched digits, total, slots
+  YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
+  YF_SHARED(unsigned, slots, 1);             // 32-bit: a 64-bit shared atomicAdd is a CAS loop
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
   const int64_t row = blockIdx.x;
@@ -121,11 +123,12 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
     state[0] = (unsigned long long)k;  // rank of the k-th key among those still matching
     state[1] = 0;
     state[2] = 0;
-    state[3] = 0;
+    slots[0] = 0;
   }
   __syncthreads();
   // Radix passes: after pass d, prefix[0..d] holds the k-th largest key's first bytes.
   bool take_all = false;
+  int digits = kDigits;  // key bytes in prefix: the selected keys are those >= prefix
   for (int digit = 0; digit < kDigits; ++digit) {
     for (unsigned b = tid; b < 256; b += threads) histogram[b] = 0;
     __syncthreads();
@@ -152,6 +155,7 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
           if (above + count >= remaining) {
             prefix[digit] = unsigned(b);
             state[0] = remaining - above;
+            if (above + count == remaining) state[1] = 2;  // the whole bucket is selected
             break;
           }
           above += count;
@@ -159,27 +163,31 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
       }
     }
     __syncthreads();
-    const unsigned long long all = state[1];
-    take_all = all != 0;
-    if (take_all) break;
+    const unsigned long long stop = state[1];
+    take_all = stop == 1;
+    if (stop != 0) {
+      digits = digit + 1;
+      break;
+    }
   }
   const unsigned long long total_eligible = state[2];
   const int64_t count = take_all ? int64_t(total_eligible) : k;
-  // Collect the items whose key is >= the k-th key (all eligible ones with take_all).
+  // Collect the items whose key's first `digits` bytes are >= prefix (all eligible ones
+  // with take_all).
   for (int64_t i = tid; i < n; i += threads) {
     if (!ok[i]) continue;
     const unsigned long long bits = order_bits(s[i]);
     bool selected = take_all;
-    for (int d = 0; d < kDigits && !selected; ++d) {
+    for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
       if (byte != expected) {
         selected = byte > expected;
         break;
       }
-      if (d == kDigits - 1) selected = true;  // the k-th key itself
+      if (d == digits - 1) selected = true;  // in the k-th key's bucket
     }
     if (selected) {
-      const unsigned long long slot = atomicAdd(&state[3], 1ull);
+      const unsigned slot = atomicAdd(&slots[0], 1u);
       items[slot] = Item<T>{s[i], i};
     }
   }
