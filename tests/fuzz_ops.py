@@ -99,7 +99,7 @@ def nms_inputs(case: Case):
     boxes = clustered_boxes(P, case.g, dtype) if case.chance(0.5) else random_boxes(P, case.g, dtype)
     boxes = case.sprinkle(boxes, case.pick([0, 0.01, 0.1]))
     scores = random_scores(C, P, case.g, dtype, concentration=case.pick([0.5, 4.0, 20.0]))
-    scores = case.sprinkle(scores, case.pick([0, 0.01]), (math.nan, math.inf, -math.inf, 0.0, 1.0))
+    scores = case.sprinkle(scores, case.pick([0, 0.01]), (math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0))
     if case.chance(0.2):  # many exact score ties
         scores = (scores * 4).round() / 4
     coeffs = case.sprinkle(random_coeffs(P, k, case.g, dtype), case.pick([0, 0.05]))

@@ -4,6 +4,7 @@ public module's signatures and launch log. The sweeps against the reference run 
 backend in test_ops_reference.py."""
 
 import inspect
+import os
 
 import pytest
 import torch
@@ -167,7 +168,7 @@ def test_nms_and_detect_launch_six_kernels():
         cuda.fast_nms(boxes, scores, coeffs, method="cluster")
     assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
     tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
-    assert tiles.grid == (4, 4, 4) and tiles.block == (64, 1, 1)  # 200 ranked boxes: 4 x 4 tiles
+    assert tiles.grid == (4 * 4, 4, 1) and tiles.block == (64, 1, 1)  # 4 classes x 4 x 4 tiles of 200 boxes
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -193,3 +194,84 @@ def test_nms_device_limits():
     # The limits apply to what is ranked: min(top_k, P) and the padded output length.
     small = boxes[:100], scores[:, :100].contiguous(), coeffs[:100]
     assert len(cuda.fast_nms(*small, top_k=10**6, max_detections=10**6)[0]) > 0
+
+
+# --- review findings (issue 8): ties at zero, grid limits, 32-bit indices, barriers ----------
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_negative_and_positive_zero_scores_tie_by_index(dtype, method):
+    """-0.0 == +0.0: when top_k cuts through zero scores the lower prior indices win, as in
+    the reference (the radix keys once ranked +0.0 above -0.0 and picked priors 1 and 3)."""
+    boxes = torch.tensor([[10.0 * i, 0, 10.0 * i + 5, 5] for i in range(4)], dtype=dtype)
+    scores = torch.tensor([[-0.0, 0.0, -0.0, 0.0]], dtype=dtype)
+    coeffs = torch.arange(4, dtype=dtype)[:, None]
+    args = dict(iou_threshold=0.5, top_k=2, score_threshold=-1.0, max_detections=3)
+    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    want = twin(boxes, scores, coeffs, **args)
+    assert want[1].flatten().tolist() == [0, 1]
+    for seed in SEEDS:
+        with cuda.schedule(seed=seed, check_races=True):
+            got = emulated_nms(boxes, scores, coeffs, *args.values(), method)
+        assert_nms_equal(got, want)
+
+
+def test_iou_tiles_fold_classes_into_grid_x():
+    """grid.y and grid.z are limited to 65535: the classes go on grid.x (C x column tiles)."""
+    g = gen(53)
+    boxes, scores, coeffs = clustered_boxes(300, g), random_scores(3, 300, g), random_coeffs(300, 2, g)
+    with cuda.launches() as log:
+        cuda.fast_nms(boxes, scores, coeffs, top_k=130)
+    grids = {launch.kernel: launch.grid for launch in log}
+    assert grids["iou_tiles"] == (3 * 3, 3, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("YF_SLOW_TESTS"), reason="75 s under the emulation: set YF_SLOW_TESTS=1")
+def test_more_than_65535_classes():
+    C, P = 65536 + 3, 2
+    boxes = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6]])
+    scores = torch.rand(C, P, generator=gen(59))
+    coeffs = torch.randn(P, 2, generator=gen(60))
+    got = emulated_nms(boxes, scores, coeffs, 0.5, 1, 0.05, 100)
+    assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 1, 0.05, 100))
+
+
+def test_nms_rejects_too_many_ranked_boxes():
+    """The radix keys hold 32 bits of a box's index among the C x K ranked ones (expanded
+    inputs: no memory behind them, rejected before any copy)."""
+    boxes = torch.zeros(1, 4).expand(2048, 4)
+    scores = torch.zeros(1, 1).expand(2**20, 2048)
+    coeffs = torch.zeros(1, 1).expand(2048, 1)
+    with pytest.raises(ValueError, match=r"scores on CUDA: classes x min\(top_k, priors\) must be < 2\^31"):
+        cuda.fast_nms(boxes, scores, coeffs, top_k=2048, max_detections=10)
+
+
+@pytest.mark.parametrize("op", ["assemble_masks", "paste_masks"])
+def test_mask_kernels_reject_proto_planes_past_32_bit_indices(op):
+    proto = torch.zeros(1, 1, 1).expand(2**16, 2**15, 1)  # H * W = 2^31, no memory behind it
+    coeffs, boxes = torch.zeros(1, 1), torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    args = (proto, coeffs, boxes) if op == "assemble_masks" else (proto, coeffs, boxes, (4, 4))
+    with pytest.raises(ValueError, match=r"on CUDA: proto \[H, W, k\] must have H \* W < 2\^31"):
+        getattr(cuda, op)(*args)
+
+
+def test_mask_kernels_reject_coefficients_past_the_shared_memory_limit():
+    k = 60_000  # 240,000 bytes of float32 coefficients > 227 KiB
+    proto, coeffs, boxes = torch.zeros(2, 2, k), torch.zeros(1, k), torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"assemble_masks on CUDA stages .* proto's k is too large"):
+        cuda.assemble_masks(proto, coeffs, boxes)
+
+
+def test_decode_puts_images_on_grid_y():
+    """No per-element division by P: priors along grid.x, images along grid.y."""
+    g = gen(61)
+    priors, loc = torch.rand(300, 4, generator=g), torch.randn(3, 300, 4, generator=g)
+    for seed in SEEDS:
+        with cuda.schedule(seed=seed), cuda.launches() as log:
+            got = cuda.decode_boxes(loc, priors)
+        assert [(launch.kernel, launch.grid) for launch in log] == [("decode", (2, 3, 1))]
+        torch.testing.assert_close(got, reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)

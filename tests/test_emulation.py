@@ -194,3 +194,14 @@ def test_launches_are_recorded_and_nest():
     with ecuda.launches() as after:
         pass
     assert after == []
+
+
+def test_barrier_after_an_exited_thread():
+    """CUDA leaves a __syncthreads() that some thread of the block never reaches undefined."""
+    for seed in range(3):
+        with ecuda.schedule(seed=seed), pytest.raises(
+                RuntimeError, match=r"kernel 'barrier_after_exit', block \(0, 0, 0\): thread \(\d+, 0, 0\) waits "
+                                    r"at __syncthreads\(\) after thread \(5, 0, 0\) of the block has exited"):
+            run("barrier_after_exit", block=(64, 1, 1), arg=5)
+    # Every thread returning before the barrier is fine.
+    assert torch.equal(run("barrier_after_exit", block=(64, 1, 1), arg=-1)[:-1], torch.arange(64))

@@ -57,8 +57,12 @@ struct KernelBody {
 void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_bytes,
               bool large_shared_opt_in, KernelBody body);
 
+// Shared memory per block with the opt-in (compute capability 9.0).
+constexpr size_t kOptInSharedBytes = 227 * 1024;
+
 // The launch policy of csrc/cuda/launch.h that runs kernels under the emulation.
 struct HostLaunch {
+  size_t max_opt_in_shared_bytes() const { return kOptInSharedBytes; }
   template <class... KernelArgs, class... Args>
   void operator()(const char* name, dim3 grid, dim3 block, size_t shared_bytes,
                   void (*kernel)(KernelArgs...), Args&&... args) const {

@@ -33,7 +33,6 @@ constexpr unsigned kMaxBlockDim[3] = {1024, 1024, 64};
 constexpr uint64_t kMaxGridX = (uint64_t(1) << 31) - 1;
 constexpr unsigned kMaxGridYZ = 65535;
 constexpr size_t kDefaultSharedBytes = 48 * 1024;
-constexpr size_t kOptInSharedBytes = 227 * 1024;
 constexpr int kWarpSize = 32;
 constexpr size_t kArenaBytes = kOptInSharedBytes + 64;
 #if defined(__SANITIZE_ADDRESS__)
@@ -247,6 +246,7 @@ class Runner {
   void warp_arrived(Fiber& fiber);
   void complete_warp(int warp, unsigned mask);
   std::string deadlock_report() const;
+  std::string barrier_after_exit_report() const;
   bool ordered(int other, uint64_t time) const;
   std::string thread_name(int tid) const { return str(fibers_[tid]->index); }
   void ensure_shadow(size_t bytes) {
@@ -360,6 +360,11 @@ std::string Runner::run_block(const Launch& launch, uint3 block) {
     }
     if (exited == threads_) break;
     if (at_barrier + exited == threads_) {
+      // CUDA leaves a barrier that some thread of the block never reaches undefined.
+      if (exited > 0) {
+        error_ = barrier_after_exit_report();
+        break;
+      }
       barrier_time_ = ++clock_;
       for (int t = 0; t < threads_; ++t)
         if (fibers_[t]->state == State::kBarrier) {
@@ -488,6 +493,17 @@ void Runner::complete_warp(int warp, unsigned mask) {
       f->state = State::kReady;
       ready_.push_back(f->tid);
     }
+}
+
+std::string Runner::barrier_after_exit_report() const {
+  int waiting = -1, exited = -1;
+  for (int t = 0; t < threads_; ++t) {
+    if (fibers_[t]->state == State::kBarrier && waiting < 0) waiting = t;
+    if (fibers_[t]->state == State::kExited && exited < 0) exited = t;
+  }
+  return where() + ": thread " + thread_name(waiting) +
+         " waits at __syncthreads() after thread " + thread_name(exited) +
+         " of the block has exited (a barrier in non-uniform code is undefined in CUDA)";
 }
 
 std::string Runner::deadlock_report() const {

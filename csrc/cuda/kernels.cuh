@@ -31,11 +31,17 @@ YF_GLOBAL void priors_level(float* out, const double* anchor_wh, int64_t conv_h,
   }
 }
 
+// loc, out [batch, P, 4]: priors along grid.x, images along grid.y (no per-element
+// division by P).
 template <class T>
-YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t total, int64_t P, T v0, T v1) {
-  YF_KERNEL_LOOP(i, total) {
-    const T* l = loc + 4 * i;
-    decode_box(priors + 4 * (i % P), l, exp_(l[2] * v1), exp_(l[3] * v1), v0, out + 4 * i);
+YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int64_t P, T v0, T v1) {
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
+    const T* image_loc = loc + 4 * b * P;
+    T* image_out = out + 4 * b * P;
+    YF_KERNEL_LOOP(p, P) {
+      const T* l = image_loc + 4 * p;
+      decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, image_out + 4 * p);
+    }
   }
 }
 

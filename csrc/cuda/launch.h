@@ -56,25 +56,29 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   auto out = at::empty_like(loc_c);
-  const int64_t total = loc_c.numel() / 4;
-  if (total == 0) return out;
+  const int64_t P = priors.size(0), batch = P == 0 ? 0 : loc_c.numel() / (4 * P);
+  if (batch == 0) return out;
+  const dim3 grid(blocks_for(P).x, unsigned(std::min<int64_t>(batch, 65535)));
   AT_DISPATCH_FLOATING_TYPES(loc.scalar_type(), "decode_boxes_cuda", [&] {
-    launch("decode", blocks_for(total), dim3(kThreads), 0, &kernels::decode<scalar_t>,
+    launch("decode", grid, dim3(kThreads), 0, &kernels::decode<scalar_t>,
            loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-           total, priors.size(0), static_cast<scalar_t>(variance_xy),
+           batch, P, static_cast<scalar_t>(variance_xy),
            static_cast<scalar_t>(variance_wh));
   });
   return out;
 }
 
 // Dynamic shared memory of the mask kernels: the coefficients in the arithmetic type A,
-// opted in above 48 KiB (with the static arrays) for very large k.
+// opted in above 48 KiB (with the static arrays) for very large k, up to the device's
+// opt-in limit (launch.max_opt_in_shared_bytes()).
 template <class Launch, class A, class... KernelArgs, class... Args>
 void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64_t k,
                         size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
-  const size_t bytes = size_t(k) * sizeof(A);
-  TORCH_CHECK_VALUE(bytes + static_bytes <= 227 * 1024, name, " on CUDA stages the ", k,
-                    " coefficients of a detection in shared memory: k is too large");
+  const size_t bytes = size_t(k) * sizeof(A), limit = launch.max_opt_in_shared_bytes();
+  TORCH_CHECK_VALUE(bytes + static_bytes <= limit, name, " on CUDA stages the ", k,
+                    " coefficients of a detection in shared memory (", bytes + static_bytes,
+                    " bytes with the kernel's own arrays, the device allows ", limit,
+                    "): proto's k is too large");
   // Detections beyond grid.z's limit go to further launches.
   const int64_t detections = grid.z;
   for (int64_t first = 0; first < detections; first += 65535) {
@@ -90,9 +94,17 @@ void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The mask kernels index a proto plane with 32-bit y * W + x.
+inline void check_proto_plane(const at::Tensor& proto, const char* op) {
+  TORCH_CHECK_VALUE(proto.size(0) * proto.size(1) < (int64_t(1) << 31), op,
+                    " on CUDA: proto [H, W, k] must have H * W < 2^31, got shape ",
+                    shape_str(proto));
+}
+
 template <class Launch>
 at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding) {
+  check_proto_plane(proto, "assemble_masks");
   const auto proto_c = proto.contiguous();
   const auto coeffs_c = coeffs.contiguous();
   const auto boxes_c = boxes.contiguous();
@@ -126,6 +138,7 @@ template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                        const at::Tensor& boxes, at::IntArrayRef size, double threshold,
                        double crop_padding) {
+  check_proto_plane(proto, "paste_masks");
   const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
   const int64_t out_h = size[0], out_w = size[1];
   auto out = at::zeros({N, out_h, out_w}, proto.options().dtype(at::kBool));

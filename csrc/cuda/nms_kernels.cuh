@@ -23,13 +23,17 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kTile = 64;  // boxes per IoU tile: one 64-bit word of the bitmask
 
-// Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b).
+// Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b), and
+// a == b <=> order_bits(a) == order_bits(b) (-0.0 is keyed as +0.0: the two compare equal,
+// so ties between them go to the lower index, as in the bitonic sort and the reference).
 YF_HD inline unsigned long long order_bits(float x) {
+  if (x == 0.0f) x = 0.0f;
   uint32_t u;
   memcpy(&u, &x, sizeof u);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 YF_HD inline unsigned long long order_bits(double x) {
+  if (x == 0.0) x = 0.0;
   unsigned long long u;
   memcpy(&u, &x, sizeof u);
   return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
@@ -97,15 +101,17 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
 // scores[row * score_stride + i], eligible[row * eligible_stride + i], i < n) and writes
 // them in rank order to out_index/out_score[row, 0:k) (index -1 and score 0 past the count)
 // and their number to out_count[row]. MSD radix select over the unique keys, one byte per
-// pass, then a bitonic sort of the selected items in dynamic shared memory (k_pad items,
-// k_pad a power of two >= k).
+// pass (stopping at the first byte whose bucket holds exactly the remaining rank), then a
+// bitonic sort of the selected items in dynamic shared memory (k_pad items, k_pad a power
+// of two >= k).
 template <class T>
 YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t* eligible,
                             int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
                             int64_t* out_index, T* out_score, int64_t* out_count) {
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
-  YF_SHARED(unsigned long long, state, 4);  // remaining rank, matched digits, total, slots
+  YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
+  YF_SHARED(unsigned, slots, 1);             // 32-bit: a 64-bit shared atomicAdd is a CAS loop
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
   const int64_t row = blockIdx.x;
@@ -117,11 +123,12 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
     state[0] = (unsigned long long)k;  // rank of the k-th key among those still matching
     state[1] = 0;
     state[2] = 0;
-    state[3] = 0;
+    slots[0] = 0;
   }
   __syncthreads();
   // Radix passes: after pass d, prefix[0..d] holds the k-th largest key's first bytes.
   bool take_all = false;
+  int digits = kDigits;  // key bytes in prefix: the selected keys are those >= prefix
   for (int digit = 0; digit < kDigits; ++digit) {
     for (unsigned b = tid; b < 256; b += threads) histogram[b] = 0;
     __syncthreads();
@@ -148,6 +155,7 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
           if (above + count >= remaining) {
             prefix[digit] = unsigned(b);
             state[0] = remaining - above;
+            if (above + count == remaining) state[1] = 2;  // the whole bucket is selected
             break;
           }
           above += count;
@@ -155,27 +163,31 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
       }
     }
     __syncthreads();
-    const unsigned long long all = state[1];
-    take_all = all != 0;
-    if (take_all) break;
+    const unsigned long long stop = state[1];
+    take_all = stop == 1;
+    if (stop != 0) {
+      digits = digit + 1;
+      break;
+    }
   }
   const unsigned long long total_eligible = state[2];
   const int64_t count = take_all ? int64_t(total_eligible) : k;
-  // Collect the items whose key is >= the k-th key (all eligible ones with take_all).
+  // Collect the items whose key's first `digits` bytes are >= prefix (all eligible ones
+  // with take_all).
   for (int64_t i = tid; i < n; i += threads) {
     if (!ok[i]) continue;
     const unsigned long long bits = order_bits(s[i]);
     bool selected = take_all;
-    for (int d = 0; d < kDigits && !selected; ++d) {
+    for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
       if (byte != expected) {
         selected = byte > expected;
         break;
       }
-      if (d == kDigits - 1) selected = true;  // the k-th key itself
+      if (d == digits - 1) selected = true;  // in the k-th key's bucket
     }
     if (selected) {
-      const unsigned long long slot = atomicAdd(&state[3], 1ull);
+      const unsigned slot = atomicAdd(&slots[0], 1u);
       items[slot] = Item<T>{s[i], i};
     }
   }
@@ -205,14 +217,16 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
   if (tid == 0) out_count[row] = count;
 }
 
-// Block (column tile, row tile, class) of the suppression bitmask: bit b of
+// Block (class * words + column tile, row tile) of the suppression bitmask (the class is
+// folded into grid.x, whose limit is 2^31 - 1, not 65535): bit b of
 // mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
 // neither computed nor written. The column tile's boxes are staged in shared memory.
 template <class T>
 YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
-  const int64_t col = blockIdx.x, row = blockIdx.y, c = blockIdx.z;
+  const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
+  const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
   if (col < row) return;
   YF_SHARED(T, tile, 4 * kTile);
   const int64_t n = count[c];

@@ -46,11 +46,19 @@ struct DeviceNmsOutputs {
   }
 };
 
-inline void check_ranked_sizes(int64_t K, int64_t M, int64_t top_k, int64_t max_detections) {
+// Grids: select_top_k and iou_tiles put the C classes (times the K / 64 column tiles) on
+// grid.x, whose limit is 2^31 - 1; the radix keys hold 32 bits of the index among the C * K
+// ranked boxes.
+inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64_t top_k,
+                               int64_t max_detections, const char* scores_name) {
+  TORCH_CHECK_VALUE(P < (int64_t(1) << 31), scores_name, " on CUDA: at most 2^31 - 1 priors, got ",
+                    P);
   TORCH_CHECK_VALUE(K <= kMaxRanked, "top_k on CUDA must be <= ", kMaxRanked,
                     " (or the number of priors), got ", top_k);
   TORCH_CHECK_VALUE(M <= kMaxRanked, "max_detections on CUDA must be <= ", kMaxRanked,
                     " (or classes x top_k), got ", max_detections);
+  TORCH_CHECK_VALUE(C * K < (int64_t(1) << 31), scores_name,
+                    " on CUDA: classes x min(top_k, priors) must be < 2^31, got ", C, " x ", K);
 }
 
 // Per-class NMS of scores [C, P] (row stride P) over the candidate priors, into out.
@@ -73,7 +81,7 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
 
   auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
   auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-  launch("iou_tiles", dim3(unsigned(words), unsigned(words), unsigned(C)), dim3(kernels::kTile),
+  launch("iou_tiles", dim3(unsigned(C * words), unsigned(words)), dim3(kernels::kTile),
          0, &kernels::iou_tiles<T>, boxes.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
          ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
   auto keep = at::empty({C, K}, options.dtype(at::kByte));
@@ -102,13 +110,13 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
                    const at::Tensor& coeffs_in, double iou_threshold, int64_t top_k,
                    double score_threshold, int64_t max_detections, const std::string& method) {
   const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
+  const int64_t C = scores_in.size(0), P = boxes_in.size(0), K = std::min(top_k, P);
+  const int64_t M = nms_output_size(C, P, top_k, max_detections);
+  check_ranked_sizes(C, P, K, M, top_k, max_detections, "scores");
   const at::ScalarType dtype = nms_compute_type(boxes_in);
   const auto boxes = boxes_in.to(dtype).contiguous();
   const auto scores = scores_in.to(dtype).contiguous();
   const auto coeffs = coeffs_in.to(dtype).contiguous();
-  const int64_t C = scores.size(0), P = boxes.size(0), K = std::min(top_k, P);
-  const int64_t M = nms_output_size(C, P, top_k, max_detections);
-  check_ranked_sizes(K, M, top_k, max_detections);
   DeviceNmsOutputs out(M, coeffs.size(1), boxes.options());
   if (M == 0) {
     out.count.zero_();
@@ -133,14 +141,14 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
                  int64_t max_detections, const std::string& method) {
   const int64_t C = logits_in.size(1) - 1;
   const bool greedy = parse_nms_method(method) == NmsMethod::kCluster;
+  const int64_t P = loc_in.size(0), K = std::min(top_k, P);
+  const int64_t M = nms_output_size(C, P, top_k, max_detections);
+  check_ranked_sizes(C, P, K, M, top_k, max_detections, "conf_logits");
   const at::ScalarType dtype = nms_compute_type(loc_in);
   const auto loc = loc_in.to(dtype).contiguous();
   const auto logits = logits_in.to(dtype).contiguous();
   const auto coeffs = coeffs_in.to(dtype).contiguous();
   const auto priors = priors_in.to(dtype).contiguous();
-  const int64_t P = loc.size(0), K = std::min(top_k, P);
-  const int64_t M = nms_output_size(C, P, top_k, max_detections);
-  check_ranked_sizes(K, M, top_k, max_detections);
   DeviceNmsOutputs out(M, coeffs.size(1), loc.options());
   if (M == 0) {
     out.count.zero_();

@@ -17,6 +17,13 @@ namespace {
 
 struct DeviceLaunch {
   cudaStream_t stream;
+  int device;
+  size_t max_opt_in_shared_bytes() const {
+    int bytes = 0;
+    C10_CUDA_CHECK(
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return size_t(bytes);
+  }
   template <class... KernelArgs, class... Args>
   void operator()(const char*, dim3 grid, dim3 block, size_t shared_bytes,
                   void (*kernel)(KernelArgs...), Args&&... args) const {
@@ -33,7 +40,8 @@ struct DeviceLaunch {
 };
 
 DeviceLaunch on(const at::Tensor& t) {
-  return DeviceLaunch{at::cuda::getCurrentCUDAStream(t.device().index()).stream()};
+  const int device = t.device().index();
+  return DeviceLaunch{at::cuda::getCurrentCUDAStream(device).stream(), device};
 }
 
 at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,

@@ -71,6 +71,14 @@ YF_GLOBAL void uninitialised_read(int64_t* out, int64_t) {
   block_out(out)[tid()] = s[tid()];
 }
 
+// Thread arg returns early, the others meet at a barrier: undefined in CUDA. With arg < 0
+// every thread returns before the barrier, which is fine.
+YF_GLOBAL void barrier_after_exit(int64_t* out, int64_t exiting) {
+  block_out(out)[tid()] = tid();
+  if (exiting < 0 || tid() == unsigned(exiting)) return;
+  __syncthreads();
+}
+
 // The order in which threads take tickets depends on the schedule: no race (atomics).
 YF_GLOBAL void atomic_tickets(int64_t* out, int64_t) {
   YF_SHARED(unsigned, next, 1);
@@ -139,6 +147,7 @@ const std::map<std::string, Kernel>& kernels() {
       {"static_out_of_bounds", &static_out_of_bounds},
       {"dynamic_per_thread", &dynamic_per_thread},
       {"uninitialised_read", &uninitialised_read},
+      {"barrier_after_exit", &barrier_after_exit},
       {"atomic_tickets", &atomic_tickets},
       {"global_atomic_tickets", &global_atomic_tickets},
       {"warp_sum_down", &warp_sum_down},
