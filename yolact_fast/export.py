@@ -24,7 +24,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import ops as _ops
 from . import reference as _reference
@@ -33,7 +32,7 @@ from .instances import Instances
 from .io import as_image_list
 from .model import Yolact
 from .model.fuse import inference_copy
-from .segment import NMS_KINDS, _check_options, preprocess, resolve_model
+from .segment import _check_options, preprocess, resolve_model
 
 __all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
            "load_aoti"]

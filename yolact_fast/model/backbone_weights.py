@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-import torch
 
 from .checkpoint import Source, read_state_dict
 from .yolact import Yolact
