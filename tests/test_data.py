@@ -1,6 +1,7 @@
 """Datasets: synthetic shapes, the COCO writer and loader, data specs, bad input."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,142 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
     assert target["labels"].tolist() == [0]
 
 
+GOOD_POLYGON = [[0, 0, 10, 0, 10, 10, 0, 10]]
+GOOD_ANNOTATION = {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10],
+                   "segmentation": GOOD_POLYGON, "iscrowd": 0}
+
+
+def _rle(mask):
+    from yolact_fast.data import rle
+
+    return rle.encode(np.asarray(mask, bool)[None])[0]
+
+
+def _loads_with_skips(tmp_path, annotations_text, images=None):
+    """CocoDataset of one good annotation followed by ``annotations_text`` (raw JSON, so that
+    NaN, 1e400 and other non-standard numbers reach the parser as a user's file would)."""
+    images = images or [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}]
+    for image in images:
+        if isinstance(image, dict) and isinstance(image.get("file_name"), str):
+            _write_image(tmp_path / image["file_name"], 20, 30)
+    text = ('{"images": %s, "categories": [{"id": 3, "name": "a"}], "annotations": [%s, %s]}'
+            % (json.dumps(images), json.dumps(GOOD_ANNOTATION), annotations_text))
+    (tmp_path / "ann.json").write_text(text)
+    with pytest.warns(UserWarning, match="skipped") as warned:
+        dataset = CocoDataset(str(tmp_path), str(tmp_path / "ann.json"))
+    return dataset, next(str(w.message) for w in warned if "skipped" in str(w.message))
+
+
+def _annotation(**changes):
+    record = {**GOOD_ANNOTATION, "id": 2, **changes}
+    return json.dumps({k: v for k, v in record.items() if v != "<drop>"})
+
+
+@pytest.mark.parametrize("text,field", [
+    (_annotation(segmentation=[[0, 0, "NaN", 0, 10, 10]]).replace('"NaN"', "NaN"), "polygon 0"),
+    (_annotation(segmentation=[[0, 0, 1e30, 0, 10, 10]]), "polygon 0"),
+    (_annotation(segmentation=[[0, 0, 10, 0, 10, 10, 0, -1e9]]), "polygon 0"),
+    (_annotation(segmentation=[[0, 0, 10, 10]]), "polygon 0"),  # pycocotools reads 4 numbers as a box
+    (_annotation(segmentation=[5]), "polygon 0"),
+    (_annotation(segmentation="abc"), "'segmentation'"),
+    (_annotation(bbox=[0, 0, 1, 1]).replace("[0, 0, 1, 1]", "[0, 0, 1e400, 1]"), "'bbox'"),
+    (_annotation(bbox=[0, 0, 5]), "'bbox'"),
+    (_annotation(bbox=["0", 0, 5, 5]), "'bbox'"),
+    (_annotation(bbox=[0, 0, 5e9, 5]), "'bbox'"),
+    (_annotation(bbox="<drop>"), "'bbox'"),
+    (_annotation(image_id="<drop>"), "'image_id'"),
+    (_annotation(id="<drop>"), "'id'"),
+    (_annotation(category_id="<drop>"), "'category_id'"),
+    (_annotation(category_id="3"), "'category_id'"),
+    (_annotation(id=2.5), "'id'"),
+    (_annotation(image_id=True), "'image_id'"),
+    (_annotation(id=2**64), "'id'"),
+    (_annotation(image_id=9), "names no (valid) image"),
+    (_annotation(id=1), "used by an earlier annotation"),
+    (_annotation(iscrowd="yes"), "'iscrowd'"),
+    (_annotation(area="big"), "'area'"),
+    ('"not an object"', "not an object"),
+    ("null", "not an object"),
+    ("[1, 2]", "not an object"),
+    (_annotation(segmentation={"size": [20, 30], "counts": [5, 10**9]}), "RLE"),
+    (_annotation(segmentation={"size": [20, 30], "counts": [-5, 605]}), "RLE"),
+    (_annotation(segmentation={"size": [2000, 3000], "counts": [6000000]}), "RLE size"),
+    (_annotation(segmentation={"size": [20, 30], "counts": "~~~~"}), "RLE counts"),
+    (_annotation(segmentation={"size": [20, 30], "counts": "0n"}), "RLE counts"),  # 'n' continues
+    (_annotation(segmentation={"size": [20, 30], "counts": _rle(np.ones((10, 61)))["counts"]}), "RLE"),
+    (_annotation(segmentation={"size": [20, 30], "counts": None}), "RLE counts"),
+])
+def test_malformed_annotations_are_skipped_counted_and_named(tmp_path, text, field):
+    dataset, message = _loads_with_skips(tmp_path, text)
+    assert dict(dataset.skipped) == {"bad_annotation": 1}
+    assert "annotation #1" in message and field in message and "ann.json" in message
+    image, target = dataset[0]  # the good annotation still loads
+    assert target["labels"].tolist() == [0] and target["masks"][0, :10, :10].all()
+
+
+@pytest.mark.parametrize("image,field", [
+    ({"id": 2, "file_name": "b.png", "height": 10**6, "width": 10**6}, "MAX_IMAGE_PIXELS"),
+    ({"id": 2, "file_name": "b.png", "height": 0, "width": 30}, "'height'"),
+    ({"id": 2, "file_name": "b.png", "height": 20, "width": -3}, "'width'"),
+    ({"id": 2, "file_name": "b.png", "height": "20", "width": 30}, "'height'"),
+    ({"id": 2, "file_name": "b.png", "height": 20.5, "width": 30}, "'height'"),
+    ({"id": 2, "file_name": None, "height": 20, "width": 30}, "'file_name'"),
+    ({"id": 2, "file_name": 7, "height": 20, "width": 30}, "'file_name'"),
+    ({"id": "2", "file_name": "b.png", "height": 20, "width": 30}, "'id'"),
+    ({"file_name": "b.png", "height": 20, "width": 30}, "'id'"),
+    ("b.png", "not an object"),
+])
+def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, image, field):
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}, image]
+    dataset, message = _loads_with_skips(tmp_path, _annotation(image_id=2), images)
+    assert dict(dataset.skipped) == {"bad_image_record": 1, "bad_annotation": 1}
+    assert "image #1" in message and field in message
+    assert dataset.image_ids == [1] and dataset[0][1]["labels"].tolist() == [0]
+
+
+@pytest.mark.parametrize("categories,message", [
+    ([], "'categories' is empty"),
+    (["a"], "category #0 is a str"),
+    ([{"id": "3", "name": "a"}], "category #0: 'id' must be an integer"),
+    ([{"id": 3}], "category #0 (id 3): 'name'"),
+    ([{"id": 3, "name": "a"}, {"id": 3, "name": "b"}], "category #1: 'id' 3 is used"),
+])
+def test_malformed_categories_are_an_error_naming_file_and_record(tmp_path, categories, message):
+    path = _coco(tmp_path, [GOOD_ANNOTATION])
+    data = json.loads(open(path).read())
+    data["categories"] = categories
+    open(path, "w").write(json.dumps(data))
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        CocoDataset(str(tmp_path), path)
+    assert "ann.json" in str(error.value)
+
+
+def test_missing_iscrowd_and_area_are_filled_for_cocoeval(tmp_path):
+    from yolact_fast.evaluate import coco_eval
+
+    annotation = {k: v for k, v in GOOD_ANNOTATION.items() if k != "iscrowd"}
+    dataset = CocoDataset(str(tmp_path), _coco(tmp_path, [annotation], categories=[{"id": 3, "name": "a"}]))
+    assert dataset.coco.anns[1]["iscrowd"] == 0 and dataset.coco.anns[1]["area"] == 100
+    result = {"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 1.0}
+    assert coco_eval(dataset.coco, [result], "bbox")["AP"] == pytest.approx(1.0)
+
+
+def test_rle_string_counts_match_pycocotools():
+    from pycocotools import mask as mask_utils
+    from yolact_fast.data import rle
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = rng.random((h, w)) < rng.random()
+        encoded = rle.encode(mask[None])[0]
+        counts = rle.string_counts(encoded["counts"])
+        runs = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        assert runs["counts"].decode("ascii") == encoded["counts"] and sum(counts) == h * w
+        assert np.array_equal(rle.decode(encoded, h, w), mask)
+        assert np.array_equal(rle.decode({"size": [h, w], "counts": counts}, h, w), mask)
+
+
 def test_corrupt_image_loads_as_none(tmp_path):
     path = _coco(tmp_path, [])
     (tmp_path / "a.png").write_bytes(b"not a png at all")
@@ -148,7 +285,7 @@ def test_missing_or_corrupt_annotation_file(tmp_path):
     with pytest.raises(ValueError, match="'annotations'"):
         CocoDataset(str(tmp_path), str(bad))
     bad.write_text(json.dumps({"images": [{"id": 1}], "annotations": [], "categories": []}))
-    with pytest.raises(ValueError, match="file_name"):
+    with pytest.raises(ValueError, match="'categories' is empty"):
         CocoDataset(str(tmp_path), str(bad))
     with pytest.raises(FileNotFoundError, match="image directory"):
         CocoDataset(str(tmp_path / "nodir"), _coco(tmp_path, []))

@@ -16,8 +16,17 @@ ImageLike = Union[torch.Tensor, np.ndarray, "PIL.Image.Image", str, os.PathLike]
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""Image files and PIL images above this many pixels are refused before they are decoded (a
+decompression bomb costs 3 bytes a pixel once decoded: 201 MB at the cap). PIL's own limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 MP: a warning, an error at twice that) is not changed."""
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
-    """A file -> uint8 [3,H,W] RGB. FileNotFoundError if missing, ValueError if unreadable."""
+    """A file -> uint8 [3,H,W] RGB. FileNotFoundError if missing; ValueError if unreadable, empty
+    or larger than :data:`MAX_IMAGE_PIXELS` (checked on the header, before decoding)."""
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
@@ -25,22 +34,58 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
         raise FileNotFoundError(f"image file not found: {path!r}")
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+            return pil_to_tensor(image, what=f"image {path!r}")
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"image {path!r} is too large: {error}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {path!r}: {error}") from error
-    return pil_to_tensor(image)
 
 
-def pil_to_tensor(image) -> torch.Tensor:
-    """PIL image (any mode) -> uint8 [3,H,W] RGB."""
+def pil_to_tensor(image, what: str = "PIL image") -> torch.Tensor:
+    """PIL image -> uint8 [3,H,W] RGB. 16-bit modes ("I;16", and "I" holding 0..65535, as
+    PIL opens 16-bit PNGs) are scaled to 8 bits, "F" images must hold values in [0,1] and
+    are scaled by 255, every other mode is converted to RGB. ValueError for an empty image,
+    one above :data:`MAX_IMAGE_PIXELS` (before decoding) or values out of range."""
+    width, height = image.size
+    _check_size(height, width, what)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        array = np.asarray(image).astype(np.int64)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(f"{what}: mode {image.mode!r} values must lie in 0..65535 (16-bit), got "
+                             f"{array.min()}..{array.max()}")
+        return _gray_to_rgb(scale_16_to_8_bits(array))
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
+            raise ValueError(f"{what}: mode 'F' images must hold finite values in [0,1] (scaled by 255), "
+                             f"got values in [{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]")
+        return _gray_to_rgb(np.rint(array * 255.0).astype(np.uint8))
     array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _check_size(height: int, width: int, what: str) -> None:
+    if height < 1 or width < 1:
+        raise ValueError(f"{what} is empty: {width}x{height} pixels (width x height)")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{what} is too large: {width}x{height} = {height * width} pixels, more than "
+                         f"yolact_fast.io.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS} (a decompression bomb?)")
+
+
+def scale_16_to_8_bits(array: np.ndarray) -> np.ndarray:
+    """Integers in 0..65535 -> uint8, rounded to nearest (65535 -> 255, 257 -> 1)."""
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(gray)).expand(3, *gray.shape).contiguous()
 
 
 def as_image_tensor(image: ImageLike) -> torch.Tensor:
     """Any supported image -> validated [3,H,W] tensor: uint8 RGB, or float32 RGB in [0,1].
 
-    Supported: uint8 or float [3,H,W] torch tensors, numpy uint8 HxWx3 RGB, PIL images, paths.
+    Supported: uint8 or float [3,H,W] torch tensors, numpy HxWx3 RGB arrays (uint8, uint16
+    scaled to 8 bits, float in [0,1]), PIL images and paths (see :func:`pil_to_tensor`).
     Raises TypeError for unsupported types/dtypes, ValueError for bad shapes or values.
     """
     if isinstance(image, (str, os.PathLike)):
@@ -66,10 +111,12 @@ def _is_pil(obj) -> bool:
 
 
 def _from_numpy(array: np.ndarray) -> torch.Tensor:
-    if array.dtype != np.uint8:
-        raise TypeError(f"numpy images must be uint8 HxWx3 RGB, got dtype {array.dtype}")
+    if array.dtype not in (np.uint8, np.uint16) and array.dtype.kind != "f":
+        raise TypeError(f"numpy images must be uint8, uint16 or float (in [0,1]) HxWx3 RGB, got dtype {array.dtype}")
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"numpy images must be HxWx3 (RGB), got shape {tuple(array.shape)}")
+    if array.dtype == np.uint16:
+        array = scale_16_to_8_bits(array)
     return check_image_tensor(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1))
 
 

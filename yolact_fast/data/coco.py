@@ -1,15 +1,26 @@
 """COCO-format datasets through pycocotools, and a writer from (image, target) samples.
 
-Invalid annotations never reach training: they are skipped at load time and counted in
-``CocoDataset.skipped`` (and reported once with a warning):
+The annotation file is checked before any of it reaches pycocotools (see
+:mod:`~yolact_fast.data.coco_checks`): a file that is not COCO, has no categories or a
+malformed category raises ValueError naming the file, the record and the field. Invalid
+records never reach training: they are skipped at load time and counted in
+``CocoDataset.skipped`` (and reported once with a warning that names the first of each kind):
 
+- ``bad_image_record``: an image record that is not an object, or whose ``id``, ``file_name``,
+  ``height`` or ``width`` is missing or invalid (sizes are positive integers, at most
+  :data:`yolact_fast.io.MAX_IMAGE_PIXELS` pixels); its annotations go with it;
+- ``bad_annotation``: an annotation that is not an object, lacks an integer ``id``,
+  ``image_id`` or ``category_id``, names no valid image, repeats an ``id``, has a ``bbox``
+  that is not 4 finite numbers within one image size of the image, or a ``segmentation``
+  that is not decodable (polygon coordinates not finite or far outside the image, RLE size or
+  run lengths that do not match the image);
 - ``missing_image``: the image file does not exist (the whole image is skipped);
 - ``zero_area_box``: a box with width or height <= 0;
 - ``empty_mask``: a segmentation that rasterises to no pixel;
 - ``unknown_category``: a ``category_id`` not among the file's categories (class out of range).
 
-Images that exist but cannot be decoded are reported by :meth:`CocoDataset.load` returning
-None; the training loop skips them and counts them.
+Images that exist but cannot be decoded (corrupt, empty, or above ``MAX_IMAGE_PIXELS``) are
+reported by :meth:`CocoDataset.load` returning None; the training loop skips them and counts them.
 """
 
 from __future__ import annotations
@@ -25,9 +36,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import rle
+from .coco_checks import CocoChecks
+
 Target = Dict[str, torch.Tensor]
 
-SKIP_REASONS = ("missing_image", "zero_area_box", "empty_mask", "unknown_category")
+SKIP_REASONS = ("bad_image_record", "bad_annotation", "missing_image", "zero_area_box", "empty_mask",
+                "unknown_category")
 
 
 class CocoDataset(torch.utils.data.Dataset):
@@ -53,43 +68,57 @@ class CocoDataset(torch.utils.data.Dataset):
                 data = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read annotation file {annotation_json!r}: {error}") from error
-        _check_layout(data, annotation_json)
+        checks = CocoChecks(data, annotation_json)
         self.coco = COCO()
-        self.coco.dataset = data
+        self.coco.dataset = {"images": checks.images, "annotations": checks.annotations,
+                             "categories": checks.categories}
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco.createIndex()
         self.image_dir = os.fspath(image_dir)
         self.annotation_json = annotation_json
         self.category_ids: List[int] = sorted(self.coco.getCatIds())
         self.class_names: Tuple[str, ...] = tuple(self.coco.cats[c]["name"] for c in self.category_ids)
-        self.skipped: Counter = Counter()
         self.image_ids: List[int] = []
         for image_id in sorted(self.coco.getImgIds()):
             if os.path.isfile(self._path(image_id)):
                 self.image_ids.append(image_id)
             else:
-                self.skipped["missing_image"] += 1
+                checks.skip("missing_image", f"image id {image_id}: no file {self._path(image_id)!r}")
         self._label = {c: i for i, c in enumerate(self.category_ids)}
-        self._annotations = {i: self._valid_annotations(i) for i in self.image_ids}
-        if warn and sum(self.skipped.values()):
-            warnings.warn(f"{annotation_json}: skipped {dict(self.skipped)}")
+        self._annotations = {i: self._valid_annotations(i, checks) for i in self.image_ids}
+        self.skipped: Counter = checks.skipped
+        if warn and checks.skipped:
+            warnings.warn(f"{annotation_json}: {checks.report()}")
 
     def _path(self, image_id: int) -> str:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
 
-    def _valid_annotations(self, image_id: int) -> List[dict]:
+    def _valid_annotations(self, image_id: int, checks: CocoChecks) -> List[dict]:
         kept = []
         for ann in self.coco.imgToAnns.get(image_id, []):
-            x, y, w, h = (ann.get("bbox") or (0, 0, 0, 0))[:4]
-            if ann.get("category_id") not in self._label:
-                self.skipped["unknown_category"] += 1
+            x, y, w, h = ann["bbox"]
+            where = f"annotation id {ann['id']}"
+            if ann["category_id"] not in self._label:
+                checks.skip("unknown_category", f"{where}: 'category_id' {ann['category_id']} is no category's id")
             elif not (w > 0 and h > 0):
-                self.skipped["zero_area_box"] += 1
-            elif "segmentation" in ann and not ann.get("iscrowd", 0) and _mask(self.coco, ann).sum() == 0:
-                self.skipped["empty_mask"] += 1
+                checks.skip("zero_area_box", f"{where}: 'bbox' {ann['bbox']} has no area")
+            elif "segmentation" in ann and not ann["iscrowd"] and not self._mask(ann).any():
+                checks.skip("empty_mask", f"{where}: 'segmentation' covers no pixel")
             else:
                 kept.append(ann)
         return kept
+
+    def _mask(self, ann: dict, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """bool [H,W] of a checked annotation; at ``size`` if given (cropped or zero-padded when
+        the image file's size differs from its record's)."""
+        image = self.coco.imgs[ann["image_id"]]
+        mask = rle.decode(ann["segmentation"], image["height"], image["width"])
+        if size is not None and mask.shape != tuple(size):
+            resized = np.zeros(size, bool)
+            h, w = min(size[0], mask.shape[0]), min(size[1], mask.shape[1])
+            resized[:h, :w] = mask[:h, :w]
+            mask = resized
+        return mask
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -109,12 +138,12 @@ class CocoDataset(torch.utils.data.Dataset):
         height, width = image.shape[-2:]
         boxes, labels, masks, crowd = [], [], [], []
         for ann in self._annotations[image_id]:
-            x, y, w, h = ann["bbox"][:4]
+            x, y, w, h = ann["bbox"]
             box = [x, y, x + w, y + h]
-            if ann.get("iscrowd", 0):
+            if ann["iscrowd"]:
                 crowd.append(box)
                 continue
-            mask = _mask(self.coco, ann, (height, width)) if "segmentation" in ann else None
+            mask = self._mask(ann, (height, width)) if "segmentation" in ann else None
             if mask is None:  # boxes only: the box is the mask
                 mask = np.zeros((height, width), bool)
                 mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = True
@@ -132,40 +161,10 @@ class CocoDataset(torch.utils.data.Dataset):
         return image, target
 
 
-def _check_layout(data, path: str) -> None:
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a COCO annotation file holds a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: missing or invalid {key!r} list (not a COCO annotation file)")
-    for image in data["images"]:
-        if not isinstance(image, dict) or not {"id", "file_name", "height", "width"} <= set(image):
-            raise ValueError(f"{path}: every image needs id, file_name, height and width; got {image!r}")
-    for category in data["categories"]:
-        if not isinstance(category, dict) or not {"id", "name"} <= set(category):
-            raise ValueError(f"{path}: every category needs id and name; got {category!r}")
-
-
-def _mask(coco, ann: dict, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """bool [H,W] of an annotation (polygons, RLE or uncompressed RLE); at ``size`` if given."""
-    try:
-        mask = coco.annToMask(ann).astype(bool)
-    except Exception:  # malformed segmentation: treated as empty
-        image = coco.imgs[ann["image_id"]]
-        mask = np.zeros((image["height"], image["width"]), bool)
-    if size is not None and mask.shape != tuple(size):
-        resized = np.zeros(size, bool)
-        h, w = min(size[0], mask.shape[0]), min(size[1], mask.shape[1])
-        resized[:h, :w] = mask[:h, :w]
-        mask = resized
-    return mask
-
-
 def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
                class_names: Sequence[str], image_format: str = "png") -> str:
     """Write (image, target) samples as ``out_dir/images/<id>.png`` and
     ``out_dir/annotations.json`` (RLE masks, 1-based category ids); returns the json path."""
-    from pycocotools import mask as mask_utils
     from PIL import Image
 
     image_dir = os.path.join(out_dir, "images")
@@ -176,15 +175,15 @@ def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(os.path.join(image_dir, file_name))
         height, width = image.shape[-2:]
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        masks = target["masks"].numpy()
-        for box, label, mask in zip(target["boxes"].tolist(), target["labels"].tolist(), masks):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
+        masks = target["masks"]
+        areas = masks.flatten(1).sum(1).tolist()
+        for box, label, area, segmentation in zip(target["boxes"].tolist(), target["labels"].tolist(),
+                                                  areas, rle.encode(masks)):
             x1, y1, x2, y2 = box
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()),
-                "segmentation": rle, "iscrowd": 0,
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area),
+                "segmentation": segmentation, "iscrowd": 0,
             })
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
     path = os.path.join(out_dir, "annotations.json")
