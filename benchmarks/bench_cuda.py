@@ -9,7 +9,6 @@ Run on a machine with a GPU and a CUDA build of the extension:
 Skipped without a GPU. benchmarks/cuda_report.py gives the static (modelled) picture.
 """
 
-import math
 import os
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torchvision
 import yolact_fast as yf
 from yolact_fast import ops, reference
 from yolact_fast.configs import get_config
+from inputs import coco_like_detections  # tests/ is on sys.path (benchmarks/conftest.py)
 
 pytestmark = pytest.mark.skipif(
     not (torch.cuda.is_available() and ops.cuda_kernels_available()),
@@ -57,13 +57,7 @@ def golden():
 @pytest.fixture(scope="module")
 def coco_like():
     """100 detections with box sides log-uniform in [5%, 90%] of the image."""
-    g = torch.Generator().manual_seed(0)
-    sides = torch.exp(torch.empty(100, 2).uniform_(math.log(0.05), math.log(0.9), generator=g))
-    corner = torch.rand(100, 2, generator=g) * (1 - sides)
-    boxes = torch.cat([corner, corner + sides], 1)
-    coeffs = torch.tanh(torch.randn(100, 32, generator=g))
-    proto = torch.relu(torch.randn(138, 138, 32, generator=g))
-    return proto.to(CUDA), coeffs.to(CUDA), boxes.to(CUDA)
+    return tuple(t.to(CUDA) for t in coco_like_detections(100, torch.Generator().manual_seed(0)))
 
 
 # --- priors and decode -------------------------------------------------------------------------
@@ -214,9 +208,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def image():
-    from yolact_fast.io import make_image
+    from yolact_fast.data.synthetic import golden_image
 
-    return torch.from_numpy(make_image(0, 480, 640)[..., ::-1].copy()).permute(2, 0, 1).contiguous().to(CUDA)
+    return golden_image(0, 480, 640).to(CUDA)
 
 
 @pytest.mark.benchmark(group="cuda segment yolact_base 480x640 (end to end)")

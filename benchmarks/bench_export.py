@@ -19,7 +19,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast import export
-from yolact_fast.io import make_image
+from yolact_fast.data.synthetic import golden_image
 from yolact_fast.model.weight_rule import rule_weights
 
 pytest.importorskip("onnxruntime")
@@ -50,7 +50,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def image():
-    return torch.from_numpy(make_image(0, 480, 640)[..., ::-1].copy()).permute(2, 0, 1).contiguous()
+    return golden_image(0, 480, 640)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ pure-PyTorch reference and, where one exists, a peer from torchvision.
 Run: pytest benchmarks/bench_ops.py --benchmark-columns=median,min,rounds
 """
 
-import math
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import torchvision
 from yolact_fast import ops, reference
 
 from golden_data import golden_path  # tests/ is on sys.path (benchmarks/conftest.py)
+from inputs import coco_like_detections
 
 CASE = "golden_yolact_base_s0_480x640.npz"
 SIZE = (480, 640)
@@ -31,13 +31,7 @@ def golden():
 @pytest.fixture(scope="module")
 def coco_like():
     """100 detections with box sides log-uniform in [5%, 90%] of the image."""
-    g = torch.Generator().manual_seed(0)
-    sides = torch.exp(torch.empty(100, 2).uniform_(math.log(0.05), math.log(0.9), generator=g))
-    corner = torch.rand(100, 2, generator=g) * (1 - sides)
-    boxes = torch.cat([corner, corner + sides], 1)
-    coeffs = torch.tanh(torch.randn(100, 32, generator=g))
-    proto = torch.relu(torch.randn(138, 138, 32, generator=g))
-    return proto, coeffs, boxes
+    return coco_like_detections(100, torch.Generator().manual_seed(0))
 
 
 # --- decode -----------------------------------------------------------------------

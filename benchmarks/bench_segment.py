@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import yolact_fast as yf
-from yolact_fast.io import make_image
+from yolact_fast.data.synthetic import golden_image
 from yolact_fast.model.weight_rule import rule_weights
 from yolact_fast.segment import _inference_network, preprocess
 
@@ -38,7 +38,7 @@ def plus_model():
 
 @pytest.fixture(scope="module")
 def image():
-    return torch.from_numpy(make_image(0, 480, 640)[..., ::-1].copy()).permute(2, 0, 1).contiguous()
+    return golden_image(0, 480, 640)
 
 
 def _run(benchmark, function, *args, **kwargs):

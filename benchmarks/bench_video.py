@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import yolact_fast as yf
-from yolact_fast.io import make_image
+from yolact_fast.data.synthetic import golden_image
 from yolact_fast.model.weight_rule import rule_weights
 
 av = pytest.importorskip("av")
@@ -44,8 +44,7 @@ def videos(tmp_path_factory):
         with open(paths[name], "wb") as file:
             writer = VideoWriter(file, fps=30)
             for seed in range(count):
-                frame = make_image(seed, 480, 640)[..., ::-1].copy()
-                writer.write(torch.from_numpy(frame).permute(2, 0, 1))
+                writer.write(golden_image(seed, 480, 640))
             writer.close()
     return paths
 

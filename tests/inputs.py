@@ -1,5 +1,10 @@
-"""Random inputs for the op tests: realistic, degenerate and hostile boxes, prototypes,
-coefficients and scores, from a seed."""
+"""Inputs shared by the tests and benchmarks: random realistic, degenerate and hostile boxes,
+prototypes, coefficients and scores from a seed; hostile image files; the ground truth of a
+COCO dataset as detections."""
+
+import math
+import struct
+import zlib
 
 import torch
 
@@ -27,6 +32,15 @@ def random_proto(h, w, k, generator, dtype=torch.float32):
 
 def random_coeffs(n, k, generator, dtype=torch.float32):
     return torch.tanh(torch.randn(n, k, generator=generator, dtype=torch.float64) * 1.5).to(dtype)
+
+
+def coco_like_detections(n, generator, proto_size=138, k=32):
+    """Prototypes [S, S, k], coefficients [n, k] and relative boxes [n, 4] whose sides are
+    log-uniform in [5%, 90%] of the image, all inside it: a COCO-like mask workload."""
+    sides = torch.exp(torch.empty(n, 2).uniform_(math.log(0.05), math.log(0.9), generator=generator))
+    corner = torch.rand(n, 2, generator=generator) * (1 - sides)
+    boxes = torch.cat([corner, corner + sides], 1)
+    return random_proto(proto_size, proto_size, k, generator), random_coeffs(n, k, generator), boxes
 
 
 def random_scores(num_classes, num_priors, generator, dtype=torch.float32, concentration=4.0):
@@ -58,3 +72,34 @@ def random_head(num_priors, num_classes, k, generator, dtype=torch.float32, conc
     logits = torch.randn(num_priors, num_classes + 1, dtype=torch.float64, generator=generator) * concentration
     coeffs = random_coeffs(num_priors, k, generator, torch.float64)
     return tuple(t.to(dtype) for t in (loc, logits, coeffs, priors))
+
+
+def png_claiming_size(path, width, height):
+    """A small valid PNG whose header claims ``width`` x ``height`` pixels (a decompression
+    bomb as far as any reader that trusts the header is concerned)."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(path)
+    data = bytearray(open(path, "rb").read())
+    ihdr = bytearray(data[12:29])  # chunk type + 13 data bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    open(path, "wb").write(bytes(data))
+    return path
+
+
+def perfect_results(dataset):
+    """The ground truth of a CocoDataset as detections with score 1 (COCO AP 1.0)."""
+    from yolact_fast.data import rle
+
+    results = []
+    for image_id in dataset.image_ids:
+        image = dataset.coco.imgs[image_id]
+        for ann in dataset.coco.imgToAnns.get(image_id, []):
+            if ann["iscrowd"]:
+                continue
+            mask = rle.decode(ann["segmentation"], image["height"], image["width"])
+            results.append({"image_id": image_id, "category_id": ann["category_id"], "bbox": list(ann["bbox"]),
+                            "score": 1.0, "segmentation": rle.encode(mask[None])[0]})
+    return results

@@ -12,6 +12,7 @@ from PIL import Image
 
 import yolact_fast as yf
 from yolact_fast.cli import main
+from yolact_fast.data.synthetic import golden_image
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def images(tmp_path_factory):
     paths = []
     for seed, (h, w) in enumerate([(120, 160), (97, 131)]):
         path = folder / f"img{seed}.png"
-        Image.fromarray(np.ascontiguousarray(yf.io.make_image(seed, h, w)[..., ::-1])).save(path)
+        Image.fromarray(golden_image(seed, h, w).permute(1, 2, 0).numpy()).save(path)
         paths.append(path)
     return paths
 

@@ -352,3 +352,11 @@ def test_photometric_distortion_keeps_dtype_and_shape():
     image, _ = _coloured_sample()
     out = photometric_distort(image, np.random.default_rng(0))
     assert out.dtype == torch.uint8 and out.shape == image.shape
+
+
+def test_golden_image_is_the_golden_cases_image(golden):
+    from conftest import golden_rgb
+    from yolact_fast.data.synthetic import golden_image
+
+    height, width = golden["image"].shape[:2]
+    assert torch.equal(golden_image(golden["meta"]["image_seed"], height, width), golden_rgb(golden))

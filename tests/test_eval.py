@@ -9,7 +9,8 @@ import torch
 import yolact_fast as yf
 from yolact_fast.configs import SHAPE_CLASSES
 from yolact_fast.data import CocoDataset, synthetic_shapes, write_coco
-from yolact_fast.evaluate import coco_eval, evaluate, perfect_results
+from inputs import perfect_results
+from yolact_fast.evaluate import coco_eval, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,12 @@ def test_instances_to_coco_round_trip_scores_perfectly(dataset):
         results += inst.to_coco(int(target["image_id"]), dataset.category_ids)
     assert coco_eval(dataset.coco, results, "segm")["AP"] == pytest.approx(1.0)
     assert coco_eval(dataset.coco, results, "bbox")["AP"] == pytest.approx(1.0)
+
+
+def test_to_coco_refuses_too_few_category_ids(dataset):
+    _, target = dataset[0]
+    inst = yf.Instances(target["boxes"], torch.ones(len(target["labels"])), target["labels"], target["masks"],
+                        SHAPE_CLASSES)
+    with pytest.raises(ValueError, match="category_ids has 2 entries for 5 classes"):
+        inst.to_coco(1, category_ids=[1, 2])
+    assert len(inst.to_coco(1, category_ids=range(1, 6))) == len(inst)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import yolact_fast as yf
+from yolact_fast.data.synthetic import golden_image
 from yolact_fast import configs
 from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
@@ -126,7 +127,7 @@ def test_other_configs_load_strictly_and_segment_odd_sizes(config_name, size):
     model = yf.load(rule_weights(config_name, 3), config=config_name)
     assert model.config.name == config_name
     h, w = size
-    image = torch.from_numpy(yf.io.make_image(5, h, w)[..., ::-1].copy()).permute(2, 0, 1)
+    image = golden_image(5, h, w)
     inst = yf.segment(image, model=model)
     eager = yf.segment_eager(image, model=model)
     assert inst.masks.shape == (len(inst), h, w) and inst.masks.dtype == torch.bool

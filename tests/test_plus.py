@@ -19,7 +19,7 @@ from yolact_fast.model.fuse import fold_batchnorm
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.rescore import rescore_masks
 
-from conftest import match_detections
+from conftest import golden_masks, golden_rgb, match_detections
 from golden_data import GOLDEN_DIRS, golden_path
 
 PLUS_CONFIGS = ["yolact_plus_base", "yolact_plus_resnet50"]
@@ -42,12 +42,10 @@ def plus_golden(request):
         pytest.fail(f"no YOLACT++ golden case in plus/ of {GOLDEN_DIRS}")
     data = dict(np.load(plus_file(request.param)))
     meta = json.loads(str(data.pop("meta")))
-    image = data.pop("image")
-    width = image.shape[1]
-    masks = np.unpackbits(data.pop("masks_packed"), axis=-1)[..., :width].astype(bool)
     golden = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items() if v.dtype.kind != "U"}
-    golden.update(meta=meta, image=image, masks=torch.from_numpy(masks), priors_raw=data.get("priors"),
+    golden.update(meta=meta, image=data.pop("image"), priors_raw=data.get("priors"),
                   priors_sha256=str(data["priors_sha256"]) if "priors_sha256" in data else None)
+    golden["masks"] = golden_masks(golden)
     return golden
 
 
@@ -57,7 +55,7 @@ def plus_results(plus_golden):
     config = meta["config"].replace("_config", "")
     seed = meta.get("seed", meta.get("weight_seed"))
     model = yf.load(rule_weights(config, seed), config=config)
-    image = torch.from_numpy(np.ascontiguousarray(plus_golden["image"][..., ::-1])).permute(2, 0, 1).contiguous()
+    image = golden_rgb(plus_golden)
     return model, image, yf.segment(image, model=model)
 
 

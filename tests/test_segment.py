@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 import yolact_fast as yf
+from yolact_fast.data.synthetic import golden_image
 from yolact_fast.segment import _inference_network, preprocess
 
 from golden_data import golden_path
@@ -116,7 +117,7 @@ def test_cluster_nms(golden_results):
 
 def test_weights_changed_after_first_call_are_used(rule_model):
     model = yf.load(rule_model("yolact_resnet50", 1).state_dict(), config="yolact_resnet50")
-    image = torch.from_numpy(yf.io.make_image(3, 120, 160)[..., ::-1].copy()).permute(2, 0, 1)
+    image = golden_image(3, 120, 160)
     before = yf.segment(image, model=model)
     with torch.no_grad():
         model.prediction_layers[0].conf_layer.bias[1::81] += 5.0  # favour class 0 ("person")
@@ -239,7 +240,7 @@ def test_default_model_from_environment(monkeypatch, tmp_path, any_model):
     path = tmp_path / "yolact_resnet50_54_800000.pth"
     torch.save(any_model.state_dict(), path)
     monkeypatch.setenv("YOLACT_FAST_WEIGHTS", str(path))
-    image = torch.from_numpy(yf.io.make_image(2, 64, 96)[..., ::-1].copy()).permute(2, 0, 1)
+    image = golden_image(2, 64, 96)
     inst = yf.segment(image)
     expected = yf.segment(image, model=any_model)
     assert torch.equal(inst.labels, expected.labels) and torch.equal(inst.masks, expected.masks)

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-DEMO_IMAGE = (0, 480, 640)  # make_image(seed, H, W) of the golden case
+DEMO_IMAGE = (0, 480, 640)  # golden_image(seed, H, W) of the golden case
 DEMO_SEED = 2029  # synthetic_shapes seed of the demo image (never used in training)
 INTERRUPTED = 130  # the shell's exit status after SIGINT
 DATA_HELP = ("a COCO json, a directory with annotations.json and images/, or "
@@ -365,11 +365,9 @@ def run_export(args) -> int:
 
 
 def run_random_demo(args) -> int:
-    import torch
-
     import yolact_fast as yf
     from .configs import get_config
-    from .io import make_image
+    from .data.synthetic import golden_image
     from .model.weight_rule import rule_weights
     from .visualize import draw, to_pil
 
@@ -379,10 +377,10 @@ def run_random_demo(args) -> int:
           "this is not a trained model and its detections mean nothing.")
     model = yf.load(rule_weights(config, args.seed), config=config)
     seed, height, width = DEMO_IMAGE
-    image = torch.from_numpy(make_image(seed, height, width)[..., ::-1].copy()).permute(2, 0, 1)
+    image = golden_image(seed, height, width)
     instances = yf.segment(image, model=model)
     os.makedirs(args.out, exist_ok=True)
-    to_pil(image.contiguous()).save(os.path.join(args.out, "demo_input.png"))
+    to_pil(image).save(os.path.join(args.out, "demo_input.png"))
     path = os.path.join(args.out, "demo_random_weights.png")
     to_pil(draw(image, instances[: args.top])).save(path)
     print(f"{len(instances)} instances (top {min(args.top, len(instances))} drawn) -> {path}")

@@ -72,18 +72,3 @@ def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = Fal
         "images": len(image_ids) - unreadable,
         "unreadable": unreadable,
     }
-
-
-def perfect_results(dataset) -> List[dict]:
-    """The ground truth of ``dataset`` as detections with score 1 (a sanity check: AP 1.0)."""
-    results = []
-    for image_id in dataset.image_ids:
-        for ann in dataset.coco.imgToAnns.get(image_id, []):
-            if ann.get("iscrowd", 0):
-                continue
-            rle = dataset.coco.annToRLE(ann)
-            if isinstance(rle.get("counts"), bytes):
-                rle = dict(rle, counts=rle["counts"].decode("ascii"))
-            results.append({"image_id": image_id, "category_id": ann["category_id"],
-                            "bbox": list(ann["bbox"]), "score": 1.0, "segmentation": rle})
-    return results

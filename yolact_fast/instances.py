@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numbers
-
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 
 from .configs import COCO_CLASSES
@@ -98,22 +96,23 @@ class Instances:
         As the official COCO evaluation, "segm" results are scored with ``scores`` and "bbox"
         results (no segmentation) with ``box_scores``; the two differ for YOLACT++ models only.
         ``category_ids[label]`` gives the category id; by default the official COCO ids for the
-        80 COCO classes, else ``label + 1``.
+        80 COCO classes, else ``label + 1``; ValueError if it has fewer entries than classes.
         """
-        from pycocotools import mask as mask_utils
+        from .data import rle
 
         if iou_type not in ("segm", "bbox"):
             raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
         if category_ids is None:
             category_ids = COCO_CATEGORY_IDS if self.class_names == COCO_CLASSES else range(1, len(self.class_names) + 1)
         category_ids = list(category_ids)
+        if len(category_ids) < len(self.class_names):
+            raise ValueError(f"category_ids has {len(category_ids)} entries for {len(self.class_names)} "
+                             "classes: give one category id per class")
         scores = self.scores if iou_type == "segm" else self.box_scores
-        rles = [None] * len(self)
-        if iou_type == "segm" and len(self):
-            rles = mask_utils.encode(np.asfortranarray(self.masks.cpu().numpy().transpose(1, 2, 0).astype(np.uint8)))
+        segmentations = rle.encode(self.masks) if iou_type == "segm" else [None] * len(self)
         results = []
-        for box, score, label, rle in zip(self.boxes.cpu().tolist(), scores.cpu().tolist(),
-                                          self.labels.cpu().tolist(), rles):
+        for box, score, label, segmentation in zip(self.boxes.cpu().tolist(), scores.cpu().tolist(),
+                                                   self.labels.cpu().tolist(), segmentations):
             x1, y1, x2, y2 = box
             result = {
                 "image_id": int(image_id),
@@ -121,8 +120,7 @@ class Instances:
                 "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
                 "score": float(score),
             }
-            if rle is not None:
-                rle["counts"] = rle["counts"].decode("ascii")
-                result["segmentation"] = rle
+            if segmentation is not None:
+                result["segmentation"] = segmentation
             results.append(result)
         return results

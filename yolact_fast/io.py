@@ -158,31 +158,3 @@ def as_image_list(images) -> tuple:
             raise ValueError("empty list of images")
         return [as_image_tensor(image) for image in images], True
     return [as_image_tensor(images)], False
-
-
-def make_image(seed: int, height: int, width: int) -> np.ndarray:
-    """The synthetic test image of the golden data (``golden/README.md``): a bilinear colour
-    gradient with 4-8 filled ellipses/rectangles and Gaussian noise.
-
-    Returns uint8 HxWx3 in **BGR** order, as the golden ``image`` arrays (reverse the last axis
-    for RGB).
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    corners = rng.uniform(0, 255, size=(4, 3))
-    u = (xx / (width - 1))[..., None]
-    v = (yy / (height - 1))[..., None]
-    img = (corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v)
-           + corners[2] * (1 - u) * v + corners[3] * u * v)
-    for _ in range(int(rng.integers(4, 9))):
-        kind = int(rng.integers(0, 2))
-        colour = rng.uniform(0, 255, size=3)
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        rx, ry = rng.uniform(0.05, 0.3) * width, rng.uniform(0.05, 0.3) * height
-        if kind == 0:
-            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
-        else:
-            inside = (np.abs(xx - cx) <= rx) & (np.abs(yy - cy) <= ry)
-        img[inside] = colour
-    img = img + rng.normal(0.0, 4.0, size=img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)

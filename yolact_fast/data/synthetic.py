@@ -191,3 +191,29 @@ def _polygon(cx, cy, rx, ry, rotation, radii) -> list:
 def _transform(points, cx, cy, rx, ry, rotation) -> list:
     cos, sin = math.cos(rotation), math.sin(rotation)
     return [(cx + cos * x * rx - sin * y * ry, cy + sin * x * rx + cos * y * ry) for x, y in points]
+
+
+def golden_image(seed: int, height: int, width: int) -> torch.Tensor:
+    """The synthetic image of the golden data (``golden/README.md``'s ``make_image``): a
+    bilinear colour gradient with 4-8 filled ellipses/rectangles and Gaussian noise, as uint8
+    [3,H,W] RGB (the golden ``image`` arrays hold it as BGR HxWx3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    corners = rng.uniform(0, 255, size=(4, 3))
+    u = (xx / (width - 1))[..., None]
+    v = (yy / (height - 1))[..., None]
+    img = (corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v)
+           + corners[2] * (1 - u) * v + corners[3] * u * v)
+    for _ in range(int(rng.integers(4, 9))):
+        kind = int(rng.integers(0, 2))
+        colour = rng.uniform(0, 255, size=3)
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        rx, ry = rng.uniform(0.05, 0.3) * width, rng.uniform(0.05, 0.3) * height
+        if kind == 0:
+            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        else:
+            inside = (np.abs(xx - cx) <= rx) & (np.abs(yy - cy) <= ry)
+        img[inside] = colour
+    img = img + rng.normal(0.0, 4.0, size=img.shape)
+    bgr = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))
