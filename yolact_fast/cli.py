@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 
 DEMO_IMAGE = (0, 480, 640)  # golden_image(seed, H, W) of the golden case
 DEMO_SEED = 2029  # synthetic_shapes seed of the demo image (never used in training)
+RANDOM_DEMO_TOP = 10  # instances drawn by the random-weights demo
+RANDOM_DEMO_WEIGHT_SEED = 0
 INTERRUPTED = 130  # the shell's exit status after SIGINT
 DATA_HELP = ("a COCO json, a directory with annotations.json and images/, or "
              "synthetic:N[:SEED[:SIZE]] (generated shapes)")
@@ -44,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="segment a generated synthetic-shapes image with the embedded demo model"
     )
     demo.add_argument("--out", required=True, help="output directory")
-    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="synthetic image seed")
+    demo.add_argument("--seed", type=int, default=None,
+                      help=f"image seed (default: {DEMO_SEED}, a synthetic-shapes image the demo model never "
+                           f"saw; with --random-weights {DEMO_IMAGE[0]}, the golden image)")
     demo.add_argument("--draw-threshold", type=float, default=0.5,
                       help="only instances with a score >= this are drawn (default 0.5)")
     demo.add_argument("--random-weights", metavar="CONFIG", default=None,
@@ -207,11 +211,18 @@ def _segment_images(jobs, model, args, skipped):
 
 
 def _save_overlay(image, instances, path, draw_threshold) -> None:
+    from .visualize import draw
+
+    _save_png(draw(image, instances[instances.scores >= draw_threshold]), path)
+
+
+def _save_png(image, path) -> None:
+    """uint8 [3,H,W] -> a PNG file, written atomically."""
     from .files import atomic_output
-    from .visualize import draw, to_pil
+    from .visualize import to_pil
 
     with atomic_output(path) as f:
-        to_pil(draw(image, instances[instances.scores >= draw_threshold])).save(f, format="PNG")
+        to_pil(image).save(f, format="PNG")
 
 
 def _segment_stream(source, paths, model, args, skipped):
@@ -256,16 +267,18 @@ def run_demo(args) -> int:
         return run_random_demo(args)
     import yolact_fast as yf
     from .data import synthetic_shapes
-    from .visualize import draw, to_pil
+    from .files import output_folder
+    from .visualize import draw
 
+    output_folder(args.out)
     model = yf.load("demo")
-    image, _ = synthetic_shapes(1, args.seed, (model.config.max_size, model.config.max_size))[0]
+    seed = DEMO_SEED if args.seed is None else args.seed
+    image, _ = synthetic_shapes(1, seed, (model.config.max_size, model.config.max_size))[0]
     instances = yf.segment(image, model=model)
     shown = instances[instances.scores >= args.draw_threshold]
-    os.makedirs(args.out, exist_ok=True)
-    to_pil(image).save(os.path.join(args.out, "demo_input.png"))
+    _save_png(image, os.path.join(args.out, "demo_input.png"))
     path = os.path.join(args.out, "demo.png")
-    to_pil(draw(image, shown)).save(path)
+    _save_png(draw(image, shown), path)
     found = ", ".join(f"{n} {s:.2f}" for n, s in zip(shown.label_names, shown.scores.tolist()))
     print(f"demo model ({model.config.name}): {len(shown)} instance(s) with score >= "
           f"{args.draw_threshold} [{found}] -> {path}")
@@ -277,12 +290,15 @@ def run_train(args) -> int:
     import torch
 
     from .data import Augment, open_dataset
+    from .files import output_folder
     from .train import TrainOptions, distributed, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    _check_positive(epochs=args.epochs, batch_size=args.batch_size)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    output_folder(args.out)
     if args.dist_timeout is not None and args.dist_timeout <= 0:
         raise ValueError(f"--dist-timeout must be > 0 seconds, got {args.dist_timeout}")
     if distributed.launched_by_torchrun() and args.device and torch.device(args.device).index is not None:
@@ -320,23 +336,23 @@ def run_eval(args) -> int:
     import yolact_fast as yf
     from .data import open_dataset
     from .evaluate import evaluate
+    from .files import atomic_output, output_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    out = output_folder(args.out or ".")
     model = yf.load(args.weights, config=args.config)
-    out = args.out or "."
-    os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
         metrics = evaluate(model, dataset, args.score_threshold, progress=_show_progress(args))
     results = metrics.pop("results")
-    with open(os.path.join(out, "results.json"), "w") as f:
+    with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
-    with open(os.path.join(out, "bbox_results.json"), "w") as f:  # scored with box_scores
+    with atomic_output(os.path.join(out, "bbox_results.json"), "w") as f:  # scored with box_scores
         json.dump(metrics.pop("bbox_results"), f)
     metrics["skipped_annotations"] = dict(getattr(dataset, "skipped", {}))
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with atomic_output(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     box, mask = metrics["bbox"], metrics["segm"]
     print(f"{metrics['images']} images, {len(results)} detections ({model.config.name})")
@@ -368,22 +384,22 @@ def run_random_demo(args) -> int:
     import yolact_fast as yf
     from .configs import get_config
     from .data.synthetic import golden_image
+    from .files import output_folder
     from .model.weight_rule import rule_weights
-    from .visualize import draw, to_pil
+    from .visualize import draw
 
-    args.top, args.seed = 10, 0
+    output_folder(args.out)
     config = get_config(args.random_weights)
-    print(f"demo: {config.name} with RANDOM weights (deterministic weight rule, seed {args.seed}); "
+    print(f"demo: {config.name} with RANDOM weights (deterministic weight rule, seed {RANDOM_DEMO_WEIGHT_SEED}); "
           "this is not a trained model and its detections mean nothing.")
-    model = yf.load(rule_weights(config, args.seed), config=config)
+    model = yf.load(rule_weights(config, RANDOM_DEMO_WEIGHT_SEED), config=config)
     seed, height, width = DEMO_IMAGE
-    image = golden_image(seed, height, width)
+    image = golden_image(seed if args.seed is None else args.seed, height, width)
     instances = yf.segment(image, model=model)
-    os.makedirs(args.out, exist_ok=True)
-    to_pil(image).save(os.path.join(args.out, "demo_input.png"))
+    _save_png(image, os.path.join(args.out, "demo_input.png"))
     path = os.path.join(args.out, "demo_random_weights.png")
-    to_pil(draw(image, instances[: args.top])).save(path)
-    print(f"{len(instances)} instances (top {min(args.top, len(instances))} drawn) -> {path}")
+    _save_png(draw(image, instances[:RANDOM_DEMO_TOP]), path)
+    print(f"{len(instances)} instances (top {min(RANDOM_DEMO_TOP, len(instances))} drawn) -> {path}")
     return 0
 
 

@@ -115,8 +115,7 @@ def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
     {"video": ..., "results": ...} for a video, stream or camera. ValueError, before anything is
     written, when two sources would write one file, an output would replace an input, or
     ``out`` is an existing file."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out must be a folder, but {out!r} is an existing file")
+    _refuse_file(out)
     reserved: Dict[str, str] = {}
     inputs = {os.path.realpath(s.location): s for s in sources if s.kind in FILE_KINDS}
     outputs = []
@@ -135,6 +134,19 @@ def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
             reserved[key] = _describe(source)
         outputs.append(paths)
     return outputs
+
+
+def output_folder(path: str, option: str = "--out") -> str:
+    """Creates folder ``path`` (with its parents) and returns it; ValueError naming ``option``
+    if ``path`` is an existing file."""
+    _refuse_file(path, option)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _refuse_file(path: str, option: str = "--out") -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} must be a folder, but {path!r} is an existing file")
 
 
 def _describe(source: Source) -> str:

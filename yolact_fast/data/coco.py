@@ -36,6 +36,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..files import atomic_output
 from . import rle
 from .coco_checks import CocoChecks
 
@@ -164,15 +165,20 @@ class CocoDataset(torch.utils.data.Dataset):
 def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
                class_names: Sequence[str], image_format: str = "png") -> str:
     """Write (image, target) samples as ``out_dir/images/<id>.png`` and
-    ``out_dir/annotations.json`` (RLE masks, 1-based category ids); returns the json path."""
+    ``out_dir/annotations.json`` (RLE masks, 1-based category ids; every file written
+    atomically); returns the json path."""
     from PIL import Image
 
+    extension = image_format.lower()
+    pil_format = Image.registered_extensions().get(f".{extension}")
+    if pil_format is None:
+        raise ValueError(f"image_format must be a file extension PIL writes (png, jpg, ...), got {image_format!r}")
     image_dir = os.path.join(out_dir, "images")
-    os.makedirs(image_dir, exist_ok=True)
     images, annotations = [], []
     for image_id, (image, target) in enumerate(samples, start=1):
-        file_name = f"{image_id:06d}.{image_format}"
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(os.path.join(image_dir, file_name))
+        file_name = f"{image_id:06d}.{extension}"
+        with atomic_output(os.path.join(image_dir, file_name)) as file:
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(file, format=pil_format)
         height, width = image.shape[-2:]
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         masks = target["masks"]
@@ -187,6 +193,6 @@ def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
             })
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
     path = os.path.join(out_dir, "annotations.json")
-    with open(path, "w") as f:
+    with atomic_output(path, "w") as f:
         json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
     return path

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional, Tuple, Union
 
 from .coco import CocoDataset
-from .synthetic import SyntheticShapes
+from .synthetic import MAX_IMAGES, MAX_PIXELS, SyntheticShapes
 
 SYNTHETIC_PREFIX = "synthetic:"
+MAX_SIDE = math.isqrt(MAX_PIXELS)
 
 
 def parse_synthetic(spec: str) -> Optional[Tuple[int, int, int]]:
@@ -23,6 +25,9 @@ def parse_synthetic(spec: str) -> Optional[Tuple[int, int, int]]:
     if not 1 <= len(values) <= 3 or values[0] < 1 or min(values) < 0:
         raise ValueError(f"bad synthetic data spec {spec!r}; expected synthetic:N[:SEED[:SIZE]]")
     n, seed, size = (values + [0, 256][len(values) - 1:])[:3]
+    if n > MAX_IMAGES or not 16 <= size <= MAX_SIDE:
+        raise ValueError(f"bad synthetic data spec {spec!r}: N must be at most {MAX_IMAGES} and SIZE in "
+                         f"[16, {MAX_SIDE}]")
     return n, seed, size
 
 

@@ -19,6 +19,8 @@ from ..configs import SHAPE_CLASSES
 
 Target = Dict[str, torch.Tensor]
 
+MAX_IMAGES = 10_000_000  # the samplers hold a permutation of the indices (8 bytes each)
+MAX_PIXELS = 4096 * 4096  # rendering takes about 40 bytes a pixel (float64 working arrays)
 _MAX_TRIES = 20
 _MAX_HIDDEN = 0.5  # a new shape may hide at most this fraction of an earlier one
 _MIN_PIXELS = 30
@@ -36,13 +38,16 @@ class SyntheticShapes(Sequence):
 
     def __init__(self, n: int, seed: int = 0, size: Tuple[int, int] = (256, 256),
                  max_objects: int = 6, min_size: float = 0.1, max_size: float = 0.5):
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        if not 0 <= n <= MAX_IMAGES:
+            raise ValueError(f"n must be in [0, {MAX_IMAGES}], got {n}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         height, width = size
         if height < 16 or width < 16:
             raise ValueError(f"size must be at least 16x16, got {tuple(size)}")
+        if height * width > MAX_PIXELS:
+            raise ValueError(f"size {tuple(size)} has {height * width} pixels, more than the {MAX_PIXELS} "
+                             "(4096x4096) synthetic images may have")
         if not 0 < min_size <= max_size <= 1:
             raise ValueError(f"need 0 < min_size <= max_size <= 1, got {min_size}, {max_size}")
         self.n, self.seed, self.size = n, seed, (int(height), int(width))

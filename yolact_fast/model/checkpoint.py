@@ -260,3 +260,35 @@ def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor
     if mask_dim != config.mask_dim and mask_dim >= 1:
         changes["mask_dim"] = mask_dim
     return config.replace(**changes) if changes else config
+
+
+def save_weights(model: Yolact, path: Union[str, os.PathLike], half: bool = False) -> None:
+    """Weights only ({"state_dict", "config", "class_names"}), loadable by ``yf.load(path)``;
+    ``half``: floating-point tensors as float16. Written atomically (see :func:`save_file`)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v.clone()) for k, v in model.state_dict().items()}
+    save_file({"state_dict": state, "config": model.config.name, "class_names": list(model.config.class_names)},
+              path)
+
+
+def save_file(obj, path: Union[str, os.PathLike]) -> None:
+    """``torch.save(obj)`` to ``path`` atomically: the file is written beside it under a new name,
+    then renamed over it, so a failed write (disk full, size limit, interrupt) leaves the
+    previous file intact and a link planted at ``path`` is replaced, never followed. OSError
+    naming ``path`` if the write fails."""
+    from ..files import atomic_output
+
+    path = os.fspath(path)
+    try:
+        with atomic_output(path) as file:
+            torch.save(obj, file)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        raise OSError(f"cannot write checkpoint {path!r} (the previous file, if any, is unchanged): "
+                      f"{_write_error(error)}") from error
+
+
+def _write_error(error: BaseException) -> str:
+    """The OS's reason for a failed write (e.g. "No space left on device"), else the error's text."""
+    cause = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    return str(cause if cause is not None else error)

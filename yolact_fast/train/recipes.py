@@ -22,7 +22,8 @@ from typing import NamedTuple, Tuple
 import torch
 
 from ..data.transforms import Augment
-from .trainer import TrainOptions, save_weights, train
+from ..model.checkpoint import save_weights
+from .trainer import TrainOptions, train
 
 _DEMO_AUGMENT = Augment(photometric=True, expand=False, crop=False, mirror=True)
 

@@ -18,7 +18,6 @@ and ``last.pt`` resumes under any number of processes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -35,7 +34,9 @@ from torch import nn
 from .. import reference
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
+from ..files import atomic_output, output_folder
 from ..model import Yolact
+from ..model.checkpoint import save_file, save_weights
 from ..segment import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
@@ -75,6 +76,21 @@ class TrainOptions:
     loss: LossWeights = LossWeights()
     amp: bool = False
     freeze_bn: Optional[bool] = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "log_every", "checkpoint_every"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("warmup_steps", "seed", "num_workers"):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainOptions.{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"TrainOptions.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class AugmentedDataset(torch.utils.data.Dataset):
@@ -222,19 +238,6 @@ def learning_rate(step: int, total: int, options: TrainOptions) -> float:
     return options.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def save_weights(model: Yolact, path: str, half: bool = False) -> None:
-    """Weights only ({"state_dict", "config", "class_names"}), loadable by ``yf.load(path)``."""
-    state = {k: (v.half() if half and v.is_floating_point() else v.clone()) for k, v in model.state_dict().items()}
-    _atomic_save({"state_dict": state, "config": model.config.name,
-                  "class_names": list(model.config.class_names)}, path)
-
-
-def _atomic_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def read_checkpoint(path: str) -> dict:
     """A training checkpoint written by :func:`train`; RuntimeError with the reason otherwise."""
     if not os.path.isfile(path):
@@ -282,148 +285,203 @@ def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptio
     When torch.distributed is initialised, the processes of the default group train together
     (DistributedDataParallel; each takes ``options.batch_size / world_size`` images a step).
     """
-    from tqdm import tqdm
+    trainer = Trainer(config, dataset, out_dir, options, init_weights, backbone_weights, device)
+    if resume is not None:
+        trainer.resume(resume)
+    return trainer.train(progress, on_step)
 
-    processes = Processes.current()
+
+class Trainer:
+    """One training run: the model, optimiser and gradient scaler, the data order and the
+    progress (epoch, step, samples done in the epoch), written to ``last.pt`` and read back by
+    :meth:`resume`. As detectron2's ``TrainerBase``, :meth:`train` runs epochs of
+    :meth:`run_step`, one optimiser step per global batch."""
+
+    def __init__(self, config: YolactConfig | str, dataset, out_dir: str, options: TrainOptions = TrainOptions(),
+                 init_weights: Optional[str] = None, backbone_weights: Optional[str] = None,
+                 device: Optional[str] = None):
+        self.processes = processes = Processes.current()
+        self.config = config = _config_for(config, dataset)
+        if len(dataset) == 0:
+            raise ValueError("the training dataset is empty")
+        if options.batch_size % processes.world_size:
+            raise ValueError(f"batch_size {options.batch_size} is the global batch: it must be a multiple "
+                             f"of the {processes.world_size} processes")
+        self.options, self.out_dir = options, out_dir
+        self.local_batch = options.batch_size // processes.world_size
+        self.device = device = training_device(device)
+        if options.amp and device.type == "cpu":
+            _check_cpu_amp(config)
+        output_folder(out_dir, "out_dir")
+        torch.manual_seed(options.seed)
+        self.model = _initial_model(config, init_weights, backbone_weights, processes)
+        self.model.to(device).train()
+        self._set_batchnorm()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
+        self.network: nn.Module = TrainingNetwork(self.model)
+        if processes.world_size > 1:
+            self.network = nn.parallel.DistributedDataParallel(
+                self.network, device_ids=[device.index] if device.type == "cuda" else None)
+        self.data = AugmentedDataset(dataset, options.augment, options.seed)
+        # One global order for any number of processes: a step's global batch is the same images
+        # (N processes pad the epoch to a multiple of N with repeated images).
+        self.sampler = torch.utils.data.DistributedSampler(
+            self.data, processes.world_size, processes.rank, shuffle=True, seed=options.seed, drop_last=False)
+        self.steps_per_epoch = math.ceil(len(self.sampler) / self.local_batch)
+        self.total_steps = self.steps_per_epoch * options.epochs
+        self.priors = reference.make_priors(config, (config.max_size, config.max_size)).to(device)
+        self.generator = torch.Generator().manual_seed(options.seed + processes.rank)
+        self.epoch, self.step, self.samples_done = 0, 0, 0
+        self.skipped: Counter = Counter()
+        self.images_seen = 0
+        self.last: Dict[str, float] = {}
+        self.checkpoint_path = os.path.join(out_dir, "last.pt")
+        self.weights_path = os.path.join(out_dir, "model.pt")
+        self.log_path = os.path.join(out_dir, "loss_log.jsonl")
+
+    def _set_batchnorm(self) -> None:
+        freeze = self.options.freeze_bn
+        if freeze is None:
+            freeze = self.local_batch < BN_MIN_BATCH
+            if freeze and self.processes.is_main:
+                print("Per-process batch size is less than the recommended limit for batch norm. "
+                      "Disabling batch norm.", file=sys.stderr)  # as the official train.py says it
+        if freeze:
+            freeze_batchnorm(self.model)
+
+    def resume(self, path: str) -> None:
+        """Continue from a ``last.pt`` of the same config, classes and global batch size."""
+        state = read_checkpoint(path)
+        config, batch_size = self.config, self.options.batch_size
+        if state["config"] != config.name or tuple(state["class_names"]) != config.class_names:
+            raise RuntimeError(f"refusing to resume from {path!r}: it trains {state['config']} with "
+                               f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}")
+        if state.get("batch_size", batch_size) != batch_size:
+            raise ValueError(f"refusing to resume from {path!r} with batch_size {batch_size}: it was "
+                             f"trained with batch_size {state['batch_size']} (global), and its step count, "
+                             "learning-rate schedule and place in the epoch are in batches of that size")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        # older checkpoints: one process, batch_in_epoch batches of batch_size
+        self.samples_done = state.get("samples_in_epoch", state.get("batch_in_epoch", 0) * batch_size)
+
+    def train(self, progress: bool = True, on_step: Optional[Callable[[int, Yolact], None]] = None
+              ) -> Tuple[Dict[str, object], Yolact]:
+        """Runs the remaining epochs; returns (summary, model in eval mode). Rank 0 writes
+        ``model.pt`` and ``summary.json`` at the end."""
+        self.started = time.time()
+        with (open(self.log_path, "a") if self.processes.is_main else contextlib.nullcontext()) as log:
+            while self.epoch < self.options.epochs:
+                self.run_epoch(log, progress, on_step)
+        self.model.eval()
+        summary = self.summary()
+        if self.processes.is_main:
+            save_weights(self.model, self.weights_path)
+            with atomic_output(os.path.join(self.out_dir, "summary.json"), "w") as file:
+                json.dump(summary, file, indent=1)
+        self.processes.barrier()  # no process returns before rank 0's files exist
+        return summary, self.model
+
+    def run_epoch(self, log, progress: bool, on_step: Optional[Callable[[int, Yolact], None]]) -> None:
+        """The rest of epoch ``self.epoch`` (all of it unless resumed mid-epoch), then a checkpoint."""
+        from tqdm import tqdm
+
+        options, epoch = self.options, self.epoch
+        self.data.epoch = epoch
+        self.sampler.set_epoch(epoch)
+        skip_batches = self.samples_done // options.batch_size
+        loader = torch.utils.data.DataLoader(
+            self.data, batch_size=self.local_batch,
+            sampler=_SkipFirst(self.sampler, skip_batches * self.local_batch),
+            num_workers=options.num_workers, collate_fn=BatchCollator(self.config), drop_last=False,
+            persistent_workers=False,
+        )
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
+                   disable=not (progress and self.processes.is_main), file=sys.stderr,
+                   initial=skip_batches, total=self.steps_per_epoch)
+        for batch_index, batch in enumerate(bar, start=skip_batches):
+            if not self.run_step(batch):
+                continue
+            bar.set_postfix(loss=f"{self.last['total']:.3f}", mask=f"{self.last['mask']:.3f}")
+            if self.processes.is_main and (self.step % options.log_every == 0 or self.step == 1):
+                self._log(log)
+            if self.step % options.checkpoint_every == 0:
+                self.save_checkpoint(epoch, (batch_index + 1) * options.batch_size)
+            if on_step is not None:
+                on_step(self.step, self.model)
+        self.epoch, self.samples_done = epoch + 1, 0
+        self.save_checkpoint(self.epoch, 0)
+
+    def run_step(self, batch: Batch) -> bool:
+        """One optimiser step on a global batch; False (and counted in ``skipped``, once however
+        many processes train) when a process has no usable image or a non-finite loss."""
+        processes, options = self.processes, self.options
+        self.skipped.update(batch.skipped)
+        if not processes.all(batch.size > 0, self.device):
+            self.skipped["no_image_step"] += int(processes.is_main)
+            return False  # every process needs an image for a step
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step, self.total_steps, options)
+        losses = training_step(self.model, batch.images.to(self.device), batch.targets, self.priors, options.loss,
+                               self.generator, self.network, options.amp, processes.loss_denominators)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not processes.all(bool(torch.isfinite(losses["total"])), self.device):
+            self.skipped["nonfinite_loss_step"] += int(processes.is_main)
+            return False
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), options.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.images_seen += batch.size
+        # each process's loss is its share of the global batch's: the mean is the batch loss
+        values = processes.mean(torch.stack([v.detach() for v in losses.values()]))
+        self.last = dict(zip(losses, values.tolist()))
+        return True
+
+    def _log(self, log) -> None:
+        log.write(json.dumps({"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                              "time_s": round(time.time() - self.started, 1),
+                              "world_size": self.processes.world_size, **self.last}) + "\n")
+        log.flush()
+
+    def save_checkpoint(self, epoch: int, samples_in_epoch: int) -> None:
+        """``last.pt`` (rank 0, atomically): resuming starts at ``epoch`` after ``samples_in_epoch``
+        samples of it."""
+        if not self.processes.is_main:
+            return
+        state = {"format": CHECKPOINT_FORMAT, "state_dict": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "epoch": epoch, "step": self.step,
+                 "samples_in_epoch": samples_in_epoch, "batch_size": self.options.batch_size,
+                 "world_size": self.processes.world_size, "config": self.config.name,
+                 "class_names": list(self.config.class_names)}
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        save_file(state, self.checkpoint_path)
+
+    def summary(self) -> Dict[str, object]:
+        """Steps, last losses, skipped counts (summed over processes), paths and throughput."""
+        processes = self.processes
+        seconds = time.time() - self.started
+        images_seen = int(processes.sum(torch.tensor([self.images_seen], device=self.device)).item())
+        return {"steps": self.step, "losses": self.last,
+                "skipped": {k: v for k, v in processes.sum_counts(self.skipped).items() if v},
+                "weights": self.weights_path, "checkpoint": self.checkpoint_path, "log": self.log_path,
+                "world_size": processes.world_size, "seconds": round(seconds, 1),
+                "images_per_s": round(images_seen / max(seconds, 1e-9), 2)}
+
+
+def _config_for(config: YolactConfig | str, dataset) -> YolactConfig:
+    """``config`` (a name or a config) with the dataset's class names, if it has any."""
     if isinstance(config, str):
         config = get_config(config)
     class_names = tuple(getattr(dataset, "class_names", config.class_names))
-    if class_names != config.class_names:
-        config = config.replace(class_names=class_names)
-    if len(dataset) == 0:
-        raise ValueError("the training dataset is empty")
-    if options.batch_size < processes.world_size or options.batch_size % processes.world_size:
-        raise ValueError(f"batch_size {options.batch_size} is the global batch: it must be a multiple "
-                         f"of the {processes.world_size} processes")
-    local_batch = options.batch_size // processes.world_size
-    device = training_device(device)
-    if options.amp and device.type == "cpu":
-        _check_cpu_amp(config)
-    os.makedirs(out_dir, exist_ok=True)
-    torch.manual_seed(options.seed)
-    model = _initial_model(config, init_weights, backbone_weights, processes)
-    model.to(device).train()
-    if options.freeze_bn is None and local_batch < BN_MIN_BATCH and processes.is_main:
-        print("Per-process batch size is less than the recommended limit for batch norm. "
-              "Disabling batch norm.", file=sys.stderr)  # as the official train.py says it
-    if options.freeze_bn if options.freeze_bn is not None else local_batch < BN_MIN_BATCH:
-        freeze_batchnorm(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=options.amp and device.type == "cuda")
-    start_epoch, step, samples_done = 0, 0, 0
-    if resume is not None:
-        state = read_checkpoint(resume)
-        if state["config"] != config.name or tuple(state["class_names"]) != config.class_names:
-            raise RuntimeError(f"refusing to resume from {resume!r}: it trains {state['config']} with "
-                               f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}")
-        if state.get("batch_size", options.batch_size) != options.batch_size:
-            raise ValueError(f"refusing to resume from {resume!r} with batch_size {options.batch_size}: it was "
-                             f"trained with batch_size {state['batch_size']} (global), and its step count, "
-                             "learning-rate schedule and place in the epoch are in batches of that size")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, step = state["epoch"], state["step"]
-        # older checkpoints: one process, batch_in_epoch batches of batch_size
-        samples_done = state.get("samples_in_epoch", state.get("batch_in_epoch", 0) * options.batch_size)
-    network = TrainingNetwork(model)
-    if processes.world_size > 1:
-        network = nn.parallel.DistributedDataParallel(
-            network, device_ids=[device.index] if device.type == "cuda" else None)
-
-    data = AugmentedDataset(dataset, options.augment, options.seed)
-    # One global order for any number of processes: a step's global batch is the same images
-    # (N processes pad the epoch to a multiple of N with repeated images).
-    sampler = torch.utils.data.DistributedSampler(data, processes.world_size, processes.rank, shuffle=True,
-                                                  seed=options.seed, drop_last=False)
-    steps_per_epoch = math.ceil(len(sampler) / local_batch)
-    total = steps_per_epoch * options.epochs
-    priors = reference.make_priors(config, (config.max_size, config.max_size)).to(device)
-    generator = torch.Generator().manual_seed(options.seed + processes.rank)
-    log_path = os.path.join(out_dir, "loss_log.jsonl")
-    skipped = Counter()
-    images_seen = 0
-    last: Dict[str, float] = {}
-    started = time.time()
-
-    def checkpoint(epoch: int, samples_in_epoch: int) -> None:
-        if not processes.is_main:
-            return
-        state = {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                 "samples_in_epoch": samples_in_epoch, "batch_size": options.batch_size,
-                 "world_size": processes.world_size, "config": config.name,
-                 "class_names": list(config.class_names)}
-        if scaler.is_enabled():
-            state["scaler"] = scaler.state_dict()
-        _atomic_save(state, os.path.join(out_dir, "last.pt"))
-
-    with (open(log_path, "a") if processes.is_main else contextlib.nullcontext()) as log:
-        for epoch in range(start_epoch, options.epochs):
-            data.epoch = epoch
-            sampler.set_epoch(epoch)
-            skip_batches = samples_done // options.batch_size
-            loader = torch.utils.data.DataLoader(
-                data, batch_size=local_batch, sampler=_SkipFirst(sampler, skip_batches * local_batch),
-                num_workers=options.num_workers, collate_fn=BatchCollator(config), drop_last=False,
-                persistent_workers=False,
-            )
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
-                       disable=not (progress and processes.is_main), file=sys.stderr,
-                       initial=skip_batches, total=steps_per_epoch)
-            for batch_index, batch in enumerate(bar, start=skip_batches):
-                skipped.update(batch.skipped)
-                # Step skips are counted once (by rank 0), not once per process.
-                if not processes.all(batch.size > 0, device):
-                    skipped["no_image_step"] += int(processes.is_main)
-                    continue  # every process needs an image for a step
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, total, options)
-                losses = training_step(model, batch.images.to(device), batch.targets, priors, options.loss,
-                                       generator, network, options.amp, processes.loss_denominators)
-                if not processes.all(bool(torch.isfinite(losses["total"])), device):
-                    skipped["nonfinite_loss_step"] += int(processes.is_main)
-                    optimizer.zero_grad(set_to_none=True)
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses["total"]).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                images_seen += batch.size
-                # each process's loss is its share of the global batch's: the mean is the batch loss
-                values = processes.mean(torch.stack([v.detach() for v in losses.values()]))
-                last = dict(zip(losses, values.tolist()))
-                bar.set_postfix(loss=f"{last['total']:.3f}", mask=f"{last['mask']:.3f}")
-                if processes.is_main and (step % options.log_every == 0 or step == 1):
-                    log.write(json.dumps({"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                                          "time_s": round(time.time() - started, 1),
-                                          "world_size": processes.world_size, **last}) + "\n")
-                    log.flush()
-                if step % options.checkpoint_every == 0:
-                    checkpoint(epoch, (batch_index + 1) * options.batch_size)
-                if on_step is not None:
-                    on_step(step, model)
-            samples_done = 0
-            checkpoint(epoch + 1, 0)
-    model.eval()
-    seconds = time.time() - started
-    images_seen = int(processes.sum(torch.tensor([images_seen], device=device)).item())
-    weights_path = os.path.join(out_dir, "model.pt")
-    summary = {"steps": step, "losses": last,
-               "skipped": {k: v for k, v in processes.sum_counts(skipped).items() if v},
-               "weights": weights_path, "checkpoint": os.path.join(out_dir, "last.pt"), "log": log_path,
-               "world_size": processes.world_size, "seconds": round(seconds, 1),
-               "images_per_s": round(images_seen / max(seconds, 1e-9), 2)}
-    if processes.is_main:
-        save_weights(model, weights_path)
-        with open(os.path.join(out_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-    processes.barrier()  # no process returns before rank 0's files exist
-    return summary, model
+    return config if class_names == config.class_names else config.replace(class_names=class_names)
 
 
 def _check_cpu_amp(config: YolactConfig) -> None:
@@ -455,6 +513,3 @@ def _initial_model(config: YolactConfig, init_weights: Optional[str], backbone_w
         model.load_state_dict(state_dict)
     return model
 
-
-def options_dict(options: TrainOptions) -> dict:
-    return dataclasses.asdict(options)
