@@ -12,16 +12,24 @@ from yolact_fast.configs import SHAPE_CLASSES
 from yolact_fast.data import (
     Augment, CocoDataset, expand, mirror, open_dataset, random_crop, synthetic_shapes, write_coco,
 )
-from yolact_fast.data.transforms import photometric_distort
+from yolact_fast.data.transforms import mask_boxes, photometric_distort
 from yolact_fast.data.spec import parse_synthetic
 
 
-def _extents(masks):
-    boxes = []
+def test_mask_boxes_are_the_extents_with_exclusive_ends():
+    masks = torch.rand(40, 9, 13, generator=torch.Generator().manual_seed(0)) < 0.05
+    masks[0] = False
+    masks[0, 4, 7] = True  # one pixel
+    masks[1] = True  # everything
+    masks[2] = False
+    masks[2, :, 12] = True  # the last column
+    masks = masks[masks.flatten(1).any(1)]
+    expected = []
     for m in masks:
-        rows, cols = np.nonzero(m.any(1).numpy())[0], np.nonzero(m.any(0).numpy())[0]
-        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
-    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        rows, cols = m.any(1).nonzero().flatten().tolist(), m.any(0).nonzero().flatten().tolist()
+        expected.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+    assert torch.equal(mask_boxes(masks), torch.tensor(expected, dtype=torch.float32))
+    assert mask_boxes(torch.zeros(0, 9, 13, dtype=torch.bool)).shape == (0, 4)
 
 
 def test_synthetic_shapes_layout_and_consistency():
@@ -35,7 +43,7 @@ def test_synthetic_shapes_layout_and_consistency():
         assert target["masks"].dtype == torch.bool and target["masks"].shape == (m, 96, 128)
         assert target["boxes"].dtype == torch.float32 and target["labels"].dtype == torch.int64
         assert target["masks"].flatten(1).any(1).all()
-        assert torch.equal(target["boxes"], _extents(target["masks"]))
+        assert torch.equal(target["boxes"], mask_boxes(target["masks"]))
         assert ((target["labels"] >= 0) & (target["labels"] < len(SHAPE_CLASSES))).all()
         # visible masks never overlap: later shapes occlude earlier ones
         assert target["masks"].sum(0).max() <= 1
@@ -320,7 +328,7 @@ def _coloured_sample():
 
 def _check_consistent(image, target):
     assert target["masks"].shape[1:] == image.shape[1:]
-    assert torch.equal(target["boxes"], _extents(target["masks"]))
+    assert torch.equal(target["boxes"], mask_boxes(target["masks"]))
     for mask in target["masks"]:
         values = image[0][mask].unique()
         assert len(values) == 1 and (image[1][mask] == 255).all()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..configs import SHAPE_CLASSES
+from .transforms import mask_boxes
 
 Target = Dict[str, torch.Tensor]
 
@@ -101,15 +102,11 @@ def render_image(rng: np.random.Generator, size: Tuple[int, int], max_objects: i
 
 def _to_sample(image: np.ndarray, visible) -> Tuple[torch.Tensor, Target]:
     height, width = image.shape[:2]
-    masks = np.stack([m for m, _ in visible]) if visible else np.zeros((0, height, width), bool)
-    boxes = np.zeros((len(visible), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-        boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    masks = torch.from_numpy(np.stack([m for m, _ in visible]) if visible else np.zeros((0, height, width), bool))
     target = {
-        "boxes": torch.from_numpy(boxes),
+        "boxes": mask_boxes(masks),
         "labels": torch.tensor([l for _, l in visible], dtype=torch.int64),
-        "masks": torch.from_numpy(masks),
+        "masks": masks,
     }
     return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
 

@@ -104,19 +104,18 @@ def boxes_from_masks(target: Target) -> Target:
     masks = target["masks"]
     keep = masks.flatten(1).any(1)
     masks = masks[keep]
-    boxes = torch.zeros((masks.shape[0], 4), dtype=torch.float32)
-    if masks.shape[0]:
-        cols, rows = masks.any(1), masks.any(2)
-        w, h = masks.shape[2], masks.shape[1]
-        col_index = torch.arange(w)
-        row_index = torch.arange(h)
-        boxes[:, 0] = torch.where(cols, col_index, w).min(1).values.float()
-        boxes[:, 2] = torch.where(cols, col_index, -1).max(1).values.float() + 1
-        boxes[:, 1] = torch.where(rows, row_index, h).min(1).values.float()
-        boxes[:, 3] = torch.where(rows, row_index, -1).max(1).values.float() + 1
-    out = dict(target, masks=masks, boxes=boxes, labels=target["labels"][keep])
-    return out
+    return dict(target, masks=masks, boxes=mask_boxes(masks), labels=target["labels"][keep])
 
+
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """float32 [N,4] x1, y1, x2, y2 around non-empty bool masks [N,H,W]; x2, y2 are one past the
+    last pixel (torchvision's ``masks_to_boxes`` gives the last pixel itself), so a box's size
+    is the mask's extent in pixels."""
+    from torchvision.ops import masks_to_boxes
+
+    boxes = masks_to_boxes(masks)
+    boxes[:, 2:] += 1
+    return boxes
 
 
 @dataclass(frozen=True)
