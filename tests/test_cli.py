@@ -80,6 +80,31 @@ def test_demo_uses_random_weights_and_writes_overlay(tmp_path, capsys):
     assert (np.asarray(overlay) != original).any()
 
 
+def test_demo_keeps_the_users_seed(tmp_path):
+    from yolact_fast.data import synthetic_shapes
+
+    for options, name in (([], "demo_input.png"), (["--random-weights", "yolact_resnet50"], "demo_input.png")):
+        assert main(["demo", "--out", str(tmp_path / "a"), "--seed", "7", *options]) == 0
+        assert main(["demo", "--out", str(tmp_path / "b"), *options]) == 0
+        seeded = np.asarray(Image.open(tmp_path / "a" / name))
+        assert not np.array_equal(seeded, np.asarray(Image.open(tmp_path / "b" / name)))
+        expected = (synthetic_shapes(1, 7, (256, 256))[0][0] if not options else golden_image(7, 480, 640))
+        assert np.array_equal(seeded, expected.permute(1, 2, 0).numpy())
+
+
+def test_segment_refuses_oversized_images_and_goes_on(tmp_path, capsys):
+    from inputs import png_claiming_size
+
+    save_shape_image(tmp_path / "in" / "a.png", 1)
+    png_claiming_size(tmp_path / "in" / "b.png", 20000, 20000)
+    png_claiming_size(tmp_path / "in" / "c.png", 9000, 9000)
+    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "'unreadable images': 2" in captured.out
+    assert "b.png' is too large" in captured.err and "MAX_IMAGE_PIXELS" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "results.json"]
+
+
 def test_demo_segments_a_synthetic_image_with_the_trained_model(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

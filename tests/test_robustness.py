@@ -1,5 +1,5 @@
-"""Defined behaviour for NaN/Inf network outputs, re-entrancy from several threads, and
-bitwise determinism across runs and processes."""
+"""Defined behaviour for NaN/Inf network outputs, re-entrancy from several threads, bitwise
+determinism across runs and processes, and image inputs of any size, bit depth and mode."""
 
 import hashlib
 import subprocess
@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 import yolact_fast as yf
@@ -163,3 +165,67 @@ def test_bitwise_deterministic_across_runs_and_processes():
     script = DIGEST_SCRIPT.format(tests=str(Path(__file__).resolve().parent))
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == first
+
+
+# --- image files and images in memory: sizes, bit depths and modes ---------------------------
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    from inputs import png_claiming_size
+
+    for width, height, message in ((20000, 20000, "exceeds limit"), (9000, 9000, "MAX_IMAGE_PIXELS")):
+        path = png_claiming_size(tmp_path / f"{width}.png", width, height)
+        with pytest.raises(ValueError, match=f"image .*{width}.png' is too large.*{message}"):
+            yf.io.read_image(path)
+        with pytest.raises(ValueError, match="too large"):
+            yf.segment(str(path), model=yf.load("demo"))
+    assert Image.MAX_IMAGE_PIXELS == 89478485  # PIL's global setting is left alone
+    with Image.open(png_claiming_size(tmp_path / "lazy.png", 9000, 9000)) as lazy:
+        with pytest.raises(ValueError, match="PIL image is too large"):
+            yf.io.as_image_tensor(lazy)
+
+
+def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0, 128, 257, 32896, 65535, 1000]], np.uint16)
+    expected = torch.tensor([[0, 0, 1, 128, 255, 4]], dtype=torch.uint8).expand(3, 1, 6)
+    Image.fromarray(values).save(tmp_path / "16.png")
+    big_endian = Image.frombytes("I;16B", (6, 1), values.astype(">u2").tobytes())
+    for image in (Image.fromarray(values), Image.fromarray(values.astype(np.int32)), big_endian,
+                  str(tmp_path / "16.png")):
+        assert torch.equal(yf.io.as_image_tensor(image), expected)
+    rgb16 = np.repeat(values[..., None], 3, axis=2)
+    assert torch.equal(yf.io.as_image_tensor(rgb16), expected)
+    floats = np.array([[0.0, 0.25, 0.5, 1.0]], np.float32)
+    scaled = yf.io.as_image_tensor(Image.fromarray(floats))
+    assert scaled.dtype == torch.uint8 and scaled[0].tolist() == [[0, 64, 128, 255]]
+    as_float = yf.io.as_image_tensor(np.repeat(floats[..., None], 3, axis=2).astype(np.float64))
+    assert as_float.dtype == torch.float32 and as_float[0].tolist() == floats.tolist()
+
+
+@pytest.mark.parametrize("image,error,message", [
+    (lambda Image: Image.fromarray(np.array([[0.0, 2.0]], np.float32)), ValueError, "mode 'F' images must hold"),
+    (lambda Image: Image.fromarray(np.array([[0.0, np.nan]], np.float32)), ValueError, "mode 'F' images must hold"),
+    (lambda Image: Image.fromarray(np.array([[-1, 70000]], np.int32)), ValueError, "0..65535"),
+    (lambda Image: Image.new("RGB", (0, 10)), ValueError, "empty: 0x10 pixels"),
+    (lambda Image: Image.new("L", (10, 0)), ValueError, "empty"),
+    (lambda Image: np.full((4, 4, 3), 2.0), ValueError, r"\[0,1\]"),
+    (lambda Image: np.zeros((4, 4, 3), np.int32), TypeError, "uint8, uint16 or float"),
+    (lambda Image: np.zeros((0, 4, 3), np.uint8), ValueError, "empty"),
+])
+def test_images_that_cannot_be_scaled_are_refused(image, error, message):
+    from PIL import Image
+
+    with pytest.raises(error, match=message):
+        yf.io.as_image_tensor(image(Image))
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr"])
+def test_every_other_pil_mode_is_converted_to_rgb(mode):
+    from PIL import Image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)).convert(mode)
+    expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(yf.io.as_image_tensor(image), expected)

@@ -8,7 +8,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast import configs
-from yolact_fast.data import CocoDataset, synthetic_shapes, write_coco
+from yolact_fast.data import Augment, CocoDataset, synthetic_shapes, write_coco
 from yolact_fast.train import TrainOptions, read_checkpoint, train
 from yolact_fast.train.trainer import learning_rate
 
@@ -158,8 +158,85 @@ def test_invalid_instances_and_samples_are_skipped_and_counted(tmp_path, tiny_da
     zero_box = dict(target, boxes=torch.zeros(n, 4))
     empty = dict(target, masks=torch.zeros_like(target["masks"]))
     malformed = dict(target, masks=target["masks"][:, :10])  # masks do not match the image
-    samples = [(image, bad_labels), (image, zero_box), (image, empty), (image, malformed), tiny_data[1]]
-    summary, _ = train(TINY, Fixed(samples), str(tmp_path), _options(batch_size=5), progress=False)
+    samples = [(image, bad_labels), (image, zero_box), (image, empty), (image, malformed), tiny_data[1],
+               (image, target, 1), (image, [target]), (image.float(), target),
+               (image[:, :0], dict(target, masks=target["masks"][:, :0])), "junk", ValueError("bad file"),
+               OSError("gone")]
+    summary, _ = train(TINY, Raising(samples), str(tmp_path), _options(batch_size=12, augment=Augment()),
+                       progress=False)
     assert summary["steps"] == 1
     assert summary["skipped"] == {"label_out_of_range": n, "zero_area_box": n, "empty_mask": n,
-                                  "bad_sample": 1}
+                                  "bad_sample": 6, "unreadable_image": 2}
+
+
+class Raising(Fixed):
+    """Samples, where an exception in the list is raised by ``__getitem__``."""
+
+    def __getitem__(self, i):
+        if isinstance(self.samples[i], Exception):
+            raise self.samples[i]
+        return self.samples[i]
+
+
+def test_oversized_image_files_are_skipped_and_counted(tmp_path, tiny_data, monkeypatch):
+    from inputs import png_claiming_size
+
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    root = tmp_path / "data"
+    json_path = write_coco(tiny_data, str(root), configs.SHAPE_CLASSES)
+    names = [image["file_name"] for image in json.load(open(json_path))["images"]]
+    png_claiming_size(root / "images" / names[0], 20000, 20000)  # above PIL's own error limit
+    png_claiming_size(root / "images" / names[1], 9000, 9000)  # below it, above MAX_IMAGE_PIXELS
+    dataset = CocoDataset(str(root / "images"), json_path)
+    assert dataset.load(0) is None and dataset.load(1) is None
+    summary, _ = train(TINY, dataset, str(tmp_path / "out"), _options(batch_size=4), progress=False)
+    assert summary["skipped"] == {"unreadable_image": 2} and summary["steps"] == 1
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("epochs", 0), ("lr", float("nan")),
+                                         ("num_workers", -1), ("checkpoint_every", 0), ("batch_size", 2.5)])
+def test_bad_train_options_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"TrainOptions.{field} must be"):
+        TrainOptions(**{field: value})
+
+
+def test_checkpoint_writes_replace_planted_links_and_keep_the_old_file_on_failure(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    for name in ("model.pt", "last.pt", "summary.json"):
+        (out / name).symlink_to(victim)
+    train(TINY, Fixed(tiny_data), str(out), _options(), progress=False)
+    assert victim.read_text() == "keep me"
+    assert not any((out / name).is_symlink() for name in ("model.pt", "last.pt", "summary.json"))
+    yf.load(str(out / "model.pt"))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+SIZE_LIMITED_SAVE = """
+import resource, signal, sys, torch
+sys.path.insert(0, {root!r})
+from yolact_fast.model import Yolact
+from yolact_fast.model.checkpoint import save_weights
+from yolact_fast import configs
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+save_weights(Yolact(configs.yolact_demo), sys.argv[1])
+"""
+
+
+def test_a_failed_checkpoint_write_names_the_path_and_keeps_the_previous_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"previous good file")
+    script = SIZE_LIMITED_SAVE.format(root=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"cannot write checkpoint {str(path)!r}" in result.stderr and "File too large" in result.stderr
+    assert path.read_bytes() == b"previous good file"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

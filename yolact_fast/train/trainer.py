@@ -4,7 +4,8 @@
 ``checkpoint_every`` steps, atomically), ``model.pt`` (the weights alone, loadable with
 ``yf.load``) and ``loss_log.jsonl`` (one line per ``log_every`` steps).
 
-Bad data never stops training: unreadable images (items that are None), malformed samples and
+Bad data never stops training: unreadable images (items that are None, or whose loading raises
+OSError or ValueError: corrupt, empty or oversized image files), malformed samples and
 invalid instances (labels out of range, zero-area boxes, empty masks) are skipped, and counted
 in the returned summary's ``skipped``; so are skipped steps, once each however many processes
 train: ``nonfinite_loss_step`` (a process's network outputs or loss not finite) and
@@ -103,9 +104,12 @@ class AugmentedDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        sample = self.dataset[index]
-        if sample is None or self.augment is None:
-            return sample
+        try:
+            sample = self.dataset[index]
+        except (OSError, ValueError):  # an item that cannot be read counts as an unreadable image
+            return None
+        if sample is None or self.augment is None or malformed(sample):
+            return sample  # the collator counts a malformed sample
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return self.augment(sample[0], sample[1], rng)
 
@@ -137,22 +141,32 @@ class BatchCollator:
         return Batch(*make_batch(kept, self.config), len(kept), skipped)
 
 
+def malformed(sample) -> bool:
+    """Whether ``sample`` is not an (image uint8 [3,H,W] with H, W > 0, target) pair whose target
+    has tensors "masks" [M,H,W], "boxes" [M,4] and "labels" [M]."""
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict)):
+        return True
+    image, target = sample
+    masks, boxes, labels = target.get("masks"), target.get("boxes"), target.get("labels")
+    return (not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3
+            or image.shape[0] != 3 or image.numel() == 0
+            or any(not isinstance(t, torch.Tensor) for t in (masks, boxes, labels))
+            or masks.ndim != 3 or masks.shape[-2:] != image.shape[-2:]
+            or boxes.shape != (masks.shape[0], 4) or labels.shape != (masks.shape[0],))
+
+
 def sanitize(sample, num_classes: int, skipped: Counter):
     """A sample with invalid instances dropped, or None if the sample itself is malformed.
 
     Dropped instances are counted in ``skipped``: ``label_out_of_range`` (not in
     [0, num_classes)), ``zero_area_box`` (width or height <= 0, or non-finite), ``empty_mask``.
-    A sample whose image is not [3,H,W] or whose target is inconsistent (masks not [M,H,W],
-    boxes not [M,4], labels not [M]) counts as ``bad_sample``.
+    A :func:`malformed` sample counts as ``bad_sample``.
     """
-    image, target = sample
-    masks, boxes, labels = target.get("masks"), target.get("boxes"), target.get("labels")
-    if (not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3
-            or any(not isinstance(t, torch.Tensor) for t in (masks, boxes, labels))
-            or masks.ndim != 3 or masks.shape[-2:] != image.shape[-2:]
-            or boxes.shape != (masks.shape[0], 4) or labels.shape != (masks.shape[0],)):
+    if malformed(sample):
         skipped["bad_sample"] += 1
         return None
+    image, target = sample
+    masks, boxes, labels = target["masks"], target["boxes"], target["labels"]
     boxes = boxes.float()
     in_range = (labels >= 0) & (labels < num_classes)
     has_area = torch.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
