@@ -213,6 +213,11 @@ def test_checkpoint_writes_replace_planted_links_and_keep_the_old_file_on_failur
     assert not any((out / name).is_symlink() for name in ("model.pt", "last.pt", "summary.json"))
     yf.load(str(out / "model.pt"))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+    (out / "loss_log.jsonl").unlink()
+    (out / "loss_log.jsonl").symlink_to(victim)  # a log is appended to, never through a link
+    with pytest.raises(OSError, match="cannot append to .*loss_log.jsonl' \\(it is a symbolic link"):
+        train(TINY, Fixed(tiny_data), str(out), _options(), progress=False)
+    assert victim.read_text() == "keep me"
 
 
 SIZE_LIMITED_SAVE = """

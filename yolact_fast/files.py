@@ -174,3 +174,15 @@ def atomic_output(path: str, mode: str = "wb") -> Iterator:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def append_output(path: str):
+    """A text file object appending to ``path`` (created if missing); a link planted at ``path``
+    is not followed: OSError naming it instead."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        link = " (it is a symbolic link, which is never followed)" if os.path.islink(path) else ""
+        raise OSError(error.errno, f"cannot append to {path!r}{link}: {error.strerror}") from error
+    return os.fdopen(descriptor, "a")

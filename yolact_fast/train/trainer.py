@@ -35,7 +35,7 @@ from torch import nn
 from .. import reference
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
-from ..files import atomic_output, output_folder
+from ..files import append_output, atomic_output, output_folder
 from ..model import Yolact
 from ..model.checkpoint import save_file, save_weights
 from ..segment import preprocess
@@ -388,7 +388,7 @@ class Trainer:
         """Runs the remaining epochs; returns (summary, model in eval mode). Rank 0 writes
         ``model.pt`` and ``summary.json`` at the end."""
         self.started = time.time()
-        with (open(self.log_path, "a") if self.processes.is_main else contextlib.nullcontext()) as log:
+        with (append_output(self.log_path) if self.processes.is_main else contextlib.nullcontext()) as log:
             while self.epoch < self.options.epochs:
                 self.run_epoch(log, progress, on_step)
         self.model.eval()
