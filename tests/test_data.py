@@ -224,6 +224,7 @@ def test_malformed_annotations_are_skipped_counted_and_named(tmp_path, text, fie
     ({"id": "2", "file_name": "b.png", "height": 20, "width": 30}, "'id'"),
     ({"file_name": "b.png", "height": 20, "width": 30}, "'id'"),
     ("b.png", "not an object"),
+    ({"id": 1, "file_name": "b.png", "height": 20, "width": 30}, "used by an earlier image"),
 ])
 def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, image, field):
     images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}, image]
@@ -289,6 +290,10 @@ def test_missing_or_corrupt_annotation_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read annotation file"):
         CocoDataset(str(tmp_path), str(bad))
+    for text in ("[" * 100_000 + "]" * 100_000, '{"images": [{"id": ' + "9" * 5000 + "}]}", "\udcff"):
+        bad.write_text(text, errors="surrogateescape")
+        with pytest.raises(ValueError, match="cannot read annotation file"):
+            CocoDataset(str(tmp_path), str(bad))
     bad.write_text(json.dumps({"images": []}))
     with pytest.raises(ValueError, match="'annotations'"):
         CocoDataset(str(tmp_path), str(bad))

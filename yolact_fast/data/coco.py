@@ -67,7 +67,7 @@ class CocoDataset(torch.utils.data.Dataset):
         try:
             with open(annotation_json) as f:
                 data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, RecursionError) as error:  # ValueError: bad JSON, encoding, huge ints
             raise ValueError(f"cannot read annotation file {annotation_json!r}: {error}") from error
         checks = CocoChecks(data, annotation_json)
         self.coco = COCO()

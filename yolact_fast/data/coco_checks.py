@@ -34,8 +34,7 @@ class CocoChecks:
             if not isinstance(data.get(key), list):
                 raise ValueError(f"{path}: missing or invalid {key!r} list (not a COCO annotation file)")
         self.categories = self._categories(data["categories"])
-        self.images = [image for image in (self._image(i, record) for i, record in enumerate(data["images"]))
-                       if image is not None]
+        self.images = self._images(data["images"])
         sizes = {image["id"]: (image["height"], image["width"]) for image in self.images}
         self.annotations = self._annotations(data["annotations"], sizes)
 
@@ -61,12 +60,18 @@ class CocoChecks:
             categories.append(dict(record))
         return categories
 
-    def _image(self, index: int, record) -> Optional[dict]:
-        problem = _image_problem(record)
-        if problem is not None:
-            self.skip("bad_image_record", f"image #{index}{_id_of(record)}: {problem}")
-            return None
-        return dict(record)
+    def _images(self, records: list) -> List[dict]:
+        kept, ids = [], set()
+        for index, record in enumerate(records):
+            problem = _image_problem(record)
+            if problem is None and record["id"] in ids:
+                problem = f"'id' {record['id']} is used by an earlier image"
+            if problem is not None:
+                self.skip("bad_image_record", f"image #{index}{_id_of(record)}: {problem}")
+                continue
+            ids.add(record["id"])
+            kept.append(dict(record))
+        return kept
 
     def _annotations(self, records: list, sizes: Dict[int, Tuple[int, int]]) -> List[dict]:
         kept, ids = [], set()
