@@ -17,8 +17,8 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 MAX_IMAGE_PIXELS = 8192 * 8192
-"""Image files and PIL images above this many pixels are refused before they are decoded (a
-decompression bomb costs 3 bytes a pixel once decoded: 201 MB at the cap). PIL's own limit
+"""Image files and PIL images above this many pixels are refused from their header, before they
+are decoded (3 bytes a pixel once decoded: 201 MB at the cap). PIL's own limit
 (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 MP: a warning, an error at twice that) is not changed."""
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -32,13 +32,20 @@ def read_image(path: Union[str, os.PathLike]) -> torch.Tensor:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path!r}")
+    what = f"image {path!r}"
     try:
-        with Image.open(path) as image:
-            return pil_to_tensor(image, what=f"image {path!r}")
+        image = Image.open(path)  # reads the header only
     except Image.DecompressionBombError as error:
-        raise ValueError(f"image {path!r} is too large: {error}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"cannot read image {path!r}: {error}") from error
+        raise ValueError(f"{what} is too large: {error}") from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ValueError(f"cannot read {what}: {error}") from error
+    with image:
+        _check_size(image.height, image.width, what)
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as error:  # what PIL's decoders raise
+            raise ValueError(f"cannot read {what}: {error}") from error
+        return pil_to_tensor(image, what)
 
 
 def pil_to_tensor(image, what: str = "PIL image") -> torch.Tensor:
