@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 import yolact_fast as yf
-from yolact_fast.segment import _inference_network, preprocess
+from yolact_fast.model.inference import inference_network
+from yolact_fast.preprocess import preprocess
 
 from golden_data import golden_path
 from conftest import golden_case_model, golden_masks, golden_rgb, match_detections
@@ -79,7 +80,7 @@ def test_batch_runs_network_once_and_matches_single(golden_results):
     model, image, inst = golden_results
     small = image[:, 50:250, 100:400]
     calls = []
-    network = _inference_network(model)
+    network = inference_network(model)
     handle = network.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         results = yf.segment([image, small], model=model)
@@ -109,7 +110,7 @@ def test_cluster_nms(golden_results):
     inst = yf.segment(image, model=model, nms="cluster", max_detections=30)
     assert 0 < len(inst) <= 30
     assert bool((inst.scores[:-1] >= inst.scores[1:]).all())
-    # Cluster-NMS equals greedy NMS (the eager path runs reference.greedy_nms).
+    # Cluster-NMS equals greedy NMS (the eager path runs reference.cluster_nms, a greedy loop).
     greedy = yf.segment_eager(image, model=model, nms="cluster", max_detections=30)
     assert match_detections(inst, greedy)["matched_fraction"] >= 0.99
 
@@ -210,11 +211,15 @@ def test_unreadable_file(any_model, tmp_path):
 
 
 @pytest.mark.parametrize("options,error,match", [
-    ({"score_threshold": -0.1}, ValueError, "score_threshold"),
-    ({"iou_threshold": 1.5}, ValueError, "iou_threshold"),
-    ({"top_k": 0}, ValueError, "top_k"),
+    ({"score_threshold": None}, TypeError, "score_threshold"),
+    ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
+    ({"iou_threshold": -0.5}, ValueError, "iou_threshold"),
+    ({"iou_threshold": None}, TypeError, "iou_threshold"),
+    ({"top_k": -1}, ValueError, "top_k"),
+    ({"top_k": True}, TypeError, "top_k"),
     ({"max_detections": 2.5}, TypeError, "max_detections must be an int"),
-    ({"nms": "greedy"}, ValueError, "nms must be one of"),
+    ({"max_detections": None}, TypeError, "max_detections"),
+    ({"nms": "greedy"}, ValueError, "'fast' or 'cluster'"),
 ])
 def test_bad_options(any_model, options, error, match):
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)

@@ -36,7 +36,7 @@ from .. import reference
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..model import Yolact
-from ..segment import preprocess
+from ..preprocess import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
 
