@@ -1,9 +1,11 @@
 """Images -> network input, as the official FastBaseTransform; used by inference and training.
 
-Large images are resized in bands of rows, so that no float copy of the whole image is made
-(a 20000x20000 image would need 4.8 GB as float32): the result is bit-identical to resizing
-the whole image at once (bilinear interpolation is separable, and PyTorch's kernel computes
-the row interpolation first).
+Images over 256 MB as float32 (about 22 megapixels) are resized in bands of rows, so that no
+float copy of the whole image is made (a 20000x20000 image would need 4.8 GB): resize along
+rows band by band, then along columns. That equals resizing the whole image at once up to
+float rounding (at most an ulp or two of 0..255, and bit-identical for most sizes): PyTorch's
+kernel interpolates rows first too, but rounds differently for some output widths. Smaller
+images take the whole-image path, bit-identical to the official transform.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig
 
 __all__ = ["preprocess", "resize"]
 
-BAND_BYTES = 32 << 20  # float32 bytes of image converted at once
+WHOLE_IMAGE_BYTES = 256 << 20  # float32 bytes above which an image is resized in bands
+BAND_BYTES = 32 << 20  # float32 bytes of one band
 
 
 def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> torch.Tensor:
@@ -39,17 +42,18 @@ def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> 
     raise ValueError(f"unknown normalize mode {config.normalize!r}; expected 'imagenet' or 'unit'")
 
 
-def resize(image: torch.Tensor, size: Tuple[int, int], band_bytes: int = BAND_BYTES) -> torch.Tensor:
+def resize(image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = WHOLE_IMAGE_BYTES,
+           band_bytes: int = BAND_BYTES) -> torch.Tensor:
     """[3,H,W] uint8 (0..255) or float in [0,1] -> float32 [1,3,h,w] in 0..255, bilinear
-    (align_corners=False, no antialias), equal to resizing the whole image converted to float.
+    (align_corners=False, no antialias) as ``F.interpolate`` on the image converted to float.
 
-    Images over ``band_bytes`` as float32 are resized along rows band by band (each band
-    converted on its own), then along columns; peak memory is then the uint8 image plus
-    ``band_bytes`` plus a float32 [3,H,w] intermediate.
+    Images over ``whole_image_bytes`` as float32 are resized along rows in bands of
+    ``band_bytes`` (each converted on its own), then along columns (see the module docstring):
+    peak memory is the image plus ``band_bytes`` plus a float32 [3,H,w] intermediate.
     """
     height, width = image.shape[-2:]
     row_bytes = 3 * width * 4
-    if height * row_bytes <= band_bytes:
+    if height * row_bytes <= whole_image_bytes:
         return _interpolate(_to_255(image), size)
     rows = max(1, band_bytes // row_bytes)
     resized_rows = torch.empty((1, 3, height, size[1]), dtype=torch.float32, device=image.device)
