@@ -28,7 +28,9 @@ def load(
     ``source``: a path, an open binary file or an official-layout state dict. ``config``: a
     named config, a :class:`YolactConfig`, or None to infer it from the keys (and from the file
     name for ``im700``). Raises FileNotFoundError, ValueError (unknown config, nothing to infer
-    from) or RuntimeError (unreadable file, keys or shapes that do not match).
+    from, a tensor whose shape claims more data than the file stores, an absurd head size) or
+    RuntimeError (not a torch checkpoint, not a state dict, keys or shapes that do not match
+    the config: checked on a meta-device model before any weight is allocated).
 
     ``"demo"`` is the embedded demo model (``yolact_demo``, synthetic shapes). Files written by
     the trainer (``{"state_dict", "config", "class_names"}``) name their config themselves.
