@@ -1,5 +1,7 @@
 """yf.segment end to end against the golden cases, input forms, batches and bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from PIL import Image
 import yolact_fast as yf
 from yolact_fast.model.inference import inference_network
 from yolact_fast.preprocess import preprocess
+from yolact_fast.segment import SegmentOptions
 
 from golden_data import golden_path
 from conftest import golden_case_model, golden_masks, golden_rgb, match_detections
@@ -225,6 +228,25 @@ def test_bad_options(any_model, options, error, match):
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     with pytest.raises(error, match=match):
         yf.segment(image, model=any_model, **options)
+
+
+@pytest.mark.parametrize("segment_fn", [yf.segment, yf.segment_eager])
+def test_edge_options_are_legal(segment_fn):
+    """The ops' rules: top_k / max_detections 0 give no detections, any iou_threshold >= 0
+    and any score_threshold are accepted."""
+    model, image = yf.load("demo"), torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
+    for options in (dict(top_k=0), dict(max_detections=0)):
+        result = segment_fn(image, model, **options)
+        assert len(result) == 0 and result.masks.shape == (0, 64, 80)
+    assert len(segment_fn(image, model, score_threshold=-1.0, iou_threshold=2.0, max_detections=5)) == 5
+
+
+def test_options_are_checked_once_in_a_frozen_dataclass():
+    options = SegmentOptions(top_k=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.top_k = -1
+    with pytest.raises(ValueError, match="top_k"):
+        SegmentOptions(top_k=-1)
 
 
 def test_bad_model_argument():
