@@ -2,6 +2,7 @@
 naming the file (and the key), never torch's advice to disable ``weights_only``, and no
 allocation sized by a lying shape."""
 
+import io
 import json
 import os
 import pickle
@@ -165,3 +166,17 @@ def test_lying_checkpoint_allocates_nothing_large(tmp_path, demo_state_dict):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ValueError") and key in done.stdout
     assert resource.RLIMIT_AS  # the limit exists on this platform
+
+
+def test_garbage_streams_without_a_name():
+    class Unseekable(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            return 0
+
+    for stream, reason in ((io.BytesIO(b"garbage"), "neither a zip archive nor a pickle"),
+                           (Unseekable(), "not seekable")):
+        with pytest.raises(RuntimeError, match=f"from an unnamed file: not a torch checkpoint .*{reason}"):
+            yf.load(stream)

@@ -119,12 +119,15 @@ _PICKLE_PROTOCOL_2_UP = b"\x80"
 def _torch_load(source, file_name: Optional[str]):
     """``torch.load(weights_only=True)``; a file it cannot read is reported by what it is
     not (torch's own message would advise ``weights_only=False``, wrong and unsafe here)."""
-    what = _describe(file_name if file_name is not None else getattr(source, "name", None))
+    name = file_name if file_name is not None else getattr(source, "name", None)
+    what = _describe(name) if isinstance(name, str) else "from an unnamed file"
     head = _peek(source, 4)
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors all mean "not a checkpoint"
-        if head == b"":
+        if head is None:
+            reason = "a stream that is not seekable, as torch.load needs"
+        elif head == b"":
             reason = "the file is empty"
         elif head.startswith(_ZIP_MAGIC):
             reason = "a zip archive, but not one written by torch.save"
