@@ -18,7 +18,8 @@ import torch
 import yolact_fast as yf
 from yolact_fast.data.synthetic import golden_image
 from yolact_fast.model.weight_rule import rule_weights
-from yolact_fast.segment import _inference_network, preprocess
+from yolact_fast.model.inference import inference_network
+from yolact_fast.preprocess import preprocess
 
 ROUNDS = 5
 medians = {}
@@ -79,7 +80,7 @@ def test_forward_eager(benchmark, model, image):
 
 @pytest.mark.benchmark(group="network forward yolact_base 550x550")
 def test_forward_fused_channels_last(benchmark, model, image):
-    network = _inference_network(model)
+    network = inference_network(model)
     batch = preprocess([image], model.config, "cpu").contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         _run(benchmark, network, batch)
@@ -97,7 +98,7 @@ def test_segment_plus(benchmark, plus_model, image):
     inst = _run(benchmark, yf.segment, image, model=plus_model)
     assert len(inst) == 100
     _speedup(benchmark, "test_segment_plus_eager_official_equivalent")
-    _deform_share(benchmark, _inference_network(plus_model), image)
+    _deform_share(benchmark, inference_network(plus_model), image)
 
 
 def _deform_share(benchmark, network, image):

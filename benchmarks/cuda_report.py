@@ -246,6 +246,7 @@ def op_calls(ops, x, det_boxes, det_coeffs) -> Dict[str, Callable[[], object]]:
     import torch
 
     from yolact_fast.configs import get_config
+    from yolact_fast.model import YolactOutput
 
     segment_module = importlib.import_module("yolact_fast.segment")
     config = get_config("yolact_base")
@@ -255,8 +256,9 @@ def op_calls(ops, x, det_boxes, det_coeffs) -> Dict[str, Callable[[], object]]:
     boxes = ops.decode_boxes(x["loc"], x["priors"])
 
     def segment_postprocess():
-        return segment_module.postprocess(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"], x["priors"],
-                                          size, config, ops, "fast", 0.05, 0.5, 200, 100)
+        outputs = YolactOutput(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"])
+        return segment_module.postprocess(outputs, x["priors"], size, segment_module.SegmentOptions(),
+                                          ops, config)
 
     calls = {
         "make_priors": lambda: ops.make_priors(config, (550, 550)),

@@ -12,7 +12,7 @@ import torch
 import yolact_fast as yf
 from yolact_fast import configs, ops
 
-segment_module = importlib.import_module("yolact_fast.segment")  # yf.segment is the function
+resolve_module = importlib.import_module("yolact_fast.model.resolve")
 
 LIST_CONFIG = configs.yolact_base.replace(
     name="list_config",
@@ -65,17 +65,17 @@ def test_checkpoint_path_loaded_once_per_file_version(tmp_path, monkeypatch, mod
     path = tmp_path / "tiny.pth"
     path.write_bytes(b"version 1")
     loads = []
-    monkeypatch.setattr(segment_module, "load", lambda p: loads.append(p) or model)
-    segment_module._load_cached.cache_clear()
-    assert segment_module.resolve_model(str(path)) is model
-    assert segment_module.resolve_model(path) is model
+    monkeypatch.setattr(resolve_module, "load", lambda p: loads.append(p) or model)
+    resolve_module._load_cached.cache_clear()
+    assert resolve_module.resolve_model(str(path)) is model
+    assert resolve_module.resolve_model(path) is model
     assert len(loads) == 1
     path.write_bytes(b"version 2, longer")
-    segment_module.resolve_model(str(path))
+    resolve_module.resolve_model(str(path))
     assert len(loads) == 2
-    segment_module._load_cached.cache_clear()
+    resolve_module._load_cached.cache_clear()
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        segment_module.resolve_model(str(tmp_path / "missing.pth"))
+        resolve_module.resolve_model(str(tmp_path / "missing.pth"))
 
 
 def test_half_model_gives_a_clear_error(model_and_result):

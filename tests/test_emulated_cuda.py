@@ -35,7 +35,7 @@ def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=
 @pytest.mark.parametrize("method", ["fast", "cluster"])
 def test_fast_nms_padded_outputs(method):
     """The padded op: rows past the count are zero, and the trimmed rows are the reference's."""
-    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
     for seed in range(4):
         g = gen(seed)
         boxes, scores, coeffs = clustered_boxes(150, g), random_scores(3, 150, g), random_coeffs(150, 4, g)
@@ -210,7 +210,7 @@ def test_negative_and_positive_zero_scores_tie_by_index(dtype, method):
     scores = torch.tensor([[-0.0, 0.0, -0.0, 0.0]], dtype=dtype)
     coeffs = torch.arange(4, dtype=dtype)[:, None]
     args = dict(iou_threshold=0.5, top_k=2, score_threshold=-1.0, max_detections=3)
-    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
     want = twin(boxes, scores, coeffs, **args)
     assert want[1].flatten().tolist() == [0, 1]
     for seed in SEEDS:

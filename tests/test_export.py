@@ -14,7 +14,9 @@ from yolact_fast import export, reference
 from yolact_fast.cli import main as cli_main
 from yolact_fast.configs import proto_size
 from yolact_fast.data import synthetic_shapes
-from yolact_fast.segment import _inference_network, preprocess
+from yolact_fast.model.inference import inference_network
+from yolact_fast.preprocess import preprocess
+from yolact_fast.segment import SegmentOptions
 
 from conftest import golden_masks, golden_rgb, load_golden, match_detections
 
@@ -173,9 +175,8 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
     for seed in range(2):
         loc, conf, coeffs, proto = raw_outputs(config, seed, kind)
         expected = segment_module.postprocess(
-            loc, conf, coeffs, proto, priors, image_size, config, reference, nms,
-            options["score_threshold"], options["iou_threshold"], options["top_k"],
-            options["max_detections"])
+            yf.model.YolactOutput(loc, conf, coeffs, proto), priors, image_size,
+            SegmentOptions(nms=nms, **options), reference, config)
         feeds = dict(zip(export.RAW_OUTPUTS, (t[None].numpy() for t in (loc, conf, coeffs, proto))))
         boxes, scores, labels, masks = session.run(
             None, dict(feeds, image_hw=np.array(image_size)))
@@ -234,8 +235,8 @@ def test_network_only_onnx(demo, tmp_path):
 
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(opset=13), ValueError, "opset must be one of"),
-    (dict(nms="greedy"), ValueError, "nms must be one of"),
-    (dict(top_k=0), ValueError, "top_k"),
+    (dict(nms="greedy"), ValueError, "'fast' or 'cluster'"),
+    (dict(top_k=-1), ValueError, "top_k"),
     (dict(image_size=(0, 10)), ValueError, "image_size must be positive"),
     (dict(image_size=(10, 10), postprocess=False), ValueError, "image_size applies"),
     (dict(image_size=10), TypeError, "size must be a pair"),
@@ -281,7 +282,7 @@ def test_torch_export_of_segment_and_network(demo):
     network = export.torch_export(demo, (120, 160), postprocess=False)
     batch = preprocess([image], demo.config, "cpu")
     with torch.inference_mode():
-        expected = _inference_network(demo)(batch.contiguous(memory_format=torch.channels_last))
+        expected = inference_network(demo)(batch.contiguous(memory_format=torch.channels_last))
     for got, want in zip(network.module()(batch), expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="apply to postprocess=True"):

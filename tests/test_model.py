@@ -12,7 +12,7 @@ from yolact_fast.data.synthetic import golden_image
 from yolact_fast import configs
 from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
-from yolact_fast.segment import _inference_network
+from yolact_fast.model.inference import inference_network
 
 from golden_data import golden_path
 from conftest import golden_case_model, golden_rgb, match_detections
@@ -53,7 +53,7 @@ def test_weight_rule_roles_and_fingerprint(config_name):
 def _raw(model, golden):
     batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
     if golden["image"].shape[:2] != (480, 640):
-        from yolact_fast.segment import preprocess
+        from yolact_fast.preprocess import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
     with torch.inference_mode():
         backbone_outs, pyramid = model.features(batch)
@@ -78,11 +78,11 @@ def test_golden_backbone_fpn_and_head(golden, rule_model):
 
 def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
-    fused = _inference_network(model)  # the copy segment() uses (cached on the model)
+    fused = inference_network(model)  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
     if golden["image"].shape[:2] != (480, 640):
-        from yolact_fast.segment import preprocess
+        from yolact_fast.preprocess import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
     with torch.inference_mode():
         outputs = fused(batch.contiguous(memory_format=torch.channels_last))

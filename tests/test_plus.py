@@ -275,10 +275,10 @@ def test_plus_checkpoint_file_infers_its_config(tmp_path):
 
 
 def test_fused_copy_keeps_deformable_convs(plus_results):
-    from yolact_fast.segment import _inference_network
+    from yolact_fast.model.inference import inference_network
 
     model, _, _ = plus_results
-    fused = _inference_network(model)
+    fused = inference_network(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert sum(isinstance(m, ModulatedDeformConv2d) for m in fused.modules()) == sum(
         isinstance(m, ModulatedDeformConv2d) for m in model.modules()) > 0

@@ -1,5 +1,7 @@
 """yf.segment end to end against the golden cases, input forms, batches and bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ from PIL import Image
 
 import yolact_fast as yf
 from yolact_fast.data.synthetic import golden_image
-from yolact_fast.segment import _inference_network, preprocess
+from yolact_fast.model.inference import inference_network
+from yolact_fast.preprocess import preprocess
+from yolact_fast.segment import SegmentOptions
 
 from golden_data import golden_path
 from conftest import golden_case_model, golden_masks, golden_rgb, match_detections
@@ -80,7 +84,7 @@ def test_batch_runs_network_once_and_matches_single(golden_results):
     model, image, inst = golden_results
     small = image[:, 50:250, 100:400]
     calls = []
-    network = _inference_network(model)
+    network = inference_network(model)
     handle = network.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         results = yf.segment([image, small], model=model)
@@ -110,7 +114,7 @@ def test_cluster_nms(golden_results):
     inst = yf.segment(image, model=model, nms="cluster", max_detections=30)
     assert 0 < len(inst) <= 30
     assert bool((inst.scores[:-1] >= inst.scores[1:]).all())
-    # Cluster-NMS equals greedy NMS (the eager path runs reference.greedy_nms).
+    # Cluster-NMS equals greedy NMS (the eager path runs reference.cluster_nms, a greedy loop).
     greedy = yf.segment_eager(image, model=model, nms="cluster", max_detections=30)
     assert match_detections(inst, greedy)["matched_fraction"] >= 0.99
 
@@ -212,16 +216,39 @@ def test_unreadable_file(any_model, tmp_path):
 
 
 @pytest.mark.parametrize("options,error,match", [
-    ({"score_threshold": -0.1}, ValueError, "score_threshold"),
-    ({"iou_threshold": 1.5}, ValueError, "iou_threshold"),
-    ({"top_k": 0}, ValueError, "top_k"),
+    ({"score_threshold": None}, TypeError, "score_threshold"),
+    ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
+    ({"iou_threshold": -0.5}, ValueError, "iou_threshold"),
+    ({"iou_threshold": None}, TypeError, "iou_threshold"),
+    ({"top_k": -1}, ValueError, "top_k"),
+    ({"top_k": True}, TypeError, "top_k"),
     ({"max_detections": 2.5}, TypeError, "max_detections must be an int"),
-    ({"nms": "greedy"}, ValueError, "nms must be one of"),
+    ({"max_detections": None}, TypeError, "max_detections"),
+    ({"nms": "greedy"}, ValueError, "'fast' or 'cluster'"),
 ])
 def test_bad_options(any_model, options, error, match):
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     with pytest.raises(error, match=match):
         yf.segment(image, model=any_model, **options)
+
+
+@pytest.mark.parametrize("segment_fn", [yf.segment, yf.segment_eager])
+def test_edge_options_are_legal(segment_fn):
+    """The ops' rules: top_k / max_detections 0 give no detections, any iou_threshold >= 0
+    and any score_threshold are accepted."""
+    model, image = yf.load("demo"), torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
+    for options in (dict(top_k=0), dict(max_detections=0)):
+        result = segment_fn(image, model, **options)
+        assert len(result) == 0 and result.masks.shape == (0, 64, 80)
+    assert len(segment_fn(image, model, score_threshold=-1.0, iou_threshold=2.0, max_detections=5)) == 5
+
+
+def test_options_are_checked_once_in_a_frozen_dataclass():
+    options = SegmentOptions(top_k=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.top_k = -1
+    with pytest.raises(ValueError, match="top_k"):
+        SegmentOptions(top_k=-1)
 
 
 def test_bad_model_argument():

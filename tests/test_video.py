@@ -11,7 +11,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast.video import VideoWriter, segment_frames, segment_video
-from yolact_fast.segment import _inference_network
+from yolact_fast.model.inference import inference_network
 
 av = pytest.importorskip("av")
 
@@ -91,7 +91,7 @@ def test_every_start_end_select_source_frames(video, demo_model):
     ({"every": 0}, ValueError, "every must be >= 1"),
     ({"start": -1}, ValueError, "start must be >= 0"),
     ({"end": 2.5}, TypeError, "end must be an int"),
-    ({"score_threshold": 2.0}, ValueError, "score_threshold"),
+    ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
 ])
 def test_bad_options(video, demo_model, options, error, match):
     with pytest.raises(error, match=match):
@@ -175,7 +175,7 @@ def test_mixed_sizes_are_batched_by_size(demo_model):
     small, large = shape_frames(2, (64, 80)), shape_frames(2, (96, 128), seed=900)
     images = [small[0], large[0], large[1], small[1]]
     calls = []
-    network = _inference_network(demo_model)
+    network = inference_network(demo_model)
     handle = network.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         results = list(segment_frames(enumerate(images), model=demo_model, batch_size=4))

@@ -8,6 +8,7 @@ reproduce the official YOLACT ones (dbolya/yolact ``data/config.py``); a new con
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -221,6 +222,21 @@ def feature_sizes(image_size: Tuple[int, int], num_levels: int = 5) -> Tuple[Tup
         if level >= 2:
             sizes.append((h, w))
     return tuple(sizes)
+
+
+def anchor_sizes(config: YolactConfig) -> list:
+    """Per level, the relative (w, h) of each anchor in the official order, float64."""
+    levels = []
+    for scales, ars in zip(config.pred_scales, config.aspect_ratios):
+        sizes = []
+        for scale in scales:
+            for ar in ars:
+                ar = math.sqrt(ar)
+                w = scale * ar / config.max_size
+                h = w if config.square_anchors else scale / ar / config.max_size
+                sizes.append((w, h))
+        levels.append(sizes)
+    return levels
 
 
 def proto_size(image_size: Tuple[int, int]) -> Tuple[int, int]:

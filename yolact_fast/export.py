@@ -27,12 +27,14 @@ import torch
 
 from . import ops as _ops
 from . import reference as _reference
+from .boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
 from .instances import Instances
 from .io import as_image_list
 from .model import Yolact
 from .model.fuse import inference_copy
-from .segment import _check_options, preprocess, resolve_model
+from .preprocess import preprocess
+from .segment import SegmentOptions, resolve_model
 
 __all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
            "load_aoti"]
@@ -112,7 +114,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
     if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
-    _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
+    SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
         _refuse_rescoring(model)
     if image_size is not None:
@@ -527,7 +529,7 @@ class SegmentProgram(torch.nn.Module):
     def __init__(self, model: Yolact, nms: str = "fast", score_threshold: float = 0.05,
                  iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100):
         super().__init__()
-        _check_options(score_threshold, iou_threshold, top_k, max_detections, nms)
+        SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
         self.config = model.config
         self.network = inference_copy(model, channels_last=True, pack_cpu=False)
         size = (model.config.max_size,) * 2
@@ -546,7 +548,7 @@ class SegmentProgram(torch.nn.Module):
         size = image.shape[-2:]
         masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]],
                                        0.5, 1.0)
-        pixel_boxes = _reference.boxes_to_pixels(det_boxes, (size[0], size[1])).long().float()
+        pixel_boxes = boxes_to_pixels(det_boxes, (size[0], size[1])).long().float()
         return pixel_boxes, det_scores, labels, masks, count
 
 

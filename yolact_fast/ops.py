@@ -19,8 +19,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _C, _autograd, _meta  # noqa: F401  (ops, autograd formulas, fake kernels)
-from .configs import YolactConfig, feature_sizes
-from .reference import anchor_sizes
+from .configs import YolactConfig, anchor_sizes, feature_sizes
 
 __all__ = [
     "make_priors",
@@ -269,3 +268,15 @@ def _paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
     proto, coeffs, boxes, crop_padding = _mask_args(proto, coeffs, boxes, crop_padding)
     return (proto, coeffs, boxes, list(_check_size(size)), _check_number(threshold, "threshold"),
             crop_padding)
+
+
+# placeholder until the checks branch lands
+def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method) -> None:
+    """ValueError / TypeError naming the argument if an NMS option is out of its range."""
+    _check_number(score_threshold, "score_threshold")
+    if _check_number(iou_threshold, "iou_threshold") < 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    _check_int(top_k, "top_k")
+    _check_int(max_detections, "max_detections")
+    if method not in ("fast", "cluster"):
+        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")

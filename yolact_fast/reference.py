@@ -11,42 +11,28 @@ has a non-finite coordinate are never candidates.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .configs import YolactConfig, feature_sizes
+from .boxes import box_iou, crop_bounds
+from .configs import YolactConfig, anchor_sizes, feature_sizes
 
 
-def anchor_sizes(config: YolactConfig) -> list:
-    """Per level, the relative (w, h) of each anchor in the official order, float64."""
+def make_priors(config: YolactConfig, image_size: Tuple[int, int], device=None) -> torch.Tensor:
+    """Priors [P,4] float32 (cx, cy, w, h) relative; order level, row, column, anchor.
+
+    The official loop's float64 values ((i + 0.5) / conv_w, ...), computed as tensors."""
     levels = []
-    for scales, ars in zip(config.pred_scales, config.aspect_ratios):
-        sizes = []
-        for scale in scales:
-            for ar in ars:
-                ar = math.sqrt(ar)
-                w = scale * ar / config.max_size
-                h = w if config.square_anchors else scale / ar / config.max_size
-                sizes.append((w, h))
-        levels.append(sizes)
-    return levels
-
-
-def make_priors(config: YolactConfig, image_size: Tuple[int, int]) -> torch.Tensor:
-    """Priors [P,4] float32 (cx, cy, w, h) relative; order level, row, column, anchor."""
-    priors = []
-    levels = feature_sizes(tuple(image_size), config.num_levels)
-    for (conv_h, conv_w), sizes in zip(levels, anchor_sizes(config)):
-        for j in range(conv_h):
-            for i in range(conv_w):
-                x = (i + 0.5) / conv_w
-                y = (j + 0.5) / conv_h
-                for w, h in sizes:
-                    priors += [x, y, w, h]
-    return torch.tensor(priors, dtype=torch.float32).view(-1, 4)
+    for (conv_h, conv_w), sizes in zip(feature_sizes(tuple(image_size), config.num_levels),
+                                       anchor_sizes(config)):
+        level = torch.empty((conv_h, conv_w, len(sizes), 4), dtype=torch.float64)
+        level[..., 0] = ((torch.arange(conv_w, dtype=torch.float64) + 0.5) / conv_w)[:, None]
+        level[..., 1] = ((torch.arange(conv_h, dtype=torch.float64) + 0.5) / conv_h)[:, None, None]
+        level[..., 2:] = torch.tensor(sizes, dtype=torch.float64)
+        levels.append(level.view(-1, 4))
+    return torch.cat(levels).to(device=device, dtype=torch.float32)
 
 
 def decode_boxes(
@@ -57,16 +43,6 @@ def decode_boxes(
     sizes = priors[..., 2:] * torch.exp(loc[..., 2:] * variances[1])
     top_left = centers - sizes / 2
     return torch.cat([top_left, sizes + top_left], dim=-1)
-
-
-def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of [..., A, 4] against [..., B, 4] -> [..., A, B], official arithmetic order."""
-    max_xy = torch.min(a[..., :, None, 2:], b[..., None, :, 2:])
-    min_xy = torch.max(a[..., :, None, :2], b[..., None, :, :2])
-    inter = torch.clamp(max_xy - min_xy, min=0).prod(-1)
-    area_a = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]))[..., :, None]
-    area_b = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))[..., None, :]
-    return inter / (area_a + area_b - inter)
 
 
 def candidate_mask(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float) -> torch.Tensor:
@@ -96,7 +72,7 @@ def fast_nms(
                           max_detections, _fast_survivors)
 
 
-def greedy_nms(
+def cluster_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,
     coeffs: torch.Tensor,
@@ -105,9 +81,9 @@ def greedy_nms(
     score_threshold: float = 0.05,
     max_detections: int = 100,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Traditional greedy NMS per class on the same candidates as :func:`fast_nms`: a box
-    is dropped when its IoU with an earlier *kept* box exceeds the threshold. This is what
-    Cluster-NMS must reproduce."""
+    """Cluster-NMS's result, computed as traditional greedy NMS per class on the same
+    candidates as :func:`fast_nms`: a box is dropped when its IoU with an earlier *kept* box
+    exceeds the threshold."""
     return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
                           max_detections, _greedy_survivors)
 
@@ -126,11 +102,11 @@ def detect(
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The official Detect sequence on one image's raw head outputs: decode, softmax over
     the C + 1 classes, drop the background, transpose to [C, P], then Fast NMS
-    (``method="fast"``) or greedy NMS (``"cluster"``, what Cluster-NMS computes).
+    (``method="fast"``) or :func:`cluster_nms` (``"cluster"``).
 
     loc [P,4], conf_logits [P,C+1], coeffs [P,k], priors [P,4] -> as :func:`fast_nms`.
     """
-    nms = {"fast": fast_nms, "cluster": greedy_nms}.get(method) if isinstance(method, str) else None
+    nms = {"fast": fast_nms, "cluster": cluster_nms}.get(method) if isinstance(method, str) else None
     if nms is None:
         raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
     boxes = decode_boxes(loc, priors, variances)
@@ -162,7 +138,7 @@ def _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
     if idx.numel() == 0:
         return _empty_detections(boxes, coeffs)
     class_boxes = boxes[idx]  # [C, K, 4]
-    keep = survivors(box_iou_pairs(class_boxes, class_boxes), iou_threshold)
+    keep = survivors(box_iou(class_boxes, class_boxes), iou_threshold)
 
     labels = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(keep)[keep]
     kept_boxes, kept_coeffs, kept_scores = class_boxes[keep], coeffs[idx[keep]], scores[keep]
@@ -178,13 +154,6 @@ def _empty_detections(boxes, coeffs):
         torch.zeros(0, dtype=torch.int64, device=boxes.device),
         boxes.new_zeros((0,)),
     )
-
-
-def crop_bounds(lo: torch.Tensor, hi: torch.Tensor, size: int, padding: float):
-    """Official sanitize_coordinates(cast=False): scaled, ordered, padded, clamped."""
-    lo, hi = lo * size, hi * size
-    lo, hi = torch.min(lo, hi), torch.max(lo, hi)
-    return torch.clamp(lo - padding, min=0), torch.clamp(hi + padding, max=size)
 
 
 def crop(masks: torch.Tensor, boxes: torch.Tensor, padding: float = 1) -> torch.Tensor:
@@ -224,12 +193,3 @@ def paste_masks(
         return torch.zeros((0, *size), dtype=torch.bool, device=proto.device)
     masks = F.interpolate(masks[None], tuple(size), mode="bilinear", align_corners=False)[0]
     return masks > threshold
-
-
-def boxes_to_pixels(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Relative [N,4] -> pixel boxes, ordered and clamped to the image (official postprocess,
-    without the final ``.long()``)."""
-    h, w = size
-    x1, x2 = crop_bounds(boxes[:, 0], boxes[:, 2], w, 0)
-    y1, y2 = crop_bounds(boxes[:, 1], boxes[:, 3], h, 0)
-    return torch.stack([x1, y1, x2, y2], dim=1)

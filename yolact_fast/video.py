@@ -25,7 +25,8 @@ import torch
 from . import ops as _ops
 from .instances import Instances
 from .io import check_image_tensor
-from .segment import _eval_mode, _inference_network, postprocessor, resolve_model, run_network
+from .model.inference import inference_network
+from .segment import SegmentOptions, eval_mode, postprocessor, resolve_model, run_network
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".gif")
@@ -85,7 +86,7 @@ class VideoSegmentation:
             _check_int("end", end, 0)
         self.source = source
         self._model = resolve_model(model)
-        self._finish = postprocessor(self._model, _ops, **options)
+        self._finish = postprocessor(self._model, _ops, SegmentOptions(**options))
         self._batch_size, self._overlap = batch_size, overlap
         self._container, self._stream = open_video(source)
         codec = self._stream.codec_context
@@ -215,14 +216,14 @@ def segment_frames(
     closed: ``close()`` the returned generator to stop early)."""
     _check_int("batch_size", batch_size, 1)
     model = resolve_model(model)
-    finish = finish or postprocessor(model, _ops, **options)
+    finish = finish or postprocessor(model, _ops, SegmentOptions(**options))
     stages = _network_stage(frames, model, batch_size, overlap, finish, on_exit)
     return _in_background(stages, 2 * batch_size, "yolact-network")
 
 
 def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
     """Runs in the network thread: batches from the reader thread, results in order."""
-    network = _inference_network(model)
+    network = inference_network(model)
     pin = model.device.type == "cuda"
     images_in = _in_background(frames, 2 * batch_size, "yolact-decode",
                                prepare=lambda item: _checked(item, pin))
@@ -230,7 +231,7 @@ def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
     pending = collections.deque()
     try:
         for indices, images in _batches(images_in, batch_size):
-            with torch.inference_mode(), _eval_mode(network):
+            with torch.inference_mode(), eval_mode(network):
                 device_images = [image.to(model.device, non_blocking=True) for image in images]
                 raw = run_network(device_images, model, network)
             if post is None:

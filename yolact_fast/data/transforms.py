@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from ..reference import box_iou_pairs
+from ..boxes import box_iou
 
 Target = Dict[str, torch.Tensor]
 Sample = Tuple[torch.Tensor, Target]
@@ -80,7 +80,7 @@ def random_crop(image: torch.Tensor, target: Target, rng: np.random.Generator,
             continue
         left, top = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
         crop = torch.tensor([[int(left), int(top), int(left + w), int(top + h)]], dtype=torch.float32)
-        if box_iou_pairs(boxes, crop).max() < min_iou:
+        if box_iou(boxes, crop).max() < min_iou:
             continue
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         keep = ((centres > crop[:, :2]) & (centres < crop[:, 2:])).all(1)

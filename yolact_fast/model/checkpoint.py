@@ -28,7 +28,9 @@ def load(
     ``source``: a path, an open binary file or an official-layout state dict. ``config``: a
     named config, a :class:`YolactConfig`, or None to infer it from the keys (and from the file
     name for ``im700``). Raises FileNotFoundError, ValueError (unknown config, nothing to infer
-    from) or RuntimeError (unreadable file, keys or shapes that do not match).
+    from, a tensor whose shape claims more data than the file stores, an absurd head size) or
+    RuntimeError (not a torch checkpoint, not a state dict, keys or shapes that do not match
+    the config: checked on a meta-device model before any weight is allocated).
 
     ``"demo"`` is the embedded demo model (``yolact_demo``, synthetic shapes). Files written by
     the trainer (``{"state_dict", "config", "class_names"}``) name their config themselves.
@@ -44,12 +46,14 @@ def load(
         config = get_config(config)
     elif not isinstance(config, YolactConfig):
         raise TypeError(f"config must be a config name or a YolactConfig, got {type(config).__name__}")
-    model = Yolact(config)
     state_dict = filter_official_keys(state_dict, config)
+    with torch.device("meta"):  # shapes checked before any weight is allocated
+        skeleton = Yolact(config)
     try:
-        check_state_dict(model, state_dict, what=file_name or "state dict")
+        check_state_dict(skeleton, state_dict, what=file_name or "state dict")
     except RuntimeError as error:
         raise RuntimeError(f"{error}{_implied_config_hint(state_dict, file_name, config)}") from None
+    model = Yolact(config)
     model.load_state_dict(state_dict, strict=True)
     if device is not None:
         model.to(device)
@@ -86,12 +90,7 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
         else:
             file_name = getattr(source, "name", None)
             file_name = file_name if isinstance(file_name, str) else None
-        try:
-            state_dict = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle, zip and torch errors all mean "not a checkpoint"
-            raise RuntimeError(
-                f"cannot read checkpoint {file_name or source!r}: {type(error).__name__}: {error}"
-            ) from error
+        state_dict = _torch_load(source, file_name)
     else:
         raise TypeError(
             "checkpoint source must be a path, an open file or a state dict, "
@@ -99,14 +98,88 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
         )
     saved = _saved_config(state_dict)
     state_dict = _unwrap(state_dict)
+    what = _describe(file_name)
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
     ):
         raise RuntimeError(
-            f"checkpoint {file_name or ''} does not hold a state dict (str -> tensor), "
-            f"got {type(state_dict).__name__}"
+            f"{what} does not hold a state dict (str -> tensor), got {_kind_of(state_dict)}: "
+            "not a YOLACT state dict"
         )
+    if not isinstance(source, Mapping):  # a file's shapes may lie; a caller's dict is theirs
+        for key, tensor in state_dict.items():
+            _check_stored_tensor(tensor, key, what)
     return dict(state_dict), file_name, saved
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_2_UP = b"\x80"
+
+
+def _torch_load(source, file_name: Optional[str]):
+    """``torch.load(weights_only=True)``; a file it cannot read is reported by what it is
+    not (torch's own message would advise ``weights_only=False``, wrong and unsafe here)."""
+    name = file_name if file_name is not None else getattr(source, "name", None)
+    what = _describe(name) if isinstance(name, str) else "from an unnamed file"
+    head = _peek(source, 4)
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch errors all mean "not a checkpoint"
+        if head is None:
+            reason = "a stream that is not seekable, as torch.load needs"
+        elif head == b"":
+            reason = "the file is empty"
+        elif head.startswith(_ZIP_MAGIC):
+            reason = "a zip archive, but not one written by torch.save"
+        elif head.startswith(_PICKLE_PROTOCOL_2_UP):
+            reason = ("a Python pickle holding objects other than tensors and plain containers; "
+                      "checkpoints are read as weights only, and pickled code is never run")
+        else:
+            reason = "neither a zip archive nor a pickle, as torch.save writes"
+        raise RuntimeError(
+            f"cannot read checkpoint {what}: not a torch checkpoint ({reason}; {type(error).__name__})"
+        ) from None
+
+
+def _peek(source, size: int) -> Optional[bytes]:
+    """The first ``size`` bytes of a path or a seekable file (position kept), else None."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as file:
+                return file.read(size)
+        if source.seekable():
+            position = source.tell()
+            head = source.read(size)
+            source.seek(position)
+            return head
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
+def _describe(file_name) -> str:
+    return repr(file_name) if isinstance(file_name, str) else "the state dict"
+
+
+def _kind_of(obj) -> str:
+    if isinstance(obj, Mapping):
+        tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
+        return f"a {type(obj).__name__} of {len(obj)} entries, {tensors} of them tensors"
+    return type(obj).__name__
+
+
+def _check_stored_tensor(tensor: torch.Tensor, key: str, what: str) -> None:
+    """ValueError unless ``tensor`` is a dense CPU tensor whose elements are all stored in
+    the file: a shape may not claim more data than the file holds (stride-0 or meta tensors
+    would otherwise size a model that allocates without bound)."""
+    if tensor.device.type == "meta" or tensor.layout != torch.strided:
+        raise ValueError(f"{what}: {key} is a {tensor.layout} tensor on {tensor.device}, "
+                         "not a dense tensor with data")
+    needed = tensor.numel() * tensor.element_size()
+    stored = tensor.untyped_storage().nbytes()
+    if needed > stored:
+        raise ValueError(f"{what}: {key} claims shape {tuple(tensor.shape)} ({needed} bytes) "
+                         f"but the file stores {stored} bytes for it")
 
 
 def _unwrap(obj):
@@ -176,7 +249,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str
     ``yolact_im700`` and ``yolact_base`` have identical keys; the file name decides
     ("yolact_im700_54_800000.pth"). A class count other than COCO's gives generic class names.
     """
-    kind, layers = _backbone_layout(state_dict)
+    kind, layers = _backbone_layout(state_dict, file_name)
     stem = state_dict.get("backbone.conv1.weight")
     deformable = _deformable_blocks(state_dict)
     has_maskiou = any(k.startswith("maskiou_net.") for k in state_dict)
@@ -198,7 +271,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str
     base_name = os.path.basename(file_name or "")
     by_name = [c for c in candidates if c.name.replace("yolact_", "") in base_name]
     config = (by_name or sorted(candidates, key=lambda c: c.max_size))[0]
-    return _with_head_sizes(config, state_dict)
+    return _with_head_sizes(config, state_dict, file_name)
 
 
 def _deformable_blocks(state_dict: Mapping[str, torch.Tensor]) -> frozenset:
@@ -224,7 +297,8 @@ def _anchors_per_location(state_dict: Mapping[str, torch.Tensor]) -> Optional[in
     return None if weight is None or weight.ndim == 0 else weight.shape[0] // 4
 
 
-def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple[int, ...]]:
+def _backbone_layout(state_dict: Mapping[str, torch.Tensor],
+                     file_name: Optional[str] = None) -> Tuple[str, Tuple[int, ...]]:
     """("resnet" | "darknet", blocks per stage) from ``backbone.layers.<stage>.<block>`` keys."""
     blocks: Dict[int, int] = {}
     for key in state_dict:
@@ -234,8 +308,9 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple
             blocks[stage] = max(blocks.get(stage, 0), block + 1)
     if not blocks or sorted(blocks) != list(range(len(blocks))):
         raise ValueError(
-            "cannot infer the config: no backbone.layers.<stage>.<block> keys; "
-            "this is not an official YOLACT checkpoint (or pass config=)"
+            f"{_describe(file_name)} is not a YOLACT state dict: missing keys "
+            "backbone.layers.<stage>.<block>.* (cannot infer the config; pass config= for "
+            "another layout)"
         )
     if "backbone._preconv.0.weight" in state_dict:
         # Each DarkNet stage starts with its stride-2 conv, which is not a residual block.
@@ -246,14 +321,27 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> Tuple[str, Tuple
     return "resnet", layers
 
 
-def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor]) -> YolactConfig:
-    """Adapt the class count and mask dimension to the head's weights, if they differ."""
+MAX_CLASSES = 1 << 16
+MAX_MASK_DIM = 1 << 12
+
+
+def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor],
+                     file_name: Optional[str] = None) -> YolactConfig:
+    """Adapt the class count and mask dimension to the head's weights, if they differ and
+    are within sane bounds (ValueError naming the key otherwise)."""
     try:
         num_anchors = state_dict["prediction_layers.0.bbox_layer.weight"].shape[0] // 4
         num_classes = state_dict["prediction_layers.0.conf_layer.weight"].shape[0] // num_anchors
         mask_dim = state_dict["prediction_layers.0.mask_layer.weight"].shape[0] // num_anchors
     except (KeyError, IndexError, ZeroDivisionError):
         return config  # the strict check reports what is missing
+    for key, value, limit, what in (("conf_layer", num_classes, MAX_CLASSES, "classes"),
+                                    ("mask_layer", mask_dim, MAX_MASK_DIM, "mask prototypes")):
+        if value > limit:
+            raise ValueError(
+                f"{_describe(file_name)}: prediction_layers.0.{key}.weight claims {value} {what} "
+                f"({num_anchors} anchors per location), more than the {limit} a YOLACT head may have"
+            )
     changes = {}
     if num_classes != config.num_classes and num_classes >= 2:
         changes["class_names"] = tuple(f"class_{i}" for i in range(1, num_classes))

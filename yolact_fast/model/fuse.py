@@ -245,11 +245,3 @@ def pack_convolutions(model: Yolact) -> None:
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Conv2d):
                 setattr(module, name, PackedConv2d(child, shapes[child]))
-
-
-def state_key(model: nn.Module) -> tuple:
-    """Changes when any parameter or buffer is replaced, moved or modified in place."""
-    return tuple(
-        (t.data_ptr(), t._version, t.dtype, t.device)
-        for t in list(model.parameters()) + list(model.buffers())
-    )

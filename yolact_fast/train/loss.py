@@ -37,27 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import reference
+from ..boxes import box_ioa, box_iou, point_form
 from ..configs import YolactConfig, yolact_base
 
 Target = Dict[str, torch.Tensor]
-
-
-def point_form(priors: torch.Tensor) -> torch.Tensor:
-    """[P,4] (cx, cy, w, h) -> [P,4] (x1, y1, x2, y2)."""
-    return torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of [A,4] and [B,4] x1,y1,x2,y2 boxes -> [A,B]."""
-    return reference.box_iou_pairs(a, b)
-
-
-def box_ioa(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Intersection of [A,4] and [B,4] over the area of each ``a`` box -> [A,B]."""
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (a[:, 2:] - a[:, :2]).prod(-1)[:, None]
 
 
 def encode(matched: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:

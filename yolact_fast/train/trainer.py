@@ -38,7 +38,7 @@ from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
 from ..model import Yolact
 from ..model.checkpoint import save_file, save_weights
-from ..segment import preprocess
+from ..preprocess import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
 
