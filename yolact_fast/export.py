@@ -91,7 +91,7 @@ def onnx(
     triangle, max) or "cluster" (greedy NMS, ONNX ``NonMaxSuppression``).
 
     ``postprocess=False``: the network alone. Input ``images`` float32 [B,3,S,S], preprocessed
-    (S = ``config.max_size``, see :func:`yolact_fast.segment.preprocess`); outputs as the
+    (S = ``config.max_size``, see :func:`yolact_fast.preprocess.preprocess`); outputs as the
     official network's: ``loc`` [B,P,4], ``conf`` [B,P,C] (softmax, background first), ``mask``
     [B,P,k] (coefficients), ``proto`` [B,ph,pw,k], ``priors`` [P,4] (cx, cy, w, h relative).
 
@@ -316,7 +316,7 @@ def _postprocess_model(config: YolactConfig, nms: str = "fast", score_threshold:
 
 
 def _preprocess(g: _GraphBuilder, config: YolactConfig, image: str) -> str:
-    """uint8 [3,H,W] -> float [1,3,S,S] (segment.preprocess)."""
+    """uint8 [3,H,W] -> float [1,3,S,S] (preprocess.preprocess)."""
     batch = g.op("Cast", g.unsqueeze(image, 0), to=g.onnx.TensorProto.FLOAT)
     size = config.max_size
     resized = g.resize_bilinear(batch, g.const([1, 3, size, size], np.int64))
@@ -448,7 +448,7 @@ def _paste_masks(g: _GraphBuilder, config: YolactConfig, proto: str, coeffs: str
 
 
 def _boxes_to_pixels(g: _GraphBuilder, boxes: str, image_hw: str) -> str:
-    """reference.boxes_to_pixels, then truncation to integers (segment's ``.long().float()``)."""
+    """boxes.boxes_to_pixels, then truncation to integers (segment's ``.long().float()``)."""
     hw = g.op("Cast", image_hw, to=g.onnx.TensorProto.FLOAT)
     height, width = g.slice(hw, 0, 1, axis=0), g.slice(hw, 1, 2, axis=0)
     x1, y1, x2, y2 = _box_columns(g, boxes)
