@@ -77,11 +77,11 @@ def _as_str(value, name: str) -> str:
     return value
 
 
-def _check_size(size) -> Tuple[int, int]:
+def _check_size(size, name: str = "size") -> Tuple[int, int]:
     """``size`` as a pair of int64 (h, w)."""
     if isinstance(size, (torch.Tensor, str)) or not isinstance(size, Sequence) or len(size) != 2:
-        raise TypeError(f"size must be a pair (h, w) of ints, got {size!r}")
-    return _as_int(size[0], "size[0]"), _as_int(size[1], "size[1]")
+        raise TypeError(f"{name} must be a pair (h, w) of ints, got {size!r}")
+    return _as_int(size[0], f"{name}[0]"), _as_int(size[1], f"{name}[1]")
 
 
 def _priors_inputs(config: YolactConfig, image_size: Tuple[int, int], device: str):
@@ -103,7 +103,7 @@ def _check_priors_args(config, image_size, device) -> Tuple[Tuple[int, int], str
     """Validated (image_size, device name) of a make_priors call."""
     if not isinstance(config, YolactConfig):
         raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
-    size = _check_size(image_size)
+    size = _check_size(image_size, "image_size")
     if min(size) < 1:
         raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -141,7 +141,7 @@ def decode_boxes(
 def _decode_args(loc, priors, variances):
     _check_tensor(loc, "loc")
     _check_tensor(priors, "priors")
-    if not isinstance(variances, Sequence) or len(variances) != 2:
+    if isinstance(variances, str) or not isinstance(variances, Sequence) or len(variances) != 2:
         raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
     return (loc, priors, _as_float(variances[0], "variances[0]"),
             _as_float(variances[1], "variances[1]"))
