@@ -463,3 +463,21 @@ def test_fake_kernels_accept_what_the_cpu_kernels_accept(op):
         got, fake = (got, fake) if isinstance(got, tuple) else ((got,), (fake,))
         assert [(t.shape, t.dtype) for t in fake] == [(t.shape, t.dtype) for t in got]
         assert all(t.device.type == "meta" for t in fake)
+
+
+def test_fake_kernel_checks_trace_with_symbolic_shapes():
+    """The mirrored checks compare symbolic sizes under torch.compile(dynamic=True)."""
+    Y = torch.ops.yolact_fast
+
+    def post_network(loc, conf_logits, coeffs, priors, proto):
+        boxes, coeffs, _, _, count = Y.detect(loc, conf_logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05,
+                                              100, "fast")
+        size = [proto.shape[0] * 4, proto.shape[1] * 4]
+        return Y.assemble_masks(proto, coeffs, boxes, 1.0), Y.paste_masks(proto, coeffs, boxes, size, 0.5, 1.0), count
+
+    compiled = torch.compile(post_network, fullgraph=True, backend="aot_eager", dynamic=True)
+    g = torch.Generator().manual_seed(5)
+    for P, C, H in ((50, 3, 8), (70, 5, 10)):
+        args = (torch.randn(P, 4, generator=g) * 0.1, torch.randn(P, C + 1, generator=g),
+                torch.rand(P, 6, generator=g), torch.rand(P, 4, generator=g), torch.rand(H, H + 1, 6, generator=g))
+        assert all(torch.equal(a, b) for a, b in zip(compiled(*args), post_network(*args)))
