@@ -110,9 +110,9 @@ def _decode_boxes(loc, priors, variance_xy, variance_wh):
     return torch.empty_like(loc, memory_format=torch.contiguous_format)
 
 
-def _nms_outputs(first, coeffs, num_classes, num_priors, top_k, max_detections, method, op,
-                 options):
-    _C.check_nms_options(*options, method)
+def _nms_outputs(op, first, coeffs, num_classes, num_priors, score_threshold, iou_threshold, top_k,
+                 max_detections, method):
+    _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)
     rows = _nms_rows(num_classes, num_priors, top_k, max_detections)
     _allocation((rows, max(coeffs.shape[1], 4)), _compute_size(first), op,
                 "max_detections (with top_k)")
@@ -136,8 +136,8 @@ def _fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
            f"scores must be [C, P] with P = {P} (boxes.shape[0]), got shape {list(scores.shape)}")
     _value(coeffs.dim() == 2 and coeffs.shape[0] == P,
            f"coeffs must be [P, k] with P = {P} (boxes.shape[0]), got shape {list(coeffs.shape)}")
-    return _nms_outputs(boxes, coeffs, scores.shape[0], P, top_k, max_detections, method,
-                        "fast_nms", (score_threshold, iou_threshold, top_k, max_detections))
+    return _nms_outputs("fast_nms", boxes, coeffs, scores.shape[0], P, score_threshold,
+                        iou_threshold, top_k, max_detections, method)
 
 
 @torch.library.register_fake("yolact_fast::detect")
@@ -152,8 +152,8 @@ def _detect(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_thre
            f"got shape {list(conf_logits.shape)}")
     _value(coeffs.dim() == 2 and coeffs.shape[0] == P,
            f"coeffs must be [P, k] with P = {P} (loc.shape[0]), got shape {list(coeffs.shape)}")
-    return _nms_outputs(loc, coeffs, conf_logits.shape[1] - 1, P, top_k, max_detections, method,
-                        "detect", (score_threshold, iou_threshold, top_k, max_detections))
+    return _nms_outputs("detect", loc, coeffs, conf_logits.shape[1] - 1, P, score_threshold,
+                        iou_threshold, top_k, max_detections, method)
 
 
 def _check_mask_inputs(proto, coeffs, boxes, crop_padding) -> None:

@@ -296,7 +296,8 @@ def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, met
     ValueError naming the option that breaks the rule. The rule (csrc/checks.cpp, the one
     the ops run): ``score_threshold`` a real number, not NaN; ``iou_threshold`` >= 0, not
     NaN (> 1 suppresses nothing); ``top_k`` and ``max_detections`` ints >= 0 (0: no
-    detections); ``method`` "fast" or "cluster"."""
+    detections); ``method`` "fast" or "cluster". (The CUDA kernels also limit
+    ``min(top_k, P)`` and the output length to 2048, and every op its tensors to 16 GiB.)"""
     iou_threshold, top_k, score_threshold, max_detections, method = _nms_options(
         iou_threshold, top_k, score_threshold, max_detections, method)
     _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)
