@@ -197,12 +197,12 @@ void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const a
   TORCH_CHECK_VALUE(proto.size(0) > 0 && proto.size(1) > 0,
                     "proto must have H, W > 0 to paste masks of size ", size, ", got shape ",
                     shape_str(proto));
-  // The workspaces that grow with size: the interpolation taps of each output row and
-  // column, and the CPU kernel's per-thread buffer of one mask resized along x
-  // ((H + 2) rows of w + W + 2 values); counted at 8-byte values.
+  // The workspaces that grow with size (counted at 8-byte values): the interpolation taps
+  // of each output row and column, and in the CPU kernel's per-thread buffer, one mask's
+  // H + 2 rows resized to w columns.
   check_allocation({size[0] + size[1], 3}, sizeof(double), "paste_masks", "size");
-  check_allocation({proto.size(0) + 2, size[1] + proto.size(1) + 2}, sizeof(double),
-                   "paste_masks", "size (with proto's H)");
+  check_allocation({proto.size(0) + 2, size[1]}, sizeof(double), "paste_masks",
+                   "size (with proto's H)");
 }
 
 }  // namespace yf

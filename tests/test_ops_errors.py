@@ -416,6 +416,9 @@ def raw_sweep():
          "nms output", None),
         ("assemble_masks", lambda: [torch.rand(138, 138, 4), torch.zeros(()).expand(10**6, 4),
                                     torch.zeros(()).expand(10**6, 4), 1.0], "10^6 boxes", None),
+        # A small output whose CPU workspace (H + 2 rows of w values per thread) is not.
+        ("paste_masks", lambda: [torch.zeros(()).expand(2**20, 1, 4), torch.rand(1, 4), torch.rand(1, 4),
+                                 [1, 2**15], 0.5, 1.0], "tall proto", None),
     ]
     return out
 

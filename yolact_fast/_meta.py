@@ -194,5 +194,5 @@ def _paste_masks(proto, coeffs, boxes, size, threshold, crop_padding):
         _value(H > 0 and W > 0, f"proto must have H, W > 0 to paste masks of size {list(size)}, "
                                 f"got shape {list(proto.shape)}")
         _allocation((size[0] + size[1], 3), 8, "paste_masks", "size")
-        _allocation((H + 2, size[1] + W + 2), 8, "paste_masks", "size (with proto's H)")
+        _allocation((H + 2, size[1]), 8, "paste_masks", "size (with proto's H)")
     return proto.new_empty((N, size[0], size[1]), dtype=torch.bool)
