@@ -40,6 +40,18 @@ int64_t check_allocation(at::IntArrayRef shape, int64_t element_size, const char
   return int64_t(bytes);
 }
 
+namespace {
+// Inputs are copied (made contiguous, float16/bfloat16 widened to float32) or give an output
+// of their shape; an expanded view may describe far more than the memory behind it.
+using NamedTensors = std::initializer_list<std::pair<const at::Tensor*, const char*>>;
+
+void check_input_copies(const char* op, NamedTensors inputs) {
+  for (const auto& [tensor, name] : inputs)
+    check_allocation(tensor->sizes(), std::max<int64_t>(tensor->element_size(), sizeof(float)),
+                     op, name);
+}
+}  // namespace
+
 int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
                                at::IntArrayRef anchors_per_level) {
   check_floating(anchor_wh, "anchor_wh");
@@ -66,8 +78,9 @@ int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feat
   return priors;
 }
 
-void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
-                       double variance_wh) {
+namespace {
+void check_decode_inputs(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
+                         double variance_wh, const char* op) {
   check_floating_or_reduced(loc, "loc");
   check_same_dtype(loc, "loc", priors, "priors");
   check_same_device(loc, "loc", priors, "priors");
@@ -76,8 +89,15 @@ void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double v
   TORCH_CHECK_VALUE(loc.dim() >= 2 && loc.size(-1) == 4 && loc.size(-2) == priors.size(0),
                     "loc must be [..., P, 4] with P = priors.shape[0] = ", priors.size(0),
                     ", got shape ", shape_str(loc));
+  check_input_copies(op, {{&loc, "loc"}, {&priors, "priors"}});
   check_finite_number(variance_xy, "variances[0]");
   check_finite_number(variance_wh, "variances[1]");
+}
+}  // namespace
+
+void check_decode_args(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
+                       double variance_wh) {
+  check_decode_inputs(loc, priors, variance_xy, variance_wh, "decode_boxes");
 }
 
 namespace {
@@ -121,6 +141,7 @@ void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at:
                     P, " (boxes.shape[0]), got shape ", shape_str(scores));
   TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
                     P, " (boxes.shape[0]), got shape ", shape_str(coeffs));
+  check_input_copies("fast_nms", {{&boxes, "boxes"}, {&scores, "scores"}, {&coeffs, "coeffs"}});
   check_nms_numbers(score_threshold, iou_threshold, top_k, max_detections);
   check_nms_outputs(scores, scores.size(0), P, coeffs.size(1), top_k, max_detections,
                     "fast_nms");
@@ -131,7 +152,7 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
                           double variance_wh, double iou_threshold, int64_t top_k,
                           double score_threshold, int64_t max_detections) {
   TORCH_CHECK_VALUE(loc.dim() == 2, "loc must be [P, 4] (one image), got shape ", shape_str(loc));
-  check_decode_args(loc, priors, variance_xy, variance_wh);
+  check_decode_inputs(loc, priors, variance_xy, variance_wh, "detect");
   check_same_dtype(loc, "loc", conf_logits, "conf_logits");
   check_same_dtype(loc, "loc", coeffs, "coeffs");
   check_same_device(loc, "loc", conf_logits, "conf_logits");
@@ -142,6 +163,7 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
                     " (loc.shape[0]), got shape ", shape_str(conf_logits));
   TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
                     P, " (loc.shape[0]), got shape ", shape_str(coeffs));
+  check_input_copies("detect", {{&conf_logits, "conf_logits"}, {&coeffs, "coeffs"}});
   check_nms_numbers(score_threshold, iou_threshold, top_k, max_detections);
   const int64_t num_classes = conf_logits.size(1) - 1;
   check_nms_outputs(conf_logits, num_classes, P, coeffs.size(1), top_k, max_detections,
@@ -152,7 +174,7 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
 namespace {
 // The arguments assemble_masks and paste_masks share.
 void check_mask_inputs(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
-                       double crop_padding) {
+                       double crop_padding, const char* op) {
   check_floating_or_reduced(proto, "proto");
   check_same_dtype(proto, "proto", coeffs, "coeffs");
   check_same_dtype(proto, "proto", boxes, "boxes");
@@ -168,6 +190,7 @@ void check_mask_inputs(const at::Tensor& proto, const at::Tensor& coeffs, const 
   TORCH_CHECK_VALUE(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == coeffs.size(0),
                     "boxes must be [N, 4] with N = coeffs.shape[0] = ", coeffs.size(0),
                     ", got shape ", shape_str(boxes));
+  check_input_copies(op, {{&proto, "proto"}, {&coeffs, "coeffs"}, {&boxes, "boxes"}});
   TORCH_CHECK_VALUE(std::isfinite(crop_padding) && crop_padding >= 0,
                     "crop_padding must be a finite number >= 0, got ", crop_padding);
 }
@@ -176,7 +199,7 @@ void check_mask_inputs(const at::Tensor& proto, const at::Tensor& coeffs, const 
 
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding) {
-  check_mask_inputs(proto, coeffs, boxes, crop_padding);
+  check_mask_inputs(proto, coeffs, boxes, crop_padding, "assemble_masks");
   // One mask at least, so that an empty output's strides cannot overflow either.
   check_allocation({std::max<int64_t>(coeffs.size(0), 1), proto.size(0), proto.size(1)},
                    proto.element_size(), "assemble_masks", "boxes (N masks of proto's H x W)");
@@ -184,7 +207,7 @@ void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at
 
 void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                       at::IntArrayRef size, double threshold, double crop_padding) {
-  check_mask_inputs(proto, coeffs, boxes, crop_padding);
+  check_mask_inputs(proto, coeffs, boxes, crop_padding, "paste_masks");
   TORCH_CHECK_VALUE(size.size() == 2 && size[0] >= 0 && size[1] >= 0,
                     "size must be (h, w) with h, w >= 0, got ", size);
   TORCH_CHECK_VALUE(threshold >= 0 && threshold <= 1,

@@ -37,6 +37,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "ValueError naming the first NMS option that breaks the ops' rule",
         pybind11::arg("score_threshold"), pybind11::arg("iou_threshold"), pybind11::arg("top_k"),
         pybind11::arg("max_detections"), pybind11::arg("method"));
+  m.attr("max_allocation_bytes") = yf::kMaxAllocationBytes;
 
   auto emulated = m.def_submodule(
       "emulated_cuda", "The CUDA launchers and kernels run on CPU tensors under the host "

@@ -357,6 +357,7 @@ def raw_cases():
             "P": (0, torch.rand(2, 29, 4)),
             "nan variance": (2, math.nan),
             "inf variance": (3, math.inf),
+            "expanded loc": (0, torch.zeros(()).expand(10**8, 30, 4)),
         }),
         "fast_nms": (lambda: [torch.rand(10, 4), torch.rand(3, 10), torch.rand(10, 5), 0.5, 200, 0.05, 100, "fast"], {
             "boxes shape": (0, torch.rand(10, 5)),
@@ -370,6 +371,7 @@ def raw_cases():
             "score nan": (5, math.nan),
             "max_detections": (6, -1),
             "method": (7, "greedy"),
+            "expanded scores": (1, torch.zeros(()).expand(10**9, 10)),
         }),
         "detect": (lambda: [torch.rand(10, 4), torch.rand(10, 4), torch.rand(10, 5), torch.rand(10, 4),
                             0.1, 0.2, 0.5, 200, 0.05, 100, "cluster"], {
@@ -412,7 +414,7 @@ def raw_sweep():
            for label, change in changes.items()]
     # Outputs and workspaces past the 16 GiB cap, from expanded (unallocated) inputs.
     out += [
-        ("fast_nms", lambda: [big[:, :4], big, big[:, :1000], 0.5, 2**63 - 1, 0.05, 2**63 - 1, "fast"],
+        ("fast_nms", lambda: [big[:, :4], big[:10**4], big[:, :1000], 0.5, 2**63 - 1, 0.05, 2**63 - 1, "fast"],
          "nms output", None),
         ("assemble_masks", lambda: [torch.rand(138, 138, 4), torch.zeros(()).expand(10**6, 4),
                                     torch.zeros(()).expand(10**6, 4), 1.0], "10^6 boxes", None),

@@ -178,8 +178,8 @@ resource.setrlimit(resource.RLIMIT_AS, (held + (2 << 30), resource.RLIM_INFINITY
 one = torch.zeros(())  # expanded views of one float: huge shapes, no memory
 proto, coeffs, boxes = torch.rand(138, 138, 4), torch.rand(3, 4), torch.rand(3, 4)
 lots = one.expand(10**6, 4)
-wide = dict(boxes=one.expand(10**5, 4), scores=one.expand(10**5, 10**5), coeffs=one.expand(10**5, 1000))
-head = dict(loc=one.expand(10**5, 4), conf_logits=one.expand(10**5, 10**5 + 1),
+wide = dict(boxes=one.expand(10**5, 4), scores=one.expand(10**4, 10**5), coeffs=one.expand(10**5, 1000))
+head = dict(loc=one.expand(10**5, 4), conf_logits=one.expand(10**5, 10**4 + 1),
             coeffs=one.expand(10**5, 1000), priors=one.expand(10**5, 4))
 meta = lambda d: {{k: v.to("meta") for k, v in d.items()}}
 raw = torch.ops.yolact_fast
@@ -197,6 +197,10 @@ cases = {{
     "detect 2^63 - 1": lambda: ops.detect(**head, top_k=2**63 - 1, max_detections=2**63 - 1),
     "detect meta 2^63 - 1": lambda: raw.detect(*meta(head).values(), 0.1, 0.2, 0.5, 2**63 - 1, 0.05,
                                                2**63 - 1, "fast"),
+    "nms expanded scores": lambda: ops.fast_nms(wide["boxes"], one.expand(10**5, 10**5), wide["coeffs"]),
+    "decode expanded loc": lambda: ops.decode_boxes(one.expand(10**6, 10**5, 4), head["priors"]),
+    "decode meta expanded loc": lambda: raw.decode_boxes(one.expand(10**6, 10**5, 4).to("meta"),
+                                                         head["priors"].to("meta"), 0.1, 0.2),
     "priors 2^62": lambda: ops.make_priors(configs.yolact_base, (2**62, 2**62)),
     "priors 2^31": lambda: ops.make_priors(configs.yolact_base, (2**31, 2**31)),
     "priors raw 2^62": lambda: raw.make_priors(torch.ones(1, 2, dtype=torch.float64), [2**62, 2**62], [1]),
@@ -216,6 +220,7 @@ HOSTILE_EXPECTED = {
     "paste meta 2^20 x 2^20": "size", "assemble 10^6 boxes": "boxes", "assemble meta 10^6 boxes": "boxes",
     "nms 2^63 - 1": "max_detections", "nms 2^64": "top_k", "nms meta 2^63 - 1": "max_detections",
     "detect 2^63 - 1": "max_detections", "detect meta 2^63 - 1": "max_detections",
+    "nms expanded scores": "scores", "decode expanded loc": "loc", "decode meta expanded loc": "loc",
     "priors 2^62": "image_size", "priors 2^31": "image_size", "priors raw 2^62": "feature_sizes",
     "priors meta 2^31": "feature_sizes",
 }

@@ -10,10 +10,9 @@ static length and returns the count separately), so no data-dependent sizes aris
 
 import torch
 
-from . import _C  # noqa: F401  (defines the op schemas)
+from . import _C  # the op schemas and the C++ rules
 
-# csrc/checks.h kMaxAllocationBytes: the largest tensor one op call allocates.
-MAX_ALLOCATION_BYTES = 2**34
+_MAX_ALLOCATION_BYTES = _C.max_allocation_bytes  # csrc/checks.h kMaxAllocationBytes
 _FLOATS = (torch.float32, torch.float64)
 _FLOATS_AND_REDUCED = _FLOATS + (torch.float16, torch.bfloat16)
 
@@ -50,9 +49,16 @@ def _allocation(shape, element_size: int, op: str, name: str) -> None:
     count = element_size
     for size in shape:
         count = count * size
-    _value(count <= MAX_ALLOCATION_BYTES,
+    _value(count <= _MAX_ALLOCATION_BYTES,
            f"{name}: {op} would allocate a tensor of shape {list(shape)} with {element_size}-byte "
            f"elements, {count} bytes: more than the limit of 2^34 bytes (16 GiB) per tensor")
+
+
+def _input_copies(op: str, **inputs) -> None:
+    """Inputs are copied (contiguous, float16/bfloat16 widened) or give an output of their
+    shape; an expanded view may describe far more than the memory behind it."""
+    for name, t in inputs.items():
+        _allocation(t.shape, max(t.element_size(), 4), op, name)
 
 
 def _int64(value: int, name: str) -> None:
@@ -62,10 +68,6 @@ def _int64(value: int, name: str) -> None:
 def _compute_size(t) -> int:
     """Bytes of an element of the NMS outputs as computed (float32 for float16/bfloat16)."""
     return 4 if t.dtype in (torch.float16, torch.bfloat16) else t.element_size()
-
-
-def _nms_rows(num_classes, num_priors, top_k, max_detections):
-    return min(max_detections, num_classes * min(top_k, num_priors))
 
 
 @torch.library.register_fake("yolact_fast::make_priors")
@@ -92,7 +94,7 @@ def _make_priors(anchor_wh, feature_sizes, anchors_per_level):
     return anchor_wh.new_empty((total, 4), dtype=torch.float32)
 
 
-def _check_decode(loc, priors, variance_xy, variance_wh) -> None:
+def _check_decode(loc, priors, variance_xy, variance_wh, op) -> None:
     _floating(loc, "loc")
     _same("loc", loc, priors=priors)
     _value(priors.dim() == 2 and priors.shape[-1] == 4,
@@ -100,20 +102,21 @@ def _check_decode(loc, priors, variance_xy, variance_wh) -> None:
     _value(loc.dim() >= 2 and loc.shape[-1] == 4 and loc.shape[-2] == priors.shape[0],
            f"loc must be [..., P, 4] with P = priors.shape[0] = {priors.shape[0]}, "
            f"got shape {list(loc.shape)}")
+    _input_copies(op, loc=loc, priors=priors)
     for value, name in ((variance_xy, "variances[0]"), (variance_wh, "variances[1]")):
         _value(abs(value) < float("inf"), f"{name} must be a finite number, got {value}")
 
 
 @torch.library.register_fake("yolact_fast::decode_boxes")
 def _decode_boxes(loc, priors, variance_xy, variance_wh):
-    _check_decode(loc, priors, variance_xy, variance_wh)
+    _check_decode(loc, priors, variance_xy, variance_wh, "decode_boxes")
     return torch.empty_like(loc, memory_format=torch.contiguous_format)
 
 
 def _nms_outputs(op, first, coeffs, num_classes, num_priors, score_threshold, iou_threshold, top_k,
                  max_detections, method):
     _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)
-    rows = _nms_rows(num_classes, num_priors, top_k, max_detections)
+    rows = min(max_detections, num_classes * min(top_k, num_priors))
     _allocation((rows, max(coeffs.shape[1], 4)), _compute_size(first), op,
                 "max_detections (with top_k)")
     return (
@@ -136,6 +139,7 @@ def _fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
            f"scores must be [C, P] with P = {P} (boxes.shape[0]), got shape {list(scores.shape)}")
     _value(coeffs.dim() == 2 and coeffs.shape[0] == P,
            f"coeffs must be [P, k] with P = {P} (boxes.shape[0]), got shape {list(coeffs.shape)}")
+    _input_copies("fast_nms", boxes=boxes, scores=scores, coeffs=coeffs)
     return _nms_outputs("fast_nms", boxes, coeffs, scores.shape[0], P, score_threshold,
                         iou_threshold, top_k, max_detections, method)
 
@@ -144,7 +148,7 @@ def _fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
 def _detect(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_threshold, top_k,
             score_threshold, max_detections, method):
     _value(loc.dim() == 2, f"loc must be [P, 4] (one image), got shape {list(loc.shape)}")
-    _check_decode(loc, priors, variance_xy, variance_wh)
+    _check_decode(loc, priors, variance_xy, variance_wh, "detect")
     _same("loc", loc, conf_logits=conf_logits, coeffs=coeffs)
     P = loc.shape[0]
     _value(conf_logits.dim() == 2 and conf_logits.shape[0] == P and conf_logits.shape[1] >= 1,
@@ -152,11 +156,12 @@ def _detect(loc, conf_logits, coeffs, priors, variance_xy, variance_wh, iou_thre
            f"got shape {list(conf_logits.shape)}")
     _value(coeffs.dim() == 2 and coeffs.shape[0] == P,
            f"coeffs must be [P, k] with P = {P} (loc.shape[0]), got shape {list(coeffs.shape)}")
+    _input_copies("detect", conf_logits=conf_logits, coeffs=coeffs)
     return _nms_outputs("detect", loc, coeffs, conf_logits.shape[1] - 1, P, score_threshold,
                         iou_threshold, top_k, max_detections, method)
 
 
-def _check_mask_inputs(proto, coeffs, boxes, crop_padding) -> None:
+def _check_mask_inputs(proto, coeffs, boxes, crop_padding, op) -> None:
     _floating(proto, "proto")
     _same("proto", proto, coeffs=coeffs, boxes=boxes)
     _value(proto.dim() == 3, f"proto must be [H, W, k] (3 dims), got shape {list(proto.shape)}")
@@ -168,13 +173,14 @@ def _check_mask_inputs(proto, coeffs, boxes, crop_padding) -> None:
     _value(boxes.dim() == 2 and boxes.shape[1] == 4 and boxes.shape[0] == coeffs.shape[0],
            f"boxes must be [N, 4] with N = coeffs.shape[0] = {coeffs.shape[0]}, "
            f"got shape {list(boxes.shape)}")
+    _input_copies(op, proto=proto, coeffs=coeffs, boxes=boxes)
     _value(0 <= crop_padding < float("inf"),
            f"crop_padding must be a finite number >= 0, got {crop_padding}")
 
 
 @torch.library.register_fake("yolact_fast::assemble_masks")
 def _assemble_masks(proto, coeffs, boxes, crop_padding):
-    _check_mask_inputs(proto, coeffs, boxes, crop_padding)
+    _check_mask_inputs(proto, coeffs, boxes, crop_padding, "assemble_masks")
     H, W, N = proto.shape[0], proto.shape[1], coeffs.shape[0]
     _allocation((max(N, 1), H, W), proto.element_size(), "assemble_masks",
                 "boxes (N masks of proto's H x W)")
@@ -183,7 +189,7 @@ def _assemble_masks(proto, coeffs, boxes, crop_padding):
 
 @torch.library.register_fake("yolact_fast::paste_masks")
 def _paste_masks(proto, coeffs, boxes, size, threshold, crop_padding):
-    _check_mask_inputs(proto, coeffs, boxes, crop_padding)
+    _check_mask_inputs(proto, coeffs, boxes, crop_padding, "paste_masks")
     _value(len(size) == 2 and size[0] >= 0 and size[1] >= 0,
            f"size must be (h, w) with h, w >= 0, got {list(size)}")
     _value(0 <= threshold <= 1,
