@@ -60,6 +60,26 @@ inline void check_finite_number(double x, const char* name) {
   TORCH_CHECK_VALUE(std::isfinite(x), name, " must be a finite number, got ", x);
 }
 
+// Largest tensor one op call allocates (each output, and each workspace that can outgrow
+// the inputs): 16 GiB. Real uses stay far below (100 masks of 4000 x 6000 pixels are
+// 2.4 GB); a request beyond it comes from an absurd argument and is refused before anything
+// is allocated, instead of touching memory until the process is killed.
+constexpr int64_t kMaxAllocationBytes = int64_t(1) << 34;
+
+// a * b; a ValueError naming `name` if the product overflows int64.
+int64_t checked_mul(int64_t a, int64_t b, const char* name);
+
+// The bytes of a tensor of `shape` with elements of `element_size` bytes; a ValueError
+// naming `name` (the argument that sets the size) if they exceed kMaxAllocationBytes.
+int64_t check_allocation(at::IntArrayRef shape, int64_t element_size, const char* op,
+                         const char* name);
+
+// The rule of the NMS options, shared by fast_nms and detect (and exposed to Python as
+// yolact_fast._C.check_nms_options): score_threshold not NaN, iou_threshold >= 0 (> 1
+// suppresses nothing), top_k and max_detections >= 0, method "fast" or "cluster".
+void check_nms_options(double score_threshold, double iou_threshold, int64_t top_k,
+                       int64_t max_detections, const std::string& method);
+
 // Returns the number of priors the arguments describe.
 int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
                                at::IntArrayRef anchors_per_level);
@@ -73,6 +93,7 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
                           const at::Tensor& coeffs, const at::Tensor& priors, double variance_xy,
                           double variance_wh, double iou_threshold, int64_t top_k,
                           double score_threshold, int64_t max_detections);
+// assemble_masks's arguments.
 void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                      double crop_padding);
 void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,

@@ -3,6 +3,7 @@
 // launch log. Importing it also loads the op registrations of this library.
 #include <torch/extension.h>
 
+#include "checks.h"
 #include "common/emulation.h"
 #include "ops.h"
 
@@ -30,6 +31,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace emu = yf::emulation;
   m.doc() = "yolact_fast kernels (ops are registered under torch.ops.yolact_fast)";
   m.def("built_with_cuda", &built_with_cuda, "Whether the CUDA kernels were compiled in");
+  // The ops check their options themselves; this is the same rule for callers that hold
+  // options before they hold tensors (yolact_fast.ops.check_nms_options).
+  m.def("check_nms_options", &yf::check_nms_options,
+        "ValueError naming the first NMS option that breaks the ops' rule",
+        pybind11::arg("score_threshold"), pybind11::arg("iou_threshold"), pybind11::arg("top_k"),
+        pybind11::arg("max_detections"), pybind11::arg("method"));
+  m.attr("max_allocation_bytes") = yf::kMaxAllocationBytes;
 
   auto emulated = m.def_submodule(
       "emulated_cuda", "The CUDA launchers and kernels run on CPU tensors under the host "

@@ -104,10 +104,10 @@ def nms_inputs(case: Case):
         scores = (scores * 4).round() / 4
     coeffs = case.sprinkle(random_coeffs(P, k, case.g, dtype), case.pick([0, 0.05]))
     args = dict(
-        iou_threshold=case.pick([0.0, 1e-7, 0.3, 0.5, 1.0, math.inf]),
-        top_k=case.pick([0, 1, 5, 64, 65, 200]),
+        iou_threshold=case.pick([0.0, 1e-7, 0.3, 0.5, 1.0, 1.5, math.inf]),
+        top_k=case.pick([0, 1, 5, 64, 65, 200, 2**63 - 1]),
         score_threshold=case.pick([-math.inf, 0.0, 0.05, 0.5, 1.0, math.inf]),
-        max_detections=case.pick([0, 1, 10, 100, 10**6]),
+        max_detections=case.pick([0, 1, 10, 100, 10**6, 2**63 - 1]),
     )
     return boxes, scores, coeffs, args
 

@@ -229,3 +229,76 @@ def test_every_other_pil_mode_is_converted_to_rgb(mode):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)).convert(mode)
     expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
     assert torch.equal(yf.io.as_image_tensor(image), expected)
+
+
+HOSTILE_ALLOCATIONS = """
+import resource, sys, torch
+import yolact_fast as yf
+from yolact_fast import configs, ops
+torch.set_num_threads(1)
+# Room for 2 GiB more than the process holds: an op that tried to allocate what its
+# arguments ask for would get a MemoryError/RuntimeError here, not a clear ValueError.
+status = open("/proc/self/status").read()
+held = int(status.split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (held + (2 << 30), resource.RLIM_INFINITY))
+one = torch.zeros(())  # expanded views of one float: huge shapes, no memory
+proto, coeffs, boxes = torch.rand(138, 138, 4), torch.rand(3, 4), torch.rand(3, 4)
+lots = one.expand(10**6, 4)
+wide = dict(boxes=one.expand(10**5, 4), scores=one.expand(10**4, 10**5), coeffs=one.expand(10**5, 1000))
+head = dict(loc=one.expand(10**5, 4), conf_logits=one.expand(10**5, 10**4 + 1),
+            coeffs=one.expand(10**5, 1000), priors=one.expand(10**5, 4))
+meta = lambda d: {{k: v.to("meta") for k, v in d.items()}}
+raw = torch.ops.yolact_fast
+cases = {{
+    "paste 2^63": lambda: ops.paste_masks(proto, coeffs, boxes, (2**63, 1)),
+    "paste 2^20 x 2^20": lambda: ops.paste_masks(proto, coeffs, boxes, (2**20, 2**20)),
+    "paste 1 x 2^33": lambda: ops.paste_masks(proto, coeffs[:1], boxes[:1], (1, 2**33)),
+    "paste meta 2^20 x 2^20": lambda: raw.paste_masks(proto.to("meta"), coeffs.to("meta"), boxes.to("meta"),
+                                                      [2**20, 2**20], 0.5, 1.0),
+    "assemble 10^6 boxes": lambda: ops.assemble_masks(proto, lots, lots),
+    "assemble meta 10^6 boxes": lambda: raw.assemble_masks(proto.to("meta"), lots.to("meta"), lots.to("meta"), 1.0),
+    "nms 2^63 - 1": lambda: ops.fast_nms(**wide, top_k=2**63 - 1, max_detections=2**63 - 1),
+    "nms 2^64": lambda: ops.fast_nms(**wide, top_k=2**64),
+    "nms meta 2^63 - 1": lambda: raw.fast_nms(*meta(wide).values(), 0.5, 2**63 - 1, 0.05, 2**63 - 1, "fast"),
+    "detect 2^63 - 1": lambda: ops.detect(**head, top_k=2**63 - 1, max_detections=2**63 - 1),
+    "detect meta 2^63 - 1": lambda: raw.detect(*meta(head).values(), 0.1, 0.2, 0.5, 2**63 - 1, 0.05,
+                                               2**63 - 1, "fast"),
+    "nms expanded scores": lambda: ops.fast_nms(wide["boxes"], one.expand(10**5, 10**5), wide["coeffs"]),
+    "decode expanded loc": lambda: ops.decode_boxes(one.expand(10**6, 10**5, 4), head["priors"]),
+    "decode meta expanded loc": lambda: raw.decode_boxes(one.expand(10**6, 10**5, 4).to("meta"),
+                                                         head["priors"].to("meta"), 0.1, 0.2),
+    "priors 2^62": lambda: ops.make_priors(configs.yolact_base, (2**62, 2**62)),
+    "priors 2^31": lambda: ops.make_priors(configs.yolact_base, (2**31, 2**31)),
+    "priors raw 2^62": lambda: raw.make_priors(torch.ones(1, 2, dtype=torch.float64), [2**62, 2**62], [1]),
+    "priors meta 2^31": lambda: raw.make_priors(torch.ones(1, 2, dtype=torch.float64, device="meta"),
+                                                [2**31, 2**31], [1]),
+}}
+for label, call in cases.items():
+    try:
+        call()
+        print(label, "|", "no error")
+    except Exception as error:
+        print(label, "|", type(error).__name__, "|", str(error).split()[0].split("[")[0].rstrip(":"))
+"""
+
+HOSTILE_EXPECTED = {
+    "paste 2^63": "size", "paste 2^20 x 2^20": "size", "paste 1 x 2^33": "size",
+    "paste meta 2^20 x 2^20": "size", "assemble 10^6 boxes": "boxes", "assemble meta 10^6 boxes": "boxes",
+    "nms 2^63 - 1": "max_detections", "nms 2^64": "top_k", "nms meta 2^63 - 1": "max_detections",
+    "detect 2^63 - 1": "max_detections", "detect meta 2^63 - 1": "max_detections",
+    "nms expanded scores": "scores", "decode expanded loc": "loc", "decode meta expanded loc": "loc",
+    "priors 2^62": "image_size", "priors 2^31": "image_size", "priors raw 2^62": "feature_sizes",
+    "priors meta 2^31": "feature_sizes",
+}
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    """Sizes that would need terabytes (or overflow int64) raise a ValueError naming the
+    argument, in a process whose address space is capped 2 GiB above what it holds."""
+    run = subprocess.run([sys.executable, "-c", HOSTILE_ALLOCATIONS.format()], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = dict(line.split(" | ", 1) for line in run.stdout.splitlines())
+    assert results.keys() == HOSTILE_EXPECTED.keys()
+    for label, name in HOSTILE_EXPECTED.items():
+        assert results[label] == f"ValueError | {name}", label

@@ -12,7 +12,6 @@ the argument.
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from typing import Optional, Sequence, Tuple
 
@@ -30,6 +29,7 @@ __all__ = [
     "assemble_masks",
     "paste_masks",
     "cuda_kernels_available",
+    "check_nms_options",
 ]
 
 _ops = torch.ops.yolact_fast
@@ -40,31 +40,47 @@ def cuda_kernels_available() -> bool:
     return _C.built_with_cuda()
 
 
+# The ops check their arguments themselves (csrc/checks.cpp, mirrored by the fake kernels
+# in _meta.py). The wrappers only turn Python values into what the schemas take, with a
+# TypeError/ValueError naming the argument where the dispatcher would raise a bare
+# RuntimeError (None, str, a float for an int, numpy scalars, ints beyond int64).
+
 def _check_tensor(value, name: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
-def _check_int(value, name: str, minimum: int = 0) -> int:
+def _as_int(value, name: str) -> int:
+    """``value`` as the int64 of an ``int`` argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    value = int(value)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} must fit in int64 (|{name}| < 2**63), got {value}")
+    return value
 
 
-def _check_number(value, name: str) -> float:
+def _as_float(value, name: str) -> float:
+    """``value`` as the float64 of a ``float`` argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return float(value)
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must fit in float64, got {value}") from None
 
 
-def _check_size(size) -> Tuple[int, int]:
-    if isinstance(size, torch.Tensor) or not isinstance(size, Sequence) or len(size) != 2:
-        raise TypeError(f"size must be a pair (h, w) of ints, got {size!r}")
-    return _check_int(size[0], "size[0]"), _check_int(size[1], "size[1]")
+def _as_str(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_size(size, name: str = "size") -> Tuple[int, int]:
+    """``size`` as a pair of int64 (h, w)."""
+    if isinstance(size, (torch.Tensor, str)) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"{name} must be a pair (h, w) of ints, got {size!r}")
+    return _as_int(size[0], f"{name}[0]"), _as_int(size[1], f"{name}[1]")
 
 
 def _priors_inputs(config: YolactConfig, image_size: Tuple[int, int], device: str):
@@ -86,7 +102,7 @@ def _check_priors_args(config, image_size, device) -> Tuple[Tuple[int, int], str
     """Validated (image_size, device name) of a make_priors call."""
     if not isinstance(config, YolactConfig):
         raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
-    size = _check_size(image_size)
+    size = _check_size(image_size, "image_size")
     if min(size) < 1:
         raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -104,7 +120,11 @@ def make_priors(
     anchor. Computed once per (config, size, device) and cached; a fresh copy is returned.
     """
     size, device = _check_priors_args(config, image_size, device)
-    return _cached_priors(config, size, device).clone()
+    try:
+        priors = _cached_priors(config, size, device)
+    except ValueError as error:  # the op names its own argument, feature_sizes
+        raise ValueError(f"image_size {size} is too large for make_priors: {error}") from None
+    return priors.clone()
 
 
 def decode_boxes(
@@ -120,10 +140,10 @@ def decode_boxes(
 def _decode_args(loc, priors, variances):
     _check_tensor(loc, "loc")
     _check_tensor(priors, "priors")
-    if not isinstance(variances, Sequence) or len(variances) != 2:
+    if isinstance(variances, str) or not isinstance(variances, Sequence) or len(variances) != 2:
         raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
-    return (loc, priors, _check_number(variances[0], "variances[0]"),
-            _check_number(variances[1], "variances[1]"))
+    return (loc, priors, _as_float(variances[0], "variances[0]"),
+            _as_float(variances[1], "variances[1]"))
 
 
 def fast_nms(
@@ -180,12 +200,11 @@ def _nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_
 
 
 def _nms_options(iou_threshold, top_k, score_threshold, max_detections, method):
-    if method not in ("fast", "cluster"):
-        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
+    """The NMS options as the ops take them (in their order)."""
     return (
-        _check_number(iou_threshold, "iou_threshold"), _check_int(top_k, "top_k"),
-        _check_number(score_threshold, "score_threshold"),
-        _check_int(max_detections, "max_detections"), method,
+        _as_float(iou_threshold, "iou_threshold"), _as_int(top_k, "top_k"),
+        _as_float(score_threshold, "score_threshold"),
+        _as_int(max_detections, "max_detections"), _as_str(method, "method"),
     )
 
 
@@ -244,7 +263,7 @@ def assemble_masks(
 def _mask_args(proto, coeffs, boxes, crop_padding):
     for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
         _check_tensor(value, name)
-    return proto, coeffs, boxes, _check_number(crop_padding, "crop_padding")
+    return proto, coeffs, boxes, _as_float(crop_padding, "crop_padding")
 
 
 def paste_masks(
@@ -266,17 +285,18 @@ def paste_masks(
 
 def _paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
     proto, coeffs, boxes, crop_padding = _mask_args(proto, coeffs, boxes, crop_padding)
-    return (proto, coeffs, boxes, list(_check_size(size)), _check_number(threshold, "threshold"),
+    return (proto, coeffs, boxes, list(_check_size(size)), _as_float(threshold, "threshold"),
             crop_padding)
 
 
-# placeholder until the checks branch lands
 def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method) -> None:
-    """ValueError / TypeError naming the argument if an NMS option is out of its range."""
-    _check_number(score_threshold, "score_threshold")
-    if _check_number(iou_threshold, "iou_threshold") < 0:
-        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
-    _check_int(top_k, "top_k")
-    _check_int(max_detections, "max_detections")
-    if method not in ("fast", "cluster"):
-        raise ValueError(f"method must be 'fast' or 'cluster', got {method!r}")
+    """Raises what :func:`fast_nms` and :func:`detect` raise for these options, without
+    tensors: TypeError for a value of the wrong type (None, str, a float for an int),
+    ValueError naming the option that breaks the rule. The rule (csrc/checks.cpp, the one
+    the ops run): ``score_threshold`` a real number, not NaN; ``iou_threshold`` >= 0, not
+    NaN (> 1 suppresses nothing); ``top_k`` and ``max_detections`` ints >= 0 (0: no
+    detections); ``method`` "fast" or "cluster". (The CUDA kernels also limit
+    ``min(top_k, P)`` and the output length to 2048, and every op its tensors to 16 GiB.)"""
+    iou_threshold, top_k, score_threshold, max_detections, method = _nms_options(
+        iou_threshold, top_k, score_threshold, max_detections, method)
+    _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)

@@ -59,6 +59,7 @@ inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64
                     " (or classes x top_k), got ", max_detections);
   TORCH_CHECK_VALUE(C * K < (int64_t(1) << 31), scores_name,
                     " on CUDA: classes x min(top_k, priors) must be < 2^31, got ", C, " x ", K);
+  check_allocation({C, K, (K + 63) / 64}, sizeof(uint64_t), "NMS on CUDA (IoU bits)", "top_k");
 }
 
 // Per-class NMS of scores [C, P] (row stride P) over the candidate priors, into out.
