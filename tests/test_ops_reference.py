@@ -185,6 +185,23 @@ def test_nms_non_finite_inputs_are_never_selected(backend):
     assert len(got[0]) > 0
 
 
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_nms_ranks_signed_scores_and_zero_ties(backend, method):
+    """Negative scores, and -0.0 tied with +0.0 (ranked by prior index), with a threshold
+    that lets them all be candidates: the float top-k sorts packed keys whose order must
+    equal the reference's."""
+    g = gen(11)
+    boxes = random_boxes(300, g, hostile=False)
+    scores = torch.randn(3, 300, generator=g).round(decimals=1)  # many exact ties
+    scores[0, ::3], scores[0, 1::3] = 0.0, -0.0
+    coeffs = torch.randn(300, 2, generator=g)
+    args = (0.5, 150, -math.inf, 1000)
+    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    got = backend.fast_nms(boxes, scores, coeffs, *args, method=method)
+    assert_nms_equal(got, twin(boxes, scores, coeffs, *args))
+    assert got[3].lt(0).any() and got[3].eq(0).any()
+
+
 def test_nms_non_contiguous(backend):
     g = gen(5)
     boxes = random_boxes(120, g).t().contiguous().t()
