@@ -192,6 +192,9 @@ struct BoxColumns {
 // Whether any of boxes [begin, end) suppresses box b. Same arithmetic as box_iou(); the
 // plain min/max equal its NaN-propagating ones because candidate boxes are finite.
 // Branch-free so that the loop vectorizes.
+// TODO(issue 12.4): box_math.h has no IoU of finite boxes with precomputed areas; with
+// suppresses() itself (NaN-aware min/max, areas per pair) this loop takes 1.5x as long
+// (measured: NMS share of detect 13% -> 18%). Move this there as box_iou_finite().
 template <class T>
 YF_INLINE bool any_suppresses(const T* x1, const T* y1, const T* x2, const T* y2, const T* area,
                               int64_t begin, int64_t end, const T* b, T area_b, T iou_threshold) {
