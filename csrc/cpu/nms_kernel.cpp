@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <cstring>
@@ -48,6 +49,16 @@ struct RanksBefore {
     return a.score > b.score || (a.score == b.score && a.index < b.index);
   }
 };
+
+// Runs job(c) for every c in [0, n) on all threads, each thread taking the next c as it
+// finishes one: classes differ in cost, so a static split leaves threads idle.
+template <class Job>
+void for_each_class(int64_t n, const Job& job) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(n, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < n; c = next++) job(c);
+  });
+}
 
 template <class T>
 void top_k_in_place(std::vector<Ranked<T>>& items, int64_t k) {
@@ -158,14 +169,12 @@ std::vector<std::vector<Ranked<T>>> top_k_per_class(const T* scores, const uint8
                                                     int64_t C, int64_t P, int64_t k) {
   std::vector<std::vector<Ranked<T>>> ranked(C);
   if (k == 0) return ranked;
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      TopK<T> top(k);
-      const T* row = scores + c * P;
-      for (int64_t p = 0; p < P; ++p)
-        if (candidate[p] && row[p] >= top.bound) top.push(row[p], p);
-      ranked[c] = top.ranked();
-    }
+  for_each_class(C, [&](int64_t c) {
+    TopK<T> top(k);
+    const T* row = scores + c * P;
+    for (int64_t p = 0; p < P; ++p)
+      if (candidate[p] && row[p] >= top.bound) top.push(row[p], p);
+    ranked[c] = top.ranked();
   });
   return ranked;
 }
@@ -264,9 +273,8 @@ void nms_and_write(const T* boxes, const T* coeffs, int64_t num_coeffs,
                    at::Tensor& out_labels, at::Tensor& out_scores, at::Tensor& out_count) {
   const int64_t C = int64_t(ranked.size()), M = out_boxes.size(0);
   std::vector<std::vector<Ranked<T>>> kept(C);
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c)
-      class_survivors(boxes, ranked[c], iou_threshold, method == NmsMethod::kCluster, kept[c]);
+  for_each_class(C, [&](int64_t c) {
+    class_survivors(boxes, ranked[c], iou_threshold, method == NmsMethod::kCluster, kept[c]);
   });
 
   // Flat class-major index c * top_k + rank breaks score ties like the reference.
@@ -550,15 +558,13 @@ std::vector<std::vector<Ranked<T>>> detect_top_k(const T* boxes, const T* logits
                         threshold, tops[r], softmax.data(), is_candidate.data());
   });
 
-  at::parallel_for(0, C, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      for (int64_t r = 1; r < ranges; ++r) tops[0][c].absorb(tops[r][c]);
-      const bool bound_too_high = int64_t(tops[0][c].items.size()) < k &&
-                                  start[c] > -std::numeric_limits<T>::infinity();
-      ranked[c] = bound_too_high
-                      ? rank_class(logits, C, P, c, k, softmax.data(), is_candidate.data())
-                      : tops[0][c].ranked();
-    }
+  for_each_class(C, [&](int64_t c) {
+    for (int64_t r = 1; r < ranges; ++r) tops[0][c].absorb(tops[r][c]);
+    const bool bound_too_high = int64_t(tops[0][c].items.size()) < k &&
+                                start[c] > -std::numeric_limits<T>::infinity();
+    ranked[c] = bound_too_high
+                    ? rank_class(logits, C, P, c, k, softmax.data(), is_candidate.data())
+                    : tops[0][c].ranked();
   });
   return ranked;
 }
