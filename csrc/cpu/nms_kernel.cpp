@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <vector>
 
