@@ -339,10 +339,10 @@ inline at::ScalarType compute_type(const at::Tensor& t) {
 template <class T>
 YF_INLINE T max_of(const T* values, int64_t n) {
   constexpr T kLowest = -std::numeric_limits<T>::infinity();
-  typename Lanes8<T>::type lane_max = kLowest - typename Lanes8<T>::type{};
+  typename Lanes8<T>::type lane_max = kLowest - typename Lanes8<T>::type{}, v;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const auto v = load8(values + i);
+    load8(values + i, v);
     lane_max = v > lane_max ? v : lane_max;
   }
   T result = kLowest;
@@ -355,9 +355,12 @@ YF_INLINE T max_of(const T* values, int64_t n) {
 // rounding of the probabilities, keep it.
 template <class T>
 YF_INLINE T lane_sum(const T* values, int64_t n) {
-  typename Lanes8<T>::type lanes = {};
+  typename Lanes8<T>::type lanes = {}, v;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) lanes += load8(values + i);
+  for (; i + 8 <= n; i += 8) {
+    load8(values + i, v);
+    lanes += v;
+  }
   T sum = T(0);
   for (int l = 0; l < 8; ++l) sum += lanes[l];
   for (; i < n; ++i) sum += values[i];

@@ -16,16 +16,16 @@ namespace cpu {
 // Eight values of T as one GCC vector: for reductions, which GCC does not vectorize by
 // itself. The caller's target (see YF_VECTOR_CLONES) picks the instructions: one AVX
 // register, or two SSE ones. Lane l of a reduction over v[i] sees v[i] with i % 8 == l.
+// Filled through an out-parameter: a vector passed or returned by value draws GCC's
+// -Wpsabi note (its calling convention depends on -mavx), moot for inlined code.
 template <class T>
 struct Lanes8 {
   typedef T type __attribute__((vector_size(8 * sizeof(T))));
 };
 
 template <class T>
-YF_INLINE typename Lanes8<T>::type load8(const T* values) {
-  typename Lanes8<T>::type lanes;
+YF_INLINE void load8(const T* values, typename Lanes8<T>::type& lanes) {
   std::memcpy(&lanes, values, sizeof lanes);
-  return lanes;
 }
 
 YF_INLINE float float_from_bits(int32_t bits) {
