@@ -6,17 +6,19 @@ torch softmax + transpose, fast_nms, paste_masks) and detect + paste_masks, with
     python benchmarks/post_network_cpu_time.py [threads]
 """
 
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's yolact_fast; golden_data.py
 
-from yolact_fast import ops, reference
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-GOLDEN = Path(os.environ.get("YOLACT_FAST_GOLDEN", Path(__file__).resolve().parents[2] / "shared" / "golden"))
+from golden_data import golden_path  # noqa: E402
+from yolact_fast import ops, reference  # noqa: E402
+
 SIZE = (480, 640)
 
 
@@ -32,7 +34,7 @@ def best_cpu_ms(fn, rounds):
 
 def main(threads=1):
     torch.set_num_threads(threads)
-    data = np.load(GOLDEN / "golden_yolact_base_s0_480x640.npz")
+    data = np.load(golden_path("golden_yolact_base_s0_480x640.npz"))
     loc, logits, coeffs, priors, proto = (torch.from_numpy(np.ascontiguousarray(data[k]))
                                           for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto"))
 

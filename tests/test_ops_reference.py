@@ -185,6 +185,23 @@ def test_nms_non_finite_inputs_are_never_selected(backend):
     assert len(got[0]) > 0
 
 
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_nms_ranks_signed_scores_and_zero_ties(backend, method):
+    """Negative scores, and -0.0 tied with +0.0 (ranked by prior index), with a threshold
+    that lets them all be candidates: the float top-k sorts packed keys whose order must
+    equal the reference's."""
+    g = gen(11)
+    boxes = random_boxes(300, g, hostile=False)
+    scores = torch.randn(3, 300, generator=g).round(decimals=1)  # many exact ties
+    scores[0, ::3], scores[0, 1::3] = 0.0, -0.0
+    coeffs = torch.randn(300, 2, generator=g)
+    args = (0.5, 150, -math.inf, 1000)
+    twin = reference.fast_nms if method == "fast" else reference.greedy_nms
+    got = backend.fast_nms(boxes, scores, coeffs, *args, method=method)
+    assert_nms_equal(got, twin(boxes, scores, coeffs, *args))
+    assert got[3].lt(0).any() and got[3].eq(0).any()
+
+
 def test_nms_non_contiguous(backend):
     g = gen(5)
     boxes = random_boxes(120, g).t().contiguous().t()
@@ -221,12 +238,14 @@ def test_detect_matches_reference(seed, num_priors, num_classes, k, top_k, max_d
     assert_detections_close(got, reference.detect(loc, logits, coeffs, priors, *args))
 
 
-def test_detect_equals_fast_nms_on_its_scores():
+@pytest.mark.parametrize("P", [300, 5000])
+def test_detect_equals_fast_nms_on_its_scores(P):
     """Same candidates, ranking and survivors as fast_nms given the same probabilities:
     with logits whose softmax is exact in float32 (one class at 0, the rest at -inf, or
-    all equal), the two ops agree bit for bit, planted exact ties included."""
+    all equal), the two ops agree bit for bit, planted exact ties included (5000 priors:
+    with the top-k bounds seeded from a sample of the priors)."""
     g = gen(21)
-    P, C = 300, 5
+    C = 5
     loc, _, coeffs, priors = random_head(P, C, 3, g, clustered=True)
     logits = torch.full((P, C + 1), -math.inf)
     logits[torch.arange(P), torch.randint(0, C + 1, (P,), generator=g)] = 0.0
@@ -237,6 +256,22 @@ def test_detect_equals_fast_nms_on_its_scores():
         want = ops.fast_nms(ops.decode_boxes(loc, priors), scores, coeffs, method=method)
         assert_nms_equal(got, want)
         assert len(got[0]) == 100
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_detect_many_priors(method):
+    """Past ~32 top_k priors, detect seeds each class's top-k bound from every 32nd prior and
+    skips the exps of rows whose best foreground logit is far below the row maximum. Planted:
+    only the sampled priors score high for class 2, fewer than top_k of them, so its seeded
+    bound is too high and the class is ranked again; background dominates most rows."""
+    g = gen(31)
+    loc, logits, coeffs, priors = random_head(6000, 4, 3, g, concentration=2.0, clustered=True)
+    logits[:, 0] += 4.0
+    logits[::32, 3] += 12.0  # 188 priors < top_k
+    got = ops.detect(loc, logits, coeffs, priors, method=method, max_detections=1000)
+    want = reference.detect(loc, logits, coeffs, priors, method=method, max_detections=1000)
+    assert_detections_close(got, want)
+    assert int((want[2] == 2).sum()) > 40  # the seeded bound alone would pass ~18
 
 
 def test_detect_non_finite_and_non_contiguous():
