@@ -44,6 +44,16 @@ YF_HD inline T clamp_max(T x, T hi) {
   return x > hi ? hi : x;
 }
 
+// Centre of cell `cell` (row-major) of a conv_h x conv_w grid, relative to the image:
+// ((col + 0.5) / conv_w, (row + 0.5) / conv_h) in float64 like the official Python code
+// (callers round it once to float32).
+struct PriorCentre {
+  double x, y;
+};
+YF_HD inline PriorCentre prior_centre(int64_t cell, int64_t conv_h, int64_t conv_w) {
+  return {(double(cell % conv_w) + 0.5) / double(conv_w), (double(cell / conv_w) + 0.5) / double(conv_h)};
+}
+
 // One box from its prior (cx, cy, w, h), offsets and the two exponentials
 // exp(loc_w * v1), exp(loc_h * v1), computed by the caller:
 //   c = p_xy + loc_xy * v0 * p_wh;  wh = p_wh * e;  x1 = c - wh / 2;  x2 = wh + x1.

@@ -1,5 +1,5 @@
 // Launch logic of fast_nms and detect on the device (kernels: nms_kernels.cuh), for any
-// Launch policy (real launches or the host emulation; see launch.h). Six kernel launches
+// Launch policy (real launches or the host emulation; see launch.h). Five kernel launches
 // per call, no ATen kernels besides copies of non-contiguous or float16/bfloat16 inputs,
 // no host synchronisation, padded static outputs: the path can be captured in a CUDA
 // graph. The callers check the arguments first (csrc/checks.h).
@@ -85,23 +85,18 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
          0, &kernels::iou_tiles<T>, boxes.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
          ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
   auto keep = at::empty({C, K}, options.dtype(at::kByte));
+  const size_t staged_bytes =
+      greedy ? size_t(kSurvivorWarps) * kernels::kGreedyRows * size_t(words) * sizeof(uint64_t) : 0;
   launch("survivors", dim3(unsigned((C + kSurvivorWarps - 1) / kSurvivorWarps)),
-         dim3(kSurvivorWarps * kernels::kWarp), 0, &kernels::survivors, mask_bits,
+         dim3(kSurvivorWarps * kernels::kWarp), staged_bytes, &kernels::survivors, mask_bits,
          ranked_count.data_ptr<int64_t>(), C, K, words, greedy, keep.data_ptr<uint8_t>());
 
-  // All survivors ranked by score, ties by flat index c * K + rank (class-major).
-  auto order = at::empty({M}, options.dtype(at::kLong));
-  auto order_score = at::empty({M}, options);
-  auto order_count = at::empty({1}, options.dtype(at::kLong));
+  // All survivors ranked by score, ties by flat index c * K + rank (class-major), gathered.
   const int64_t m_pad = next_power_of_two(M);
-  launch("select_top_k", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<T>),
-         &kernels::select_top_k<T>, ranked_score.data_ptr<T>(), int64_t(0),
-         keep.data_ptr<uint8_t>(), int64_t(0), C * K, M, m_pad, order.data_ptr<int64_t>(),
-         order_score.data_ptr<T>(), order_count.data_ptr<int64_t>());
-  launch("gather_detections", blocks_for(M), dim3(kThreads), 0, &kernels::gather_detections<T>,
-         boxes.data_ptr<T>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
-         order.data_ptr<int64_t>(), order_score.data_ptr<T>(), order_count.data_ptr<int64_t>(), M,
-         K, coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
+  launch("merge_detections", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<T>),
+         &kernels::merge_detections<T>, ranked_score.data_ptr<T>(), keep.data_ptr<uint8_t>(), C, K,
+         M, m_pad, boxes.data_ptr<T>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
+         coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
          out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(), out.count.data_ptr<int64_t>());
 }
 
@@ -158,7 +153,9 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
     auto boxes = at::empty({P, 4}, loc.options());
     auto probs = at::empty({C, P}, loc.options());
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
-    launch("detect_scores", blocks_for(P), dim3(kThreads), 0, &kernels::detect_scores<scalar_t>,
+    const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
+    launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
+           &kernels::detect_scores<scalar_t>,
            loc.data_ptr<scalar_t>(), priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C,
            P, static_cast<scalar_t>(variance_xy), static_cast<scalar_t>(variance_wh),
            static_cast<scalar_t>(score_threshold), boxes.data_ptr<scalar_t>(),
