@@ -81,6 +81,23 @@ def test_reduced_precision(dtype):
     assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
 
 
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision_inputs_are_read_in_their_dtype(dtype):
+    """float16/bfloat16 inputs go to the kernels as they are: the launches of float32 and no
+    ATen cast (copy_) before or after them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(300, 4, 3, gen(37), clustered=True))
+    boxes, scores = loc.abs().cumsum(1), torch.rand(4, 300, generator=gen(38)).to(dtype)
+    with cuda.launches() as log, profile(activities=[ProfilerActivity.CPU]) as prof:
+        cuda._kernels.detect(loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
+        cuda._kernels.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100, "cluster")
+        cuda._kernels.decode_boxes(loc, priors, 0.1, 0.2)
+    assert [launch.kernel for launch in log] == (["detect_scores"] + NMS_KERNELS + ["candidate_flags"]
+                                                 + NMS_KERNELS + ["decode"])
+    assert [e.name for e in prof.events() if e.name in ("aten::copy_", "aten::to", "aten::_to_copy")] == []
+
+
 def test_golden_post_network_path(golden):
     h, w = golden["image"].shape[:2]
     scores = torch.softmax(golden["conf_logits"], -1).t()[1:]

@@ -54,6 +54,15 @@ YF_HD inline PriorCentre prior_centre(int64_t cell, int64_t conv_h, int64_t conv
   return {(double(cell % conv_w) + 0.5) / double(conv_w), (double(cell / conv_w) + 0.5) / double(conv_h)};
 }
 
+// The four values of a box (or prior, or offsets) read from any element type and converted
+// to the arithmetic type A (float16/bfloat16 inputs are read as such and computed in float).
+template <class A>
+struct BoxValues {
+  A v[4];
+  template <class T>
+  YF_HD explicit BoxValues(const T* box) : v{A(box[0]), A(box[1]), A(box[2]), A(box[3])} {}
+};
+
 // One box from its prior (cx, cy, w, h), offsets and the two exponentials
 // exp(loc_w * v1), exp(loc_h * v1), computed by the caller:
 //   c = p_xy + loc_xy * v0 * p_wh;  wh = p_wh * e;  x1 = c - wh / 2;  x2 = wh + x1.

@@ -31,15 +31,17 @@ YF_GLOBAL void priors_level(float* out, const double* anchor_wh, int64_t conv_h,
 }
 
 // loc, out [batch, P, 4]: priors along grid.x, images along grid.y (no per-element
-// division by P).
-template <class T>
-YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int64_t P, T v0, T v1) {
+// division by P). Inputs of T, arithmetic in A, each output rounded once to T.
+template <class T, class A>
+YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int64_t P, A v0, A v1) {
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* image_loc = loc + 4 * b * P;
     T* image_out = out + 4 * b * P;
     YF_KERNEL_LOOP(p, P) {
-      const T* l = image_loc + 4 * p;
-      decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, image_out + 4 * p);
+      const BoxValues<A> l(image_loc + 4 * p);
+      A box[4];
+      decode_box(BoxValues<A>(priors + 4 * p).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0, box);
+      for (int d = 0; d < 4; ++d) image_out[4 * p + d] = T(box[d]);
     }
   }
 }
@@ -88,7 +90,7 @@ struct Shifted {
 // synchronises the warp); stage[stage_base, stage_base + kStageElements) is the warp's.
 // vector_loads: px and k * sizeof(T) are multiples of 16 bytes and k of kStageChannels.
 template <class A, class T, class Coef, class Stage>
-YF_HD inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage stage,
+YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage stage,
                             int stage_base, bool vector_loads) {
   constexpr int kVector = Vec16<T>::kSize, kVectorsPerRun = kStageChannels / kVector;
   static_assert(kStageChannels % kVector == 0, "a run is whole vectors");
@@ -160,7 +162,7 @@ YF_HD inline void store_quad(bool* dst, int quad, uint32_t bits, int width, bool
 }
 
 // Zeros of a th x tw output tile whose rows start out_w bytes apart: a warp per row.
-YF_HD inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores) {
+YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores) {
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, quads = (tw + 3) / 4;
   for (int row = warp; row < th; row += kMaskWarps)
     for (int quad = lane; quad < quads; quad += 32) store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);

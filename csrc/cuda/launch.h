@@ -51,21 +51,17 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
 template <class Launch>
 at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::Tensor& priors,
                         double variance_xy, double variance_wh) {
-  if (is_reduced_float(loc))  // float32 inside, rounded once at the end
-    return decode_boxes(launch, loc.to(at::kFloat), priors.to(at::kFloat), variance_xy,
-                        variance_wh)
-        .to(loc.scalar_type());
   const auto loc_c = loc.contiguous();
   const auto priors_c = priors.contiguous();
   auto out = at::empty_like(loc_c);
   const int64_t P = priors.size(0), batch = P == 0 ? 0 : loc_c.numel() / (4 * P);
   if (batch == 0) return out;
   const dim3 grid(blocks_for(P).x, unsigned(std::min<int64_t>(batch, 65535)));
-  AT_DISPATCH_FLOATING_TYPES(loc.scalar_type(), "decode_boxes_cuda", [&] {
-    launch("decode", grid, dim3(kThreads), 0, &kernels::decode<scalar_t>,
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, loc.scalar_type(), "decode_boxes_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;  // float32 inside for float16/bfloat16, rounded once
+    launch("decode", grid, dim3(kThreads), 0, &kernels::decode<scalar_t, A>,
            loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-           batch, P, static_cast<scalar_t>(variance_xy),
-           static_cast<scalar_t>(variance_wh));
+           batch, P, static_cast<A>(variance_xy), static_cast<A>(variance_wh));
   });
   return out;
 }

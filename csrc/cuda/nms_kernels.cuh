@@ -53,15 +53,18 @@ YF_HD inline bool ranks_before(const Item<T>& a, const Item<T>& b) {
   return a.score > b.score || (a.score == b.score && a.index < b.index);
 }
 
+// Kernels take their inputs in the caller's dtype T (float16/bfloat16 read as such: no cast
+// launches) and compute in A = at::opmath_type<T> (float for them, else T).
+
 // One prior per thread: is_candidate[p] = best class score > threshold (NaN never) and a
 // finite box.
-template <class T>
-YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, T threshold,
+template <class T, class A>
+YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, A threshold,
                                uint8_t* is_candidate) {
   YF_KERNEL_LOOP(p, P) {
-    T best = -INFINITY;
-    for (int64_t c = 0; c < C; ++c) best = nan_max(best, scores[c * P + p]);
-    is_candidate[p] = best > threshold && box_is_finite(boxes + 4 * p);
+    A best = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) best = nan_max(best, A(scores[c * P + p]));
+    is_candidate[p] = best > threshold && box_is_finite(BoxValues<A>(boxes + 4 * p).v);
   }
 }
 
@@ -75,42 +78,43 @@ constexpr int kScoreThreads = 256, kScoreWarps = kScoreThreads / kWarp;
 constexpr int kScorePriors = 32, kScoreClasses = 64;
 
 template <class T>
-YF_HD inline T warp_max(T x) {
+YF_DEVICE inline T warp_max(T x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2)
     x = nan_max(x, __shfl_xor_sync(0xffffffffu, x, offset));
   return x;
 }
 template <class T>
-YF_HD inline T warp_sum(T x) {
+YF_DEVICE inline T warp_sum(T x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
   return x;
 }
 
-template <class T>
+template <class T, class A>
 YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
-                             T v0, T v1, T threshold, T* boxes, T* probs, uint8_t* is_candidate) {
-  YF_SHARED(T, row_max, kScorePriors);
-  YF_SHARED(T, row_inv, kScorePriors);  // 1 / sum of exp(logit - max)
-  YF_SHARED(T, best, kScorePriors);     // best foreground probability
-  YF_SHARED(T, tile, kScoreClasses * (kScorePriors + 1));
+                             A v0, A v1, A threshold, A* boxes, A* probs, uint8_t* is_candidate) {
+  YF_SHARED(A, row_max, kScorePriors);
+  YF_SHARED(A, row_inv, kScorePriors);  // 1 / sum of exp(logit - max)
+  YF_SHARED(A, best, kScorePriors);     // best foreground probability
+  YF_SHARED(A, tile, kScoreClasses * (kScorePriors + 1));
   const int64_t p0 = int64_t(blockIdx.x) * kScorePriors;
   const int priors_here = int(min_(int64_t(kScorePriors), P - p0));
   const int t = int(threadIdx.x), lane = t % kWarp, warp = t / kWarp;
   if (t < priors_here) {
-    const T* l = loc + 4 * (p0 + t);
-    decode_box(priors + 4 * (p0 + t), l, exp_(l[2] * v1), exp_(l[3] * v1), v0, boxes + 4 * (p0 + t));
+    const BoxValues<A> l(loc + 4 * (p0 + t));
+    decode_box(BoxValues<A>(priors + 4 * (p0 + t)).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0,
+               boxes + 4 * (p0 + t));
   }
   for (int i = warp; i < priors_here; i += kScoreWarps) {
     const T* row = logits + (p0 + i) * (C + 1);
-    T m = -INFINITY;
-    for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, row[c]);
+    A m = -INFINITY;
+    for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, A(row[c]));
     m = warp_max(m);
-    T sum = T(0);
-    for (int64_t c = lane; c <= C; c += kWarp) sum += exp_(row[c] - m);
+    A sum = A(0);
+    for (int64_t c = lane; c <= C; c += kWarp) sum += exp_(A(row[c]) - m);
     sum = warp_sum(sum);
     if (lane == 0) {
       row_max[i] = m;
-      row_inv[i] = T(1) / sum;
+      row_inv[i] = A(1) / sum;
       best[i] = -INFINITY;
     }
   }
@@ -119,15 +123,15 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
     const int classes = int(min_(int64_t(kScoreClasses), C - c0));
     for (int i = warp; i < priors_here; i += kScoreWarps) {  // the warp that owns row i above
       const T* row = logits + (p0 + i) * (C + 1) + 1 + c0;
-      const T m = row_max[i], inv = row_inv[i];
-      T row_best = -INFINITY;
+      const A m = row_max[i], inv = row_inv[i];
+      A row_best = -INFINITY;
       for (int c = lane; c < classes; c += kWarp) {
-        const T prob = exp_(row[c] - m) * inv;
+        const A prob = exp_(A(row[c]) - m) * inv;
         tile[c * (kScorePriors + 1) + i] = prob;
         row_best = nan_max(row_best, prob);
       }
       row_best = warp_max(row_best);
-      if (lane == 0) best[i] = nan_max(T(best[i]), row_best);
+      if (lane == 0) best[i] = nan_max(A(best[i]), row_best);
     }
     __syncthreads();
     for (int e = t; e < classes * kScorePriors; e += kScoreThreads) {
@@ -137,7 +141,7 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
     __syncthreads();
   }
   if (t < priors_here)
-    is_candidate[p0 + t] = T(best[t]) > threshold && box_is_finite(boxes + 4 * (p0 + t));
+    is_candidate[p0 + t] = A(best[t]) > threshold && box_is_finite(boxes + 4 * (p0 + t));
 }
 
 // Key byte `digit` (0 = most significant) of item p: its score's order bits, then the
@@ -149,15 +153,16 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
   return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
 }
 
-// The calling block selects the top k of the eligible items (score s[i], eligible ok[i],
+// The calling block selects the top k of the eligible items (score A(s[i]), eligible ok[i],
 // i < n) and calls emit(r, item, count) for each rank r in [0, k) (one thread each), the
 // items in rank order (count = how many there are; items past it are padding). MSD radix
 // select over the unique keys, one byte per pass (stopping at the first byte whose bucket
 // holds exactly the remaining rank), then a bitonic sort of the selected items in dynamic
 // shared memory (k_pad items, k_pad a power of two >= k).
-template <class T, class Emit>
-YF_HD inline void select_top_k_block(const T* s, const uint8_t* ok, int64_t n, int64_t k,
+template <class A, class S, class Emit>
+YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
                                      int64_t k_pad, const Emit& emit) {
+  using T = A;  // items and keys in the arithmetic type
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
   YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
@@ -181,7 +186,7 @@ YF_HD inline void select_top_k_block(const T* s, const uint8_t* ok, int64_t n, i
     __syncthreads();
     for (int64_t i = tid; i < n; i += threads) {
       if (!ok[i]) continue;
-      const unsigned long long bits = order_bits(s[i]);
+      const unsigned long long bits = order_bits(T(s[i]));
       bool match = true;
       for (int d = 0; d < digit && match; ++d) {
         const unsigned expected = prefix[d];
@@ -223,7 +228,7 @@ YF_HD inline void select_top_k_block(const T* s, const uint8_t* ok, int64_t n, i
   // with take_all).
   for (int64_t i = tid; i < n; i += threads) {
     if (!ok[i]) continue;
-    const unsigned long long bits = order_bits(s[i]);
+    const unsigned long long bits = order_bits(T(s[i]));
     bool selected = take_all;
     for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
@@ -235,7 +240,7 @@ YF_HD inline void select_top_k_block(const T* s, const uint8_t* ok, int64_t n, i
     }
     if (selected) {
       const unsigned slot = atomicAdd(&slots[0], 1u);
-      items[slot] = Item<T>{s[i], i};
+      items[slot] = Item<T>{T(s[i]), i};
     }
   }
   for (int64_t i = count + tid; i < k_pad; i += threads)
@@ -265,12 +270,12 @@ YF_HD inline void select_top_k_block(const T* s, const uint8_t* ok, int64_t n, i
 // Block blockIdx.x: the top k of its row (scores[row * score_stride + i], eligible[row *
 // eligible_stride + i], i < n) in rank order to out_index/out_score[row, 0:k) (index -1 and
 // score 0 past the count) and their number to out_count[row].
-template <class T>
-YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t* eligible,
+template <class S, class T>
+YF_GLOBAL void select_top_k(const S* scores, int64_t score_stride, const uint8_t* eligible,
                             int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
                             int64_t* out_index, T* out_score, int64_t* out_count) {
   const int64_t row = blockIdx.x;
-  select_top_k_block(scores + row * score_stride, eligible + row * eligible_stride, n, k, k_pad,
+  select_top_k_block<T>(scores + row * score_stride, eligible + row * eligible_stride, n, k, k_pad,
                      [&](int64_t r, const Item<T>& item, int64_t count) {
                        out_index[row * k + r] = r < count ? item.index : -1;
                        out_score[row * k + r] = r < count ? item.score : T(0);
@@ -283,8 +288,8 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
 // mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
 // neither computed nor written. The column tile's boxes are staged in shared memory.
-template <class T>
-YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
+template <class B, class T>
+YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
   const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
   const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
@@ -294,8 +299,8 @@ YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int6
   const int t = threadIdx.x;
   const int64_t j = col * kTile + t;
   if (j < n) {
-    const T* box = boxes + 4 * ranked_index[c * K + j];
-    for (int d = 0; d < 4; ++d) tile[4 * t + d] = box[d];
+    const B* box = boxes + 4 * ranked_index[c * K + j];
+    for (int d = 0; d < 4; ++d) tile[4 * t + d] = T(box[d]);
   }
   __syncthreads();
   const int64_t i = row * kTile + t;
@@ -303,8 +308,8 @@ YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int6
   uint64_t bits = 0;
   if (i < n) {
     T box_i[4];
-    const T* src = boxes + 4 * ranked_index[c * K + i];
-    for (int d = 0; d < 4; ++d) box_i[d] = src[d];
+    const B* src = boxes + 4 * ranked_index[c * K + i];
+    for (int d = 0; d < 4; ++d) box_i[d] = T(src[d]);
     const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
     for (int64_t b = 0; b < last; ++b) {
       if (col * kTile + b <= i) continue;
@@ -368,22 +373,24 @@ YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, 
 
 // One block: the top M survivors of all classes (keep[c * K + r], ranked by
 // ranked_score[c * K + r], ties by the flat index c * K + r), gathered in rank order into
-// the padded outputs (zeros past the count) with their number in *out_count.
-template <class T>
-YF_GLOBAL void merge_detections(const T* ranked_score, const uint8_t* keep, int64_t C, int64_t K,
-                                int64_t M, int64_t m_pad, const T* boxes, const T* coeffs,
+// the padded outputs (zeros past the count) with their number in *out_count. Boxes of B and
+// scores of A are rounded once to the output dtype T.
+template <class A, class B, class T>
+YF_GLOBAL void merge_detections(const A* ranked_score, const uint8_t* keep, int64_t C, int64_t K,
+                                int64_t M, int64_t m_pad, const B* boxes, const T* coeffs,
                                 const int64_t* ranked_index, int64_t k, T* out_boxes,
                                 T* out_coeffs, int64_t* out_labels, T* out_scores,
                                 int64_t* out_count) {
-  select_top_k_block(ranked_score, keep, C * K, M, m_pad,
-                     [&](int64_t m, const Item<T>& item, int64_t count) {
+  const T zero = T(A(0));
+  select_top_k_block<A>(ranked_score, keep, C * K, M, m_pad,
+                        [&](int64_t m, const Item<A>& item, int64_t count) {
                        const bool valid = m < count;
                        const int64_t flat = valid ? item.index : 0;
                        const int64_t p = valid ? ranked_index[flat] : 0;
-                       for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? boxes[4 * p + d] : T(0);
-                       for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : T(0);
+                       for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
+                       for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
                        out_labels[m] = valid ? flat / K : 0;
-                       out_scores[m] = valid ? item.score : T(0);
+                       out_scores[m] = valid ? T(item.score) : zero;
                        if (m == 0) *out_count = count;
                      });
 }
