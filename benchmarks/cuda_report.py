@@ -143,16 +143,16 @@ def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> 
 
 
 def sass_report(cubins: Sequence[Path], dtypes: Sequence[str] = ("float",)) -> List[Dict[str, object]]:
-    """One row per kernel that has no template arguments or whose first one (the element
-    type) is in ``dtypes``."""
+    """One row per kernel that has no template arguments or whose template arguments (the
+    element types) are all in ``dtypes``."""
     rows = []
     for cubin in cubins:
         functions, usage = disassemble(cubin)
         names = sass.demangle(list(functions))
         for mangled, function in functions.items():
             name = names[mangled]
-            element_type = name[name.find("<") + 1:-1].split(",")[0].strip() if "<" in name else None
-            if element_type is not None and element_type not in dtypes:
+            element_types = [t.strip() for t in name[name.find("<") + 1:-1].split(",")] if "<" in name else []
+            if any(t not in dtypes for t in element_types):
                 continue
             rows.append(kernel_report(function, usage.get(mangled, {}), name))
     return sorted(rows, key=lambda row: row["kernel"])
