@@ -72,20 +72,16 @@ YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64
 // threads): their decoded boxes (a thread per prior), their foreground probabilities
 // probs[c, p] (softmax over the C + 1 logits, background dropped) and whether each is a
 // candidate. A warp per prior row reads its logits (coalesced) and reduces the softmax max
-// and sum with shuffles; the probabilities go through shared memory, kScoreClasses classes
+// and sum with shuffles (the sum in the CPU kernel's order); the probabilities go through shared memory, kScoreClasses classes
 // at a time, so that they are written class-major with coalesced stores.
 constexpr int kScoreThreads = 256, kScoreWarps = kScoreThreads / kWarp;
 constexpr int kScorePriors = 32, kScoreClasses = 64;
+constexpr int kSumLanes = 8;  // partial sums of the softmax denominator
 
 template <class T>
 YF_DEVICE inline T warp_max(T x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2)
     x = nan_max(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  return x;
-}
-template <class T>
-YF_DEVICE inline T warp_sum(T x) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
   return x;
 }
 
@@ -109,9 +105,16 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
     A m = -INFINITY;
     for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, A(row[c]));
     m = warp_max(m);
+    // The sum in the order of the CPU kernel (foreground_softmax in csrc/cpu/nms_kernel.cpp),
+    // so that ties and thresholds fall alike: lane l < 8 sums the exps of i = l mod 8 over
+    // the whole runs of 8, the partial sums are added in lane order, then the tail in order.
+    const int64_t whole = (C + 1) - (C + 1) % kSumLanes;
+    A partial = A(0);
+    if (lane < kSumLanes)
+      for (int64_t c = lane; c < whole; c += kSumLanes) partial += exp_(A(row[c]) - m);
     A sum = A(0);
-    for (int64_t c = lane; c <= C; c += kWarp) sum += exp_(A(row[c]) - m);
-    sum = warp_sum(sum);
+    for (int l = 0; l < kSumLanes; ++l) sum += __shfl_sync(0xffffffffu, partial, l);
+    for (int64_t c = whole; c <= C; ++c) sum += exp_(A(row[c]) - m);  // every lane alike
     if (lane == 0) {
       row_max[i] = m;
       row_inv[i] = A(1) / sum;
