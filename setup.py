@@ -3,7 +3,8 @@
 CPU kernels are always built. The CUDA kernels are added when a GPU and nvcc are
 found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
   FORCE_CUDA=1            build the CUDA kernels without a visible GPU
-  TORCH_CUDA_ARCH_LIST    target architectures (default below when no GPU is visible)
+  TORCH_CUDA_ARCH_LIST    target architectures (default when no GPU is visible:
+                          scripts/cuda_toolkit.py, also read by the shell scripts)
   MAX_JOBS                parallel compile jobs (ninja)
   DEBUG=1                 -O0 -g, no NDEBUG
   SANITIZE=1              CPU code with AddressSanitizer + UndefinedBehaviorSanitizer
@@ -13,34 +14,30 @@ found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
 """
 
 import glob
+import importlib.util
 import os
-import re
-import subprocess
 import sysconfig
-import tempfile
 
 import torch
 from setuptools import find_packages, setup
 from torch.utils import cpp_extension
 
-DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+def load_cuda_toolkit_helper():
+    """scripts/cuda_toolkit.py: the default architectures and the nvcc probe (one home for
+    setup.py and the shell scripts)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "cuda_toolkit.py")
+    spec = importlib.util.spec_from_file_location("yolact_fast_cuda_toolkit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cuda_toolkit = load_cuda_toolkit_helper()
 
 
 def env_flag(name):
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
-
-
-def toolkit_of_nvcc():
-    """Root of the CUDA toolkit that the nvcc on PATH runs (it may be a wrapper script)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        open(os.path.join(tmp, "probe.cu"), "w").close()
-        try:
-            dry = subprocess.run(["nvcc", "--dryrun", "-c", "probe.cu"], cwd=tmp,
-                                 capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-    match = re.search(r"^#\$ _HERE_=(.*)/bin$", dry.stdout + dry.stderr, re.MULTILINE)
-    return match.group(1) if match else None
 
 
 def resolve_cuda_home():
@@ -51,7 +48,7 @@ def resolve_cuda_home():
     guess = cpp_extension.CUDA_HOME
     if guess and glob.glob(os.path.join(guess, "lib*", "libcudart.so*")):
         return
-    toolkit = toolkit_of_nvcc()
+    toolkit = cuda_toolkit.toolkit_of_nvcc()
     if toolkit:
         os.environ["CUDA_HOME"] = toolkit
         cpp_extension.CUDA_HOME = toolkit
@@ -99,7 +96,7 @@ def get_extensions():
     resolve_cuda_home()
     with_cuda = want_cuda()
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+        os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_toolkit.DEFAULT_CUDA_ARCHS
     sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
     sources += sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/testing/*.cpp"))
     extension = cpp_extension.CppExtension

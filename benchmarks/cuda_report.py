@@ -143,16 +143,16 @@ def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> 
 
 
 def sass_report(cubins: Sequence[Path], dtypes: Sequence[str] = ("float",)) -> List[Dict[str, object]]:
-    """One row per kernel that has no template arguments or whose first one (the element
-    type) is in ``dtypes``."""
+    """One row per kernel that has no template arguments or whose template arguments (the
+    element types) are all in ``dtypes``."""
     rows = []
     for cubin in cubins:
         functions, usage = disassemble(cubin)
         names = sass.demangle(list(functions))
         for mangled, function in functions.items():
             name = names[mangled]
-            element_type = name[name.find("<") + 1:-1].split(",")[0].strip() if "<" in name else None
-            if element_type is not None and element_type not in dtypes:
+            element_types = [t.strip() for t in name[name.find("<") + 1:-1].split(",")] if "<" in name else []
+            if any(t not in dtypes for t in element_types):
                 continue
             rows.append(kernel_report(function, usage.get(mangled, {}), name))
     return sorted(rows, key=lambda row: row["kernel"])
@@ -202,9 +202,10 @@ def official_inputs(seed: int = 0):
     import numpy as np
     import torch
 
-    golden = Path(os.environ.get("YOLACT_FAST_GOLDEN", ROOT.parent / "shared" / "golden"))
-    case = golden / "golden_yolact_base_s0_480x640.npz"
-    if case.exists():
+    name = "golden_yolact_base_s0_480x640.npz"
+    folders = [os.environ.get("YOLACT_FAST_GOLDEN"), ROOT.parent / "shared" / "golden", ROOT / "tests" / "data" / "golden"]
+    case = next((Path(f) / name for f in folders if f and (Path(f) / name).exists()), None)
+    if case is not None:
         data = np.load(case)
         return case.name, {k: torch.from_numpy(np.ascontiguousarray(data[k]))
                            for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")}

@@ -95,17 +95,17 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
         "decode": lambda r: (2 * P * 4 * F32, P * 4 * F32),
         "detect_scores": lambda r: (2 * P * 4 * F32 + P * (C + 1) * F32, P * 4 * F32 + C * P * F32 + P),
         "candidate_flags": lambda r: (C * P * F32 + P * 4 * F32, P),
-        # one block per class: top K of the P scores; one block: top M of the C x K survivors
-        "select_top_k": lambda r: ((C * P * F32 + P, C * K * (I64 + F32) + C * I64)
-                                   if _threads(r.get("grid")) > 1 else
-                                   (C * K * (F32 + 1), M * (I64 + F32) + I64)),
+        # one block per class: top K of the P scores
+        "select_top_k": lambda r: (C * P * F32 + P, C * K * (I64 + F32) + C * I64),
         "iou_tiles": lambda r: (C * K * (I64 + 4 * F32) + C * I64, bits),
         "survivors": lambda r: (bits + C * I64, C * K),
-        "gather_detections": lambda r: (M * (I64 + F32 + I64) + det + I64, det + I64),
-        # fused mask kernels: proto, coefficients and boxes in; only each box's footprint
-        # written (the rest is zeroed by an ATen memset, charged as its own step)
+        # one block: top M of the C x K survivors, then their rows gathered
+        "merge_detections": lambda r: (C * K * (F32 + 1) + M * I64 + det, det + I64),
+        # fused mask kernels: proto, coefficients and boxes in. assemble_masks writes only
+        # each box's footprint (the rest is zeroed by an ATen memset, charged as its own
+        # step); paste_masks writes every output byte once (zeros off the footprint).
         "assemble_masks": lambda r: (proto + M * (k + 4) * F32, masks * s.footprint),
-        "paste_masks": lambda r: (proto + M * (k + 4) * F32, out * s.footprint),
+        "paste_masks": lambda r: (proto + M * (k + 4) * F32, out),
     }
 
 

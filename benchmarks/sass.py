@@ -9,7 +9,8 @@ to the branch (the latch). The *hot loop* of a kernel is its innermost loop with
 instructions (a kernel without loops has its whole body as the hot region). The *store
 loop* is the innermost loop holding a global store; its *store path* is the longest
 branch-free path from head to latch that executes a store, so "instructions per output
-byte" = instructions on that path / bytes it stores.
+byte" = instructions on that path / bytes it stores. With several innermost store loops
+the largest one counts.
 """
 
 from __future__ import annotations
@@ -290,9 +291,11 @@ def store_path(function: Function, loop: Loop, store_roots: Tuple[str, ...] = ("
 
 
 def store_loop(function: Function) -> Optional[Loop]:
-    """The innermost loop that holds a global store."""
+    """The innermost loop that holds a global store (the one with the most instructions
+    when there are several, e.g. a zero-fill loop beside the per-pixel loop)."""
     candidates = [loop for loop in innermost(loops(function))
                   if any(inst.root in ("STG", "ST") for inst in function.between(loop.head, loop.latch))]
+    candidates.sort(key=lambda loop: -len(function.between(loop.head, loop.latch)))
     if not candidates:
         # a store loop may hold an inner loop (e.g. over channels): take the smallest one
         candidates = [loop for loop in loops(function)

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=$(python -c "import torch; print(torch.utils.cmake_prefix_path)")
 # A CUDA build of torch makes its CMake config look for the toolkit (and, without an
-# arch list, for GPUs) even for CPU targets.
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# arch list, for GPUs) even for CPU targets: the project's default list when none is set.
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$(python scripts/cuda_toolkit.py archs)}
 cuda_args=()
 if [ -n "${CUDA_HOME:-}" ]; then
   cuda_args=(-DCUDA_TOOLKIT_ROOT_DIR="$CUDA_HOME" -DCUDAToolkit_ROOT="$CUDA_HOME"

@@ -279,3 +279,21 @@ def test_footprint_fraction():
     half = torch.tensor([[0.25, 0.25, 0.75, 0.75], [0.0, 0.0, 1.0, 1.0]])
     assert cuda_report.footprint_fraction(half) == pytest.approx(((71 / 138) ** 2 + 1) / 2)
     assert cuda_report.footprint_fraction(torch.zeros(0, 4)) == 0.0
+
+
+# --- build defaults: one home ------------------------------------------------------------------
+
+def test_cuda_build_defaults_have_one_home():
+    """The default architectures (CI builds all five) and the nvcc probe live in
+    scripts/cuda_toolkit.py only; setup.py and the shell scripts ask it."""
+    import re
+    import subprocess
+
+    helper = ROOT / "scripts" / "cuda_toolkit.py"
+    archs = subprocess.run([sys.executable, str(helper), "archs"], capture_output=True, text=True, check=True)
+    assert archs.stdout.strip() == "7.5;8.0;8.6;8.9;9.0+PTX"
+    for user in ("setup.py", "scripts/cuda_env.sh", "scripts/cmake_build.sh"):
+        text = (ROOT / user).read_text()
+        assert "cuda_toolkit" in text, user
+        assert not re.search(r"\d\.\d\+PTX|ARCH_LIST:-\d", text), f"{user} has its own architecture list"
+        assert "--dryrun" not in text, f"{user} probes nvcc itself"

@@ -81,6 +81,23 @@ def test_reduced_precision(dtype):
     assert torch.equal(boxes, cuda.decode_boxes(loc.float(), priors.float()).to(dtype))
 
 
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision_inputs_are_read_in_their_dtype(dtype):
+    """float16/bfloat16 inputs go to the kernels as they are: the launches of float32 and no
+    ATen cast (copy_) before or after them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(300, 4, 3, gen(37), clustered=True))
+    boxes, scores = loc.abs().cumsum(1), torch.rand(4, 300, generator=gen(38)).to(dtype)
+    with cuda.launches() as log, profile(activities=[ProfilerActivity.CPU]) as prof:
+        cuda._kernels.detect(loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
+        cuda._kernels.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100, "cluster")
+        cuda._kernels.decode_boxes(loc, priors, 0.1, 0.2)
+    assert [launch.kernel for launch in log] == (["detect_scores"] + NMS_KERNELS + ["candidate_flags"]
+                                                 + NMS_KERNELS + ["decode"])
+    assert [e.name for e in prof.events() if e.name in ("aten::copy_", "aten::to", "aten::_to_copy")] == []
+
+
 def test_golden_post_network_path(golden):
     h, w = golden["image"].shape[:2]
     scores = torch.softmax(golden["conf_logits"], -1).t()[1:]
@@ -139,6 +156,52 @@ def test_masks_equal_the_cpu_kernels_on_odd_sizes():
                            ops.paste_masks(proto, coeffs, boxes, size, 0.5, padding)), (case, size)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_proto_staging_vector_and_scalar_loads(dtype):
+    """The mask kernels stage proto through shared memory with 16-byte loads when k is a
+    multiple of 8 and proto is 16-byte aligned, else element by element: both give the CPU
+    kernels' masks bit for bit (k = 16: two runs of 8 channels; k = 13: a partial run)."""
+    g = gen(17)
+    boxes = torch.tensor([[0.05, 0.1, 0.9, 0.8], [0.3, 0.0, 0.6, 1.0], [-0.2, 0.4, 1.3, 0.7]], dtype=dtype)
+    for k in (16, 13):
+        aligned = random_proto(37, 45, k, g, dtype)
+        storage = torch.empty(aligned.numel() + 1, dtype=dtype)
+        misaligned = storage[1:].view(aligned.shape).copy_(aligned)  # contiguous, 1 element off
+        assert misaligned.is_contiguous() and misaligned.data_ptr() % 16 != 0
+        coeffs = random_coeffs(3, k, g, dtype)
+        want_paste = ops.paste_masks(aligned, coeffs, boxes, (101, 96))
+        want_assemble = ops.assemble_masks(aligned, coeffs, boxes)
+        for proto in (aligned, misaligned):
+            assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (101, 96)), want_paste), k
+            assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
+
+
+def test_paste_writes_every_output_pixel():
+    """No memset before the paste kernel: it zeroes every pixel off the footprint itself (the
+    emulation hands it an output of 0x01 bytes, so a pixel left unwritten reads True)."""
+    g = gen(19)
+    proto, coeffs = random_proto(20, 30, 8, g), random_coeffs(3, 8, g)
+    boxes = torch.tensor([[0.1, 0.1, 0.3, 0.2], [2.0, 2.0, 3.0, 3.0], [0.5, 0.5, 0.5, 0.5]])  # one in, two empty
+    for size in ((97, 130), (64, 128)):  # byte stores, 4-byte stores
+        with cuda.launches() as log:
+            got = cuda.paste_masks(proto, coeffs, boxes, size)
+        assert [launch.kernel for launch in log] == ["paste_masks"]
+        assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, size))
+        assert not got[1:].any() and got[0].any()
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_detect_scores_tiles_of_priors_and_classes(method):
+    """detect_scores works on 32 priors x 64 classes at a time: more classes than one pass
+    and a partial last tile of priors, against the reference."""
+    g = gen(23)
+    loc, logits, coeffs, priors = random_head(75, 150, 3, g, clustered=True, concentration=1.0)
+    got = emulated_detect(loc, logits, coeffs, priors, 0.5, 40, 0.009, 100, method)
+    want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 40, 0.009, 100, method)
+    assert len(got[0]) > 20
+    assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_masks_do_not_depend_on_the_schedule(seed):
     g = gen(5)
@@ -151,11 +214,11 @@ def test_masks_do_not_depend_on_the_schedule(seed):
 
 # --- NMS kernels: launches, schedules, limits ------------------------------------------
 
-NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "select_top_k", "gather_detections"]
+NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "merge_detections"]
 
 
-def test_nms_and_detect_launch_six_kernels():
-    """decode + softmax + NMS in at most 8 launches (6 custom kernels; with contiguous
+def test_nms_and_detect_launch_five_kernels():
+    """decode + softmax + NMS in at most 8 launches (5 custom kernels; with contiguous
     float32 inputs no ATen kernel runs besides allocations)."""
     g = gen(41)
     loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)

@@ -44,6 +44,25 @@ YF_HD inline T clamp_max(T x, T hi) {
   return x > hi ? hi : x;
 }
 
+// Centre of cell `cell` (row-major) of a conv_h x conv_w grid, relative to the image:
+// ((col + 0.5) / conv_w, (row + 0.5) / conv_h) in float64 like the official Python code
+// (callers round it once to float32).
+struct PriorCentre {
+  double x, y;
+};
+YF_HD inline PriorCentre prior_centre(int64_t cell, int64_t conv_h, int64_t conv_w) {
+  return {(double(cell % conv_w) + 0.5) / double(conv_w), (double(cell / conv_w) + 0.5) / double(conv_h)};
+}
+
+// The four values of a box (or prior, or offsets) read from any element type and converted
+// to the arithmetic type A (float16/bfloat16 inputs are read as such and computed in float).
+template <class A>
+struct BoxValues {
+  A v[4];
+  template <class T>
+  YF_HD explicit BoxValues(const T* box) : v{A(box[0]), A(box[1]), A(box[2]), A(box[3])} {}
+};
+
 // One box from its prior (cx, cy, w, h), offsets and the two exponentials
 // exp(loc_w * v1), exp(loc_h * v1), computed by the caller:
 //   c = p_xy + loc_xy * v0 * p_wh;  wh = p_wh * e;  x1 = c - wh / 2;  x2 = wh + x1.

@@ -1,6 +1,8 @@
 // Portability layer for code shared by the CPU and CUDA builds.
 //
-// YF_HD marks math that runs on both host and device. Kernels (YF_GLOBAL) are written
+// YF_HD marks math that runs on both host and device; YF_DEVICE, helpers of kernels that
+// use block or warp primitives (__syncthreads, shuffles, shared memory): device-only under
+// nvcc, plain functions under the emulation. Kernels (YF_GLOBAL) are written
 // once: nvcc compiles them for the GPU, and a host compiler compiles them against the
 // emulation of csrc/common/emulation.h, which runs each block's threads as fibers. There
 // blockIdx/threadIdx/blockDim/gridDim are thread-local variables the emulation sets, and
@@ -17,6 +19,7 @@
 
 #if defined(__CUDACC__)
 #define YF_HD __host__ __device__
+#define YF_DEVICE __device__
 #define YF_GLOBAL __global__
 #define YF_SHARED(T, name, N) __shared__ T name[N]
 #define YF_DYNAMIC_SHARED(T, name)                                  \
@@ -24,6 +27,7 @@
   T* name = reinterpret_cast<T*>(yf_dynamic_shared_)
 #else
 #define YF_HD
+#define YF_DEVICE
 #define YF_GLOBAL
 
 struct uint3 {

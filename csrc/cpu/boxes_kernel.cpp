@@ -21,13 +21,11 @@ at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_size
     const int64_t A = anchors_per_level[l];
     at::parallel_for(0, conv_h * conv_w, 256, [&](int64_t begin, int64_t end) {
       for (int64_t cell = begin; cell < end; ++cell) {
-        // x, y in float64 like the official Python code, rounded once to float32.
-        const double x = (double(cell % conv_w) + 0.5) / double(conv_w);
-        const double y = (double(cell / conv_w) + 0.5) / double(conv_h);
+        const PriorCentre centre = prior_centre(cell, conv_h, conv_w);
         for (int64_t a = 0; a < A; ++a) {
           float* p = out + (cell * A + a) * 4;
-          p[0] = float(x);
-          p[1] = float(y);
+          p[0] = float(centre.x);
+          p[1] = float(centre.y);
           p[2] = float(sizes[2 * a]);
           p[3] = float(sizes[2 * a + 1]);
         }

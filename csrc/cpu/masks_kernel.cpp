@@ -105,7 +105,7 @@ void paste_one(const T* proto, int64_t H, int64_t W, int64_t k, const A* coeffs,
     A* dst = rows_resized + my * span;
     for (int64_t x = 0; x < span; ++x) {
       const LinearTap<A>& t = col_taps[out_cols.begin + x];
-      dst[x] = src[t.i0 - col0] * t.w0 + src[t.i0 + t.step - col0] * t.w1;
+      dst[x] = interpolate(t, src[t.i0 - col0], src[t.i0 + t.step - col0]);
     }
   }
   for (int64_t oy = out_rows.begin; oy < out_rows.end; ++oy) {
@@ -113,7 +113,7 @@ void paste_one(const T* proto, int64_t H, int64_t W, int64_t k, const A* coeffs,
     const A* top = rows_resized + (t.i0 - row0) * span;
     const A* bottom = rows_resized + (t.i0 + t.step - row0) * span;
     bool* dst = out + oy * out_w + out_cols.begin;
-    for (int64_t x = 0; x < span; ++x) dst[x] = (top[x] * t.w0 + bottom[x] * t.w1) > threshold;
+    for (int64_t x = 0; x < span; ++x) dst[x] = interpolate(t, top[x], bottom[x]) > threshold;
   }
 }
 

@@ -21,26 +21,27 @@ namespace {
 YF_GLOBAL void priors_level(float* out, const double* anchor_wh, int64_t conv_h, int64_t conv_w,
                             int64_t A) {
   YF_KERNEL_LOOP(i, conv_h * conv_w * A) {
-    const int64_t a = i % A, cell = i / A;
-    const double x = (double(cell % conv_w) + 0.5) / double(conv_w);
-    const double y = (double(cell / conv_w) + 0.5) / double(conv_h);
-    out[4 * i] = float(x);
-    out[4 * i + 1] = float(y);
+    const int64_t a = i % A;
+    const PriorCentre centre = prior_centre(i / A, conv_h, conv_w);
+    out[4 * i] = float(centre.x);
+    out[4 * i + 1] = float(centre.y);
     out[4 * i + 2] = float(anchor_wh[2 * a]);
     out[4 * i + 3] = float(anchor_wh[2 * a + 1]);
   }
 }
 
 // loc, out [batch, P, 4]: priors along grid.x, images along grid.y (no per-element
-// division by P).
-template <class T>
-YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int64_t P, T v0, T v1) {
+// division by P). Inputs of T, arithmetic in A, each output rounded once to T.
+template <class T, class A>
+YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int64_t P, A v0, A v1) {
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* image_loc = loc + 4 * b * P;
     T* image_out = out + 4 * b * P;
     YF_KERNEL_LOOP(p, P) {
-      const T* l = image_loc + 4 * p;
-      decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, image_out + 4 * p);
+      const BoxValues<A> l(image_loc + 4 * p);
+      A box[4];
+      decode_box(BoxValues<A>(priors + 4 * p).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0, box);
+      for (int d = 0; d < 4; ++d) image_out[4 * p + d] = T(box[d]);
     }
   }
 }
@@ -51,6 +52,7 @@ YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int6
 // staged in dynamic shared memory (k values of the arithmetic type A).
 
 constexpr int kMaskThreads = 256;  // 8 warps
+constexpr int kMaskWarps = kMaskThreads / 32;
 constexpr int kAssembleTile = 32;  // assemble_masks: 32 x 32 proto pixels per block
 // paste_masks: a tile of at most kPasteTileH x kPasteTileW output pixels, whose bilinear
 // taps need at most kPatchH x kPatchW proto pixels (the launcher sizes tiles so; +2 slack
@@ -59,6 +61,63 @@ constexpr int kPasteTileH = 32, kPasteTileW = 128;
 constexpr int kPatchH = 24, kPatchW = 48;
 constexpr int kPatchRows = kPatchH + 2, kPatchCols = kPatchW + 2;
 
+// Proto staging: a warp combines the channels of up to 32 consecutive pixels of a proto row
+// (lane i: pixel i) through shared memory, kStageChannels channels at a time. The warp
+// copies a run with coalesced loads (each pixel's run is one 32-byte sector for float32;
+// 16-byte vector loads when proto's rows allow), then each lane combines its pixel's run
+// from shared memory (odd pixel stride: no bank conflicts).
+constexpr int kStageChannels = 8;
+constexpr int kStageStride = kStageChannels + 1;
+constexpr int kStageElements = 32 * kStageStride;  // one warp's
+
+// 16 bytes of T, loaded with one vector load.
+template <class T>
+struct alignas(16) Vec16 {
+  static constexpr int kSize = 16 / int(sizeof(T));
+  T v[kSize];
+};
+
+// array[base + j]: a run inside a shared (or any indexable) array.
+template <class Array>
+struct Shifted {
+  Array array;
+  int64_t base;
+  YF_HD auto operator[](int64_t j) const -> decltype(array[base + j]) { return array[base + j]; }
+};
+
+// Lane i of the calling warp gets lincomb(px + i * k, coef, k) for i < pixels (<= 32),
+// with the arithmetic (and rounding) of lincomb. Called by all 32 lanes of a warp (it
+// synchronises the warp); stage[stage_base, stage_base + kStageElements) is the warp's.
+// vector_loads: px and k * sizeof(T) are multiples of 16 bytes and k of kStageChannels.
+template <class A, class T, class Coef, class Stage>
+YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage stage,
+                            int stage_base, bool vector_loads) {
+  constexpr int kVector = Vec16<T>::kSize, kVectorsPerRun = kStageChannels / kVector;
+  static_assert(kStageChannels % kVector == 0, "a run is whole vectors");
+  const int lane = int(threadIdx.x) % 32;
+  LincombSum<A> sum;
+  for (int j0 = 0; j0 < k; j0 += kStageChannels) {
+    const int channels = min_(kStageChannels, k - j0);
+    if (vector_loads) {
+      for (int q = lane; q < pixels * kVectorsPerRun; q += 32) {
+        const int p = q / kVectorsPerRun, j = (q % kVectorsPerRun) * kVector;
+        const Vec16<T> v = *reinterpret_cast<const Vec16<T>*>(px + int64_t(p) * k + j0 + j);
+        for (int e = 0; e < kVector; ++e) stage[stage_base + p * kStageStride + j + e] = A(v.v[e]);
+      }
+    } else {
+      for (int q = lane; q < pixels * kStageChannels; q += 32) {
+        const int p = q / kStageChannels, j = q % kStageChannels;
+        if (j < channels) stage[stage_base + p * kStageStride + j] = A(px[int64_t(p) * k + j0 + j]);
+      }
+    }
+    __syncwarp();
+    if (lane < pixels)
+      sum.add(Shifted<Stage>{stage, stage_base + lane * kStageStride}, Shifted<Coef>{coef, j0}, channels);
+    __syncwarp();
+  }
+  return sum.total();
+}
+
 template <class T, class A>
 YF_HD inline CropBox detection_crop(const T* boxes, int n, int H, int W, A padding) {
   const A box[4] = {A(boxes[4 * n]), A(boxes[4 * n + 1]), A(boxes[4 * n + 2]), A(boxes[4 * n + 3])};
@@ -66,10 +125,11 @@ YF_HD inline CropBox detection_crop(const T* boxes, int n, int H, int W, A paddi
 }
 
 // Cropped sigmoid masks at proto resolution, out [N, H, W] (zeroed): grid (ceil(W / 32),
-// ceil(H / 32), detections of this launch), detection = first + blockIdx.z.
+// ceil(H / 32), detections of this launch), detection = first + blockIdx.z. A warp per
+// row of the tile, a lane per pixel.
 template <class T, class A>
 YF_GLOBAL void assemble_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
-                              int W, int k, A padding, T* out) {
+                              int W, int k, A padding, bool vector_loads, T* out) {
   const int n = first + int(blockIdx.z);
   const CropBox crop = detection_crop(boxes, n, H, W, padding);
   const int y0 = int(blockIdx.y) * kAssembleTile, x0 = int(blockIdx.x) * kAssembleTile;
@@ -78,37 +138,57 @@ YF_GLOBAL void assemble_masks(int first, const T* proto, const T* coeffs, const 
   if (y_begin >= y_end || x_begin >= x_end) return;  // the whole block: nothing to do
 
   YF_DYNAMIC_SHARED(A, coef);
+  YF_SHARED(A, stage, kMaskWarps * kStageElements);
   for (int j = int(threadIdx.x); j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);
   __syncthreads();
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
   T* plane = out + int64_t(n) * H * W;
-  for (int y = y_begin + warp; y < y_end; y += kMaskThreads / 32)
-    for (int x = x_begin + lane; x < x_end; x += 32) {
-      const int pixel = y * W + x;
-      plane[pixel] = T(sigmoid(lincomb<A>(proto + int64_t(pixel) * k, coef, k)));
-    }
+  for (int y = y_begin + warp; y < y_end; y += kMaskWarps) {
+    const int pixel = y * W + x_begin;
+    const A value = warp_lincomb<A>(proto + int64_t(pixel) * k, x_end - x_begin, k, coef, stage,
+                                    warp * kStageElements, vector_loads);
+    if (lane < x_end - x_begin) plane[pixel + lane] = T(sigmoid(value));
+  }
+}
+
+// Pixels [4 quad, 4 quad + 4) of an output row (those < width), one byte of bits each;
+// quad_stores: width is a multiple of 4 and dst 4-byte aligned, so one 4-byte store.
+YF_HD inline void store_quad(bool* dst, int quad, uint32_t bits, int width, bool quad_stores) {
+  if (quad_stores) {
+    *reinterpret_cast<uint32_t*>(dst + 4 * quad) = bits;
+    return;
+  }
+  for (int j = 0; j < 4 && 4 * quad + j < width; ++j) dst[4 * quad + j] = (bits >> (8 * j)) & 1u;
+}
+
+// Zeros of a th x tw output tile whose rows start out_w bytes apart: a warp per row.
+YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores) {
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, quads = (tw + 3) / 4;
+  for (int row = warp; row < th; row += kMaskWarps)
+    for (int quad = lane; quad < quads; quad += 32) store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);
 }
 
 // Bilinear resize (align_corners=False) of the cropped sigmoid masks and threshold, fused:
-// out [N, out_h, out_w] bool (zeroed). grid (ceil(out_w / tile_w), ceil(out_h / tile_h),
-// detections of this launch). quad_stores: tile_w and out_w are multiples of 4, so each
-// thread stores 4 pixels with one 4-byte store.
+// out [N, out_h, out_w] bool, every pixel written (0 off each box's footprint: no memset).
+// grid (ceil(out_w / tile_w), ceil(out_h / tile_h), detections of this launch); a tile that
+// misses the footprint is zeroed at once. quad_stores: tile_w and out_w are multiples of 4,
+// so each thread stores 4 pixels with one 4-byte store. vector_loads: see warp_lincomb.
 template <class T, class A>
 YF_GLOBAL void paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
                            int W, int k, int out_h, int out_w, int tile_h, int tile_w,
-                           A padding, A threshold, bool quad_stores, bool* out) {
+                           A padding, A threshold, bool vector_loads, bool quad_stores,
+                           bool* out) {
   const int n = first + int(blockIdx.z);
   const CropBox crop = detection_crop(boxes, n, H, W, padding);
   const int ty0 = int(blockIdx.y) * tile_h, tx0 = int(blockIdx.x) * tile_w;
   const int th = min_(tile_h, out_h - ty0), tw = min_(tile_w, out_w - tx0);
-  // Taps are monotone in the output index: the tile reaches the crop iff its last taps
-  // reach the crop's start and its first taps start before the crop's end.
   {
     const LinearTap<A> top = linear_tap<A>(ty0, H, out_h), bottom = linear_tap<A>(ty0 + th - 1, H, out_h);
     const LinearTap<A> left = linear_tap<A>(tx0, W, out_w), right = linear_tap<A>(tx0 + tw - 1, W, out_w);
-    if (crop.empty() || bottom.i0 + bottom.step < crop.rows.begin || top.i0 >= crop.rows.end ||
-        right.i0 + right.step < crop.cols.begin || left.i0 >= crop.cols.end)
+    if (!taps_reach(top, bottom, crop.rows) || !taps_reach(left, right, crop.cols)) {
+      zero_tile(out + (int64_t(n) * out_h + ty0) * out_w + tx0, th, tw, out_w, quad_stores);
       return;  // the whole block
+    }
   }
   const int t = int(threadIdx.x), lane = t % 32, warp = t / 32;
 
@@ -135,50 +215,61 @@ YF_GLOBAL void paste_masks(int first, const T* proto, const T* coeffs, const T* 
   const int pr0 = first_row.i0, ph = last_row.i0 + last_row.step - pr0 + 1;
   const int pc0 = first_col.i0, pw = last_col.i0 + last_col.step - pc0 + 1;
 
-  // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop).
+  // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
+  // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
   YF_SHARED(A, patch, kPatchRows * kPatchCols);
-  for (int r = warp; r < ph; r += kMaskThreads / 32)
-    for (int c = lane; c < pw; c += 32) {
-      const int y = pr0 + r, x = pc0 + c;
-      A value = A(0);
-      if (crop.contains(y, x)) value = sigmoid(lincomb<A>(proto + int64_t(y * W + x) * k, coef, k));
-      patch[r * kPatchCols + c] = value;
+  YF_SHARED(A, scratch, kPatchRows * kPasteTileW);
+  static_assert(kMaskWarps * kStageElements <= kPatchRows * kPasteTileW, "staging fits in scratch");
+  const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
+  for (int r = warp; r < ph; r += kMaskWarps) {
+    const int y = pr0 + r;
+    const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
+    for (int c = lane; c < pw; c += 32)
+      if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
+    if (!row_in_crop) continue;  // warp-uniform
+    for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
+      const int pixels = min_(32, crop_c1 - x0);
+      const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
+                                      warp * kStageElements, vector_loads);
+      if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
     }
+  }
   __syncthreads();
 
-  // 3. Each patch row resized along x to the footprint's columns.
-  YF_SHARED(A, resized, kPatchRows * kPasteTileW);
+  // 3. Each patch row resized along x to the footprint's columns, and 0 in the rest of the
+  // quads they overlap, so that step 4 reads whole quads without bounds checks.
+  const int sx0 = fx0 & ~3, sx1 = (fx1 + 3) & ~3;  // <= kPasteTileW
   for (int r = t / kPasteTileW; r < ph; r += kMaskThreads / kPasteTileW)
-    for (int x = fx0 + t % kPasteTileW; x < fx1; x += kPasteTileW) {
-      const LinearTap<A> tap = col_taps[x];
-      const int c = r * kPatchCols + tap.i0 - pc0;
-      const A left = patch[c], right = patch[c + tap.step];
-      resized[r * kPasteTileW + x] = left * tap.w0 + right * tap.w1;
+    for (int x = sx0 + t % kPasteTileW; x < sx1; x += kPasteTileW) {
+      A value = A(0);
+      if (x >= fx0 && x < fx1) {
+        const LinearTap<A> tap = col_taps[x];
+        const int c = r * kPatchCols + tap.i0 - pc0;
+        value = interpolate(tap, A(patch[c]), A(patch[c + tap.step]));
+      }
+      scratch[r * kPasteTileW + x] = value;
     }
   __syncthreads();
 
-  // 4. Resize along y, threshold, store: a warp per row, 4 pixels per thread.
-  const int quad0 = fx0 / 4, quad1 = (fx1 + 3) / 4;
-  for (int row = fy0 + warp; row < fy1; row += kMaskThreads / 32) {
+  // 4. Every pixel of the tile: resized along y and thresholded in the footprint, 0
+  // elsewhere. A warp per row, 4 pixels per thread.
+  const int quads = (tw + 3) / 4;
+  for (int row = warp; row < th; row += kMaskWarps) {
+    const bool in_footprint = row >= fy0 && row < fy1;  // warp-uniform
     const LinearTap<A> tap = row_taps[row];
     const int top = (tap.i0 - pr0) * kPasteTileW, bottom = top + tap.step * kPasteTileW;
     bool* dst = out + (int64_t(n) * out_h + ty0 + row) * out_w + tx0;
-    for (int quad = quad0 + lane; quad < quad1; quad += 32) {
+    for (int quad = lane; quad < quads; quad += 32) {
+      const int x0 = 4 * quad;
       uint32_t bits = 0;
-      for (int j = 0; j < 4; ++j) {
-        const int x = 4 * quad + j;
-        if (x < fx0 || x >= fx1) continue;
-        const A upper = resized[top + x], lower = resized[bottom + x];
-        bits |= uint32_t(upper * tap.w0 + lower * tap.w1 > threshold) << (8 * j);
-      }
-      if (quad_stores) {
-        *reinterpret_cast<uint32_t*>(dst + 4 * quad) = bits;
-      } else {
-        for (int j = 0; j < 4; ++j) {
-          const int x = 4 * quad + j;
-          if (x >= fx0 && x < fx1) dst[x] = (bits >> (8 * j)) & 1u;
+      if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
+        for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
+          const int x = x0 + j;
+          const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
+          bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
         }
       }
+      store_quad(dst, quad, bits, tw, quad_stores);
     }
   }
 }

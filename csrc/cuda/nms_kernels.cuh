@@ -7,7 +7,8 @@
 //               keys, then a bitonic sort of the k selected in shared memory
 //   IoU:        iou_tiles, 64 x 64 tiles of the ranked boxes, lower-triangle tiles skipped
 //   survivors:  survivors, one warp per class (Fast NMS: column OR; greedy: bits in registers)
-//   merge:      select_top_k again over all survivors, then gather_detections
+//   merge:      merge_detections, one block: select_top_k_block over all survivors, then
+//               the survivors' rows gathered into the outputs
 #pragma once
 
 #include <cstring>
@@ -22,6 +23,7 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kTile = 64;  // boxes per IoU tile: one 64-bit word of the bitmask
+constexpr int kGreedyRows = 32;  // bitmask rows a greedy warp stages at a time
 
 // Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b), and
 // a == b <=> order_bits(a) == order_bits(b) (-0.0 is keyed as +0.0: the two compare equal,
@@ -51,41 +53,98 @@ YF_HD inline bool ranks_before(const Item<T>& a, const Item<T>& b) {
   return a.score > b.score || (a.score == b.score && a.index < b.index);
 }
 
+// Kernels take their inputs in the caller's dtype T (float16/bfloat16 read as such: no cast
+// launches) and compute in A = at::opmath_type<T> (float for them, else T).
+
 // One prior per thread: is_candidate[p] = best class score > threshold (NaN never) and a
 // finite box.
-template <class T>
-YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, T threshold,
+template <class T, class A>
+YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, A threshold,
                                uint8_t* is_candidate) {
   YF_KERNEL_LOOP(p, P) {
-    T best = -INFINITY;
-    for (int64_t c = 0; c < C; ++c) best = nan_max(best, scores[c * P + p]);
-    is_candidate[p] = best > threshold && box_is_finite(boxes + 4 * p);
+    A best = -INFINITY;
+    for (int64_t c = 0; c < C; ++c) best = nan_max(best, A(scores[c * P + p]));
+    is_candidate[p] = best > threshold && box_is_finite(BoxValues<A>(boxes + 4 * p).v);
   }
 }
 
-// detect's pass over the raw outputs, one prior per thread: its decoded box, its
-// foreground probabilities probs[c, p] (softmax over the C + 1 logits, background dropped)
-// and whether it is a candidate.
+// detect's pass over the raw outputs for kScorePriors priors per block (of kScoreThreads
+// threads): their decoded boxes (a thread per prior), their foreground probabilities
+// probs[c, p] (softmax over the C + 1 logits, background dropped) and whether each is a
+// candidate. A warp per prior row reads its logits (coalesced) and reduces the softmax max
+// and sum with shuffles (the sum in the CPU kernel's order); the probabilities go through shared memory, kScoreClasses classes
+// at a time, so that they are written class-major with coalesced stores.
+constexpr int kScoreThreads = 256, kScoreWarps = kScoreThreads / kWarp;
+constexpr int kScorePriors = 32, kScoreClasses = 64;
+constexpr int kSumLanes = 8;  // partial sums of the softmax denominator
+
 template <class T>
+YF_DEVICE inline T warp_max(T x) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2)
+    x = nan_max(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+template <class T, class A>
 YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
-                             T v0, T v1, T threshold, T* boxes, T* probs, uint8_t* is_candidate) {
-  YF_KERNEL_LOOP(p, P) {
-    const T* l = loc + 4 * p;
-    decode_box(priors + 4 * p, l, exp_(l[2] * v1), exp_(l[3] * v1), v0, boxes + 4 * p);
-    const T* row = logits + p * (C + 1);
-    T row_max = -INFINITY;
-    for (int64_t c = 0; c <= C; ++c) row_max = nan_max(row_max, row[c]);
-    T sum = T(0);
-    for (int64_t c = 0; c <= C; ++c) sum += exp_(row[c] - row_max);
-    const T inv = T(1) / sum;
-    T best = -INFINITY;
-    for (int64_t c = 0; c < C; ++c) {
-      const T prob = exp_(row[c + 1] - row_max) * inv;
-      probs[c * P + p] = prob;
-      best = nan_max(best, prob);
-    }
-    is_candidate[p] = best > threshold && box_is_finite(boxes + 4 * p);
+                             A v0, A v1, A threshold, A* boxes, A* probs, uint8_t* is_candidate) {
+  YF_SHARED(A, row_max, kScorePriors);
+  YF_SHARED(A, row_inv, kScorePriors);  // 1 / sum of exp(logit - max)
+  YF_SHARED(A, best, kScorePriors);     // best foreground probability
+  YF_SHARED(A, tile, kScoreClasses * (kScorePriors + 1));
+  const int64_t p0 = int64_t(blockIdx.x) * kScorePriors;
+  const int priors_here = int(min_(int64_t(kScorePriors), P - p0));
+  const int t = int(threadIdx.x), lane = t % kWarp, warp = t / kWarp;
+  if (t < priors_here) {
+    const BoxValues<A> l(loc + 4 * (p0 + t));
+    decode_box(BoxValues<A>(priors + 4 * (p0 + t)).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0,
+               boxes + 4 * (p0 + t));
   }
+  for (int i = warp; i < priors_here; i += kScoreWarps) {
+    const T* row = logits + (p0 + i) * (C + 1);
+    A m = -INFINITY;
+    for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, A(row[c]));
+    m = warp_max(m);
+    // The sum in the order of the CPU kernel (foreground_softmax in csrc/cpu/nms_kernel.cpp),
+    // so that ties and thresholds fall alike: lane l < 8 sums the exps of i = l mod 8 over
+    // the whole runs of 8, the partial sums are added in lane order, then the tail in order.
+    const int64_t whole = (C + 1) - (C + 1) % kSumLanes;
+    A partial = A(0);
+    if (lane < kSumLanes)
+      for (int64_t c = lane; c < whole; c += kSumLanes) partial += exp_(A(row[c]) - m);
+    A sum = A(0);
+    for (int l = 0; l < kSumLanes; ++l) sum += __shfl_sync(0xffffffffu, partial, l);
+    for (int64_t c = whole; c <= C; ++c) sum += exp_(A(row[c]) - m);  // every lane alike
+    if (lane == 0) {
+      row_max[i] = m;
+      row_inv[i] = A(1) / sum;
+      best[i] = -INFINITY;
+    }
+  }
+  __syncthreads();
+  for (int64_t c0 = 0; c0 < C; c0 += kScoreClasses) {
+    const int classes = int(min_(int64_t(kScoreClasses), C - c0));
+    for (int i = warp; i < priors_here; i += kScoreWarps) {  // the warp that owns row i above
+      const T* row = logits + (p0 + i) * (C + 1) + 1 + c0;
+      const A m = row_max[i], inv = row_inv[i];
+      A row_best = -INFINITY;
+      for (int c = lane; c < classes; c += kWarp) {
+        const A prob = exp_(A(row[c]) - m) * inv;
+        tile[c * (kScorePriors + 1) + i] = prob;
+        row_best = nan_max(row_best, prob);
+      }
+      row_best = warp_max(row_best);
+      if (lane == 0) best[i] = nan_max(A(best[i]), row_best);
+    }
+    __syncthreads();
+    for (int e = t; e < classes * kScorePriors; e += kScoreThreads) {
+      const int c = e / kScorePriors, i = e % kScorePriors;
+      if (i < priors_here) probs[(c0 + c) * P + p0 + i] = tile[c * (kScorePriors + 1) + i];
+    }
+    __syncthreads();
+  }
+  if (t < priors_here)
+    is_candidate[p0 + t] = A(best[t]) > threshold && box_is_finite(boxes + 4 * (p0 + t));
 }
 
 // Key byte `digit` (0 = most significant) of item p: its score's order bits, then the
@@ -97,26 +156,22 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
   return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
 }
 
-// Block blockIdx.x selects the top k of its row's eligible items (score
-// scores[row * score_stride + i], eligible[row * eligible_stride + i], i < n) and writes
-// them in rank order to out_index/out_score[row, 0:k) (index -1 and score 0 past the count)
-// and their number to out_count[row]. MSD radix select over the unique keys, one byte per
-// pass (stopping at the first byte whose bucket holds exactly the remaining rank), then a
-// bitonic sort of the selected items in dynamic shared memory (k_pad items, k_pad a power
-// of two >= k).
-template <class T>
-YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t* eligible,
-                            int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
-                            int64_t* out_index, T* out_score, int64_t* out_count) {
+// The calling block selects the top k of the eligible items (score A(s[i]), eligible ok[i],
+// i < n) and calls emit(r, item, count) for each rank r in [0, k) (one thread each), the
+// items in rank order (count = how many there are; items past it are padding). MSD radix
+// select over the unique keys, one byte per pass (stopping at the first byte whose bucket
+// holds exactly the remaining rank), then a bitonic sort of the selected items in dynamic
+// shared memory (k_pad items, k_pad a power of two >= k).
+template <class A, class S, class Emit>
+YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
+                                     int64_t k_pad, const Emit& emit) {
+  using T = A;  // items and keys in the arithmetic type
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
   YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
   YF_SHARED(unsigned, slots, 1);             // 32-bit: a 64-bit shared atomicAdd is a CAS loop
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
-  const int64_t row = blockIdx.x;
-  const T* s = scores + row * score_stride;
-  const uint8_t* ok = eligible + row * eligible_stride;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
 
   if (tid == 0) {
@@ -134,7 +189,7 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
     __syncthreads();
     for (int64_t i = tid; i < n; i += threads) {
       if (!ok[i]) continue;
-      const unsigned long long bits = order_bits(s[i]);
+      const unsigned long long bits = order_bits(T(s[i]));
       bool match = true;
       for (int d = 0; d < digit && match; ++d) {
         const unsigned expected = prefix[d];
@@ -176,7 +231,7 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
   // with take_all).
   for (int64_t i = tid; i < n; i += threads) {
     if (!ok[i]) continue;
-    const unsigned long long bits = order_bits(s[i]);
+    const unsigned long long bits = order_bits(T(s[i]));
     bool selected = take_all;
     for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
@@ -188,7 +243,7 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
     }
     if (selected) {
       const unsigned slot = atomicAdd(&slots[0], 1u);
-      items[slot] = Item<T>{s[i], i};
+      items[slot] = Item<T>{T(s[i]), i};
     }
   }
   for (int64_t i = count + tid; i < k_pad; i += threads)
@@ -211,10 +266,24 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
   }
   for (int64_t r = tid; r < k; r += threads) {
     const Item<T> item = items[r];
-    out_index[row * k + r] = r < count ? item.index : -1;
-    out_score[row * k + r] = r < count ? item.score : T(0);
+    emit(r, item, count);
   }
-  if (tid == 0) out_count[row] = count;
+}
+
+// Block blockIdx.x: the top k of its row (scores[row * score_stride + i], eligible[row *
+// eligible_stride + i], i < n) in rank order to out_index/out_score[row, 0:k) (index -1 and
+// score 0 past the count) and their number to out_count[row].
+template <class S, class T>
+YF_GLOBAL void select_top_k(const S* scores, int64_t score_stride, const uint8_t* eligible,
+                            int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
+                            int64_t* out_index, T* out_score, int64_t* out_count) {
+  const int64_t row = blockIdx.x;
+  select_top_k_block<T>(scores + row * score_stride, eligible + row * eligible_stride, n, k, k_pad,
+                     [&](int64_t r, const Item<T>& item, int64_t count) {
+                       out_index[row * k + r] = r < count ? item.index : -1;
+                       out_score[row * k + r] = r < count ? item.score : T(0);
+                       if (r == 0) out_count[row] = count;
+                     });
 }
 
 // Block (class * words + column tile, row tile) of the suppression bitmask (the class is
@@ -222,8 +291,8 @@ YF_GLOBAL void select_top_k(const T* scores, int64_t score_stride, const uint8_t
 // mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
 // neither computed nor written. The column tile's boxes are staged in shared memory.
-template <class T>
-YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int64_t* count,
+template <class B, class T>
+YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
   const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
   const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
@@ -233,8 +302,8 @@ YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int6
   const int t = threadIdx.x;
   const int64_t j = col * kTile + t;
   if (j < n) {
-    const T* box = boxes + 4 * ranked_index[c * K + j];
-    for (int d = 0; d < 4; ++d) tile[4 * t + d] = box[d];
+    const B* box = boxes + 4 * ranked_index[c * K + j];
+    for (int d = 0; d < 4; ++d) tile[4 * t + d] = T(box[d]);
   }
   __syncthreads();
   const int64_t i = row * kTile + t;
@@ -242,8 +311,8 @@ YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int6
   uint64_t bits = 0;
   if (i < n) {
     T box_i[4];
-    const T* src = boxes + 4 * ranked_index[c * K + i];
-    for (int d = 0; d < 4; ++d) box_i[d] = src[d];
+    const B* src = boxes + 4 * ranked_index[c * K + i];
+    for (int d = 0; d < 4; ++d) box_i[d] = T(src[d]);
     const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
     for (int64_t b = 0; b < last; ++b) {
       if (col * kTile + b <= i) continue;
@@ -258,7 +327,8 @@ YF_GLOBAL void iou_tiles(const T* boxes, const int64_t* ranked_index, const int6
 // One warp per class: keep[c, r] for its ranked boxes. "fast": r is removed iff any
 // higher-ranked box suppresses it (an OR down each bitmask column, rows split over the
 // lanes). "greedy": only kept boxes suppress; lane w holds word w of the removed set
-// (words <= 32) and the rows are walked in rank order.
+// (words <= 32) and the rows are walked in rank order, staged kGreedyRows at a time in
+// dynamic shared memory (kGreedyRows x words words per warp).
 YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, int64_t K,
                          int64_t words, bool greedy, uint8_t* keep) {
   const int64_t c = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
@@ -280,12 +350,23 @@ YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, 
     }
     return;
   }
+  // The rows go through shared memory, kGreedyRows at a time (coalesced loads), so that the
+  // serial walk waits on shared, not global, memory.
+  YF_DYNAMIC_SHARED(uint64_t, staged);
+  const int64_t base = int64_t(threadIdx.x / kWarp) * kGreedyRows * words;
   uint64_t removed = 0;  // word `lane` of the removed set
-  for (int64_t i = 0; i < n; ++i) {
-    const int owner = int(i / kTile);
-    const uint64_t word = __shfl_sync(0xffffffffu, removed, owner);
-    if ((word >> (i % kTile)) & 1) continue;  // warp-uniform
-    if (int64_t(lane) >= owner && int64_t(lane) < words) removed |= rows[i * words + lane];
+  for (int64_t i0 = 0; i0 < n; i0 += kGreedyRows) {
+    const int64_t staged_rows = n - i0 < kGreedyRows ? n - i0 : kGreedyRows;
+    for (int64_t e = lane; e < staged_rows * words; e += kWarp) staged[base + e] = rows[i0 * words + e];
+    __syncwarp();
+    for (int64_t i = i0; i < i0 + staged_rows; ++i) {
+      const int owner = int(i / kTile);
+      const uint64_t word = __shfl_sync(0xffffffffu, removed, owner);
+      if ((word >> (i % kTile)) & 1) continue;  // warp-uniform
+      if (int64_t(lane) >= owner && int64_t(lane) < words)
+        removed |= uint64_t(staged[base + (i - i0) * words + lane]);
+    }
+    __syncwarp();
   }
   for (int64_t b = 0; b < kTile; ++b) {
     const int64_t r = kTile * int64_t(lane) + b;
@@ -293,24 +374,28 @@ YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, 
   }
 }
 
-// Row m of the outputs: the m-th survivor in global rank order (flat index c * K + rank
-// into the ranked lists), or zeros past the count.
-template <class T>
-YF_GLOBAL void gather_detections(const T* boxes, const T* coeffs, const int64_t* ranked_index,
-                                 const int64_t* order, const T* order_score,
-                                 const int64_t* order_count, int64_t M, int64_t K, int64_t k,
-                                 T* out_boxes, T* out_coeffs, int64_t* out_labels, T* out_scores,
-                                 int64_t* out_count) {
-  YF_KERNEL_LOOP(m, M) {
-    const bool valid = m < *order_count;
-    const int64_t flat = valid ? order[m] : 0;
-    const int64_t p = valid ? ranked_index[flat] : 0;
-    for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? boxes[4 * p + d] : T(0);
-    for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : T(0);
-    out_labels[m] = valid ? flat / K : 0;
-    out_scores[m] = valid ? order_score[m] : T(0);
-    if (m == 0) *out_count = *order_count;
-  }
+// One block: the top M survivors of all classes (keep[c * K + r], ranked by
+// ranked_score[c * K + r], ties by the flat index c * K + r), gathered in rank order into
+// the padded outputs (zeros past the count) with their number in *out_count. Boxes of B and
+// scores of A are rounded once to the output dtype T.
+template <class A, class B, class T>
+YF_GLOBAL void merge_detections(const A* ranked_score, const uint8_t* keep, int64_t C, int64_t K,
+                                int64_t M, int64_t m_pad, const B* boxes, const T* coeffs,
+                                const int64_t* ranked_index, int64_t k, T* out_boxes,
+                                T* out_coeffs, int64_t* out_labels, T* out_scores,
+                                int64_t* out_count) {
+  const T zero = T(A(0));
+  select_top_k_block<A>(ranked_score, keep, C * K, M, m_pad,
+                        [&](int64_t m, const Item<A>& item, int64_t count) {
+                       const bool valid = m < count;
+                       const int64_t flat = valid ? item.index : 0;
+                       const int64_t p = valid ? ranked_index[flat] : 0;
+                       for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
+                       for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
+                       out_labels[m] = valid ? flat / K : 0;
+                       out_scores[m] = valid ? T(item.score) : zero;
+                       if (m == 0) *out_count = count;
+                     });
 }
 
 }  // namespace

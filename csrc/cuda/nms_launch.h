@@ -1,6 +1,7 @@
 // Launch logic of fast_nms and detect on the device (kernels: nms_kernels.cuh), for any
-// Launch policy (real launches or the host emulation; see launch.h). Six kernel launches
-// per call, no ATen kernels besides copies of non-contiguous or float16/bfloat16 inputs,
+// Launch policy (real launches or the host emulation; see launch.h). Five kernel launches
+// per call for every dtype (float16/bfloat16 read as such), no ATen kernels besides copies
+// of non-contiguous inputs,
 // no host synchronisation, padded static outputs: the path can be captured in a CUDA
 // graph. The callers check the arguments first (csrc/checks.h).
 #pragma once
@@ -29,8 +30,10 @@ inline int64_t next_power_of_two(int64_t x) {
   return p;
 }
 
-inline at::ScalarType nms_compute_type(const at::Tensor& t) {
-  return is_reduced_float(t) ? at::kFloat : t.scalar_type();
+// Tensor options of the element type A (the arithmetic type of the kernels' buffers).
+template <class A>
+at::TensorOptions options_of(const at::Tensor& like) {
+  return like.options().dtype(c10::CppTypeToScalarType<A>::value);
 }
 
 struct DeviceNmsOutputs {
@@ -41,9 +44,7 @@ struct DeviceNmsOutputs {
         labels(at::empty({M}, options.dtype(at::kLong))),
         scores(at::empty({M}, options)),
         count(at::empty({}, options.dtype(at::kLong))) {}
-  NmsResult result(at::ScalarType dtype) const {
-    return {boxes.to(dtype), coeffs.to(dtype), labels, scores.to(dtype), count};
-  }
+  NmsResult result() const { return {boxes, coeffs, labels, scores, count}; }
 };
 
 // Grids: select_top_k and iou_tiles put the C classes (times the K / 64 column tiles) on
@@ -62,47 +63,43 @@ inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64
   check_allocation({C, K, (K + 63) / 64}, sizeof(uint64_t), "NMS on CUDA (IoU bits)", "top_k");
 }
 
-// Per-class NMS of scores [C, P] (row stride P) over the candidate priors, into out.
-template <class T, class Launch>
+// Per-class NMS of scores [C, P] (row stride P, element type S) over the candidate priors
+// with boxes [P, 4] of B, into out (coefficients and outputs of T); A: arithmetic type.
+template <class A, class B, class S, class T, class Launch>
 void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Tensor& scores,
                      const at::Tensor& is_candidate, const at::Tensor& coeffs, int64_t K,
-                     T iou_threshold, bool greedy, DeviceNmsOutputs& out) {
+                     A iou_threshold, bool greedy, DeviceNmsOutputs& out) {
   const int64_t C = scores.size(0), P = scores.size(1), M = out.boxes.size(0);
   const int64_t words = (K + kernels::kTile - 1) / kernels::kTile;
   const auto options = boxes.options();
   auto ranked_index = at::empty({C, K}, options.dtype(at::kLong));
-  auto ranked_score = at::empty({C, K}, options);
+  at::Tensor ranked_score = at::empty({C, K}, options_of<A>(boxes));
   auto ranked_count = at::empty({C}, options.dtype(at::kLong));
   const int64_t k_pad = next_power_of_two(K);
   launch("select_top_k", dim3(unsigned(C)), dim3(kSelectThreads),
-         size_t(k_pad) * sizeof(kernels::Item<T>), &kernels::select_top_k<T>,
-         scores.data_ptr<T>(), P, is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad,
-         ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<T>(),
+         size_t(k_pad) * sizeof(kernels::Item<A>), &kernels::select_top_k<S, A>,
+         scores.data_ptr<S>(), P, is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad,
+         ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<A>(),
          ranked_count.data_ptr<int64_t>());
 
   auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
   auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
   launch("iou_tiles", dim3(unsigned(C * words), unsigned(words)), dim3(kernels::kTile),
-         0, &kernels::iou_tiles<T>, boxes.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
+         0, &kernels::iou_tiles<B, A>, boxes.data_ptr<B>(), ranked_index.data_ptr<int64_t>(),
          ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
   auto keep = at::empty({C, K}, options.dtype(at::kByte));
+  const size_t staged_bytes =
+      greedy ? size_t(kSurvivorWarps) * kernels::kGreedyRows * size_t(words) * sizeof(uint64_t) : 0;
   launch("survivors", dim3(unsigned((C + kSurvivorWarps - 1) / kSurvivorWarps)),
-         dim3(kSurvivorWarps * kernels::kWarp), 0, &kernels::survivors, mask_bits,
+         dim3(kSurvivorWarps * kernels::kWarp), staged_bytes, &kernels::survivors, mask_bits,
          ranked_count.data_ptr<int64_t>(), C, K, words, greedy, keep.data_ptr<uint8_t>());
 
-  // All survivors ranked by score, ties by flat index c * K + rank (class-major).
-  auto order = at::empty({M}, options.dtype(at::kLong));
-  auto order_score = at::empty({M}, options);
-  auto order_count = at::empty({1}, options.dtype(at::kLong));
+  // All survivors ranked by score, ties by flat index c * K + rank (class-major), gathered.
   const int64_t m_pad = next_power_of_two(M);
-  launch("select_top_k", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<T>),
-         &kernels::select_top_k<T>, ranked_score.data_ptr<T>(), int64_t(0),
-         keep.data_ptr<uint8_t>(), int64_t(0), C * K, M, m_pad, order.data_ptr<int64_t>(),
-         order_score.data_ptr<T>(), order_count.data_ptr<int64_t>());
-  launch("gather_detections", blocks_for(M), dim3(kThreads), 0, &kernels::gather_detections<T>,
-         boxes.data_ptr<T>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
-         order.data_ptr<int64_t>(), order_score.data_ptr<T>(), order_count.data_ptr<int64_t>(), M,
-         K, coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
+  launch("merge_detections", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<A>),
+         &kernels::merge_detections<A, B, T>, ranked_score.data_ptr<A>(), keep.data_ptr<uint8_t>(), C,
+         K, M, m_pad, boxes.data_ptr<B>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
+         coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
          out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(), out.count.data_ptr<int64_t>());
 }
 
@@ -114,25 +111,25 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
   const int64_t C = scores_in.size(0), P = boxes_in.size(0), K = std::min(top_k, P);
   const int64_t M = nms_output_size(C, P, top_k, max_detections);
   check_ranked_sizes(C, P, K, M, top_k, max_detections, "scores");
-  const at::ScalarType dtype = nms_compute_type(boxes_in);
-  const auto boxes = boxes_in.to(dtype).contiguous();
-  const auto scores = scores_in.to(dtype).contiguous();
-  const auto coeffs = coeffs_in.to(dtype).contiguous();
+  const auto boxes = boxes_in.contiguous();
+  const auto scores = scores_in.contiguous();
+  const auto coeffs = coeffs_in.contiguous();
   DeviceNmsOutputs out(M, coeffs.size(1), boxes.options());
   if (M == 0) {
     out.count.zero_();
-    return out.result(boxes_in.scalar_type());
+    return out.result();
   }
-  AT_DISPATCH_FLOATING_TYPES(dtype, "fast_nms_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "fast_nms_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
     auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
     launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
-           &kernels::candidate_flags<scalar_t>, boxes.data_ptr<scalar_t>(),
-           scores.data_ptr<scalar_t>(), C, P, static_cast<scalar_t>(score_threshold),
+           &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
+           scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
            is_candidate.data_ptr<uint8_t>());
-    nms_from_scores<scalar_t>(launch, boxes, scores, is_candidate, coeffs, K,
-                              static_cast<scalar_t>(iou_threshold), greedy, out);
+    nms_from_scores<A, scalar_t, scalar_t, scalar_t>(launch, boxes, scores, is_candidate, coeffs, K,
+                                                     static_cast<A>(iou_threshold), greedy, out);
   });
-  return out.result(boxes_in.scalar_type());
+  return out.result();
 }
 
 template <class Launch>
@@ -145,29 +142,31 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
   const int64_t P = loc_in.size(0), K = std::min(top_k, P);
   const int64_t M = nms_output_size(C, P, top_k, max_detections);
   check_ranked_sizes(C, P, K, M, top_k, max_detections, "conf_logits");
-  const at::ScalarType dtype = nms_compute_type(loc_in);
-  const auto loc = loc_in.to(dtype).contiguous();
-  const auto logits = logits_in.to(dtype).contiguous();
-  const auto coeffs = coeffs_in.to(dtype).contiguous();
-  const auto priors = priors_in.to(dtype).contiguous();
+  const auto loc = loc_in.contiguous();
+  const auto logits = logits_in.contiguous();
+  const auto coeffs = coeffs_in.contiguous();
+  const auto priors = priors_in.contiguous();
   DeviceNmsOutputs out(M, coeffs.size(1), loc.options());
   if (M == 0) {
     out.count.zero_();
-    return out.result(loc_in.scalar_type());
+    return out.result();
   }
-  AT_DISPATCH_FLOATING_TYPES(dtype, "detect_cuda", [&] {
-    auto boxes = at::empty({P, 4}, loc.options());
-    auto probs = at::empty({C, P}, loc.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, loc.scalar_type(), "detect_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    at::Tensor boxes = at::empty({P, 4}, options_of<A>(loc));
+    at::Tensor probs = at::empty({C, P}, options_of<A>(loc));
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
-    launch("detect_scores", blocks_for(P), dim3(kThreads), 0, &kernels::detect_scores<scalar_t>,
+    const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
+    launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
+           &kernels::detect_scores<scalar_t, A>,
            loc.data_ptr<scalar_t>(), priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C,
-           P, static_cast<scalar_t>(variance_xy), static_cast<scalar_t>(variance_wh),
-           static_cast<scalar_t>(score_threshold), boxes.data_ptr<scalar_t>(),
-           probs.data_ptr<scalar_t>(), is_candidate.data_ptr<uint8_t>());
-    nms_from_scores<scalar_t>(launch, boxes, probs, is_candidate, coeffs, K,
-                              static_cast<scalar_t>(iou_threshold), greedy, out);
+           P, static_cast<A>(variance_xy), static_cast<A>(variance_wh),
+           static_cast<A>(score_threshold), boxes.data_ptr<A>(), probs.data_ptr<A>(),
+           is_candidate.data_ptr<uint8_t>());
+    nms_from_scores<A, A, A, scalar_t>(launch, boxes, probs, is_candidate, coeffs, K,
+                                       static_cast<A>(iou_threshold), greedy, out);
   });
-  return out.result(loc_in.scalar_type());
+  return out.result();
 }
 
 }  // namespace launch
