@@ -198,26 +198,14 @@ struct BoxColumns {
   }
 };
 
-// Whether any of boxes [begin, end) suppresses box b. Same arithmetic as box_iou(); the
-// plain min/max equal its NaN-propagating ones because candidate boxes are finite.
+// Whether any of boxes [begin, end) suppresses box b (candidate boxes are finite).
 // Branch-free so that the loop vectorizes.
-// TODO(issue 12.4): box_math.h has no IoU of finite boxes with precomputed areas; with
-// suppresses() itself (NaN-aware min/max, areas per pair) this loop takes 1.5x as long
-// (measured: NMS share of detect 13% -> 18%). Move this there as box_iou_finite().
 template <class T>
 YF_INLINE bool any_suppresses(const T* x1, const T* y1, const T* x2, const T* y2, const T* area,
                               int64_t begin, int64_t end, const T* b, T area_b, T iou_threshold) {
   int hit = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    const T right = x2[i] < b[2] ? x2[i] : b[2];
-    const T left = x1[i] > b[0] ? x1[i] : b[0];
-    const T bottom = y2[i] < b[3] ? y2[i] : b[3];
-    const T top = y1[i] > b[1] ? y1[i] : b[1];
-    const T iw = right - left > T(0) ? right - left : T(0);
-    const T ih = bottom - top > T(0) ? bottom - top : T(0);
-    const T inter = iw * ih;
-    hit |= !(inter / (area[i] + area_b - inter) <= iou_threshold);
-  }
+  for (int64_t i = begin; i < end; ++i)
+    hit |= finite_box_suppresses(x1[i], y1[i], x2[i], y2[i], area[i], b, area_b, iou_threshold);
   return hit != 0;
 }
 
