@@ -37,7 +37,7 @@ from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
 from ..model import Yolact
-from ..model.checkpoint import save_file, save_weights
+from ..model.checkpoint import check_stored_tensors, save_file, save_weights, torch_load
 from ..preprocess import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
@@ -257,14 +257,14 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint to resume not found: {path!r}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f"refusing to resume from {path!r}: the file is corrupt or not a "
-                           f"checkpoint ({type(error).__name__}: {error})") from error
+        state = torch_load(path, path)
+    except RuntimeError as error:
+        raise RuntimeError(f"refusing to resume from {path!r}: {error}") from None
     required = {"format", "state_dict", "optimizer", "epoch", "step", "config", "class_names"}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not required <= set(state):
         raise RuntimeError(f"refusing to resume from {path!r}: not a yolact_fast training checkpoint "
                            f"(expected keys {sorted(required)})")
+    check_stored_tensors(state, repr(path))
     return state
 
 
