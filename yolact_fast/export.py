@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from . import ops as _ops
-from . import reference as _reference
 from .boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
 from .instances import Instances
@@ -241,7 +240,7 @@ def _add_network_outputs(g: _GraphBuilder, config: YolactConfig) -> None:
     t = g.onnx.TensorProto
     loc, conf_logits, mask_coeffs, proto = RAW_OUTPUTS
     conf = g.op("Softmax", conf_logits, axis=-1)
-    priors = g.const(_reference.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
+    priors = g.const(_ops.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
     g.set_outputs([
         (loc, "loc", t.FLOAT, ["batch", "priors", 4]),
         (conf, "conf", t.FLOAT, ["batch", "priors", config.num_classes]),
@@ -331,7 +330,7 @@ def _preprocess(g: _GraphBuilder, config: YolactConfig, image: str) -> str:
 
 def _decode(g: _GraphBuilder, config: YolactConfig, loc: str) -> str:
     """reference.decode_boxes with the priors of the config's input size as constants."""
-    priors = _reference.make_priors(config, (config.max_size,) * 2).numpy()
+    priors = _ops.make_priors(config, (config.max_size,) * 2).numpy()
     prior_xy, prior_wh = g.const(priors[:, :2], hint="prior_xy"), g.const(priors[:, 2:], hint="prior_wh")
     variance_xy, variance_wh = (g.const(v) for v in config.variances)
     loc_xy, loc_wh = g.slice(loc, 0, 2, axis=1), g.slice(loc, 2, 4, axis=1)
@@ -378,7 +377,7 @@ def _per_class_nms(g: _GraphBuilder, boxes, scores, coeffs, nms, score_threshold
 
 
 def _box_iou_self(g: _GraphBuilder, boxes: str) -> str:
-    """reference.box_iou_pairs(boxes, boxes): [C,K,4] -> [C,K,K], same arithmetic order."""
+    """boxes.box_iou(boxes, boxes): [C,K,4] -> [C,K,K], same arithmetic order."""
     lo, hi = g.slice(boxes, 0, 2, axis=2), g.slice(boxes, 2, 4, axis=2)
     max_xy = g.op("Min", g.unsqueeze(hi, 2), g.unsqueeze(hi, 1))
     min_xy = g.op("Max", g.unsqueeze(lo, 2), g.unsqueeze(lo, 1))
@@ -416,7 +415,7 @@ def _greedy_survivors(g: _GraphBuilder, class_boxes: str, top_scores: str, k: st
 
 
 def _crop_bounds(g: _GraphBuilder, lo: str, hi: str, size: str, padding: float):
-    """reference.crop_bounds: scaled, ordered, padded, clamped to [0, size]."""
+    """boxes.crop_bounds: scaled, ordered, padded, clamped to [0, size]."""
     lo, hi = g.op("Mul", lo, size), g.op("Mul", hi, size)
     lo, hi = g.op("Min", lo, hi), g.op("Max", lo, hi)
     lo = g.op("Clip", g.op("Sub", lo, g.const(padding)), g.const(0.0))

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import reference
+from .. import ops
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
@@ -344,7 +344,7 @@ class Trainer:
             self.data, processes.world_size, processes.rank, shuffle=True, seed=options.seed, drop_last=False)
         self.steps_per_epoch = math.ceil(len(self.sampler) / self.local_batch)
         self.total_steps = self.steps_per_epoch * options.epochs
-        self.priors = reference.make_priors(config, (config.max_size, config.max_size)).to(device)
+        self.priors = ops.make_priors(config, (config.max_size, config.max_size), device)
         self.generator = torch.Generator().manual_seed(options.seed + processes.rank)
         self.epoch, self.step, self.samples_done = 0, 0, 0
         self.skipped: Counter = Counter()
