@@ -205,10 +205,12 @@ def test_oversized_image_files_are_skipped_and_counted(tmp_path, tiny_data, monk
     assert summary["skipped"] == {"unreadable_image": 2} and summary["steps"] == 1
 
 
-@pytest.mark.parametrize("field,value", [("batch_size", 0), ("epochs", 0), ("lr", float("nan")),
-                                         ("num_workers", -1), ("checkpoint_every", 0), ("batch_size", 2.5)])
-def test_bad_train_options_are_refused(field, value):
-    with pytest.raises(ValueError, match=f"TrainOptions.{field} must be"):
+@pytest.mark.parametrize("field,value,error", [
+    ("batch_size", 0, ValueError), ("epochs", 0, ValueError), ("lr", float("nan"), ValueError),
+    ("num_workers", -1, ValueError), ("checkpoint_every", 0, ValueError), ("batch_size", 2.5, TypeError),
+])
+def test_bad_train_options_are_refused(field, value, error):
+    with pytest.raises(error, match=f"TrainOptions.{field} must be"):
         TrainOptions(**{field: value})
 
 

@@ -91,6 +91,7 @@ def test_every_start_end_select_source_frames(video, demo_model):
     ({"every": 0}, ValueError, "every must be >= 1"),
     ({"start": -1}, ValueError, "start must be >= 0"),
     ({"end": 2.5}, TypeError, "end must be an int"),
+    ({"start": 3, "end": 3}, ValueError, r"end must be > start \(3\), got 3"),
     ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
 ])
 def test_bad_options(video, demo_model, options, error, match):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import ops as _ops
+from ._args import image_size_arg
 from .boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
 from .instances import Instances
@@ -120,9 +121,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         if not postprocess:
             raise ValueError("image_size applies to postprocess=True graphs; the network alone "
                              f"takes [B,3,{model.config.max_size},{model.config.max_size}]")
-        image_size = _ops._check_size(image_size)
-        if min(image_size) < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+        image_size = image_size_arg(image_size)
     network = _network_graph(model, opset, dynamic_batch=not postprocess)
     builder = _GraphBuilder(network, opset)
     if postprocess:
@@ -568,9 +567,7 @@ def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
     The image size is static: ``paste_masks`` takes its output size as ``int[2]``.
     """
     model = resolve_model(model)
-    height, width = _ops._check_size(image_size)
-    if min(height, width) < 1:
-        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
+    height, width = image_size_arg(image_size)
     if postprocess:
         module = segment_program(model, **options)
         example = torch.zeros(3, height, width, dtype=torch.uint8, device=model.device)

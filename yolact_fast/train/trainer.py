@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from .._args import as_int
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
@@ -80,18 +81,13 @@ class TrainOptions:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every"):
-            _check_int(name, getattr(self, name), minimum=1)
+            as_int(getattr(self, name), f"TrainOptions.{name}", minimum=1)
         for name in ("warmup_steps", "seed", "num_workers"):
-            _check_int(name, getattr(self, name), minimum=0)
+            as_int(getattr(self, name), f"TrainOptions.{name}", minimum=0)
         for name in ("lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"TrainOptions.{name} must be a finite number >= 0, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"TrainOptions.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class AugmentedDataset(torch.utils.data.Dataset):
