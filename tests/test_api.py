@@ -66,14 +66,14 @@ def test_checkpoint_path_loaded_once_per_file_version(tmp_path, monkeypatch, mod
     path.write_bytes(b"version 1")
     loads = []
     monkeypatch.setattr(resolve_module, "load", lambda p: loads.append(p) or model)
-    resolve_module._load_cached.cache_clear()
+    resolve_module.clear_cache()
     assert resolve_module.resolve_model(str(path)) is model
     assert resolve_module.resolve_model(path) is model
     assert len(loads) == 1
     path.write_bytes(b"version 2, longer")
     resolve_module.resolve_model(str(path))
     assert len(loads) == 2
-    resolve_module._load_cached.cache_clear()
+    resolve_module.clear_cache()
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         resolve_module.resolve_model(str(tmp_path / "missing.pth"))
 

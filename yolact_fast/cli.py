@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_progress(args) -> bool:
+def show_progress(args) -> bool:
     """Progress bars go to stderr: only when it is a terminal and --quiet is not given."""
     return not args.quiet and sys.stderr.isatty()
 
@@ -143,14 +143,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_segment(args) -> int:
     import yolact_fast as yf
     from .files import find_sources, output_paths
-    from .segment import WEIGHTS_ENV
+    from .model.resolve import weights_source
     from .video import check_frame_options
 
     check_frame_options(args.batch_size, args.every, args.start, args.end)
     sources, skipped = find_sources(args.inputs)
     outputs = output_paths(sources, args.out)
-    weights = args.weights or os.environ.get(WEIGHTS_ENV) or "demo"
-    model = yf.load(weights, config=args.config, device=args.device)
+    model = yf.load(weights_source(args.weights or None), config=args.config, device=args.device)
     os.makedirs(args.out, exist_ok=True)
     images = [(s, o) for s, o in zip(sources, outputs) if s.kind == "image"]
     streams = [(s, o) for s, o in zip(sources, outputs) if s.kind != "image"]
@@ -305,7 +304,7 @@ def run_train(args) -> int:
         if skipped and main_process:
             print(f"data: skipped {skipped}", file=sys.stderr)
         summary, _ = train(args.config, dataset, args.out, options, resume=resume,
-                           progress=_show_progress(args), backbone_weights=args.backbone_weights,
+                           progress=show_progress(args), backbone_weights=args.backbone_weights,
                            device=args.device)
         if main_process:
             print(json.dumps(summary, indent=1))
@@ -332,7 +331,7 @@ def run_eval(args) -> int:
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=_show_progress(args))
+        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args))
     results = metrics.pop("results")
     with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)

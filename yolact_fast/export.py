@@ -16,6 +16,7 @@ kernels; :func:`aoti_package` compiles it with AOTInductor.
 from __future__ import annotations
 
 import importlib
+import dataclasses
 import io
 import json
 import os
@@ -34,9 +35,11 @@ from .io import as_image_list
 from .model import Yolact
 from .model.fuse import inference_copy
 from .preprocess import preprocess
-from .segment import SegmentOptions, resolve_model
+from .model.resolve import resolve_model
+from .segment import SegmentOptions
 
 __all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
+           "postprocess_graph",
            "load_aoti"]
 
 EXTRA = "export"
@@ -114,7 +117,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
     if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
-    SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
+    options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
         _refuse_rescoring(model)
     if image_size is not None:
@@ -125,9 +128,9 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     network = _network_graph(model, opset, dynamic_batch=not postprocess)
     builder = _GraphBuilder(network, opset)
     if postprocess:
-        _add_segment_graph(builder, model.config, image_size, batched_input, nms,
-                           float(score_threshold), float(iou_threshold), int(top_k),
-                           int(max_detections))
+        _add_segment_graph(builder, model.config, image_size, batched_input, options.nms,
+                           options.score_threshold, options.iou_threshold, options.top_k,
+                           options.max_detections)
     else:
         _add_network_outputs(builder, model.config)
     graph_model = builder.model
@@ -135,10 +138,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         "yolact_fast.config": model.config.name,
         "yolact_fast.class_names": json.dumps(list(model.config.class_names)),
         "yolact_fast.postprocess": json.dumps(postprocess),
-        "yolact_fast.options": json.dumps({
-            "nms": nms, "score_threshold": score_threshold, "iou_threshold": iou_threshold,
-            "top_k": top_k, "max_detections": max_detections,
-        }),
+        "yolact_fast.options": json.dumps(dataclasses.asdict(options)),
     }
     onnx_lib.helper.set_model_props(graph_model, metadata)
     onnx_lib.checker.check_model(graph_model)
@@ -290,9 +290,9 @@ def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms:
     return _boxes_to_pixels(g, det_boxes, image_hw), det_scores, labels, masks
 
 
-def _postprocess_model(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
-                       iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
-                       opset: int = DEFAULT_OPSET):
+def postprocess_graph(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
+                      iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
+                      opset: int = DEFAULT_OPSET):
     """The post-network graph alone (inputs: :data:`RAW_OUTPUTS` of one image, with a batch dim
     of one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
     onnx_lib = _require("onnx")
@@ -527,22 +527,21 @@ class SegmentProgram(torch.nn.Module):
     def __init__(self, model: Yolact, nms: str = "fast", score_threshold: float = 0.05,
                  iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100):
         super().__init__()
-        SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
+        options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
         self.config = model.config
         self.network = inference_copy(model, channels_last=True, pack_cpu=False)
         size = (model.config.max_size,) * 2
         self.register_buffer("priors", _ops.make_priors(model.config, size, model.device))
-        self.options = (float(iou_threshold), int(top_k), float(score_threshold),
-                        int(max_detections), nms)
+        self.options = (options.iou_threshold, options.top_k, options.score_threshold,
+                        options.max_detections, options.nms)
 
     def forward(self, image: torch.Tensor):
         yolact_ops = torch.ops.yolact_fast
         batch = preprocess([image], self.config, image.device)
         out = self.network(batch.contiguous(memory_format=torch.channels_last))
-        boxes = yolact_ops.decode_boxes(out.loc[0], self.priors, *self.config.variances)
-        scores = torch.softmax(out.conf_logits[0], dim=-1)[:, 1:].t().contiguous()
-        det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.fast_nms(
-            boxes, scores, out.mask_coeffs[0], *self.options)
+        det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.detect(
+            out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors,
+            *self.config.variances, *self.options)
         size = image.shape[-2:]
         masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]],
                                        0.5, 1.0)

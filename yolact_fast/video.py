@@ -27,7 +27,8 @@ from ._args import as_int
 from .instances import Instances
 from .io import check_image_tensor
 from .model.inference import inference_network
-from .segment import SegmentOptions, eval_mode, postprocessor, resolve_model, run_network
+from .model.resolve import resolve_model
+from .segment import SegmentOptions, eval_mode, postprocessor, run_network
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".gif")
