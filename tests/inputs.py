@@ -1,5 +1,5 @@
-"""Inputs shared by the tests and benchmarks: random realistic, degenerate and hostile boxes,
-prototypes, coefficients and scores from a seed; hostile image files; the ground truth of a
+"""Inputs shared by the tests and benchmarks: the float dtypes swept, a seeded generator,
+random realistic, degenerate and hostile boxes, prototypes, coefficients and scores from a seed; hostile image files; the ground truth of a
 COCO dataset as detections."""
 
 import math
@@ -7,6 +7,14 @@ import struct
 import zlib
 
 import torch
+
+DTYPES = [torch.float32, torch.float64]
+REDUCED_DTYPES = [torch.float16, torch.bfloat16]
+
+
+def gen(seed):
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
 
 
 def random_boxes(n, generator, dtype=torch.float32, hostile=True):

@@ -18,7 +18,8 @@ from yolact_fast.model.inference import inference_network
 from yolact_fast.preprocess import preprocess
 from yolact_fast.segment import SegmentOptions
 
-from conftest import golden_masks, golden_rgb, load_golden, match_detections
+from comparisons import match_detections
+from golden_data import golden_masks, golden_rgb, load_golden
 
 segment_module = importlib.import_module("yolact_fast.segment")  # yf.segment is the function
 onnx = pytest.importorskip("onnx")

@@ -15,7 +15,8 @@ from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.model.inference import inference_network
 
 from golden_data import golden_path
-from conftest import golden_case_model, golden_rgb, match_detections
+from comparisons import match_detections
+from golden_data import golden_case_model, golden_rgb
 
 CONFIG_NAMES = ["yolact_base", "yolact_resnet50", "yolact_im700", "yolact_darknet53"]
 

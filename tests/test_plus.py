@@ -19,7 +19,8 @@ from yolact_fast.model.fuse import fold_batchnorm
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.rescore import rescore_masks
 
-from conftest import golden_masks, golden_rgb, match_detections
+from comparisons import match_detections
+from golden_data import golden_masks, golden_rgb
 from golden_data import GOLDEN_DIRS, golden_path
 
 PLUS_CONFIGS = ["yolact_plus_base", "yolact_plus_resnet50"]

@@ -14,7 +14,8 @@ from yolact_fast.preprocess import preprocess
 from yolact_fast.segment import SegmentOptions
 
 from golden_data import golden_path
-from conftest import golden_case_model, golden_masks, golden_rgb, match_detections
+from comparisons import match_detections
+from golden_data import golden_case_model, golden_masks, golden_rgb
 
 
 def golden_expected(golden):
