@@ -2,7 +2,6 @@
 built from lists, model-path caching, half models, priors per device."""
 
 import copy
-import importlib
 import io
 
 import numpy as np
@@ -11,8 +10,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast import configs, ops
-
-resolve_module = importlib.import_module("yolact_fast.model.resolve")
+from yolact_fast.model import resolve as resolve_module
 
 LIST_CONFIG = configs.yolact_base.replace(
     name="list_config",

@@ -1,7 +1,6 @@
 """yf.export: ONNX graphs run by onnxruntime against yf.segment and the reference ops,
 torch.export and AOTInductor programs, the optional-dependency contract and the CLI."""
 
-import importlib
 import subprocess
 import sys
 
@@ -16,12 +15,11 @@ from yolact_fast.configs import proto_size
 from yolact_fast.data import synthetic_shapes
 from yolact_fast.model.inference import inference_network
 from yolact_fast.preprocess import preprocess
-from yolact_fast.segment import SegmentOptions
+from yolact_fast.segment import SegmentOptions, postprocess
 
 from comparisons import match_detections
 from golden_data import golden_masks, golden_rgb, load_golden
 
-segment_module = importlib.import_module("yolact_fast.segment")  # yf.segment is the function
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -175,7 +173,7 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
     image_size = (37, 53)
     for seed in range(2):
         loc, conf, coeffs, proto = raw_outputs(config, seed, kind)
-        expected = segment_module.postprocess(
+        expected = postprocess(
             yf.model.YolactOutput(loc, conf, coeffs, proto), priors, image_size,
             SegmentOptions(nms=nms, **options), reference, config)
         feeds = dict(zip(export.RAW_OUTPUTS, (t[None].numpy() for t in (loc, conf, coeffs, proto))))
