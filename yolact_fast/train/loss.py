@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
-from ..boxes import box_ioa, box_iou, point_form
+from ..boxes import box_convert, box_ioa, box_iou, point_form
 from ..configs import YolactConfig, yolact_base
 
 Target = Dict[str, torch.Tensor]
@@ -46,8 +46,7 @@ Target = Dict[str, torch.Tensor]
 def encode(matched: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
     """Boxes [P,4] x1,y1,x2,y2 relative and their priors [P,4] -> offsets [P,4], such that
     ``decode_boxes(encode(b, p), p) == b`` (up to rounding)."""
-    centre = (matched[:, :2] + matched[:, 2:]) / 2
-    size = matched[:, 2:] - matched[:, :2]
+    centre, size = box_convert(matched, "xyxy", "cxcywh").split(2, dim=1)
     offset_xy = (centre - priors[:, :2]) / (variances[0] * priors[:, 2:])
     offset_wh = torch.log(size / priors[:, 2:]) / variances[1]
     return torch.cat([offset_xy, offset_wh], 1)
