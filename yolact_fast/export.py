@@ -318,13 +318,11 @@ def _preprocess(g: _GraphBuilder, config: YolactConfig, image: str) -> str:
     batch = g.op("Cast", g.unsqueeze(image, 0), to=g.onnx.TensorProto.FLOAT)
     size = config.max_size
     resized = g.resize_bilinear(batch, g.const([1, 3, size, size], np.int64))
-    if config.normalize == "imagenet":
-        mean = g.const(np.array(IMAGENET_MEAN_BGR[::-1]).reshape(1, 3, 1, 1))
-        std = g.const(np.array(IMAGENET_STD_BGR[::-1]).reshape(1, 3, 1, 1))
-        return g.op("Div", g.op("Sub", resized, mean), std)
     if config.normalize == "unit":
         return g.op("Div", resized, g.const(255.0))
-    raise ValueError(f"unknown normalize mode {config.normalize!r}; expected 'imagenet' or 'unit'")
+    mean = g.const(np.array(IMAGENET_MEAN_BGR[::-1]).reshape(1, 3, 1, 1))
+    std = g.const(np.array(IMAGENET_STD_BGR[::-1]).reshape(1, 3, 1, 1))
+    return g.op("Div", g.op("Sub", resized, mean), std)
 
 
 def _decode(g: _GraphBuilder, config: YolactConfig, loc: str) -> str:
