@@ -9,48 +9,22 @@ each result is checked against ``yf.segment`` before it is timed. Needs ``yolact
 """
 
 import functools
-import importlib.util
 import statistics
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import yolact_fast as yf
 from yolact_fast import export
-from yolact_fast.data.synthetic import golden_image
-from yolact_fast.model.weight_rule import rule_weights
+from comparisons import match_detections  # tests/ is on sys.path (benchmarks/conftest.py)
 
 pytest.importorskip("onnxruntime")
 
 
-def _tests_conftest():
-    """tests/conftest.py (its match_detections), imported under another name: here
-    ``conftest`` is benchmarks/conftest.py."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("yolact_fast_tests_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-match_detections = _tests_conftest().match_detections
-
 ROUNDS = 5
 GROUP = "segment yolact_base 480x640: compiled paths vs the fused eager copy"
 setup_seconds = {}
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(2)
-    return yf.load(rule_weights("yolact_base", 0), config="yolact_base")
-
-
-@pytest.fixture(scope="module")
-def image():
-    return golden_image(0, 480, 640)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ Run: pytest benchmarks/bench_ops.py --benchmark-columns=median,min,rounds
 """
 
 
-import numpy as np
 import pytest
 import torch
 import torchvision
 
 from yolact_fast import ops, reference
 
-from golden_data import golden_path  # tests/ is on sys.path (benchmarks/conftest.py)
+from golden_data import load_golden  # tests/ is on sys.path (benchmarks/conftest.py)
 from inputs import coco_like_detections
 
 CASE = "golden_yolact_base_s0_480x640.npz"
@@ -22,8 +21,7 @@ SIZE = (480, 640)
 
 @pytest.fixture(scope="module")
 def golden():
-    data = np.load(golden_path(CASE))
-    g = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in data.files if k not in ("meta", "image")}
+    g = load_golden(CASE)
     g["scores"] = torch.softmax(g["conf_logits"], -1).t()[1:].contiguous()
     return g
 

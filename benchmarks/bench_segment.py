@@ -16,7 +16,6 @@ import pytest
 import torch
 
 import yolact_fast as yf
-from yolact_fast.data.synthetic import golden_image
 from yolact_fast.model.weight_rule import rule_weights
 from yolact_fast.model.inference import inference_network
 from yolact_fast.preprocess import preprocess
@@ -26,20 +25,8 @@ medians = {}
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(2)
-    return yf.load(rule_weights("yolact_base", 0), config="yolact_base")
-
-
-@pytest.fixture(scope="module")
 def plus_model():
-    torch.set_num_threads(2)
     return yf.load(rule_weights("yolact_plus_base", 0), config="yolact_plus_base")
-
-
-@pytest.fixture(scope="module")
-def image():
-    return golden_image(0, 480, 640)
 
 
 def _run(benchmark, function, *args, **kwargs):

@@ -16,7 +16,6 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast.data.synthetic import golden_image
-from yolact_fast.model.weight_rule import rule_weights
 
 av = pytest.importorskip("av")
 from yolact_fast.video import VideoWriter, segment_video  # noqa: E402
@@ -29,10 +28,8 @@ CASES = {  # model name -> (frames in the video, rounds)
 
 
 @pytest.fixture(scope="module")
-def models():
-    torch.set_num_threads(2)
-    return {"demo": yf.load("demo"),
-            "yolact_base": yf.load(rule_weights("yolact_base", 0), config="yolact_base")}
+def models(model):
+    return {"demo": yf.load("demo"), "yolact_base": model}
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,32 @@
-"""Prints, after the pytest-benchmark tables, each benchmark's speed relative to the
+"""Fixtures shared by the benchmarks (yolact_base with rule weights, the 480x640 golden
+image); prints, after the pytest-benchmark tables, each benchmark's speed relative to the
 baseline of its group (the entry whose name contains "reference" or "eager")."""
 
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # inputs.py, golden_data.py
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def model():
+    """yolact_base with weight-rule weights (seed 0), the model of the golden case."""
+    import yolact_fast as yf
+    from yolact_fast.model.weight_rule import rule_weights
+
+    return yf.load(rule_weights("yolact_base", 0), config="yolact_base")
+
+
+@pytest.fixture(scope="session")
+def image():
+    """The golden 480x640 synthetic image, uint8 [3,H,W] RGB."""
+    from yolact_fast.data.synthetic import golden_image
+
+    return golden_image(0, 480, 640)
 
 
 def _is_baseline(name):

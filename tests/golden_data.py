@@ -56,3 +56,21 @@ SOFTMAX_RTOL = 4 * torch.finfo(torch.float32).eps
 
 def assert_softmax_scores_close(actual, expected):
     torch.testing.assert_close(actual, expected, rtol=SOFTMAX_RTOL, atol=0)
+
+
+def golden_case_model(golden, rule_model):
+    """The rule-weight model that produced a golden case (from its meta)."""
+    meta = golden["meta"]
+    return rule_model(meta["config"].replace("_config", ""), meta["weight_seed"])
+
+
+def golden_rgb(golden):
+    """The golden image as uint8 [3,H,W] RGB (golden images are BGR HxWx3)."""
+    return torch.from_numpy(np.ascontiguousarray(golden["image"][..., ::-1])).permute(2, 0, 1).contiguous()
+
+
+def golden_masks(golden):
+    """bool [n,H,W] official masks."""
+    width = golden["image"].shape[1]
+    packed = golden["masks_packed"].numpy()
+    return torch.from_numpy(np.unpackbits(packed, axis=-1)[..., :width].astype(bool))

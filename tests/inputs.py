@@ -1,5 +1,5 @@
-"""Inputs shared by the tests and benchmarks: random realistic, degenerate and hostile boxes,
-prototypes, coefficients and scores from a seed; hostile image files; the ground truth of a
+"""Inputs shared by the tests and benchmarks: the float dtypes swept, a seeded generator,
+random realistic, degenerate and hostile boxes, prototypes, coefficients and scores from a seed; synthetic videos; hostile image files; the ground truth of a
 COCO dataset as detections."""
 
 import math
@@ -7,6 +7,14 @@ import struct
 import zlib
 
 import torch
+
+DTYPES = [torch.float32, torch.float64]
+REDUCED_DTYPES = [torch.float16, torch.bfloat16]
+
+
+def gen(seed):
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
 
 
 def random_boxes(n, generator, dtype=torch.float32, hostile=True):
@@ -103,3 +111,39 @@ def perfect_results(dataset):
             results.append({"image_id": image_id, "category_id": ann["category_id"], "bbox": list(ann["bbox"]),
                             "score": 1.0, "segmentation": rle.encode(mask[None])[0]})
     return results
+
+
+def shape_frames(count, size=(128, 160), seed=700):
+    """Synthetic-shapes frames (what the demo model was trained on) as uint8 [3,H,W]."""
+    from yolact_fast.data import synthetic_shapes
+
+    frames = [synthetic_shapes(1, seed=seed + i)[0][0] for i in range(count)]
+    return [torch.nn.functional.interpolate(f[None].float(), size, mode="nearest")[0].to(torch.uint8)
+            for f in frames]
+
+
+def write_video(path, frames, container_format="mp4", codec="mpeg4", fps=10):
+    """Encodes uint8 [3,H,W] frames with PyAV directly (independent of VideoWriter)."""
+    import av
+
+    container = av.open(str(path), "w", format=container_format)
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames[0].shape[1:]
+    stream.pix_fmt = "yuv420p"
+    for frame in frames:
+        rgb = frame.permute(1, 2, 0).contiguous().numpy()
+        for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def read_video(path):
+    """(frames as HxWx3 uint8 RGB arrays, the stream's average rate) of a video file."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)], stream.average_rate

@@ -2,7 +2,6 @@
 built from lists, model-path caching, half models, priors per device."""
 
 import copy
-import importlib
 import io
 
 import numpy as np
@@ -11,8 +10,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast import configs, ops
-
-resolve_module = importlib.import_module("yolact_fast.model.resolve")
+from yolact_fast.model import resolve as resolve_module
 
 LIST_CONFIG = configs.yolact_base.replace(
     name="list_config",
@@ -66,14 +64,14 @@ def test_checkpoint_path_loaded_once_per_file_version(tmp_path, monkeypatch, mod
     path.write_bytes(b"version 1")
     loads = []
     monkeypatch.setattr(resolve_module, "load", lambda p: loads.append(p) or model)
-    resolve_module._load_cached.cache_clear()
+    resolve_module.clear_cache()
     assert resolve_module.resolve_model(str(path)) is model
     assert resolve_module.resolve_model(path) is model
     assert len(loads) == 1
     path.write_bytes(b"version 2, longer")
     resolve_module.resolve_model(str(path))
     assert len(loads) == 2
-    resolve_module._load_cached.cache_clear()
+    resolve_module.clear_cache()
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         resolve_module.resolve_model(str(tmp_path / "missing.pth"))
 

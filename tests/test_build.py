@@ -30,7 +30,7 @@ def test_cuda_kernel_registered_when_built(name):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_kernels_match_cpu():
-    from test_ops_reference import gen
+    from inputs import gen
     from inputs import random_boxes, random_coeffs, random_proto, random_scores
     g = gen(0)
     boxes, scores, coeffs = random_boxes(2000, g), random_scores(20, 2000, g), random_coeffs(2000, 32, g)

@@ -368,7 +368,7 @@ def test_photometric_distortion_keeps_dtype_and_shape():
 
 
 def test_golden_image_is_the_golden_cases_image(golden):
-    from conftest import golden_rgb
+    from golden_data import golden_rgb
     from yolact_fast.data.synthetic import golden_image
 
     height, width = golden["image"].shape[:2]

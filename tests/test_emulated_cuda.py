@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from yolact_fast import configs, ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
 from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
-from test_ops_reference import DTYPES, REDUCED_DTYPES, assert_detections_close, assert_nms_equal, gen
+from comparisons import assert_detections_close, assert_nms_equal
+from inputs import DTYPES, REDUCED_DTYPES, gen
 
-from conftest import golden_masks
+from golden_data import golden_masks
 from golden_data import assert_softmax_scores_close
 
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)

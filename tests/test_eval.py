@@ -10,6 +10,7 @@ import yolact_fast as yf
 from yolact_fast.configs import SHAPE_CLASSES
 from yolact_fast.data import CocoDataset, synthetic_shapes, write_coco
 from inputs import perfect_results
+from yolact_fast.data.rle import encode as rle_encode
 from yolact_fast.evaluate import coco_eval, evaluate
 
 
@@ -30,15 +31,11 @@ def test_perfect_predictions_give_ap_1(dataset):
 
 def _single(tmp_path, gt_box, det_box):
     """One image, one ground-truth box (mask = box), one detection (mask = box)."""
-    from pycocotools import mask as mask_utils
-
     def rle(box):
-        m = np.zeros((100, 100), np.uint8, order="F")
+        m = np.zeros((1, 100, 100), bool)
         x, y, w, h = box
-        m[y:y + h, x:x + w] = 1
-        r = mask_utils.encode(m)
-        r["counts"] = r["counts"].decode("ascii")
-        return r
+        m[0, y:y + h, x:x + w] = True
+        return rle_encode(m)[0]
 
     (tmp_path / "images").mkdir()
     from PIL import Image

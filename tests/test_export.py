@@ -1,7 +1,6 @@
 """yf.export: ONNX graphs run by onnxruntime against yf.segment and the reference ops,
 torch.export and AOTInductor programs, the optional-dependency contract and the CLI."""
 
-import importlib
 import subprocess
 import sys
 
@@ -16,11 +15,11 @@ from yolact_fast.configs import proto_size
 from yolact_fast.data import synthetic_shapes
 from yolact_fast.model.inference import inference_network
 from yolact_fast.preprocess import preprocess
-from yolact_fast.segment import SegmentOptions
+from yolact_fast.segment import SegmentOptions, postprocess
 
-from conftest import golden_masks, golden_rgb, load_golden, match_detections
+from comparisons import match_detections
+from golden_data import golden_masks, golden_rgb, load_golden
 
-segment_module = importlib.import_module("yolact_fast.segment")  # yf.segment is the function
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -168,13 +167,13 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
     config = TINY_CONFIGS[config_name]
     options = dict(dict(score_threshold=0.05, iou_threshold=0.5, top_k=200, max_detections=100),
                    **options)
-    session = ort.InferenceSession(export._postprocess_model(config, nms=nms, **options)
+    session = ort.InferenceSession(export.postprocess_graph(config, nms=nms, **options)
                                    .SerializeToString(), providers=["CPUExecutionProvider"])
     priors = reference.make_priors(config, (config.max_size,) * 2)
     image_size = (37, 53)
     for seed in range(2):
         loc, conf, coeffs, proto = raw_outputs(config, seed, kind)
-        expected = segment_module.postprocess(
+        expected = postprocess(
             yf.model.YolactOutput(loc, conf, coeffs, proto), priors, image_size,
             SegmentOptions(nms=nms, **options), reference, config)
         feeds = dict(zip(export.RAW_OUTPUTS, (t[None].numpy() for t in (loc, conf, coeffs, proto))))
@@ -277,7 +276,7 @@ def test_torch_export_of_segment_and_network(demo):
     actual = yf.Instances(boxes[:n], scores[:n], labels[:n], masks[:n], demo.config.class_names)
     assert_same_detections(actual, yf.segment(image, model=demo, max_detections=50))
     targets = {node.target for node in program.graph.nodes if node.op == "call_function"}
-    assert torch.ops.yolact_fast.fast_nms.default in targets
+    assert torch.ops.yolact_fast.detect.default in targets  # the fused detect, as yf.segment runs
 
     network = export.torch_export(demo, (120, 160), postprocess=False)
     batch = preprocess([image], demo.config, "cpu")

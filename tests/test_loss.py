@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from yolact_fast import reference
+from yolact_fast.boxes import box_iou, point_form
 from yolact_fast.model import YolactOutput
 from yolact_fast.train.loss import (
-    LossWeights, box_iou, encode, mask_loss_single, match, ohem_negatives, point_form,
-    prepare_targets, semantic_loss_single, yolact_loss,
+    LossWeights, encode, mask_loss_single, match, ohem_negatives, prepare_targets, semantic_loss_single,
+    yolact_loss,
 )
 
 

@@ -1,8 +1,6 @@
 """The network against the official layout and the golden raw outputs."""
 
-import json
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,14 +12,11 @@ from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.model.inference import inference_network
 
-from golden_data import golden_path
-from conftest import golden_case_model, golden_rgb, match_detections
+from golden_data import load_golden_array, load_golden_json
+from comparisons import match_detections
+from golden_data import golden_case_model, golden_rgb
 
 CONFIG_NAMES = ["yolact_base", "yolact_resnet50", "yolact_im700", "yolact_darknet53"]
-
-
-def manifest(config_name):
-    return json.loads(golden_path(f"keys_{config_name}.json").read_text())
 
 
 @pytest.mark.parametrize("config_name", CONFIG_NAMES)
@@ -29,14 +24,14 @@ def test_state_dict_layout_equals_official(config_name):
     with torch.device("meta"):
         state_dict = yf.Yolact(configs.get_config(config_name)).state_dict()
     ours = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in state_dict.items()]
-    assert ours == manifest(config_name)["keys"]
+    assert ours == load_golden_json(f"keys_{config_name}.json")["keys"]
 
 
 @pytest.mark.parametrize("config_name", CONFIG_NAMES)
 def test_weight_rule_roles_and_fingerprint(config_name):
-    expected = manifest(config_name)
+    expected = load_golden_json(f"keys_{config_name}.json")
     assert weight_roles(k for k, _, _ in expected["keys"]) == expected["weight_rule_roles"]
-    fingerprint = json.loads(golden_path("weights_fingerprint.json").read_text())[config_name]
+    fingerprint = load_golden_json("weights_fingerprint.json")[config_name]
     for seed in ("0", "1"):
         weights = rule_weights(config_name, int(seed))
         total = sum(v.double().sum().item() for v in weights.values())
@@ -51,7 +46,7 @@ def test_weight_rule_roles_and_fingerprint(config_name):
 
 
 def _raw(model, golden):
-    batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
+    batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.preprocess import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
@@ -80,7 +75,7 @@ def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
     fused = inference_network(model)  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    batch = torch.from_numpy(np.load(golden_path("input_550_resnet_480x640.npz"))["input_tensor"])
+    batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.preprocess import preprocess
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
@@ -151,7 +146,7 @@ def assert_same_detections(actual, expected, min_fraction=0.99):
 def test_priors_match_golden():
     for config_name in CONFIG_NAMES:
         config = configs.get_config(config_name)
-        golden_priors = torch.from_numpy(np.load(golden_path(f"priors_{config_name}.npz"))["priors"])
+        golden_priors = torch.from_numpy(load_golden_array(f"priors_{config_name}.npz", "priors"))
         priors = yf.ops.make_priors(config, (config.max_size, config.max_size))
         assert torch.equal(priors, golden_priors)
 

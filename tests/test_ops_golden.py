@@ -4,7 +4,7 @@ import torch
 
 from yolact_fast import configs, ops
 
-from conftest import golden_masks
+from golden_data import golden_masks
 from golden_data import assert_softmax_scores_close
 
 CONFIG_OF = {"yolact_base_config": configs.yolact_base, "yolact_resnet50_config": configs.yolact_resnet50}

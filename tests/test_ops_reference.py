@@ -17,35 +17,16 @@ from hypothesis import strategies as st
 
 import backends
 from yolact_fast import configs, ops, reference
-from fuzz_ops import detections_mismatch
-from inputs import (clustered_boxes, random_boxes, random_coeffs, random_head, random_proto,
-                    random_scores)
+from comparisons import assert_detections_close, assert_nms_equal
+from inputs import (DTYPES, REDUCED_DTYPES, clustered_boxes, gen, random_boxes, random_coeffs, random_head,
+                    random_proto, random_scores)
 
-DTYPES = [torch.float32, torch.float64]
-REDUCED_DTYPES = [torch.float16, torch.bfloat16]
 SWEEP = settings(max_examples=40, deadline=None, derandomize=True)
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module", params=backends.names())
 def backend(request):
     return backends.get(request.param)
-
-
-def assert_nms_equal(got, want):
-    names = ("boxes", "coeffs", "labels", "scores")
-    for name, g, w in zip(names, got, want):
-        assert g.shape == w.shape, f"{name}: {tuple(g.shape)} vs {tuple(w.shape)}"
-        assert torch.equal(g, w), f"{name} differ"
-
-
-def assert_detections_close(got, want, rtol=2e-6, box_rtol=0.0):
-    """detect against its reference (see fuzz_ops.detections_mismatch)."""
-    problem = detections_mismatch(got, want, rtol, box_rtol)
-    assert problem is None, problem
 
 
 def mask_values_before_threshold(proto, coeffs, boxes, size, padding=1):

@@ -19,8 +19,9 @@ from yolact_fast.model.fuse import fold_batchnorm
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
 from yolact_fast.rescore import rescore_masks
 
-from conftest import golden_masks, golden_rgb, match_detections
-from golden_data import GOLDEN_DIRS, golden_path
+from comparisons import match_detections
+from golden_data import golden_masks, golden_rgb
+from golden_data import GOLDEN_DIRS, golden_path, load_golden_json
 
 PLUS_CONFIGS = ["yolact_plus_base", "yolact_plus_resnet50"]
 CASES = sorted({p.name for d in GOLDEN_DIRS for p in (d / "plus").glob("golden_yolact_plus_*.npz")})
@@ -33,7 +34,7 @@ def plus_file(name):
 
 
 def manifest(config_name):
-    return json.loads(plus_file(f"keys_{config_name}.json").read_text())
+    return load_golden_json(f"plus/keys_{config_name}.json")
 
 
 @pytest.fixture(scope="module", params=CASES or ["<missing>"])

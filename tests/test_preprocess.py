@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import yolact_fast as yf
+from yolact_fast import configs
 from yolact_fast.preprocess import preprocess, resize
 
 
@@ -65,3 +66,8 @@ def test_large_image_needs_no_float_copy():
                           cwd=os.path.dirname(os.path.dirname(yf.__file__)))
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) < 120 * 2**20
+
+
+def test_unknown_normalize_mode_is_refused_by_the_config():
+    with pytest.raises(ValueError, match=r"normalize must be one of \('imagenet', 'unit'\), got 'bgr'"):
+        configs.yolact_demo.replace(normalize="bgr")

@@ -1,5 +1,6 @@
 """A tiny training run whose loss falls; checkpoints, resume, bad input during training."""
 
+import argparse
 import json
 
 import numpy as np
@@ -84,8 +85,19 @@ def test_resume_continues_and_corrupt_checkpoint_is_refused(tmp_path, tiny_data,
 
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(open(tmp_path / "last.pt", "rb").read()[:1000])
-    with pytest.raises(RuntimeError, match="refusing to resume.*corrupt"):
+    with pytest.raises(RuntimeError, match="refusing to resume.*not a torch checkpoint"):
         train(TINY, data, str(tmp_path), _options(), resume=str(corrupt), progress=False)
+    pickled_code = tmp_path / "namespace.pt"
+    torch.save({"a": argparse.Namespace()}, pickled_code)
+    with pytest.raises(RuntimeError, match="refusing to resume.*not a torch checkpoint") as refused:
+        train(TINY, data, str(tmp_path), _options(), resume=str(pickled_code), progress=False)
+    assert "weights_only" not in str(refused.value)
+    lying = dict(state, state_dict=dict(state["state_dict"]))
+    key = next(iter(lying["state_dict"]))
+    lying["state_dict"][key] = torch.zeros(1).expand(1000, 1000)
+    torch.save(lying, tmp_path / "lying.pt")
+    with pytest.raises(ValueError, match="claims shape"):
+        read_checkpoint(str(tmp_path / "lying.pt"))
     weights_only = tmp_path / "model.pt"
     with pytest.raises(RuntimeError, match="not a yolact_fast training checkpoint"):
         train(TINY, data, str(tmp_path), _options(), resume=str(weights_only), progress=False)
@@ -193,10 +205,12 @@ def test_oversized_image_files_are_skipped_and_counted(tmp_path, tiny_data, monk
     assert summary["skipped"] == {"unreadable_image": 2} and summary["steps"] == 1
 
 
-@pytest.mark.parametrize("field,value", [("batch_size", 0), ("epochs", 0), ("lr", float("nan")),
-                                         ("num_workers", -1), ("checkpoint_every", 0), ("batch_size", 2.5)])
-def test_bad_train_options_are_refused(field, value):
-    with pytest.raises(ValueError, match=f"TrainOptions.{field} must be"):
+@pytest.mark.parametrize("field,value,error", [
+    ("batch_size", 0, ValueError), ("epochs", 0, ValueError), ("lr", float("nan"), ValueError),
+    ("num_workers", -1, ValueError), ("checkpoint_every", 0, ValueError), ("batch_size", 2.5, TypeError),
+])
+def test_bad_train_options_are_refused(field, value, error):
+    with pytest.raises(error, match=f"TrainOptions.{field} must be"):
         TrainOptions(**{field: value})
 
 

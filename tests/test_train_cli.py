@@ -45,9 +45,9 @@ def test_train_refuses_corrupt_checkpoint(tmp_path, capsys):
     (["eval", "--weights", "missing.pt", "--data", "synthetic:1"], "checkpoint not found"),
     (["eval", "--weights", "demo", "--data", "synthetic:zero"], "bad synthetic data spec"),
     (["train", "--config", "nope", "--data", "synthetic:1", "--epochs", "1", "--out", "x"], "unknown config"),
-    (["train", "--config", "yolact_demo", "--data", "synthetic:1", "--epochs", "0", "--out", "x"], "--epochs"),
+    (["train", "--config", "yolact_demo", "--data", "synthetic:1", "--epochs", "0", "--out", "x"], "TrainOptions.epochs must be >= 1, got 0"),
     (["train", "--config", "yolact_demo", "--data", "synthetic:1", "--epochs", "1", "--out", "x",
-      "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+      "--batch-size", "0"], "TrainOptions.batch_size must be >= 1, got 0"),
     (["train", "--config", "yolact_demo", "--data", "synthetic:1:0:60000", "--epochs", "1", "--out", "x"],
      "SIZE in [16, 4096]"),
     (["eval", "--weights", "demo", "--data", "synthetic:1:0:60000"], "SIZE in [16, 4096]"),
@@ -65,8 +65,8 @@ def test_errors_are_reported(argv, message, capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--dist-timeout", "0"], "--dist-timeout must be > 0 seconds, got 0.0"),
-    (["--dist-timeout", "-5"], "--dist-timeout must be > 0 seconds"),
+    (["--dist-timeout", "0"], "timeout_s must be > 0 seconds, got 0.0"),
+    (["--dist-timeout", "-5"], "timeout_s must be > 0 seconds"),
     (["--device", "cuda:1"], "--device cuda:1 under torchrun would put every process on one device"),
 ])
 def test_train_refuses_bad_process_options(extra, message, capsys, tmp_path, monkeypatch):

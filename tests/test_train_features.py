@@ -164,10 +164,10 @@ def test_cli_train_flags_and_quiet_progress(tmp_path, capsys, monkeypatch):
 
     parsed = cli.build_parser().parse_args(args[:-1])
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    assert cli._show_progress(parsed) is True
+    assert cli.show_progress(parsed) is True
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    assert cli._show_progress(parsed) is False
-    assert cli._show_progress(cli.build_parser().parse_args(args)) is False
+    assert cli.show_progress(parsed) is False
+    assert cli.show_progress(cli.build_parser().parse_args(args)) is False
 
 
 def test_devices_and_process_groups_from_the_environment(monkeypatch, tmp_path, data):

@@ -13,37 +13,11 @@ import yolact_fast as yf
 from yolact_fast.video import VideoWriter, segment_frames, segment_video
 from yolact_fast.model.inference import inference_network
 
+from inputs import read_video, shape_frames, write_video
+
 av = pytest.importorskip("av")
 
 FPS = 10
-
-
-def shape_frames(count, size=(128, 160), seed=700):
-    """Synthetic-shapes frames (what the demo model was trained on) as uint8 [3,H,W]."""
-    frames = [yf.data.synthetic_shapes(1, seed=seed + i)[0][0] for i in range(count)]
-    return [torch.nn.functional.interpolate(f[None].float(), size, mode="nearest")[0].to(torch.uint8)
-            for f in frames]
-
-
-def write_video(path, frames, container_format, codec="mpeg4"):
-    """Encodes frames with PyAV directly (independent of VideoWriter)."""
-    container = av.open(str(path), "w", format=container_format)
-    stream = container.add_stream(codec, rate=FPS)
-    stream.height, stream.width = frames[0].shape[1:]
-    stream.pix_fmt = "yuv420p"
-    for frame in frames:
-        rgb = frame.permute(1, 2, 0).contiguous().numpy()
-        for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    container.close()
-    return path
-
-
-def decode(path):
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +43,7 @@ def test_frames_match_segment_frame_by_frame(video, demo_model, batch_size, over
     assert stream.fps == FPS and stream.frame_size == (128, 160) and stream.frame_count == 6
     results = list(stream)
     assert [index for index, _, _ in results] == list(range(6))
-    decoded = decode(video)
+    decoded = read_video(video)[0]
     found = 0
     for (index, frame, instances), expected_rgb in zip(results, decoded):
         assert frame.dtype == torch.uint8 and frame.shape == (3, 128, 160)
@@ -91,6 +65,7 @@ def test_every_start_end_select_source_frames(video, demo_model):
     ({"every": 0}, ValueError, "every must be >= 1"),
     ({"start": -1}, ValueError, "start must be >= 0"),
     ({"end": 2.5}, TypeError, "end must be an int"),
+    ({"start": 3, "end": 3}, ValueError, r"end must be > start \(3\), got 3"),
     ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
 ])
 def test_bad_options(video, demo_model, options, error, match):
@@ -207,7 +182,7 @@ def test_video_writer_output_decodes(tmp_path):
             writer.write(frame)
         writer.close()
     assert writer.codec in ("libx264", "h264", "mpeg4")
-    decoded = decode(path)
+    decoded = read_video(path)[0]
     assert len(decoded) == 5 and decoded[0].shape == (62, 80, 3)
     with av.open(str(path)) as container:
         assert container.streams.video[0].average_rate == FPS

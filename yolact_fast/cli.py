@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_progress(args) -> bool:
+def show_progress(args) -> bool:
     """Progress bars go to stderr: only when it is a terminal and --quiet is not given."""
     return not args.quiet and sys.stderr.isatty()
 
@@ -143,15 +143,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_segment(args) -> int:
     import yolact_fast as yf
     from .files import find_sources, output_paths
-    from .segment import WEIGHTS_ENV
+    from .model.resolve import weights_source
+    from .video import check_frame_options
 
-    _check_positive(batch_size=args.batch_size, every=args.every)
-    if args.start < 0 or (args.end is not None and args.end <= args.start):
-        raise ValueError(f"need 0 <= --start < --end, got --start {args.start} --end {args.end}")
+    check_frame_options(args.batch_size, args.every, args.start, args.end)
     sources, skipped = find_sources(args.inputs)
     outputs = output_paths(sources, args.out)
-    weights = args.weights or os.environ.get(WEIGHTS_ENV) or "demo"
-    model = yf.load(weights, config=args.config, device=args.device)
+    model = yf.load(weights_source(args.weights or None), config=args.config, device=args.device)
     os.makedirs(args.out, exist_ok=True)
     images = [(s, o) for s, o in zip(sources, outputs) if s.kind == "image"]
     streams = [(s, o) for s, o in zip(sources, outputs) if s.kind != "image"]
@@ -167,12 +165,6 @@ def run_segment(args) -> int:
           f"{skipped_text} -> {args.out}"
           + (" [interrupted: outputs so far were written]" if interrupted else ""))
     return INTERRUPTED if interrupted else 0
-
-
-def _check_positive(**values) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def _segment_images(jobs, model, args, skipped):
@@ -293,14 +285,12 @@ def run_train(args) -> int:
     from .files import output_folder
     from .train import TrainOptions, distributed, train
 
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                           num_workers=args.workers, augment=None if args.no_augment else Augment(),
+                           amp=args.amp, freeze_bn=args.freeze_bn)
     if args.threads:
         torch.set_num_threads(args.threads)
-    _check_positive(epochs=args.epochs, batch_size=args.batch_size)
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
     output_folder(args.out)
-    if args.dist_timeout is not None and args.dist_timeout <= 0:
-        raise ValueError(f"--dist-timeout must be > 0 seconds, got {args.dist_timeout}")
     if distributed.launched_by_torchrun() and args.device and torch.device(args.device).index is not None:
         raise ValueError(f"--device {args.device} under torchrun would put every process on one device: "
                          "pass --device cuda (each process takes cuda:LOCAL_RANK)")
@@ -313,12 +303,8 @@ def run_train(args) -> int:
         skipped = dict(getattr(dataset, "skipped", {}))
         if skipped and main_process:
             print(f"data: skipped {skipped}", file=sys.stderr)
-        augment = None if args.no_augment else Augment()
-        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               num_workers=args.workers, augment=augment, amp=args.amp,
-                               freeze_bn=args.freeze_bn)
         summary, _ = train(args.config, dataset, args.out, options, resume=resume,
-                           progress=_show_progress(args), backbone_weights=args.backbone_weights,
+                           progress=show_progress(args), backbone_weights=args.backbone_weights,
                            device=args.device)
         if main_process:
             print(json.dumps(summary, indent=1))
@@ -345,7 +331,7 @@ def run_eval(args) -> int:
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=_show_progress(args))
+        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args))
     results = metrics.pop("results")
     with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)

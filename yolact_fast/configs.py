@@ -81,6 +81,9 @@ def _freeze_sequences(config, names) -> None:
         object.__setattr__(config, name, freeze(getattr(config, name)))
 
 
+NORMALIZE_MODES = ("imagenet", "unit")
+
+
 @dataclass(frozen=True)
 class YolactConfig:
     """A YOLACT model. Anchors have width ``scale * sqrt(ar) / max_size`` and height
@@ -109,14 +112,12 @@ class YolactConfig:
     normalize: str = "imagenet"
     variances: Tuple[float, float] = (0.1, 0.2)
     masks_to_train: int = 100
-    score_threshold: float = 0.05
-    iou_threshold: float = 0.5
-    top_k: int = 200
-    max_detections: int = 100
     square_anchors: bool = True
     maskiou_channels: Tuple[int, ...] = ()
 
     def __post_init__(self):
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         _freeze_sequences(
             self, ("class_names", "pred_scales", "aspect_ratios", "variances", "maskiou_channels")
         )

@@ -16,6 +16,7 @@ kernels; :func:`aoti_package` compiles it with AOTInductor.
 from __future__ import annotations
 
 import importlib
+import dataclasses
 import io
 import json
 import os
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from . import ops as _ops
-from . import reference as _reference
+from ._args import image_size_arg
 from .boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
 from .instances import Instances
@@ -34,9 +35,11 @@ from .io import as_image_list
 from .model import Yolact
 from .model.fuse import inference_copy
 from .preprocess import preprocess
-from .segment import SegmentOptions, resolve_model
+from .model.resolve import resolve_model
+from .segment import SegmentOptions
 
 __all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
+           "postprocess_graph",
            "load_aoti"]
 
 EXTRA = "export"
@@ -114,22 +117,20 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
     if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
         raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
-    SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
+    options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
         _refuse_rescoring(model)
     if image_size is not None:
         if not postprocess:
             raise ValueError("image_size applies to postprocess=True graphs; the network alone "
                              f"takes [B,3,{model.config.max_size},{model.config.max_size}]")
-        image_size = _ops._check_size(image_size)
-        if min(image_size) < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+        image_size = image_size_arg(image_size)
     network = _network_graph(model, opset, dynamic_batch=not postprocess)
     builder = _GraphBuilder(network, opset)
     if postprocess:
-        _add_segment_graph(builder, model.config, image_size, batched_input, nms,
-                           float(score_threshold), float(iou_threshold), int(top_k),
-                           int(max_detections))
+        _add_segment_graph(builder, model.config, image_size, batched_input, options.nms,
+                           options.score_threshold, options.iou_threshold, options.top_k,
+                           options.max_detections)
     else:
         _add_network_outputs(builder, model.config)
     graph_model = builder.model
@@ -137,10 +138,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         "yolact_fast.config": model.config.name,
         "yolact_fast.class_names": json.dumps(list(model.config.class_names)),
         "yolact_fast.postprocess": json.dumps(postprocess),
-        "yolact_fast.options": json.dumps({
-            "nms": nms, "score_threshold": score_threshold, "iou_threshold": iou_threshold,
-            "top_k": top_k, "max_detections": max_detections,
-        }),
+        "yolact_fast.options": json.dumps(dataclasses.asdict(options)),
     }
     onnx_lib.helper.set_model_props(graph_model, metadata)
     onnx_lib.checker.check_model(graph_model)
@@ -241,7 +239,7 @@ def _add_network_outputs(g: _GraphBuilder, config: YolactConfig) -> None:
     t = g.onnx.TensorProto
     loc, conf_logits, mask_coeffs, proto = RAW_OUTPUTS
     conf = g.op("Softmax", conf_logits, axis=-1)
-    priors = g.const(_reference.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
+    priors = g.const(_ops.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
     g.set_outputs([
         (loc, "loc", t.FLOAT, ["batch", "priors", 4]),
         (conf, "conf", t.FLOAT, ["batch", "priors", config.num_classes]),
@@ -292,9 +290,9 @@ def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms:
     return _boxes_to_pixels(g, det_boxes, image_hw), det_scores, labels, masks
 
 
-def _postprocess_model(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
-                       iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
-                       opset: int = DEFAULT_OPSET):
+def postprocess_graph(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
+                      iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
+                      opset: int = DEFAULT_OPSET):
     """The post-network graph alone (inputs: :data:`RAW_OUTPUTS` of one image, with a batch dim
     of one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
     onnx_lib = _require("onnx")
@@ -320,18 +318,16 @@ def _preprocess(g: _GraphBuilder, config: YolactConfig, image: str) -> str:
     batch = g.op("Cast", g.unsqueeze(image, 0), to=g.onnx.TensorProto.FLOAT)
     size = config.max_size
     resized = g.resize_bilinear(batch, g.const([1, 3, size, size], np.int64))
-    if config.normalize == "imagenet":
-        mean = g.const(np.array(IMAGENET_MEAN_BGR[::-1]).reshape(1, 3, 1, 1))
-        std = g.const(np.array(IMAGENET_STD_BGR[::-1]).reshape(1, 3, 1, 1))
-        return g.op("Div", g.op("Sub", resized, mean), std)
     if config.normalize == "unit":
         return g.op("Div", resized, g.const(255.0))
-    raise ValueError(f"unknown normalize mode {config.normalize!r}; expected 'imagenet' or 'unit'")
+    mean = g.const(np.array(IMAGENET_MEAN_BGR[::-1]).reshape(1, 3, 1, 1))
+    std = g.const(np.array(IMAGENET_STD_BGR[::-1]).reshape(1, 3, 1, 1))
+    return g.op("Div", g.op("Sub", resized, mean), std)
 
 
 def _decode(g: _GraphBuilder, config: YolactConfig, loc: str) -> str:
     """reference.decode_boxes with the priors of the config's input size as constants."""
-    priors = _reference.make_priors(config, (config.max_size,) * 2).numpy()
+    priors = _ops.make_priors(config, (config.max_size,) * 2).numpy()
     prior_xy, prior_wh = g.const(priors[:, :2], hint="prior_xy"), g.const(priors[:, 2:], hint="prior_wh")
     variance_xy, variance_wh = (g.const(v) for v in config.variances)
     loc_xy, loc_wh = g.slice(loc, 0, 2, axis=1), g.slice(loc, 2, 4, axis=1)
@@ -378,7 +374,7 @@ def _per_class_nms(g: _GraphBuilder, boxes, scores, coeffs, nms, score_threshold
 
 
 def _box_iou_self(g: _GraphBuilder, boxes: str) -> str:
-    """reference.box_iou_pairs(boxes, boxes): [C,K,4] -> [C,K,K], same arithmetic order."""
+    """boxes.box_iou(boxes, boxes): [C,K,4] -> [C,K,K], same arithmetic order."""
     lo, hi = g.slice(boxes, 0, 2, axis=2), g.slice(boxes, 2, 4, axis=2)
     max_xy = g.op("Min", g.unsqueeze(hi, 2), g.unsqueeze(hi, 1))
     min_xy = g.op("Max", g.unsqueeze(lo, 2), g.unsqueeze(lo, 1))
@@ -416,7 +412,7 @@ def _greedy_survivors(g: _GraphBuilder, class_boxes: str, top_scores: str, k: st
 
 
 def _crop_bounds(g: _GraphBuilder, lo: str, hi: str, size: str, padding: float):
-    """reference.crop_bounds: scaled, ordered, padded, clamped to [0, size]."""
+    """boxes.crop_bounds: scaled, ordered, padded, clamped to [0, size]."""
     lo, hi = g.op("Mul", lo, size), g.op("Mul", hi, size)
     lo, hi = g.op("Min", lo, hi), g.op("Max", lo, hi)
     lo = g.op("Clip", g.op("Sub", lo, g.const(padding)), g.const(0.0))
@@ -529,22 +525,21 @@ class SegmentProgram(torch.nn.Module):
     def __init__(self, model: Yolact, nms: str = "fast", score_threshold: float = 0.05,
                  iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100):
         super().__init__()
-        SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
+        options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
         self.config = model.config
         self.network = inference_copy(model, channels_last=True, pack_cpu=False)
         size = (model.config.max_size,) * 2
         self.register_buffer("priors", _ops.make_priors(model.config, size, model.device))
-        self.options = (float(iou_threshold), int(top_k), float(score_threshold),
-                        int(max_detections), nms)
+        self.options = (options.iou_threshold, options.top_k, options.score_threshold,
+                        options.max_detections, options.nms)
 
     def forward(self, image: torch.Tensor):
         yolact_ops = torch.ops.yolact_fast
         batch = preprocess([image], self.config, image.device)
         out = self.network(batch.contiguous(memory_format=torch.channels_last))
-        boxes = yolact_ops.decode_boxes(out.loc[0], self.priors, *self.config.variances)
-        scores = torch.softmax(out.conf_logits[0], dim=-1)[:, 1:].t().contiguous()
-        det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.fast_nms(
-            boxes, scores, out.mask_coeffs[0], *self.options)
+        det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.detect(
+            out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors,
+            *self.config.variances, *self.options)
         size = image.shape[-2:]
         masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]],
                                        0.5, 1.0)
@@ -569,9 +564,7 @@ def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
     The image size is static: ``paste_masks`` takes its output size as ``int[2]``.
     """
     model = resolve_model(model)
-    height, width = _ops._check_size(image_size)
-    if min(height, width) < 1:
-        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
+    height, width = image_size_arg(image_size)
     if postprocess:
         module = segment_program(model, **options)
         example = torch.zeros(3, height, width, dtype=torch.uint8, device=model.device)

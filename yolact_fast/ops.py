@@ -12,13 +12,12 @@ the argument.
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-from . import _C, _autograd, _meta  # noqa: F401  (ops, autograd formulas, fake kernels)
-from .configs import YolactConfig, anchor_sizes, feature_sizes
+from . import _C, _args, _autograd, _meta  # noqa: F401  (ops, autograd formulas, fake kernels)
+from .configs import YolactConfig
 
 __all__ = [
     "make_priors",
@@ -40,75 +39,9 @@ def cuda_kernels_available() -> bool:
     return _C.built_with_cuda()
 
 
-# The ops check their arguments themselves (csrc/checks.cpp, mirrored by the fake kernels
-# in _meta.py). The wrappers only turn Python values into what the schemas take, with a
-# TypeError/ValueError naming the argument where the dispatcher would raise a bare
-# RuntimeError (None, str, a float for an int, numpy scalars, ints beyond int64).
-
-def _check_tensor(value, name: str) -> None:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-
-
-def _as_int(value, name: str) -> int:
-    """``value`` as the int64 of an ``int`` argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{name} must fit in int64 (|{name}| < 2**63), got {value}")
-    return value
-
-
-def _as_float(value, name: str) -> float:
-    """``value`` as the float64 of a ``float`` argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must fit in float64, got {value}") from None
-
-
-def _as_str(value, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
-    return value
-
-
-def _check_size(size, name: str = "size") -> Tuple[int, int]:
-    """``size`` as a pair of int64 (h, w)."""
-    if isinstance(size, (torch.Tensor, str)) or not isinstance(size, Sequence) or len(size) != 2:
-        raise TypeError(f"{name} must be a pair (h, w) of ints, got {size!r}")
-    return _as_int(size[0], f"{name}[0]"), _as_int(size[1], f"{name}[1]")
-
-
-def _priors_inputs(config: YolactConfig, image_size: Tuple[int, int], device: str):
-    """The make_priors kernel's arguments: anchor (w, h) float64 [A, 2] and, flattened,
-    (h, w) and the anchor count of each level."""
-    levels = feature_sizes(image_size, config.num_levels)
-    sizes = anchor_sizes(config)
-    anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
-    return (anchor_wh.view(-1, 2).to(device), [s for hw in levels for s in hw],
-            [len(level) for level in sizes])
-
-
 @functools.lru_cache(maxsize=32)
 def _cached_priors(config: YolactConfig, image_size: Tuple[int, int], device: str) -> torch.Tensor:
-    return _ops.make_priors(*_priors_inputs(config, image_size, device))
-
-
-def _check_priors_args(config, image_size, device) -> Tuple[Tuple[int, int], str]:
-    """Validated (image_size, device name) of a make_priors call."""
-    if not isinstance(config, YolactConfig):
-        raise TypeError(f"config must be a YolactConfig, got {type(config).__name__}")
-    size = _check_size(image_size, "image_size")
-    if min(size) < 1:
-        raise ValueError(f"image_size must be positive, got {tuple(image_size)}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return size, str(device)
+    return _ops.make_priors(*_args.priors_inputs(config, image_size, device))
 
 
 def make_priors(
@@ -119,7 +52,7 @@ def make_priors(
     Returns float32 [P, 4] (cx, cy, w, h) relative, ordered level (P3..), row, column,
     anchor. Computed once per (config, size, device) and cached; a fresh copy is returned.
     """
-    size, device = _check_priors_args(config, image_size, device)
+    size, device = _args.priors_args(config, image_size, device)
     try:
         priors = _cached_priors(config, size, device)
     except ValueError as error:  # the op names its own argument, feature_sizes
@@ -134,16 +67,7 @@ def decode_boxes(
 
     Bit-identical to the official decode on the CPU (same float32 operations in the same order).
     """
-    return _ops.decode_boxes(*_decode_args(loc, priors, variances))
-
-
-def _decode_args(loc, priors, variances):
-    _check_tensor(loc, "loc")
-    _check_tensor(priors, "priors")
-    if isinstance(variances, str) or not isinstance(variances, Sequence) or len(variances) != 2:
-        raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
-    return (loc, priors, _as_float(variances[0], "variances[0]"),
-            _as_float(variances[1], "variances[1]"))
+    return _ops.decode_boxes(*_args.decode_args(loc, priors, variances))
 
 
 def fast_nms(
@@ -172,16 +96,9 @@ def fast_nms(
         N <= max_detections. On CUDA, reading N synchronizes; use
         ``torch.ops.yolact_fast.fast_nms`` for padded outputs plus a count tensor.
     """
-    return _trim_detections(_ops.fast_nms(*_nms_args(
+    return _args.trim_detections(_ops.fast_nms(*_args.nms_args(
         boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
     )))
-
-
-def _trim_detections(padded):
-    """(boxes, coeffs, labels, scores, count) padded -> the first count rows of each."""
-    *outputs, count = padded
-    n = int(count)
-    return tuple(t[:n] for t in outputs)
 
 
 def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
@@ -189,23 +106,6 @@ def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_thres
     """:func:`fast_nms` with ``method="cluster"``: the result of greedy NMS."""
     return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
                     max_detections, method="cluster")
-
-
-def _nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
-              method):
-    for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
-        _check_tensor(value, name)
-    return (boxes, scores, coeffs) + _nms_options(iou_threshold, top_k, score_threshold,
-                                                  max_detections, method)
-
-
-def _nms_options(iou_threshold, top_k, score_threshold, max_detections, method):
-    """The NMS options as the ops take them (in their order)."""
-    return (
-        _as_float(iou_threshold, "iou_threshold"), _as_int(top_k, "top_k"),
-        _as_float(score_threshold, "score_threshold"),
-        _as_int(max_detections, "max_detections"), _as_str(method, "method"),
-    )
 
 
 def detect(
@@ -233,19 +133,10 @@ def detect(
         from ``torch.softmax``'s by a few ulps (a vectorized exp). On CUDA, reading N
         synchronizes; ``torch.ops.yolact_fast.detect`` returns padded outputs and a count.
     """
-    return _trim_detections(_ops.detect(*_detect_args(
+    return _args.trim_detections(_ops.detect(*_args.detect_args(
         loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
         max_detections, method,
     )))
-
-
-def _detect_args(loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k,
-                 score_threshold, max_detections, method):
-    loc, priors, variance_xy, variance_wh = _decode_args(loc, priors, variances)
-    _check_tensor(conf_logits, "conf_logits")
-    _check_tensor(coeffs, "coeffs")
-    return (loc, conf_logits, coeffs, priors, variance_xy, variance_wh) + _nms_options(
-        iou_threshold, top_k, score_threshold, max_detections, method)
 
 
 def assemble_masks(
@@ -257,13 +148,7 @@ def assemble_masks(
     A pixel (row, col) is kept iff x1 <= col < x2 and y1 <= row < y2 with the box scaled
     to proto pixels, ordered, widened by ``crop_padding`` and clamped to the image.
     """
-    return _ops.assemble_masks(*_mask_args(proto, coeffs, boxes, crop_padding))
-
-
-def _mask_args(proto, coeffs, boxes, crop_padding):
-    for value, name in ((proto, "proto"), (coeffs, "coeffs"), (boxes, "boxes")):
-        _check_tensor(value, name)
-    return proto, coeffs, boxes, _as_float(crop_padding, "crop_padding")
+    return _ops.assemble_masks(*_args.mask_args(proto, coeffs, boxes, crop_padding))
 
 
 def paste_masks(
@@ -280,13 +165,7 @@ def paste_masks(
     proto [H, W, k], coeffs [N, k], boxes [N, 4] relative -> bool [N, h, w]. Only the
     pixels each box can reach are computed; the rest are False. ``threshold`` in [0, 1].
     """
-    return _ops.paste_masks(*_paste_args(proto, coeffs, boxes, size, threshold, crop_padding))
-
-
-def _paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
-    proto, coeffs, boxes, crop_padding = _mask_args(proto, coeffs, boxes, crop_padding)
-    return (proto, coeffs, boxes, list(_check_size(size)), _as_float(threshold, "threshold"),
-            crop_padding)
+    return _ops.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold, crop_padding))
 
 
 def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method) -> None:
@@ -297,6 +176,6 @@ def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, met
     NaN (> 1 suppresses nothing); ``top_k`` and ``max_detections`` ints >= 0 (0: no
     detections); ``method`` "fast" or "cluster". (The CUDA kernels also limit
     ``min(top_k, P)`` and the output length to 2048, and every op its tensors to 16 GiB.)"""
-    iou_threshold, top_k, score_threshold, max_detections, method = _nms_options(
+    iou_threshold, top_k, score_threshold, max_detections, method = _args.nms_options(
         iou_threshold, top_k, score_threshold, max_detections, method)
     _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)

@@ -33,13 +33,11 @@ def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> 
     """
     size = (config.max_size, config.max_size)
     batch = torch.cat([resize(image.to(device), size) for image in images])
-    if config.normalize == "imagenet":
-        mean = torch.tensor(IMAGENET_MEAN_BGR[::-1], dtype=torch.float32, device=device)
-        std = torch.tensor(IMAGENET_STD_BGR[::-1], dtype=torch.float32, device=device)
-        return (batch - mean[None, :, None, None]) / std[None, :, None, None]
     if config.normalize == "unit":
         return batch / 255
-    raise ValueError(f"unknown normalize mode {config.normalize!r}; expected 'imagenet' or 'unit'")
+    mean = torch.tensor(IMAGENET_MEAN_BGR[::-1], dtype=torch.float32, device=device)
+    std = torch.tensor(IMAGENET_STD_BGR[::-1], dtype=torch.float32, device=device)
+    return (batch - mean[None, :, None, None]) / std[None, :, None, None]
 
 
 def resize(image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = WHOLE_IMAGE_BYTES,

@@ -24,7 +24,7 @@ from .instances import Instances
 from .io import as_image_list
 from .model import Yolact, YolactOutput
 from .model.inference import inference_network
-from .model.resolve import WEIGHTS_ENV, resolve_model  # noqa: F401  (WEIGHTS_ENV: cli)
+from .model.resolve import resolve_model
 from .preprocess import preprocess
 from .rescore import rescore_masks
 
@@ -47,6 +47,9 @@ class SegmentOptions:
     def __post_init__(self):
         _ops.check_nms_options(self.score_threshold, self.iou_threshold, self.top_k,
                                self.max_detections, self.nms)
+        for name, kind in (("score_threshold", float), ("iou_threshold", float), ("top_k", int),
+                           ("max_detections", int)):  # numpy scalars pass the check: store Python numbers
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
 
 def segment(

@@ -23,10 +23,12 @@ from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import ops as _ops
+from ._args import as_int
 from .instances import Instances
 from .io import check_image_tensor
 from .model.inference import inference_network
-from .segment import SegmentOptions, eval_mode, postprocessor, resolve_model, run_network
+from .model.resolve import resolve_model
+from .segment import SegmentOptions, eval_mode, postprocessor, run_network
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".gif")
@@ -79,11 +81,7 @@ class VideoSegmentation:
 
     def __init__(self, source, model, batch_size, every, start, end, overlap, options):
         import_av()
-        _check_int("batch_size", batch_size, 1)
-        _check_int("every", every, 1)
-        _check_int("start", start, 0)
-        if end is not None:
-            _check_int("end", end, 0)
+        check_frame_options(batch_size, every, start, end)
         self.source = source
         self._model = resolve_model(model)
         self._finish = postprocessor(self._model, _ops, SegmentOptions(**options))
@@ -120,11 +118,15 @@ class VideoSegmentation:
         self.close()
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+def check_frame_options(batch_size: int, every: int, start: int, end: Optional[int]) -> None:
+    """The rule for :func:`segment_video`'s frame options: ints, ``batch_size`` and ``every``
+    >= 1, 0 <= ``start`` < ``end`` (None: to the last frame). TypeError for a wrong type,
+    ValueError for a wrong value, naming the option."""
+    as_int(batch_size, "batch_size", 1)
+    as_int(every, "every", 1)
+    as_int(start, "start", 0)
+    if end is not None and as_int(end, "end") <= start:
+        raise ValueError(f"end must be > start ({start}), got {end}")
 
 
 def open_video(source):
@@ -214,7 +216,7 @@ def segment_frames(
     stays flat. ``finish`` is a ready :func:`yolact_fast.segment.postprocessor` (else built
     from ``options``); ``on_exit`` runs once the network thread is done (ended, failed, or
     closed: ``close()`` the returned generator to stop early)."""
-    _check_int("batch_size", batch_size, 1)
+    batch_size = as_int(batch_size, "batch_size", 1)
     model = resolve_model(model)
     finish = finish or postprocessor(model, _ops, SegmentOptions(**options))
     stages = _network_stage(frames, model, batch_size, overlap, finish, on_exit)

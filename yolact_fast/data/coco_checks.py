@@ -61,30 +61,28 @@ class CocoChecks:
         return categories
 
     def _images(self, records: list) -> List[dict]:
-        kept, ids = [], set()
-        for index, record in enumerate(records):
-            problem = _image_problem(record)
-            if problem is None and record["id"] in ids:
-                problem = f"'id' {record['id']} is used by an earlier image"
-            if problem is not None:
-                self.skip("bad_image_record", f"image #{index}{_id_of(record)}: {problem}")
-                continue
-            ids.add(record["id"])
-            kept.append(dict(record))
-        return kept
+        return [dict(record) for record in self._valid(records, "image", "bad_image_record", _image_problem)]
 
     def _annotations(self, records: list, sizes: Dict[int, Tuple[int, int]]) -> List[dict]:
+        valid = self._valid(records, "annotation", "bad_annotation",
+                            lambda record: _annotation_problem(record, sizes))
+        return [dict(record, iscrowd=int(record.get("iscrowd", 0)),
+                     area=record.get("area", record["bbox"][2] * record["bbox"][3]))
+                for record in valid]
+
+    def _valid(self, records: list, kind: str, reason: str, problem_of) -> List[dict]:
+        """The records without a problem and with an id unused by an earlier one; the others
+        are skipped under ``reason``."""
         kept, ids = [], set()
         for index, record in enumerate(records):
-            problem = _annotation_problem(record, sizes)
+            problem = problem_of(record)
             if problem is None and record["id"] in ids:
-                problem = f"'id' {record['id']} is used by an earlier annotation"
+                problem = f"'id' {record['id']} is used by an earlier {kind}"
             if problem is not None:
-                self.skip("bad_annotation", f"annotation #{index}{_id_of(record)}: {problem}")
+                self.skip(reason, f"{kind} #{index}{_id_of(record)}: {problem}")
                 continue
             ids.add(record["id"])
-            x, y, w, h = record["bbox"]
-            kept.append(dict(record, iscrowd=int(record.get("iscrowd", 0)), area=record.get("area", w * h)))
+            kept.append(record)
         return kept
 
     def report(self) -> str:

@@ -90,7 +90,7 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
         else:
             file_name = getattr(source, "name", None)
             file_name = file_name if isinstance(file_name, str) else None
-        state_dict = _torch_load(source, file_name)
+        state_dict = torch_load(source, file_name)
     else:
         raise TypeError(
             "checkpoint source must be a path, an open file or a state dict, "
@@ -107,8 +107,7 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
             "not a YOLACT state dict"
         )
     if not isinstance(source, Mapping):  # a file's shapes may lie; a caller's dict is theirs
-        for key, tensor in state_dict.items():
-            _check_stored_tensor(tensor, key, what)
+        check_stored_tensors(state_dict, what)
     return dict(state_dict), file_name, saved
 
 
@@ -116,7 +115,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_2_UP = b"\x80"
 
 
-def _torch_load(source, file_name: Optional[str]):
+def torch_load(source, file_name: Optional[str]):
     """``torch.load(weights_only=True)``; a file it cannot read is reported by what it is
     not (torch's own message would advise ``weights_only=False``, wrong and unsafe here)."""
     name = file_name if file_name is not None else getattr(source, "name", None)
@@ -166,6 +165,19 @@ def _kind_of(obj) -> str:
         tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
         return f"a {type(obj).__name__} of {len(obj)} entries, {tensors} of them tensors"
     return type(obj).__name__
+
+
+def check_stored_tensors(obj, what: str, key: str = "") -> None:
+    """ValueError unless every tensor in ``obj`` (nested dicts, lists, tuples) has all its
+    elements stored in the file (see :func:`_check_stored_tensor`)."""
+    if isinstance(obj, torch.Tensor):
+        _check_stored_tensor(obj, key, what)
+    elif isinstance(obj, Mapping):
+        for name, value in obj.items():
+            check_stored_tensors(value, what, f"{key}.{name}" if key else str(name))
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            check_stored_tensors(value, what, f"{key}.{index}" if key else str(index))
 
 
 def _check_stored_tensor(tensor: torch.Tensor, key: str, what: str) -> None:

@@ -12,20 +12,29 @@ from .yolact import Yolact
 
 WEIGHTS_ENV = "YOLACT_FAST_WEIGHTS"
 
-__all__ = ["WEIGHTS_ENV", "resolve_model"]
+__all__ = ["WEIGHTS_ENV", "resolve_model", "weights_source", "clear_cache"]
 
 
 def resolve_model(model) -> Yolact:
     """A Yolact from ``model`` (Yolact, checkpoint path, ``"demo"``) or from ``$YOLACT_FAST_WEIGHTS``."""
     if isinstance(model, Yolact):
         return model
-    if model is None:
-        model = os.environ.get(WEIGHTS_ENV) or DEMO_NAME
+    model = weights_source(model)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a Yolact, a checkpoint path or None, got {type(model).__name__}")
     if os.fspath(model) == DEMO_NAME:
         return _load_demo()
     return _load_cached(os.path.abspath(model), *_file_stamp(model))
+
+
+def weights_source(model=None):
+    """What ``model`` names: itself unless None, else ``$YOLACT_FAST_WEIGHTS`` if set, else "demo"."""
+    return model if model is not None else (os.environ.get(WEIGHTS_ENV) or DEMO_NAME)
+
+
+def clear_cache() -> None:
+    """Forget the checkpoints loaded by path (the demo model stays loaded)."""
+    _load_cached.cache_clear()
 
 
 def _file_stamp(path) -> Tuple[float, int]:

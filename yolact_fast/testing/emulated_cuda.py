@@ -24,7 +24,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from .. import _C, ops
+from .. import _C, _args
 from ..configs import YolactConfig
 
 __all__ = [
@@ -84,15 +84,15 @@ def make_priors(
     config: YolactConfig, image_size: Tuple[int, int], device: Optional[torch.device] = None
 ) -> torch.Tensor:
     """:func:`yolact_fast.ops.make_priors` (not cached here, so every call launches)."""
-    size, device = ops._check_priors_args(config, image_size, device)
-    return _kernels.make_priors(*ops._priors_inputs(config, size, device))
+    size, device = _args.priors_args(config, image_size, device)
+    return _kernels.make_priors(*_args.priors_inputs(config, size, device))
 
 
 def decode_boxes(
     loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
 ) -> torch.Tensor:
     """:func:`yolact_fast.ops.decode_boxes`."""
-    return _kernels.decode_boxes(*ops._decode_args(loc, priors, variances))
+    return _kernels.decode_boxes(*_args.decode_args(loc, priors, variances))
 
 
 def fast_nms(
@@ -106,7 +106,7 @@ def fast_nms(
     method: str = "fast",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`yolact_fast.ops.fast_nms`."""
-    return ops._trim_detections(_kernels.fast_nms(*ops._nms_args(
+    return _args.trim_detections(_kernels.fast_nms(*_args.nms_args(
         boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
     )))
 
@@ -131,7 +131,7 @@ def detect(
     method: str = "fast",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`yolact_fast.ops.detect`."""
-    return ops._trim_detections(_kernels.detect(*ops._detect_args(
+    return _args.trim_detections(_kernels.detect(*_args.detect_args(
         loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
         max_detections, method,
     )))
@@ -141,7 +141,7 @@ def assemble_masks(
     proto: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, crop_padding: float = 1
 ) -> torch.Tensor:
     """:func:`yolact_fast.ops.assemble_masks`."""
-    return _kernels.assemble_masks(*ops._mask_args(proto, coeffs, boxes, crop_padding))
+    return _kernels.assemble_masks(*_args.mask_args(proto, coeffs, boxes, crop_padding))
 
 
 def paste_masks(
@@ -153,5 +153,5 @@ def paste_masks(
     crop_padding: float = 1,
 ) -> torch.Tensor:
     """:func:`yolact_fast.ops.paste_masks`."""
-    return _kernels.paste_masks(*ops._paste_args(proto, coeffs, boxes, size, threshold,
+    return _kernels.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold,
                                                  crop_padding))

@@ -36,8 +36,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .. import reference
-from ..boxes import box_ioa, box_iou, point_form
+from .. import ops
+from ..boxes import box_convert, box_ioa, box_iou, point_form
 from ..configs import YolactConfig, yolact_base
 
 Target = Dict[str, torch.Tensor]
@@ -46,8 +46,7 @@ Target = Dict[str, torch.Tensor]
 def encode(matched: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
     """Boxes [P,4] x1,y1,x2,y2 relative and their priors [P,4] -> offsets [P,4], such that
     ``decode_boxes(encode(b, p), p) == b`` (up to rounding)."""
-    centre = (matched[:, :2] + matched[:, 2:]) / 2
-    size = matched[:, 2:] - matched[:, :2]
+    centre, size = box_convert(matched, "xyxy", "cxcywh").split(2, dim=1)
     offset_xy = (centre - priors[:, :2]) / (variances[0] * priors[:, 2:])
     offset_wh = torch.log(size / priors[:, 2:]) / variances[1]
     return torch.cat([offset_xy, offset_wh], 1)
@@ -115,7 +114,7 @@ def mask_loss_single(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.
     proto [h,w,k], coeffs [n,k], gt_boxes [n,4] relative, gt_masks [n,h,w] float in {0,1}.
     """
     h, w, _ = proto.shape
-    pred = reference.assemble_masks(proto, coeffs, gt_boxes).clamp(0, 1)
+    pred = ops.assemble_masks(proto, coeffs, gt_boxes).clamp(0, 1)
     bce = F.binary_cross_entropy(pred, gt_masks, reduction="none").sum((1, 2))
     area = ((gt_boxes[:, 2] - gt_boxes[:, 0]) * w) * ((gt_boxes[:, 3] - gt_boxes[:, 1]) * h)
     return (bce / area.clamp(min=1)).sum()
@@ -158,7 +157,7 @@ def maskiou_samples(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.T
     gt_masks [m,h,w] in {0,1}, gt_labels [m]; ground truths of at most ``discard_mask_area``
     pixels are left out (official ``discard_mask_area``)."""
     keep = gt_masks.sum((1, 2)) > discard_mask_area
-    pred = reference.assemble_masks(proto, coeffs[keep], gt_boxes[keep])
+    pred = ops.assemble_masks(proto, coeffs[keep], gt_boxes[keep])
     with torch.no_grad():
         binary, gt = (pred > 0.5).float(), gt_masks[keep]
         intersection = (binary * gt).sum((1, 2))

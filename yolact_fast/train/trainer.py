@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import reference
+from .. import ops
+from .._args import as_int
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
 from ..model import Yolact
-from ..model.checkpoint import save_file, save_weights
+from ..model.checkpoint import check_stored_tensors, save_file, save_weights, torch_load
 from ..preprocess import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
@@ -80,18 +81,13 @@ class TrainOptions:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every"):
-            _check_int(name, getattr(self, name), minimum=1)
+            as_int(getattr(self, name), f"TrainOptions.{name}", minimum=1)
         for name in ("warmup_steps", "seed", "num_workers"):
-            _check_int(name, getattr(self, name), minimum=0)
+            as_int(getattr(self, name), f"TrainOptions.{name}", minimum=0)
         for name in ("lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"TrainOptions.{name} must be a finite number >= 0, got {value!r}")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"TrainOptions.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class AugmentedDataset(torch.utils.data.Dataset):
@@ -257,14 +253,14 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint to resume not found: {path!r}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise RuntimeError(f"refusing to resume from {path!r}: the file is corrupt or not a "
-                           f"checkpoint ({type(error).__name__}: {error})") from error
+        state = torch_load(path, path)
+    except RuntimeError as error:
+        raise RuntimeError(f"refusing to resume from {path!r}: {error}") from None
     required = {"format", "state_dict", "optimizer", "epoch", "step", "config", "class_names"}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not required <= set(state):
         raise RuntimeError(f"refusing to resume from {path!r}: not a yolact_fast training checkpoint "
                            f"(expected keys {sorted(required)})")
+    check_stored_tensors(state, repr(path))
     return state
 
 
@@ -344,7 +340,7 @@ class Trainer:
             self.data, processes.world_size, processes.rank, shuffle=True, seed=options.seed, drop_last=False)
         self.steps_per_epoch = math.ceil(len(self.sampler) / self.local_batch)
         self.total_steps = self.steps_per_epoch * options.epochs
-        self.priors = reference.make_priors(config, (config.max_size, config.max_size)).to(device)
+        self.priors = ops.make_priors(config, (config.max_size, config.max_size), device)
         self.generator = torch.Generator().manual_seed(options.seed + processes.rank)
         self.epoch, self.step, self.samples_done = 0, 0, 0
         self.skipped: Counter = Counter()
