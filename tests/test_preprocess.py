@@ -51,7 +51,9 @@ def test_small_images_take_the_whole_image_path():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB is Linux")
 def test_large_image_needs_no_float_copy():
     """6000x6000 uint8 (108 MB; 432 MB as float32): the peak grows by far less than the
-    float copy (band 32 MB + float [3,6000,256] 18 MB + output)."""
+    float copy (band 32 MB + float [3,6000,256] 18 MB + output). Max RSS also counts the
+    allocator's and OpenMP's own growth (86-182 MiB measured on a shared 2-core machine), so
+    the bound sits between that and the 432 MB a whole-image float copy adds."""
     script = textwrap.dedent("""
         import resource, torch
         from yolact_fast.configs import yolact_demo
@@ -65,7 +67,7 @@ def test_large_image_needs_no_float_copy():
                           env=dict(os.environ, OMP_NUM_THREADS="1"),
                           cwd=os.path.dirname(os.path.dirname(yf.__file__)))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split()[-1]) < 120 * 2**20
+    assert int(done.stdout.split()[-1]) < 300 * 2**20
 
 
 def test_unknown_normalize_mode_is_refused_by_the_config():
