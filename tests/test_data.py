@@ -373,3 +373,25 @@ def test_golden_image_is_the_golden_cases_image(golden):
 
     height, width = golden["image"].shape[:2]
     assert torch.equal(golden_image(golden["meta"]["image_seed"], height, width), golden_rgb(golden))
+
+
+# Hostile compressed counts: one count that never ends, a count past 64 bits, millions of
+# (zero-length) runs, a huge valid-looking image. Each is refused after a bounded amount of work;
+# the subprocess's timeout turns a hang into a failure.
+HOSTILE_COUNTS = """
+import time
+from yolact_fast.data.rle import segmentation_problem, string_counts
+ten_mb = 10 ** 7
+for counts, (h, w) in [("o" * ten_mb, (64, 64)), ("0" * ten_mb, (64, 64)), ("_" * ten_mb, (64, 64)),
+                       ("o" * 13 + "1", (64, 64)), ("o" * ten_mb, (10 ** 4, 10 ** 4))]:
+    assert segmentation_problem({{"size": [h, w], "counts": counts}}, h, w) is not None
+assert string_counts("o" * 12 + "1") is not None and string_counts("o" * 13 + "1") is None
+assert string_counts("1" * 10, max_runs=9) is None and len(string_counts("1" * 10, max_runs=10)) == 10
+"""
+
+
+def test_hostile_rle_strings_are_refused_in_linear_time():
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", HOSTILE_COUNTS.format()], check=True, timeout=120)

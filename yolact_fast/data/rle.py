@@ -56,26 +56,35 @@ def segmentation_problem(segmentation, height: int, width: int) -> Optional[str]
     if not (isinstance(size, list) and size == [height, width]):
         return f"RLE size {size!r} is not the image's [height, width] = {[height, width]}"
     if isinstance(counts, str):
-        counts = string_counts(counts)
+        # a mask of height * width pixels has at most height * width + 1 runs (only the first may be empty)
+        counts = string_counts(counts, max_runs=height * width + 1)
         if counts is None:
-            return "RLE counts is not a valid COCO-compressed string"
+            return "RLE counts is not a valid COCO-compressed string (or has more runs than pixels)"
     elif not (isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)):
         return "RLE counts is neither a string nor a list of integers"
+    if len(counts) > height * width + 1:
+        return f"RLE has more run lengths than the image's {height * width} pixels + 1"
     if any(c < 0 for c in counts) or sum(counts) != height * width:
         return f"RLE run lengths are negative or do not sum to height * width = {height * width}"
     return None
 
 
-def string_counts(counts: str) -> Optional[List[int]]:
+MAX_COUNT_GROUPS = 13  # 13 groups of 5 bits cover a 64-bit count, pycocotools' widest
+
+
+def string_counts(counts: str, max_runs: Optional[int] = None) -> Optional[List[int]]:
     """Run lengths of a COCO-compressed RLE string (pycocotools' ``rleFrString``: 5-bit groups
     of characters '0'..'o', a sign bit, each count after the second relative to the one two
-    before), or None if the string is malformed."""
+    before), or None if the string is malformed: a count longer than 13 groups (64 bits) or,
+    given ``max_runs``, more run lengths than that. Linear in the string's length."""
     values: List[int] = []
     position = 0
     while position < len(counts):
+        if max_runs is not None and len(values) == max_runs:
+            return None
         value, shift, more = 0, 0, True
         while more:
-            if position == len(counts):
+            if position == len(counts) or shift == 5 * MAX_COUNT_GROUPS:
                 return None
             code = ord(counts[position]) - 48
             if not 0 <= code < 64:
