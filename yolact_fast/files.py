@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
+import functools
 import glob
 import os
 import secrets
@@ -52,7 +54,7 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
         elif "://" in argument:
             found.append(("stream", argument))
         elif any(c in argument for c in GLOB_CHARACTERS):
-            matches = sorted(p for p in glob.glob(argument, recursive=True) if os.path.isfile(p))
+            matches = sorted(p for p in _glob(argument) if os.path.isfile(p))
             if not matches:
                 raise ValueError(f"no files match {argument!r}")
             for path in matches:
@@ -65,6 +67,49 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
             raise FileNotFoundError(f"image file not found: {argument!r} (nor a folder, glob "
                                     "pattern or camera index)")
     return _named(_unique(found)), skipped
+
+
+def _glob(pattern: str) -> List[str]:
+    """Paths matching ``pattern``; a "**" component matches any number of folders, found by
+    os.walk without following links (glob's recursion follows them: a link loop such as
+    ``g/l -> .`` made it run for ever)."""
+    parts = os.path.normpath(pattern).split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARACTERS))
+    base = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    wanted = tuple(parts[fixed:])
+    matches = []
+    for root, dirs, files in os.walk(base):
+        dirs.sort()
+        relative = os.path.relpath(root, base)
+        folders = () if relative == os.curdir else tuple(relative.split(os.sep))
+        for name in sorted(dirs + files):
+            if _components_match(wanted, folders + (name,)):
+                path = os.path.join(root, name)
+                matches.append(path if base != os.curdir else os.path.normpath(path))
+    return matches
+
+
+def _components_match(pattern: Tuple[str, ...], parts: Tuple[str, ...]) -> bool:
+    """Whether path ``parts`` match ``pattern`` component by component as glob does: "**" any
+    number of folders, wildcards never matching a leading dot unless the pattern has one."""
+
+    @functools.lru_cache(maxsize=None)
+    def match(p: int, q: int) -> bool:
+        if p == len(pattern):
+            return q == len(parts)
+        if pattern[p] == "**":
+            return match(p + 1, q) or (q < len(parts) and not parts[q].startswith(".") and match(p, q + 1))
+        return (q < len(parts) and _name_matches(parts[q], pattern[p]) and match(p + 1, q + 1))
+
+    return match(0, 0)
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _images_in(folder: str) -> List[str]:
