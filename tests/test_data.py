@@ -128,16 +128,63 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
     annotations = [
         {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "segmentation": good, "iscrowd": 0},
         {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 4], "segmentation": good, "iscrowd": 0},
-        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": _rle(np.zeros((20, 30))),
+         "iscrowd": 0},
         {"id": 4, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
+        {"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
+        {"id": 6, "image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
     ]
-    with pytest.warns(UserWarning, match="skipped"):
+    with pytest.warns(UserWarning, match="skipped") as warned:
         dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations, images))
     assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "empty_mask": 1,
-                                     "unknown_category": 1}
+                                     "unknown_category": 1, "bad_annotation": 1}
+    assert "'segmentation' is an empty list of polygons" in str(warned[0].message)
     assert len(dataset) == 1
     _, target = dataset[0]
     assert target["labels"].tolist() == [0]
+    # what the loader skips is not in the index COCOeval reads either (an empty polygon list made it raise)
+    assert sorted(dataset.coco.anns) == [1] and dataset.coco.imgToAnns[1] == [dataset.coco.anns[1]]
+
+
+def test_eval_ignores_what_the_loader_skips(tmp_path):
+    from yolact_fast.evaluate import coco_eval
+
+    square = [[0, 0, 10, 0, 10, 10, 0, 10]]
+    annotations = [dict(GOOD_ANNOTATION, segmentation=square),
+                   dict(GOOD_ANNOTATION, id=2, segmentation=[]),
+                   dict(GOOD_ANNOTATION, id=3, bbox=[5, 5, 0, 0]),
+                   dict(GOOD_ANNOTATION, id=4, category_id=99),
+                   dict(GOOD_ANNOTATION, id=5, segmentation=_rle(np.zeros((20, 30))))]
+    with pytest.warns(UserWarning, match="skipped"):
+        dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations))
+    result = {"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 1.0,
+              "segmentation": _rle(np.pad(np.ones((10, 10)), ((0, 10), (0, 20))))}
+    for iou_type in ("bbox", "segm"):
+        assert coco_eval(dataset.coco, [result], iou_type, dataset.image_ids)["AP"] == pytest.approx(1.0)
+
+
+def test_images_whose_masks_pass_the_byte_cap_are_skipped(tmp_path, monkeypatch):
+    """The cap bounds masks x height x width, checked from the record before any mask is built and
+    again from the image file's real size when the item loads."""
+    from yolact_fast.data import coco, rle
+
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
+    annotations = ([dict(GOOD_ANNOTATION, id=i) for i in range(1, 4)]
+                   + [dict(GOOD_ANNOTATION, id=i, image_id=2) for i in range(4, 6)]
+                   + [dict(GOOD_ANNOTATION, id=6, image_id=2, iscrowd=1)])  # crowd regions are no mask
+    monkeypatch.setattr(coco, "MAX_MASK_BYTES", 2 * 20 * 30)
+    monkeypatch.setattr(rle, "decode", None)  # the checks of __init__ never build a mask
+    path = _coco(tmp_path, annotations, images)
+    with pytest.warns(UserWarning, match="too_many_masks.*3 instance masks of 20 x 30"):
+        dataset = CocoDataset(str(tmp_path), path)
+    assert dict(dataset.skipped) == {"too_many_masks": 1} and dataset.image_ids == [2]
+    assert sorted(dataset.coco.anns) == [4, 5, 6]
+    monkeypatch.undo()
+    assert dataset[0][1]["masks"].shape == (2, 20, 30)
+    monkeypatch.setattr(coco, "MAX_MASK_BYTES", 2 * 20 * 30)
+    _write_image(tmp_path / "b.png", 21, 30)  # the file is larger than its record says
+    assert dataset[0] is None
 
 
 GOOD_POLYGON = [[0, 0, 10, 0, 10, 10, 0, 10]]

@@ -26,23 +26,34 @@ def decode(segmentation, height: int, width: int) -> np.ndarray:
     :func:`segmentation_problem` accepts for an image of ``height`` x ``width``."""
     from pycocotools import mask as mask_utils
 
+    return mask_utils.decode(_compressed(segmentation, height, width)).astype(bool)
+
+
+def area(segmentation, height: int, width: int) -> int:
+    """The pixel count of :func:`decode`'s mask, from the run lengths (no [H,W] mask is built)."""
+    from pycocotools import mask as mask_utils
+
+    return int(mask_utils.area(_compressed(segmentation, height, width)))
+
+
+def _compressed(segmentation, height: int, width: int) -> Dict:
+    from pycocotools import mask as mask_utils
+
     if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), bool)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = {"size": [height, width], "counts": segmentation["counts"].encode("ascii")}
-    return mask_utils.decode(rle).astype(bool)
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation["counts"], list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return {"size": [height, width], "counts": segmentation["counts"].encode("ascii")}
 
 
 def segmentation_problem(segmentation, height: int, width: int) -> Optional[str]:
     """Why ``segmentation`` cannot be decoded safely for an image of ``height`` x ``width``, or
-    None. Polygons: lists of at least 6 (an even number of) finite coordinates within one
+    None. Polygons: a non-empty list of lists of at least 6 (an even number of) finite coordinates within one
     image size of the image; RLE: {"size": [height, width], "counts": non-negative run
     lengths (a list, or a COCO-compressed string) summing to height * width}."""
     if isinstance(segmentation, list):
+        if not segmentation:
+            return "is an empty list of polygons"
         limit = max(height, width)
         for index, polygon in enumerate(segmentation):
             if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
