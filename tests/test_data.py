@@ -287,6 +287,7 @@ def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, im
     ([{"id": "3", "name": "a"}], "category #0: 'id' must be an integer"),
     ([{"id": 3}], "category #0 (id 3): 'name'"),
     ([{"id": 3, "name": "a"}, {"id": 3, "name": "b"}], "category #1: 'id' 3 is used"),
+    ([{"id": i, "name": str(i)} for i in range(1 << 16)], "'categories' has 65536 records"),
 ])
 def test_malformed_categories_are_an_error_naming_file_and_record(tmp_path, categories, message):
     path = _coco(tmp_path, [GOOD_ANNOTATION])
@@ -442,3 +443,14 @@ def test_hostile_rle_strings_are_refused_in_linear_time():
     import sys
 
     subprocess.run([sys.executable, "-c", HOSTILE_COUNTS.format()], check=True, timeout=120)
+
+
+def test_class_counts_past_the_head_bound_are_refused_everywhere():
+    """One bound (configs.MAX_CLASSES, background included) for COCO files (above), configs
+    (whatever dataset names the classes) and checkpoints (test_checkpoint_files)."""
+    from yolact_fast.configs import MAX_CLASSES, get_config
+
+    config = get_config("yolact_demo")
+    assert config.replace(class_names=("x",) * (MAX_CLASSES - 1)).num_classes == MAX_CLASSES
+    with pytest.raises(ValueError, match="class_names has 65536 names.*MAX_CLASSES = 65536"):
+        config.replace(class_names=("x",) * MAX_CLASSES)

@@ -9,7 +9,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
-from ..configs import NAMED_CONFIGS, YolactConfig, get_config
+from ..configs import MAX_CLASSES, NAMED_CONFIGS, YolactConfig, get_config
 from .yolact import Yolact
 
 DEMO_NAME = "demo"
@@ -321,7 +321,6 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor],
     return "resnet", layers
 
 
-MAX_CLASSES = 1 << 16
 MAX_MASK_DIM = 1 << 12
 
 
