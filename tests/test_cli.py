@@ -205,6 +205,26 @@ def test_outputs_replace_planted_links_instead_of_following_them(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "results.json"]  # no temporary left
 
 
+@pytest.mark.parametrize("link_at", ["sub", os.path.join("sub", "deeper")])
+def test_folder_links_below_out_are_refused_before_writing(tmp_path, capsys, link_at):
+    """A link at --out itself is the user's choice and is followed; one below it is refused."""
+    save_shape_image(tmp_path / "in" / "a.png", 1)
+    save_shape_image(tmp_path / "in" / "sub" / "deeper" / "b.png", 2)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    out = tmp_path / "out"
+    (out / link_at).parent.mkdir(parents=True, exist_ok=True)
+    (out / link_at).symlink_to(victim, target_is_directory=True)
+    assert main(["segment", str(tmp_path / "in"), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "symbolic link" in error and "below --out" in error
+    assert list(victim.iterdir()) == [] and not (out / "results.json").exists()
+    chosen = tmp_path / "chosen"
+    chosen.symlink_to(victim, target_is_directory=True)
+    assert main(["segment", str(tmp_path / "in" / "a.png"), "--out", str(chosen)]) == 0
+    assert sorted(p.name for p in victim.iterdir()) == ["a.png", "results.json"]
+
+
 @pytest.fixture(scope="module")
 def shapes_video(tmp_path_factory):
     av = pytest.importorskip("av")

@@ -169,6 +169,7 @@ def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
         paths = ({"overlay": stem + ".png"} if source.kind == "image"
                  else {"video": stem + ".mp4", "results": stem + ".jsonl"})
         for path in paths.values():
+            _refuse_linked_folders(out, path)
             key = os.path.realpath(path)
             if key in inputs:
                 raise ValueError(f"output {path!r} would replace the input {inputs[key].location!r}: "
@@ -189,6 +190,15 @@ def output_folder(path: str, option: str = "--out") -> str:
     return path
 
 
+def _refuse_linked_folders(out: str, path: str) -> None:
+    folder = out
+    for part in os.path.relpath(os.path.dirname(path), out).split(os.sep):
+        folder = os.path.join(folder, part)
+        if part != os.curdir and os.path.islink(folder):
+            raise ValueError(f"output {path!r} would be written through the symbolic link {folder!r} below "
+                             f"--out {out!r}; links below --out are never followed: remove it or choose another --out")
+
+
 def _refuse_file(path: str, option: str = "--out") -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{option} must be a folder, but {path!r} is an existing file")
@@ -203,22 +213,34 @@ def atomic_output(path: str, mode: str = "wb") -> Iterator:
     """A file object whose content replaces ``path`` only when the block ends without an
     exception: it is written to a new temporary file in the same folder, then renamed over
     ``path``. The temporary file is created exclusively (a link planted at its name makes
-    the open fail) and the rename replaces a link at ``path`` instead of following it."""
+    the open fail) and the rename replaces a link at ``path`` instead of following it. A
+    failed write (disk full, size limit) raises OSError naming ``path``; the previous file,
+    if any, is unchanged."""
     folder, base = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     temporary = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, flags, 0o666)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        descriptor = os.open(temporary, flags, 0o666)
+    except OSError as error:
+        raise _naming(error, path) from error
     try:
         with os.fdopen(descriptor, mode) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:  # a write's error names no file
+            raise _naming(error, path) from error
         raise
+
+
+def _naming(error: OSError, path: str) -> OSError:
+    reason = error.strerror or str(error)
+    return OSError(error.errno, f"cannot write {path!r} (the previous file, if any, is unchanged): {reason}")
 
 
 def append_output(path: str):

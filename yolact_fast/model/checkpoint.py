@@ -397,4 +397,4 @@ def _write_error(error: BaseException) -> str:
     cause = error
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__ or cause.__context__
-    return str(cause if cause is not None else error)
+    return (cause.strerror or str(cause)) if cause is not None else str(error)
