@@ -369,3 +369,35 @@ def test_export_replaces_a_planted_link_instead_of_following_it(tmp_path):
 
     export.onnx("demo", str(path), image_size=(64, 64))
     assert victim.read_text() == "keep me" and not path.is_symlink() and path.stat().st_size > 1 << 20
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"image_id": 1.7}, "image_id must be an integer, got 1.7"),
+    ({"image_id": float("nan")}, "image_id must be an integer, got nan"),
+    ({"image_id": "3"}, "image_id must be an integer"),
+    ({"image_id": True}, "image_id must be an integer"),
+    ({"image_id": 1, "category_ids": [1.5] * 5}, r"category_ids\[0\] must be an integer, got 1.5"),
+    ({"image_id": 1, "category_ids": [1, 2, "a", 4, 5]}, r"category_ids\[2\] must be an integer, got 'a'"),
+    ({"image_id": 1, "category_ids": [1, 2, 3, 4, None]}, r"category_ids\[4\] must be an integer"),
+])
+def test_to_coco_ids_must_be_integers(arguments, message):
+    instances = yf.segment(torch.zeros(3, 32, 32, dtype=torch.uint8), model="demo")
+    with pytest.raises(TypeError, match=message):
+        instances.to_coco(**arguments)
+    for image_id in (3, np.int64(3), torch.tensor(3)):
+        assert instances.to_coco(image_id, category_ids=np.arange(1, 6)) == []
+
+
+def test_a_pil_mode_that_cannot_become_rgb_names_the_image():
+    from PIL import Image
+
+    from yolact_fast.io import pil_to_tensor
+
+    with pytest.raises(ValueError, match="image 'x.png': cannot convert PIL mode 'La' to RGB"):
+        pil_to_tensor(Image.new("La", (8, 8)), "image 'x.png'")
+
+
+def test_a_folder_as_checkpoint_says_it_is_a_folder(tmp_path):
+    for load in (yf.load, lambda path: yf.segment(torch.zeros(3, 32, 32, dtype=torch.uint8), model=path)):
+        with pytest.raises(IsADirectoryError, match="is a directory, not a checkpoint file"):
+            load(str(tmp_path))

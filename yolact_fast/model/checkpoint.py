@@ -87,6 +87,8 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
     elif isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
         if isinstance(source, (str, os.PathLike)):
             file_name = os.fspath(source)
+            if os.path.isdir(file_name):
+                raise IsADirectoryError(f"checkpoint {file_name!r} is a directory, not a checkpoint file")
             if not os.path.isfile(file_name):
                 raise FileNotFoundError(f"checkpoint not found: {file_name!r}")
         else:
