@@ -239,8 +239,8 @@ def atomic_output(path: str, mode: str = "wb") -> Iterator:
 
 
 def _naming(error: OSError, path: str) -> OSError:
-    reason = error.strerror or str(error)
-    return OSError(error.errno, f"cannot write {path!r} (the previous file, if any, is unchanged): {reason}")
+    message = f"cannot write {path!r} (the previous file, if any, is unchanged): {error.strerror or error}"
+    return OSError(error.errno, message) if error.errno is not None else OSError(message)
 
 
 def append_output(path: str):
