@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import resource
 import subprocess
 import sys
@@ -180,3 +181,42 @@ def test_garbage_streams_without_a_name():
                            (Unseekable(), "not seekable")):
         with pytest.raises(RuntimeError, match=f"from an unnamed file: not a torch checkpoint .*{reason}"):
             yf.load(stream)
+
+
+def _demo_keys(demo_state_dict):
+    """A conv weight, a bias, a BatchNorm running statistic and a prediction-head weight."""
+    conv = next(k for k, v in demo_state_dict.items() if k.endswith("weight") and v.ndim == 4)
+    bias = next(k for k in demo_state_dict if k.endswith(".bias"))
+    running = next(k for k in demo_state_dict if k.endswith("running_var"))
+    return conv, bias, running, "prediction_layers.0.conf_layer.weight"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", range(4))
+def test_non_finite_weights_are_refused_naming_file_and_key(tmp_path, demo_state_dict, value, which):
+    key = _demo_keys(demo_state_dict)[which]
+    state_dict = dict(demo_state_dict, **{key: demo_state_dict[key].clone()})
+    state_dict[key].view(-1)[-1] = value  # one element, the last one
+    path = tmp_path / "bad.pt"
+    torch.save({"state_dict": state_dict}, path)
+    for source, named in ((str(path), "bad.pt"), (state_dict, "the state dict")):
+        with pytest.raises(ValueError, match=f"{named}.*{re.escape(key)} holds NaN or infinite"):
+            yf.load(source)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int32, torch.int64, torch.uint8, torch.complex64])
+@pytest.mark.parametrize("which", range(4))
+def test_weights_that_are_not_floats_are_refused(demo_state_dict, dtype, which):
+    key = _demo_keys(demo_state_dict)[which]
+    state_dict = dict(demo_state_dict, **{key: demo_state_dict[key].to(dtype)})
+    with pytest.raises(ValueError, match=f"{re.escape(key)} is a {dtype}"):
+        yf.load(state_dict)
+
+
+def test_float_widths_and_integer_counters_load(demo_state_dict):
+    counter = next(k for k in demo_state_dict if k.endswith("num_batches_tracked"))
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in demo_state_dict.items()}
+    assert demo_state_dict[counter].dtype == torch.int64 and yf.load(half) is not None
+    assert yf.load(dict(demo_state_dict, **{counter: demo_state_dict[counter].int()})) is not None
+    with pytest.raises(ValueError, match=f"{re.escape(counter)} is a torch.float32"):
+        yf.load(dict(demo_state_dict, **{counter: demo_state_dict[counter].float()}))

@@ -207,6 +207,26 @@ def test_outputs_replace_planted_links_instead_of_following_them(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "results.json"]  # no temporary left
 
 
+@pytest.mark.parametrize("link_at", ["sub", os.path.join("sub", "deeper")])
+def test_folder_links_below_out_are_refused_before_writing(tmp_path, capsys, link_at):
+    """A link at --out itself is the user's choice and is followed; one below it is refused."""
+    save_shape_image(tmp_path / "in" / "a.png", 1)
+    save_shape_image(tmp_path / "in" / "sub" / "deeper" / "b.png", 2)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    out = tmp_path / "out"
+    (out / link_at).parent.mkdir(parents=True, exist_ok=True)
+    (out / link_at).symlink_to(victim, target_is_directory=True)
+    assert main(["segment", str(tmp_path / "in"), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "symbolic link" in error and "below --out" in error
+    assert list(victim.iterdir()) == [] and not (out / "results.json").exists()
+    chosen = tmp_path / "chosen"
+    chosen.symlink_to(victim, target_is_directory=True)
+    assert main(["segment", str(tmp_path / "in" / "a.png"), "--out", str(chosen)]) == 0
+    assert sorted(p.name for p in victim.iterdir()) == ["a.png", "results.json"]
+
+
 @pytest.fixture(scope="module")
 def shapes_video(tmp_path_factory):
     pytest.importorskip("av")
@@ -333,3 +353,29 @@ def test_source_kinds_and_names(tmp_path):
     assert paths[1] == {"video": str(tmp_path / "out" / "b" / "clip.mp4"),
                         "results": str(tmp_path / "out" / "b" / "clip.jsonl")}
     assert paths[3]["video"].endswith("camera2.mp4")
+
+
+# Recursive patterns through link loops (each link doubles glob's recursion at every level)
+# must end; matches agree with glob's where there are no links.
+LINK_LOOP_GLOB = """
+import glob, os
+from yolact_fast.files import _glob, find_sources
+os.makedirs("g/sub/.hidden")
+for name in ("g/a.png", "g/sub/b.png", "g/sub/.hidden/c.png", "g/.d.png", "g/sub/e.txt"):
+    open(name, "w").close()
+patterns = ["g/**/*.png", "**/*.png", "g/*/*.png", "g/**/sub/*.png", "g/**", os.path.abspath("g") + "/**/*.png"]
+expected = {{p: sorted(x for x in glob.glob(p, recursive=True) if os.path.isfile(x)) for p in patterns}}
+for index in range(4):
+    os.symlink(".", f"g/loop{{index}}")
+    os.symlink("..", f"g/sub/up{{index}}")
+for pattern in patterns:
+    found = sorted(x for x in _glob(pattern) if os.path.isfile(x))
+    assert found == expected[pattern] or pattern == "g/*/*.png", (pattern, found, expected[pattern])
+sources, skipped = find_sources(["g/**/*"])
+assert sorted(s.name for s in sources) == ["a", os.path.join("sub", "b")] and skipped == {{"not an image or video": 1}}
+"""
+
+
+def test_recursive_globs_do_not_follow_link_loops(tmp_path):
+    subprocess.run([sys.executable, "-c", LINK_LOOP_GLOB.format()], cwd=tmp_path, check=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})

@@ -128,16 +128,63 @@ def test_bad_annotations_are_skipped_and_counted(tmp_path):
     annotations = [
         {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "segmentation": good, "iscrowd": 0},
         {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 4], "segmentation": good, "iscrowd": 0},
-        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": _rle(np.zeros((20, 30))),
+         "iscrowd": 0},
         {"id": 4, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
+        {"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
+        {"id": 6, "image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
     ]
-    with pytest.warns(UserWarning, match="skipped"):
+    with pytest.warns(UserWarning, match="skipped") as warned:
         dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations, images))
     assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "empty_mask": 1,
-                                     "unknown_category": 1}
+                                     "unknown_category": 1, "bad_annotation": 1}
+    assert "'segmentation' is an empty list of polygons" in str(warned[0].message)
     assert len(dataset) == 1
     _, target = dataset[0]
     assert target["labels"].tolist() == [0]
+    # what the loader skips is not in the index COCOeval reads either (an empty polygon list made it raise)
+    assert sorted(dataset.coco.anns) == [1] and dataset.coco.imgToAnns[1] == [dataset.coco.anns[1]]
+
+
+def test_eval_ignores_what_the_loader_skips(tmp_path):
+    from yolact_fast.evaluate import coco_eval
+
+    square = [[0, 0, 10, 0, 10, 10, 0, 10]]
+    annotations = [dict(GOOD_ANNOTATION, segmentation=square),
+                   dict(GOOD_ANNOTATION, id=2, segmentation=[]),
+                   dict(GOOD_ANNOTATION, id=3, bbox=[5, 5, 0, 0]),
+                   dict(GOOD_ANNOTATION, id=4, category_id=99),
+                   dict(GOOD_ANNOTATION, id=5, segmentation=_rle(np.zeros((20, 30))))]
+    with pytest.warns(UserWarning, match="skipped"):
+        dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations))
+    result = {"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 1.0,
+              "segmentation": _rle(np.pad(np.ones((10, 10)), ((0, 10), (0, 20))))}
+    for iou_type in ("bbox", "segm"):
+        assert coco_eval(dataset.coco, [result], iou_type, dataset.image_ids)["AP"] == pytest.approx(1.0)
+
+
+def test_images_whose_masks_pass_the_byte_cap_are_skipped(tmp_path, monkeypatch):
+    """The cap bounds masks x height x width, checked from the record before any mask is built and
+    again from the image file's real size when the item loads."""
+    from yolact_fast.data import coco, rle
+
+    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
+    annotations = ([dict(GOOD_ANNOTATION, id=i) for i in range(1, 4)]
+                   + [dict(GOOD_ANNOTATION, id=i, image_id=2) for i in range(4, 6)]
+                   + [dict(GOOD_ANNOTATION, id=6, image_id=2, iscrowd=1)])  # crowd regions are no mask
+    monkeypatch.setattr(coco, "MAX_MASK_BYTES", 2 * 20 * 30)
+    monkeypatch.setattr(rle, "decode", None)  # the checks of __init__ never build a mask
+    path = _coco(tmp_path, annotations, images)
+    with pytest.warns(UserWarning, match="too_many_masks.*3 instance masks of 20 x 30"):
+        dataset = CocoDataset(str(tmp_path), path)
+    assert dict(dataset.skipped) == {"too_many_masks": 1} and dataset.image_ids == [2]
+    assert sorted(dataset.coco.anns) == [4, 5, 6]
+    monkeypatch.undo()
+    assert dataset[0][1]["masks"].shape == (2, 20, 30)
+    monkeypatch.setattr(coco, "MAX_MASK_BYTES", 2 * 20 * 30)
+    _write_image(tmp_path / "b.png", 21, 30)  # the file is larger than its record says
+    assert dataset[0] is None
 
 
 GOOD_POLYGON = [[0, 0, 10, 0, 10, 10, 0, 10]]
@@ -240,6 +287,7 @@ def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, im
     ([{"id": "3", "name": "a"}], "category #0: 'id' must be an integer"),
     ([{"id": 3}], "category #0 (id 3): 'name'"),
     ([{"id": 3, "name": "a"}, {"id": 3, "name": "b"}], "category #1: 'id' 3 is used"),
+    ([{"id": i, "name": str(i)} for i in range(1 << 16)], "'categories' has 65536 records"),
 ])
 def test_malformed_categories_are_an_error_naming_file_and_record(tmp_path, categories, message):
     path = _coco(tmp_path, [GOOD_ANNOTATION])
@@ -373,3 +421,36 @@ def test_golden_image_is_the_golden_cases_image(golden):
 
     height, width = golden["image"].shape[:2]
     assert torch.equal(golden_image(golden["meta"]["image_seed"], height, width), golden_rgb(golden))
+
+
+# Hostile compressed counts: one count that never ends, a count past 64 bits, millions of
+# (zero-length) runs, a huge valid-looking image. Each is refused after a bounded amount of work;
+# the subprocess's timeout turns a hang into a failure.
+HOSTILE_COUNTS = """
+import time
+from yolact_fast.data.rle import segmentation_problem, string_counts
+ten_mb = 10 ** 7
+for counts, (h, w) in [("o" * ten_mb, (64, 64)), ("0" * ten_mb, (64, 64)), ("_" * ten_mb, (64, 64)),
+                       ("o" * 13 + "1", (64, 64)), ("o" * ten_mb, (10 ** 4, 10 ** 4))]:
+    assert segmentation_problem({{"size": [h, w], "counts": counts}}, h, w) is not None
+assert string_counts("o" * 12 + "1") is not None and string_counts("o" * 13 + "1") is None
+assert string_counts("1" * 10, max_runs=9) is None and len(string_counts("1" * 10, max_runs=10)) == 10
+"""
+
+
+def test_hostile_rle_strings_are_refused_in_linear_time():
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", HOSTILE_COUNTS.format()], check=True, timeout=120)
+
+
+def test_class_counts_past_the_head_bound_are_refused_everywhere():
+    """One bound (configs.MAX_CLASSES, background included) for COCO files (above), configs
+    (whatever dataset names the classes) and checkpoints (test_checkpoint_files)."""
+    from yolact_fast.configs import MAX_CLASSES, get_config
+
+    config = get_config("yolact_demo")
+    assert config.replace(class_names=("x",) * (MAX_CLASSES - 1)).num_classes == MAX_CLASSES
+    with pytest.raises(ValueError, match="class_names has 65536 names.*MAX_CLASSES = 65536"):
+        config.replace(class_names=("x",) * MAX_CLASSES)

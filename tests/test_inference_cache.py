@@ -71,3 +71,45 @@ def test_refresh_drops_the_copy(model):
     yf.refresh(model)
     assert inference_network(model) is not network
     yf.refresh(copy.deepcopy(model))  # a model never run: nothing to drop
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+                                   torch.int32, torch.uint8, torch.bool, torch.complex64])
+def test_checksum_sees_every_bit_change_even_beside_nan_and_inf(dtype):
+    """Bit flips anywhere (first block, a later one, the tail), a swap of two values one block
+    apart and -0.0 for 0.0, in tensors that already hold NaN and infinity."""
+    from yolact_fast.model.inference import _CHECKSUM_BLOCK, weights_checksum
+
+    generator = torch.Generator().manual_seed(0)
+    numel = 3 * _CHECKSUM_BLOCK + 17
+    tensor = (torch.randn(numel, generator=generator, dtype=torch.float64) * 100).to(dtype)
+    if dtype.is_floating_point:
+        tensor[[5, 6, _CHECKSUM_BLOCK + 7]] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=dtype)
+    if dtype == torch.bool:
+        tensor = torch.rand(numel, generator=generator) < 0.5
+    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()]
+    key = weights_checksum([tensor])
+    positions = torch.randint(0, numel, (40,), generator=generator).tolist() + [0, 5, 6, numel - 1]
+    for position in positions:
+        for bit in (0, 8 * tensor.element_size() - 1) if dtype != torch.bool else (0,):
+            edited = tensor.clone()
+            bits = edited.view(width)
+            bits[position] ^= torch.tensor(1 << bit if bit < 63 else -(1 << 63), dtype=torch.int64).to(width)
+            assert weights_checksum([edited]) != key, (position, bit)
+    swapped = tensor.clone()
+    swapped[[9, 9 + _CHECKSUM_BLOCK]] = tensor[[9 + _CHECKSUM_BLOCK, 9]]
+    assert torch.equal(swapped.view(width), tensor.view(width)) or weights_checksum([swapped]) != key
+    if dtype.is_floating_point:
+        zero = tensor.clone()
+        zero[0] = 0.0
+        assert weights_checksum([zero]) != weights_checksum([zero.index_fill(0, torch.tensor([0]), -0.0)])
+
+
+def test_edits_after_a_nan_weight_are_seen(model):
+    bias = _conf_bias(model)
+    bias.data[0] = float("nan")
+    yf.segment(IMAGE, model=model, score_threshold=0.2)
+    bias.data[1::6] += 4.0  # the per-tensor float sum was NaN before and after this edit
+    after = yf.segment(IMAGE, model=model, score_threshold=0.2)
+    fresh = yf.segment(IMAGE, model=copy.deepcopy(model), score_threshold=0.2)
+    assert torch.equal(after.scores, fresh.scores) and torch.equal(after.labels, fresh.labels)

@@ -302,3 +302,102 @@ def test_absurd_sizes_are_refused_before_allocating():
     assert results.keys() == HOSTILE_EXPECTED.keys()
     for label, name in HOSTILE_EXPECTED.items():
         assert results[label] == f"ValueError | {name}", label
+
+
+# Every atomic write under a file-size limit (a stand-in for a full disk): OSError naming the
+# path, the previous file unchanged, no temporary left. And a link planted at the output is
+# replaced, never followed.
+SIZE_LIMITED_WRITES = """
+import json, os, resource, signal, sys, torch
+from yolact_fast.cli import _save_png
+from yolact_fast.files import atomic_output
+def raw(path):
+    with atomic_output(path) as file:
+        file.write(os.urandom(3 << 20))
+def results(path):
+    with atomic_output(path, "w") as file:
+        json.dump(list(range(10 ** 6)), file)
+writers = {{"raw.bin": raw, "results.json": results,
+           "overlay.png": lambda path: _save_png(torch.randint(0, 256, (3, 800, 800), dtype=torch.uint8), path)}}
+try:
+    from yolact_fast import export
+    import onnx
+    writers["model.onnx"] = lambda path: export.onnx("demo", path, image_size=(64, 64))
+except ImportError:
+    pass
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+for name, write in writers.items():
+    path = os.path.join(sys.argv[1], name)
+    try:
+        write(path)
+    except OSError as error:
+        print(name, "|", error)
+    else:
+        print(name, "| written")
+"""
+
+
+def test_failed_writes_name_the_path_and_keep_the_previous_file(tmp_path):
+    names = ["raw.bin", "overlay.png", "results.json"] + (["model.onnx"] if _has("onnx") else [])
+    for name in names:
+        (tmp_path / name).write_bytes(b"previous good file")
+    run = subprocess.run([sys.executable, "-c", SIZE_LIMITED_WRITES.format(), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(" | ", 1) for line in run.stdout.splitlines())
+    assert sorted(lines) == sorted(names)
+    for name in names:
+        assert f"cannot write {str(tmp_path / name)!r}" in lines[name] and "File too large" in lines[name]
+        assert (tmp_path / name).read_bytes() == b"previous good file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary left
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not _has("onnx"), reason="onnx is an optional dependency")
+def test_export_replaces_a_planted_link_instead_of_following_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    path = tmp_path / "model.onnx"
+    path.symlink_to(victim)
+    from yolact_fast import export
+
+    export.onnx("demo", str(path), image_size=(64, 64))
+    assert victim.read_text() == "keep me" and not path.is_symlink() and path.stat().st_size > 1 << 20
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"image_id": 1.7}, "image_id must be an integer, got 1.7"),
+    ({"image_id": float("nan")}, "image_id must be an integer, got nan"),
+    ({"image_id": "3"}, "image_id must be an integer"),
+    ({"image_id": True}, "image_id must be an integer"),
+    ({"image_id": 1, "category_ids": [1.5] * 5}, r"category_ids\[0\] must be an integer, got 1.5"),
+    ({"image_id": 1, "category_ids": [1, 2, "a", 4, 5]}, r"category_ids\[2\] must be an integer, got 'a'"),
+    ({"image_id": 1, "category_ids": [1, 2, 3, 4, None]}, r"category_ids\[4\] must be an integer"),
+])
+def test_to_coco_ids_must_be_integers(arguments, message):
+    instances = yf.segment(torch.zeros(3, 32, 32, dtype=torch.uint8), model="demo")
+    with pytest.raises(TypeError, match=message):
+        instances.to_coco(**arguments)
+    for image_id in (3, np.int64(3), torch.tensor(3)):
+        assert instances.to_coco(image_id, category_ids=np.arange(1, 6)) == []
+
+
+def test_a_pil_mode_that_cannot_become_rgb_names_the_image():
+    from PIL import Image
+
+    from yolact_fast.io import pil_to_tensor
+
+    with pytest.raises(ValueError, match="image 'x.png': cannot convert PIL mode 'La' to RGB"):
+        pil_to_tensor(Image.new("La", (8, 8)), "image 'x.png'")
+
+
+def test_a_folder_as_checkpoint_says_it_is_a_folder(tmp_path):
+    for load in (yf.load, lambda path: yf.segment(torch.zeros(3, 32, 32, dtype=torch.uint8), model=path)):
+        with pytest.raises(IsADirectoryError, match="is a directory, not a checkpoint file"):
+            load(str(tmp_path))

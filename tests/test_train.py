@@ -114,7 +114,9 @@ def test_bad_images_and_annotations_do_not_stop_training(tmp_path, tiny_data, mo
     data["images"].append({"id": 99, "file_name": "gone.png", "height": 64, "width": 64})
     extra = dict(data["annotations"][0], id=1000, bbox=[3, 3, 0, 0])  # zero-area box
     data["annotations"] += [extra, dict(data["annotations"][0], id=1001, category_id=42)]
-    empty = dict(data["annotations"][1], id=1002, segmentation=[])  # empty mask
+    image = next(i for i in data["images"] if i["id"] == data["annotations"][1]["image_id"])
+    no_pixel = {"size": [image["height"], image["width"]], "counts": [image["height"] * image["width"]]}
+    empty = dict(data["annotations"][1], id=1002, segmentation=no_pixel)  # empty mask
     data["annotations"].append(empty)
     json.dump(data, open(json_path, "w"))
     with pytest.warns(UserWarning, match="skipped"):

@@ -82,6 +82,7 @@ def _freeze_sequences(config, names) -> None:
 
 
 NORMALIZE_MODES = ("imagenet", "unit")
+MAX_CLASSES = 1 << 16  # classes of a YOLACT head, background included (65,536)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ class YolactConfig:
         _freeze_sequences(
             self, ("class_names", "pred_scales", "aspect_ratios", "variances", "maskiou_channels")
         )
+        if self.num_classes > MAX_CLASSES:
+            raise ValueError(f"class_names has {len(self.class_names)} names; a YOLACT head has at most "
+                             f"MAX_CLASSES = {MAX_CLASSES} classes, background included")
 
     @property
     def num_classes(self) -> int:

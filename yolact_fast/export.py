@@ -20,6 +20,8 @@ import dataclasses
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -30,6 +32,7 @@ from . import ops as _ops
 from ._args import image_size_arg
 from .boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
+from .files import atomic_output
 from .instances import Instances
 from .io import as_image_list
 from .model import Yolact
@@ -100,9 +103,10 @@ def onnx(
 
     The class names and options are stored in the model's metadata. Returns ``path``.
     """
-    onnx_lib = _require("onnx")
-    onnx_lib.save(onnx_model(model, image_size, postprocess, nms, score_threshold, iou_threshold,
-                             top_k, max_detections, opset, batched_input), os.fspath(path))
+    proto = onnx_model(model, image_size, postprocess, nms, score_threshold, iou_threshold,
+                       top_k, max_detections, opset, batched_input)
+    with atomic_output(os.fspath(path)) as file:
+        file.write(proto.SerializeToString())
     return os.fspath(path)
 
 
@@ -588,8 +592,11 @@ def aoti_package(model, path, image_size: Tuple[int, int], **options) -> str:
     from torch._inductor import aoti_compile_and_package
 
     program = torch_export(model, image_size, postprocess=True, **options)
-    with torch.no_grad():
-        return aoti_compile_and_package(program, package_path=os.fspath(path))
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad():  # compiled aside, then written atomically
+        package = aoti_compile_and_package(program, package_path=os.path.join(folder, "package.pt2"))
+        with open(package, "rb") as compiled, atomic_output(os.fspath(path)) as file:
+            shutil.copyfileobj(compiled, file)
+    return os.fspath(path)
 
 
 class _AotiSegmenter:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
+import functools
 import glob
 import os
 import secrets
@@ -52,7 +54,7 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
         elif "://" in argument:
             found.append(("stream", argument))
         elif any(c in argument for c in GLOB_CHARACTERS):
-            matches = sorted(p for p in glob.glob(argument, recursive=True) if os.path.isfile(p))
+            matches = sorted(p for p in _glob(argument) if os.path.isfile(p))
             if not matches:
                 raise ValueError(f"no files match {argument!r}")
             for path in matches:
@@ -65,6 +67,49 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
             raise FileNotFoundError(f"image file not found: {argument!r} (nor a folder, glob "
                                     "pattern or camera index)")
     return _named(_unique(found)), skipped
+
+
+def _glob(pattern: str) -> List[str]:
+    """Paths matching ``pattern``; a "**" component matches any number of folders, found by
+    os.walk without following links (glob's recursion follows them: a link loop such as
+    ``g/l -> .`` made it run for ever)."""
+    parts = os.path.normpath(pattern).split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in GLOB_CHARACTERS))
+    base = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    wanted = tuple(parts[fixed:])
+    matches = []
+    for root, dirs, files in os.walk(base):
+        dirs.sort()
+        relative = os.path.relpath(root, base)
+        folders = () if relative == os.curdir else tuple(relative.split(os.sep))
+        for name in sorted(dirs + files):
+            if _components_match(wanted, folders + (name,)):
+                path = os.path.join(root, name)
+                matches.append(path if base != os.curdir else os.path.normpath(path))
+    return matches
+
+
+def _components_match(pattern: Tuple[str, ...], parts: Tuple[str, ...]) -> bool:
+    """Whether path ``parts`` match ``pattern`` component by component as glob does: "**" any
+    number of folders, wildcards never matching a leading dot unless the pattern has one."""
+
+    @functools.lru_cache(maxsize=None)
+    def match(p: int, q: int) -> bool:
+        if p == len(pattern):
+            return q == len(parts)
+        if pattern[p] == "**":
+            return match(p + 1, q) or (q < len(parts) and not parts[q].startswith(".") and match(p, q + 1))
+        return (q < len(parts) and _name_matches(parts[q], pattern[p]) and match(p + 1, q + 1))
+
+    return match(0, 0)
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _images_in(folder: str) -> List[str]:
@@ -124,6 +169,7 @@ def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
         paths = ({"overlay": stem + ".png"} if source.kind == "image"
                  else {"video": stem + ".mp4", "results": stem + ".jsonl"})
         for path in paths.values():
+            _refuse_linked_folders(out, path)
             key = os.path.realpath(path)
             if key in inputs:
                 raise ValueError(f"output {path!r} would replace the input {inputs[key].location!r}: "
@@ -144,6 +190,15 @@ def output_folder(path: str, option: str = "--out") -> str:
     return path
 
 
+def _refuse_linked_folders(out: str, path: str) -> None:
+    folder = out
+    for part in os.path.relpath(os.path.dirname(path), out).split(os.sep):
+        folder = os.path.join(folder, part)
+        if part != os.curdir and os.path.islink(folder):
+            raise ValueError(f"output {path!r} would be written through the symbolic link {folder!r} below "
+                             f"--out {out!r}; links below --out are never followed: remove it or choose another --out")
+
+
 def _refuse_file(path: str, option: str = "--out") -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{option} must be a folder, but {path!r} is an existing file")
@@ -158,22 +213,34 @@ def atomic_output(path: str, mode: str = "wb") -> Iterator:
     """A file object whose content replaces ``path`` only when the block ends without an
     exception: it is written to a new temporary file in the same folder, then renamed over
     ``path``. The temporary file is created exclusively (a link planted at its name makes
-    the open fail) and the rename replaces a link at ``path`` instead of following it."""
+    the open fail) and the rename replaces a link at ``path`` instead of following it. A
+    failed write (disk full, size limit) raises OSError naming ``path``; the previous file,
+    if any, is unchanged."""
     folder, base = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     temporary = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, flags, 0o666)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        descriptor = os.open(temporary, flags, 0o666)
+    except OSError as error:
+        raise _naming(error, path) from error
     try:
         with os.fdopen(descriptor, mode) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:  # a write's error names no file
+            raise _naming(error, path) from error
         raise
+
+
+def _naming(error: OSError, path: str) -> OSError:
+    message = f"cannot write {path!r} (the previous file, if any, is unchanged): {error.strerror or error}"
+    return OSError(error.errno, message) if error.errno is not None else OSError(message)
 
 
 def append_output(path: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numbers
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -104,7 +106,8 @@ class Instances:
             raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
         if category_ids is None:
             category_ids = COCO_CATEGORY_IDS if self.class_names == COCO_CLASSES else range(1, len(self.class_names) + 1)
-        category_ids = list(category_ids)
+        image_id = _integer(image_id, "image_id")
+        category_ids = [_integer(c, f"category_ids[{i}]") for i, c in enumerate(category_ids)]
         if len(category_ids) < len(self.class_names):
             raise ValueError(f"category_ids has {len(category_ids)} entries for {len(self.class_names)} "
                              "classes: give one category id per class")
@@ -115,8 +118,8 @@ class Instances:
                                                    self.labels.cpu().tolist(), segmentations):
             x1, y1, x2, y2 = box
             result = {
-                "image_id": int(image_id),
-                "category_id": int(category_ids[label]),
+                "image_id": image_id,
+                "category_id": category_ids[label],
                 "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
                 "score": float(score),
             }
@@ -124,3 +127,14 @@ class Instances:
                 result["segmentation"] = segmentation
             results.append(result)
         return results
+
+
+def _integer(value, name: str) -> int:
+    """``value`` as an int (Python, numpy or 0-d tensor integers); TypeError naming ``name``
+    for anything else (a float such as 1.7 would be truncated silently, a bool is no id)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None

@@ -67,7 +67,10 @@ def pil_to_tensor(image, what: str = "PIL image") -> torch.Tensor:
             raise ValueError(f"{what}: mode 'F' images must hold finite values in [0,1] (scaled by 255), "
                              f"got values in [{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]")
         return _gray_to_rgb(np.rint(array * 255.0).astype(np.uint8))
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    try:
+        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except ValueError as error:  # a mode PIL cannot convert, e.g. "La"
+        raise ValueError(f"{what}: cannot convert PIL mode {image.mode!r} to RGB: {error}") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 

@@ -17,10 +17,15 @@ records never reach training: they are skipped at load time and counted in
 - ``missing_image``: the image file does not exist (the whole image is skipped);
 - ``zero_area_box``: a box with width or height <= 0;
 - ``empty_mask``: a segmentation that rasterises to no pixel;
-- ``unknown_category``: a ``category_id`` not among the file's categories (class out of range).
+- ``unknown_category``: a ``category_id`` not among the file's categories (class out of range);
+- ``too_many_masks``: an image whose instance masks would take more than
+  :data:`MAX_MASK_BYTES` (masks x height x width bool bytes; the whole image is skipped).
+
+Skipped annotations are dropped from ``CocoDataset.coco``, the index that COCOeval reads, too.
 
 Images that exist but cannot be decoded (corrupt, empty, or above ``MAX_IMAGE_PIXELS``) are
-reported by :meth:`CocoDataset.load` returning None; the training loop skips them and counts them.
+reported by :meth:`CocoDataset.load` returning None (as is an image whose file is larger than its
+record and whose masks then pass ``MAX_MASK_BYTES``); the training loop skips them and counts them.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from .coco_checks import CocoChecks
 Target = Dict[str, torch.Tensor]
 
 SKIP_REASONS = ("bad_image_record", "bad_annotation", "missing_image", "zero_area_box", "empty_mask",
-                "unknown_category")
+                "unknown_category", "too_many_masks")
+MAX_MASK_BYTES = 1 << 30  # the bool [M,H,W] instance masks of one item (1 GiB: 64 masks of 4096 x 4096)
 
 
 class CocoDataset(torch.utils.data.Dataset):
@@ -87,6 +93,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 checks.skip("missing_image", f"image id {image_id}: no file {self._path(image_id)!r}")
         self._label = {c: i for i, c in enumerate(self.category_ids)}
         self._annotations = {i: self._valid_annotations(i, checks) for i in self.image_ids}
+        self.image_ids = [i for i in self.image_ids if self._masks_fit(i, checks)]
+        self._index_only_kept_annotations()
         self.skipped: Counter = checks.skipped
         if warn and checks.skipped:
             warnings.warn(f"{annotation_json}: {checks.report()}")
@@ -103,11 +111,31 @@ class CocoDataset(torch.utils.data.Dataset):
                 checks.skip("unknown_category", f"{where}: 'category_id' {ann['category_id']} is no category's id")
             elif not (w > 0 and h > 0):
                 checks.skip("zero_area_box", f"{where}: 'bbox' {ann['bbox']} has no area")
-            elif "segmentation" in ann and not ann["iscrowd"] and not self._mask(ann).any():
+            elif "segmentation" in ann and not ann["iscrowd"] and not self._area(ann):
                 checks.skip("empty_mask", f"{where}: 'segmentation' covers no pixel")
             else:
                 kept.append(ann)
         return kept
+
+    def _masks_fit(self, image_id: int, checks: CocoChecks) -> bool:
+        image = self.coco.imgs[image_id]
+        count = sum(not ann["iscrowd"] for ann in self._annotations[image_id])
+        if _mask_bytes(count, image["height"], image["width"]) <= MAX_MASK_BYTES:
+            return True
+        checks.skip("too_many_masks", f"image id {image_id}: {count} instance masks of {image['height']} x "
+                                      f"{image['width']} pixels are more than MAX_MASK_BYTES = {MAX_MASK_BYTES} bytes")
+        return False
+
+    def _index_only_kept_annotations(self) -> None:
+        """Rebuilds the COCO index without the annotations the loader skips, which COCOeval
+        would otherwise count (and some, such as an empty polygon list, make it raise)."""
+        kept = [ann for image_id in self.image_ids for ann in self._annotations[image_id]]
+        if len(kept) == len(self.coco.dataset["annotations"]):
+            return
+        kept_ids = {ann["id"] for ann in kept}
+        self.coco.dataset["annotations"] = [a for a in self.coco.dataset["annotations"] if a["id"] in kept_ids]
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco.createIndex()
 
     def _mask(self, ann: dict, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """bool [H,W] of a checked annotation; at ``size`` if given (cropped or zero-padded when
@@ -120,6 +148,10 @@ class CocoDataset(torch.utils.data.Dataset):
             resized[:h, :w] = mask[:h, :w]
             mask = resized
         return mask
+
+    def _area(self, ann: dict) -> int:
+        image = self.coco.imgs[ann["image_id"]]
+        return rle.area(ann["segmentation"], image["height"], image["width"])
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -137,29 +169,34 @@ class CocoDataset(torch.utils.data.Dataset):
         except (ValueError, FileNotFoundError):
             return None
         height, width = image.shape[-2:]
-        boxes, labels, masks, crowd = [], [], [], []
-        for ann in self._annotations[image_id]:
-            x, y, w, h = ann["bbox"]
-            box = [x, y, x + w, y + h]
-            if ann["iscrowd"]:
-                crowd.append(box)
-                continue
-            mask = self._mask(ann, (height, width)) if "segmentation" in ann else None
-            if mask is None:  # boxes only: the box is the mask
-                mask = np.zeros((height, width), bool)
-                mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = True
-            boxes.append(box)
-            labels.append(self._label[ann["category_id"]])
-            masks.append(mask)
+        instances = [ann for ann in self._annotations[image_id] if not ann["iscrowd"]]
+        if _mask_bytes(len(instances), height, width) > MAX_MASK_BYTES:
+            return None
+        crowd = [_corners(ann["bbox"]) for ann in self._annotations[image_id] if ann["iscrowd"]]
+        masks = torch.zeros((len(instances), height, width), dtype=torch.bool)
+        for mask, ann in zip(masks.numpy(), instances):
+            if "segmentation" in ann:
+                mask[:] = self._mask(ann, (height, width))
+            else:  # boxes only: the box is the mask
+                x, y, w, h = ann["bbox"]
+                mask[max(int(y), 0):max(int(np.ceil(y + h)), 0), max(int(x), 0):max(int(np.ceil(x + w)), 0)] = True
         target = {
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-            "masks": (torch.from_numpy(np.stack(masks)) if masks
-                      else torch.zeros((0, height, width), dtype=torch.bool)),
+            "boxes": torch.tensor([_corners(ann["bbox"]) for ann in instances], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([self._label[ann["category_id"]] for ann in instances], dtype=torch.int64),
+            "masks": masks,
             "crowd_boxes": torch.tensor(crowd, dtype=torch.float32).reshape(-1, 4),
             "image_id": torch.tensor(image_id, dtype=torch.int64),
         }
         return image, target
+
+
+def _corners(bbox: List[float]) -> List[float]:
+    x, y, w, h = bbox
+    return [x, y, x + w, y + h]
+
+
+def _mask_bytes(count: int, height: int, width: int) -> int:
+    return count * height * width
 
 
 def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,

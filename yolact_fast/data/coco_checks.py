@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
+from ..configs import MAX_CLASSES
 from ..io import MAX_IMAGE_PIXELS
 from .rle import is_number, segmentation_problem
 
@@ -45,6 +46,9 @@ class CocoChecks:
     def _categories(self, records: list) -> List[dict]:
         if not records:
             raise ValueError(f"{self.path}: 'categories' is empty: a COCO file needs at least one category")
+        if len(records) >= MAX_CLASSES:  # the background class takes one
+            raise ValueError(f"{self.path}: 'categories' has {len(records)} records; a YOLACT head has at most "
+                             f"MAX_CLASSES = {MAX_CLASSES} classes, background included ({MAX_CLASSES - 1} categories)")
         categories, ids = [], set()
         for index, record in enumerate(records):
             where = f"{self.path}: category #{index}"

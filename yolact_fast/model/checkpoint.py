@@ -9,7 +9,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
-from ..configs import NAMED_CONFIGS, YolactConfig, get_config
+from ..configs import MAX_CLASSES, NAMED_CONFIGS, YolactConfig, get_config
 from .yolact import Yolact
 
 DEMO_NAME = "demo"
@@ -28,7 +28,8 @@ def load(
     ``source``: a path, an open binary file or an official-layout state dict. ``config``: a
     named config, a :class:`YolactConfig`, or None to infer it from the keys (and from the file
     name for ``im700``). Raises FileNotFoundError, ValueError (unknown config, nothing to infer
-    from, a tensor whose shape claims more data than the file stores, an absurd head size) or
+    from, a tensor whose shape claims more data than the file stores, an absurd head size, a
+    NaN or infinite weight, a bool, integer or complex tensor where the model holds floats) or
     RuntimeError (not a torch checkpoint, not a state dict, keys or shapes that do not match
     the config: checked on a meta-device model before any weight is allocated).
 
@@ -53,6 +54,7 @@ def load(
         check_state_dict(skeleton, state_dict, what=file_name or "state dict")
     except RuntimeError as error:
         raise RuntimeError(f"{error}{_implied_config_hint(state_dict, file_name, config)}") from None
+    check_state_values(skeleton, state_dict, what=_describe(file_name))
     model = Yolact(config)
     model.load_state_dict(state_dict, strict=True)
     if device is not None:
@@ -85,6 +87,8 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
     elif isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
         if isinstance(source, (str, os.PathLike)):
             file_name = os.fspath(source)
+            if os.path.isdir(file_name):
+                raise IsADirectoryError(f"checkpoint {file_name!r} is a directory, not a checkpoint file")
             if not os.path.isfile(file_name):
                 raise FileNotFoundError(f"checkpoint not found: {file_name!r}")
         else:
@@ -241,6 +245,23 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     raise RuntimeError("\n  ".join(parts))
 
 
+def check_state_values(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
+                       what: str = "the state dict") -> None:
+    """ValueError naming the first key whose tensor cannot be the model's: a bool, integer or
+    complex tensor where the model holds floats (an integer tensor such as BatchNorm's
+    ``num_batches_tracked`` must stay an integer one), or a NaN or infinity in a float tensor."""
+    for key, expected in model.state_dict().items():
+        tensor = state_dict[key]
+        if expected.dtype.is_floating_point:
+            if not tensor.dtype.is_floating_point:
+                raise ValueError(f"{what}: {key} is a {tensor.dtype} tensor; the model's is {expected.dtype} "
+                                 "(weights must be floating point)")
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{what}: {key} holds NaN or infinite values")
+        elif tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+            raise ValueError(f"{what}: {key} is a {tensor.dtype} tensor; the model's is {expected.dtype}")
+
+
 def _implied_config_hint(state_dict, file_name, config: YolactConfig) -> str:
     """For a load error: which named config the keys imply, if one and not ``config``."""
     try:
@@ -333,7 +354,6 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor],
     return "resnet", layers
 
 
-MAX_CLASSES = 1 << 16
 MAX_MASK_DIM = 1 << 12
 
 
@@ -391,4 +411,4 @@ def _write_error(error: BaseException) -> str:
     cause = error
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__ or cause.__context__
-    return str(cause if cause is not None else error)
+    return (cause.strerror or str(cause)) if cause is not None else str(error)

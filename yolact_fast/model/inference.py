@@ -2,7 +2,7 @@
 built once and rebuilt whenever the model's weights change.
 
 A change is seen through each parameter's and buffer's identity and version counter
-(replacement, ``load_state_dict``, optimiser steps) and through a checksum of their values,
+(replacement, ``load_state_dict``, optimiser steps) and through a checksum of their bits,
 which also sees edits that bypass the version counter (``p.data``, numpy views of the
 storage). :func:`refresh` drops a model's copy explicitly.
 
@@ -69,26 +69,49 @@ def weights_key(model: nn.Module) -> tuple:
 
 @torch.no_grad()
 def weights_checksum(tensors) -> tuple:
-    """Per floating-point tensor, the bits of a fixed pseudo-random weighting of its values
-    (float32; an edit is missed only if it moves the weighted sum by less than its rounding).
-    Reads every value once: about 1% of a forward pass (see the README)."""
-    sums = []
-    for tensor in tensors:
-        if not tensor.is_floating_point() or tensor.numel() == 0:
-            continue
-        flat = tensor.detach().reshape(-1).float()
-        whole = flat.numel() // _CHECKSUM_BLOCK * _CHECKSUM_BLOCK
-        weights = _checksum_weights(str(flat.device))
-        total = flat[whole:].dot(weights[: flat.numel() - whole])
-        if whole:
-            total = total + flat[:whole].view(-1, _CHECKSUM_BLOCK).mv(weights).sum()
-        sums.append(total)
-    if not sums:
-        return ()
-    return tuple(torch.stack(sums).view(torch.int32).tolist())
+    """Per tensor, a position-weighted sum of its raw bits (each element read as an integer of
+    its width, times a fixed pseudo-random odd weight; the sum wraps modulo 2**64). Any change
+    of one element's bits is seen, NaN and infinity included; several changes are missed only
+    if they cancel modulo 2**32 or 2**64 by chance. Reads every value once (see the README)."""
+    return tuple(_bits_checksum(tensor) for tensor in tensors if tensor.numel())
+
+
+_INTEGER_OF_WIDTH = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits_checksum(tensor: torch.Tensor) -> int:
+    flat = tensor.detach()
+    if flat.is_complex():
+        flat = torch.view_as_real(flat)
+    flat = flat.reshape(-1).view(_INTEGER_OF_WIDTH[flat.element_size()])
+    # 4-byte products wrap modulo 2**32 (an odd weight keeps every single-element change),
+    # 8-byte ones modulo 2**64; row sums and the row-weighted total are int64
+    compute = torch.int64 if flat.element_size() == 8 else torch.int32
+    flat = flat.to(compute)
+    weights = _checksum_weights(str(flat.device), compute)
+    rows, tail = divmod(flat.numel(), _CHECKSUM_BLOCK)
+    row_sums = (flat[: rows * _CHECKSUM_BLOCK].view(rows, _CHECKSUM_BLOCK) * weights).sum(1, dtype=torch.int64)
+    tail_sum = (flat[rows * _CHECKSUM_BLOCK:] * weights[:tail]).sum(dtype=torch.int64)
+    row_weights = _row_weights(str(flat.device), rows + 1)
+    return int((row_sums * row_weights[:rows]).sum() + tail_sum * row_weights[rows])
 
 
 @functools.lru_cache(maxsize=None)
-def _checksum_weights(device: str) -> torch.Tensor:
+def _checksum_weights(device: str, dtype: torch.dtype) -> torch.Tensor:
+    """Odd pseudo-random weights of the positions within a block."""
+    info = torch.iinfo(dtype)
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(_CHECKSUM_BLOCK, generator=generator).add_(0.5).to(device)
+    weights = torch.randint(info.min, info.max, (_CHECKSUM_BLOCK,), dtype=dtype, generator=generator)
+    return weights.bitwise_or_(1).to(device)
+
+
+def _row_weights(device: str, count: int) -> torch.Tensor:
+    """Odd pseudo-random int64 weights of the blocks: at least ``count`` of them."""
+    return _row_weights_cached(device, 1 << max(count - 1, 0).bit_length())
+
+
+@functools.lru_cache(maxsize=None)
+def _row_weights_cached(device: str, count: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    weights = torch.randint(-(1 << 63), (1 << 63) - 1, (count,), dtype=torch.int64, generator=generator)
+    return weights.bitwise_or_(1).to(device)

@@ -42,6 +42,8 @@ def _file_stamp(path) -> Tuple[float, int]:
         stat = os.stat(path)
     except OSError:
         raise FileNotFoundError(f"checkpoint not found: {os.fspath(path)!r}") from None
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {os.fspath(path)!r} is a directory, not a checkpoint file")
     return stat.st_mtime, stat.st_size
 
 
