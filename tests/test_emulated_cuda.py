@@ -160,7 +160,8 @@ def test_masks_equal_the_cpu_kernels_on_odd_sizes():
 def test_proto_staging_vector_and_scalar_loads(dtype):
     """The mask kernels stage proto through shared memory with 16-byte loads when k is a
     multiple of 8 and proto is 16-byte aligned, else element by element: both give the CPU
-    kernels' masks bit for bit (k = 16: two runs of 8 channels; k = 13: a partial run)."""
+    kernels' masks bit for bit (k = 16: two runs of 8 channels; k = 13: a partial run), and
+    the launch log shows which path ran (the emulation fails a misaligned vector load)."""
     g = gen(17)
     boxes = torch.tensor([[0.05, 0.1, 0.9, 0.8], [0.3, 0.0, 0.6, 1.0], [-0.2, 0.4, 1.3, 0.7]], dtype=dtype)
     for k in (16, 13):
@@ -171,9 +172,24 @@ def test_proto_staging_vector_and_scalar_loads(dtype):
         coeffs = random_coeffs(3, k, g, dtype)
         want_paste = ops.paste_masks(aligned, coeffs, boxes, (101, 96))
         want_assemble = ops.assemble_masks(aligned, coeffs, boxes)
-        for proto in (aligned, misaligned):
-            assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (101, 96)), want_paste), k
-            assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
+        for proto, vector in ((aligned, k == 16), (misaligned, False)):
+            with cuda.launches() as log:
+                assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (101, 96)), want_paste), k
+                assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
+            loads = ("vector_loads",) if vector else ("element_loads",)
+            assert [(launch.kernel, launch.paths) for launch in log] == [
+                ("paste_masks", loads + ("quad_stores",)), ("assemble_masks", loads)], (k, vector)
+
+
+def test_paste_store_paths():
+    """4-byte quad stores when the output width is a multiple of 4, else byte stores."""
+    g = gen(19)
+    proto, coeffs, boxes = random_proto(20, 24, 8, g), random_coeffs(2, 8, g), random_boxes(2, g, hostile=False)
+    for width, stores in ((64, "quad_stores"), (66, "byte_stores"), (3, "byte_stores")):
+        with cuda.launches() as log:
+            got = cuda.paste_masks(proto, coeffs, boxes, (30, width))
+        assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, (30, width)))
+        assert log[0].paths[-1] == stores and len(log[0].paths) == 2, (width, log[0].paths)
 
 
 def test_paste_writes_every_output_pixel():
