@@ -178,14 +178,10 @@ YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad
 // grid (ceil(out_w / tile_w), ceil(out_h / tile_h), detections of this launch); a tile that
 // misses the footprint is zeroed at once. quad_stores: tile_w and out_w are multiples of 4,
 // so each thread stores 4 pixels with one 4-byte store. vector_loads: see warp_lincomb.
-// Resident paste blocks per SM the registers are budgeted for: 4 (<= 64 registers) in
-// float32; float64 keeps the compiler's choice.
-template <class A>
-constexpr int kPasteBlocksPerSm = sizeof(A) == 4 ? 4 : 1;
-
+// No __launch_bounds__(256, 4): capped at 64 registers (4 blocks per SM instead of 3),
+// ptxas moves values to a 24-byte stack frame (local loads and stores in the kernel).
 template <class T, class A>
-YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm<A>)
-    paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
+YF_GLOBAL void paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
                            int W, int k, int out_h, int out_w, int tile_h, int tile_w,
                            A padding, A threshold, bool vector_loads, bool quad_stores,
                            bool* out) {
