@@ -37,8 +37,11 @@ GLOBAL_LATENCY_CYCLES = 500  # a dependent global load served by L2
 SELECT_SCANS = 4  # select_top_k: 3 radix passes + the collection (golden data: most classes)
 MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
 GREEDY_ROW_CYCLES = 60  # greedy survivors: a shuffle, a shared load and a branch per row
+SHARED_LATENCY_CYCLES = 30  # a dependent shared-memory load
 SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatch, nms_kernels.cuh)
-SCAN_INSTRUCTIONS = 20  # SASS instructions per scanned item (key bytes, compare, shared atomic)
+# SASS instructions per scanned item: select_top_k<float> on sm_90 runs ~25 per eligible item
+# (order bits, key byte, shared atomic) plus ~5 per prefix byte it compares
+SCAN_INSTRUCTIONS = 35
 ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
 
 
@@ -133,18 +136,24 @@ def latency_us(record: dict, s: Shapes) -> float:
     """Modelled latency of one launch beyond its bytes, for the kernels whose blocks (one per
     class, or one in all) cannot hide it with other warps: each thread of a block scan walks
     its items in rounds (one round = the loads of ``batch`` items issued together, then their
-    use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES, plus the issue
-    of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an upper
-    side). Greedy survivors (the launch with dynamic shared memory) walks its top_k rows
-    serially."""
+    use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
+    launch's dynamic shared memory holds 8-byte keys for all n items (packed by the first
+    pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES. Plus
+    the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
+    upper side). Greedy survivors (the launch with dynamic shared memory) walks its top_k
+    rows serially."""
     base = re.sub(r"<.*", "", record["name"])
     threads = _threads(record.get("block"))
     batch = record.get("scan_batch", SCAN_BATCH)
     if base in ("select_top_k", "merge_detections") and threads:
         n, scans = (s.priors, SELECT_SCANS) if base == "select_top_k" else (s.classes * s.top_k, MERGE_SCANS)
-        rounds = scans * math.ceil(n / (threads * batch))
+        first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
+        if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
+            later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
+        else:
+            later = first
         issue = scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
-        return _cycles_us(rounds * GLOBAL_LATENCY_CYCLES + issue)
+        return _cycles_us(first + (scans - 1) * later + issue)
     if base == "survivors" and record.get("shared_bytes", 0):
         return _cycles_us(s.top_k * GREEDY_ROW_CYCLES)
     return 0.0
