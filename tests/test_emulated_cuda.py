@@ -354,3 +354,24 @@ def test_decode_puts_images_on_grid_y():
             got = cuda.decode_boxes(loc, priors)
         assert [(launch.kernel, launch.grid) for launch in log] == [("decode", (2, 3, 1))]
         torch.testing.assert_close(got, reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_priors, dtype", [(300, torch.float32), (300, torch.float64), (30000, torch.float32)])
+def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
+    """select_top_k and merge_detections pack the float keys of all items into dynamic shared
+    memory (after the k_pad items) when they fit under the opt-in limit; float64 keys and
+    float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Both paths
+    give the reference's detections."""
+    g = gen(43)
+    boxes, scores = clustered_boxes(num_priors, g, dtype), random_scores(2, num_priors, g, dtype)
+    coeffs = random_coeffs(num_priors, 4, g, dtype)
+    with cuda.launches() as log:
+        got = emulated_nms(boxes, scores, coeffs)
+    assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100))
+    shared = {launch.kernel: launch.shared_bytes for launch in log}
+    item = 16  # (score, int64 index), float32 and float64 alike
+    keys = {"select_top_k": num_priors, "merge_detections": 2 * 200}
+    pads = {"select_top_k": 256, "merge_detections": 128}
+    for kernel, n in keys.items():
+        packed = dtype == torch.float32 and n * 8 <= 200 * 1024
+        assert shared[kernel] == pads[kernel] * item + (8 * n if packed else 0), kernel
