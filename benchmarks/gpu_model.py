@@ -1,10 +1,16 @@
-"""A modelled H100 time for the post-network ops: bytes / 3.35 TB/s + 3 us per launch.
+"""A modelled H100 time for the post-network ops: bytes / 3.35 TB/s + 3 us per launch, plus
+a latency term for the kernels that run few warps per SM (one block per class or one block
+in all): their dependent rounds of global loads x ~500 cycles at 1.755 GHz.
 
 This is a model, not a measurement: every figure derived here is labelled "modelled".
 Each launch reads its inputs and writes its outputs once from DRAM (data passed between
 launches goes through DRAM, re-reads inside one kernel are assumed to hit the caches);
 overlap of launches, occupancy and compute are ignored. It is a floor for bandwidth-bound
-kernels and charges each launch its typical CPU-side cost.
+kernels and charges each launch its typical CPU-side cost. The latency term (see
+``latency_us``) covers the block scans of select_top_k / merge_detections and the serial
+row walk of greedy survivors (their instruction issue as a count per scanned item;
+shared-atomic contention and the single-thread bucket scans between radix passes are not
+modelled).
 
 Two sides are modelled on the official shapes (19,248 priors, 81 classes, 138x138x32
 prototypes, 100 detections, 480x640 output):
@@ -26,6 +32,17 @@ H100_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
 LAUNCH_US = 3.0
 SORT_PASSES = 4  # radix sort of 32-bit keys with 8-bit digits (modelled)
 TOPK_PASSES = 2  # radix select reads (modelled)
+CLOCK_HZ = 1.755e9  # H100 SXM sustained SM clock (boost is 1.98 GHz)
+GLOBAL_LATENCY_CYCLES = 500  # a dependent global load served by L2
+SELECT_SCANS = 4  # select_top_k: 3 radix passes + the collection (golden data: most classes)
+MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
+GREEDY_ROW_CYCLES = 60  # greedy survivors: a shuffle, a shared load and a branch per row
+SHARED_LATENCY_CYCLES = 30  # a dependent shared-memory load
+SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatch, nms_kernels.cuh)
+# SASS instructions per scanned item: select_top_k<float> on sm_90 runs ~25 per eligible item
+# (order bits, key byte, shared atomic) plus ~5 per prefix byte it compares
+SCAN_INSTRUCTIONS = 35
+ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +71,12 @@ class Step:
     launches: int
     read: float
     written: float
+    latency_us: float = 0.0  # dependent-latency time beyond the bandwidth term
 
     @property
     def modelled_us(self) -> float:
-        return (self.read + self.written) / H100_BYTES_PER_S * 1e6 + LAUNCH_US * self.launches
+        return ((self.read + self.written) / H100_BYTES_PER_S * 1e6 + LAUNCH_US * self.launches
+                + self.latency_us)
 
 
 def total(steps: Iterable[Step]) -> Dict[str, float]:
@@ -109,12 +128,43 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
     }
 
 
+def _cycles_us(cycles: float) -> float:
+    return cycles / CLOCK_HZ * 1e6
+
+
+def latency_us(record: dict, s: Shapes) -> float:
+    """Modelled latency of one launch beyond its bytes, for the kernels whose blocks (one per
+    class, or one in all) cannot hide it with other warps: each thread of a block scan walks
+    its items in rounds (one round = the loads of ``batch`` items issued together, then their
+    use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
+    launch's dynamic shared memory holds 8-byte keys for all n items (packed by the first
+    pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES. Plus
+    the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
+    upper side). Greedy survivors (the launch with dynamic shared memory) walks its top_k
+    rows serially."""
+    base = re.sub(r"<.*", "", record["name"])
+    threads = _threads(record.get("block"))
+    batch = record.get("scan_batch", SCAN_BATCH)
+    if base in ("select_top_k", "merge_detections") and threads:
+        n, scans = (s.priors, SELECT_SCANS) if base == "select_top_k" else (s.classes * s.top_k, MERGE_SCANS)
+        first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
+        if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
+            later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
+        else:
+            later = first
+        issue = scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
+        return _cycles_us(first + (scans - 1) * later + issue)
+    if base == "survivors" and record.get("shared_bytes", 0):
+        return _cycles_us(s.top_k * GREEDY_ROW_CYCLES)
+    return 0.0
+
+
 def kernel_step(record: dict, s: Shapes) -> Step:
     """Step of one custom-kernel launch record; bytes NaN when no formula knows its name."""
     base = re.sub(r"<.*", "", record["name"])
     formula = _kernel_bytes(s).get(base)
     read, written = formula(record) if formula else (math.nan, math.nan)
-    return Step(f"kernel {base}", 1, read, written)
+    return Step(f"kernel {base}", 1, read, written, latency_us(record, s))
 
 
 def known_kernel(name: str) -> bool:

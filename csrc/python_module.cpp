@@ -63,7 +63,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     pybind11::list records;
     for (const emu::LaunchRecord& r : emu::end_recording(start))
       records.append(pybind11::make_tuple(r.kernel, as_tuple(r.grid), as_tuple(r.block),
-                                          r.shared_bytes));
+                                          r.shared_bytes, pybind11::tuple(pybind11::cast(r.paths))));
     return records;
   });
   auto selftest = emulation.def_submodule("selftest", "Kernels with planted bugs (tests only)");

@@ -170,6 +170,30 @@ def test_step_model():
     assert gpu_model.total([step, step])["launches"] == 4
 
 
+def test_latency_term_of_the_block_scans():
+    """select_top_k's block scans: one dependent round of loads per SCAN_BATCH items a
+    thread walks (latency), plus the instructions of every item on one SM (issue); the
+    model's batch is the kernels' (kScanBatch)."""
+    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
+    assert f"constexpr int kScanBatch = {gpu_model.SCAN_BATCH};" in source
+    s = gpu_model.Shapes()
+    issue = gpu_model.SELECT_SCANS * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
+    for threads, batch, rounds in ((256, 1, 76), (1024, 8, 3)):
+        record = {"name": "select_top_k<float, float>", "block": (threads, 1, 1), "scan_batch": batch}
+        cycles = gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue
+        assert gpu_model.latency_us(record, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
+    # keys packed into shared memory by the first pass: the later scans wait on shared loads
+    packed = {"name": "select_top_k", "block": (1024, 1, 1), "shared_bytes": 256 * 16 + 8 * s.priors}
+    cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (gpu_model.SELECT_SCANS - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
+              + issue)
+    assert gpu_model.latency_us(packed, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
+    step = gpu_model.kernel_step({"name": "select_top_k", "block": (1024, 1, 1)}, s)
+    assert step.latency_us > 0 and step.modelled_us > step.latency_us + gpu_model.LAUNCH_US
+    fast = {"name": "survivors", "block": (128, 1, 1), "shared_bytes": 0}
+    assert gpu_model.latency_us(fast, s) == 0.0 < gpu_model.latency_us({**fast, "shared_bytes": 8}, s)
+    assert gpu_model.latency_us({"name": "paste_masks", "block": (256, 1, 1)}, s) == 0.0
+
+
 def test_official_sequence_is_dominated_by_the_full_resolution_masks():
     shapes = gpu_model.Shapes()
     official = gpu_model.official_steps(shapes)

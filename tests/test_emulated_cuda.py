@@ -161,7 +161,8 @@ def test_masks_equal_the_cpu_kernels_on_odd_sizes():
 def test_proto_staging_vector_and_scalar_loads(dtype):
     """The mask kernels stage proto through shared memory with 16-byte loads when k is a
     multiple of 8 and proto is 16-byte aligned, else element by element: both give the CPU
-    kernels' masks bit for bit (k = 16: two runs of 8 channels; k = 13: a partial run)."""
+    kernels' masks bit for bit (k = 16: two runs of 8 channels; k = 13: a partial run), and
+    the launch log shows which path ran (the emulation fails a misaligned vector load)."""
     g = gen(17)
     boxes = torch.tensor([[0.05, 0.1, 0.9, 0.8], [0.3, 0.0, 0.6, 1.0], [-0.2, 0.4, 1.3, 0.7]], dtype=dtype)
     for k in (16, 13):
@@ -172,9 +173,24 @@ def test_proto_staging_vector_and_scalar_loads(dtype):
         coeffs = random_coeffs(3, k, g, dtype)
         want_paste = ops.paste_masks(aligned, coeffs, boxes, (101, 96))
         want_assemble = ops.assemble_masks(aligned, coeffs, boxes)
-        for proto in (aligned, misaligned):
-            assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (101, 96)), want_paste), k
-            assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
+        for proto, vector in ((aligned, k == 16), (misaligned, False)):
+            with cuda.launches() as log:
+                assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, (101, 96)), want_paste), k
+                assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
+            loads = ("vector_loads",) if vector else ("element_loads",)
+            assert [(launch.kernel, launch.paths) for launch in log] == [
+                ("paste_masks", loads + ("quad_stores",)), ("assemble_masks", loads)], (k, vector)
+
+
+def test_paste_store_paths():
+    """4-byte quad stores when the output width is a multiple of 4, else byte stores."""
+    g = gen(19)
+    proto, coeffs, boxes = random_proto(20, 24, 8, g), random_coeffs(2, 8, g), random_boxes(2, g, hostile=False)
+    for width, stores in ((64, "quad_stores"), (66, "byte_stores"), (3, "byte_stores")):
+        with cuda.launches() as log:
+            got = cuda.paste_masks(proto, coeffs, boxes, (30, width))
+        assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, (30, width)))
+        assert log[0].paths[-1] == stores and len(log[0].paths) == 2, (width, log[0].paths)
 
 
 def test_paste_writes_every_output_pixel():
@@ -339,3 +355,24 @@ def test_decode_puts_images_on_grid_y():
             got = cuda.decode_boxes(loc, priors)
         assert [(launch.kernel, launch.grid) for launch in log] == [("decode", (2, 3, 1))]
         torch.testing.assert_close(got, reference.decode_boxes(loc, priors), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_priors, dtype", [(300, torch.float32), (300, torch.float64), (30000, torch.float32)])
+def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
+    """select_top_k and merge_detections pack the float keys of all items into dynamic shared
+    memory (after the k_pad items) when they fit under the opt-in limit; float64 keys and
+    float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Both paths
+    give the reference's detections."""
+    g = gen(43)
+    boxes, scores = clustered_boxes(num_priors, g, dtype), random_scores(2, num_priors, g, dtype)
+    coeffs = random_coeffs(num_priors, 4, g, dtype)
+    with cuda.launches() as log:
+        got = emulated_nms(boxes, scores, coeffs)
+    assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100))
+    shared = {launch.kernel: launch.shared_bytes for launch in log}
+    item = 16  # (score, int64 index), float32 and float64 alike
+    keys = {"select_top_k": num_priors, "merge_detections": 2 * 200}
+    pads = {"select_top_k": 256, "merge_detections": 128}
+    for kernel, n in keys.items():
+        packed = dtype == torch.float32 and n * 8 <= 200 * 1024
+        assert shared[kernel] == pads[kernel] * item + (8 * n if packed else 0), kernel

@@ -205,3 +205,19 @@ def test_barrier_after_an_exited_thread():
             run("barrier_after_exit", block=(64, 1, 1), arg=5)
     # Every thread returning before the barrier is fine.
     assert torch.equal(run("barrier_after_exit", block=(64, 1, 1), arg=-1)[:-1], torch.arange(64))
+
+
+# --- global-memory access paths ----------------------------------------------------------
+
+@pytest.mark.parametrize("name, width", [("vector_load_at", 16), ("quad_store_at", 4)])
+def test_misaligned_vector_accesses_fail(name, width):
+    """A vector access must be aligned to its width, as on the GPU (a misaligned address
+    error there); the launch log names the path the aligned launch took."""
+    path = "vector_loads" if width == 16 else "quad_stores"
+    with ecuda.launches() as log:
+        run(name, block=(32, 1, 1), arg=2 * width)
+    assert log[0].paths == (path,)
+    for offset in (1, width // 2):
+        with pytest.raises(RuntimeError, match=rf"{name}.*makes a {width}-byte vector access at .*"
+                                               rf"not {width}-byte aligned"):
+            run(name, block=(32, 1, 1), arg=offset)

@@ -40,11 +40,16 @@ struct Options {
 Options options();
 void set_options(const Options& options);
 
-// Launches made from the calling OS thread while recording (nestable).
+// Global-memory access paths of the kernels (see YF_TAKE_PATH in macros.h).
+enum Path : unsigned { kVectorLoads = 1u, kElementLoads = 2u, kQuadStores = 4u, kByteStores = 8u };
+
+// Launches made from the calling OS thread while recording (nestable); paths: the names of
+// the Paths some thread of the launch took, in enum order.
 struct LaunchRecord {
   std::string kernel;
   dim3 grid, block;
   size_t shared_bytes;
+  std::vector<std::string> paths;
 };
 size_t begin_recording();
 std::vector<LaunchRecord> end_recording(size_t start);
@@ -107,6 +112,10 @@ struct SharedView {
 SharedView static_shared(const void* key, size_t elem_size, size_t align, int64_t count,
                          const char* name);
 SharedView dynamic_shared(size_t elem_size, size_t align, const char* name);
+
+// The running thread takes `path`; with bytes > 0 it is one access of `bytes` at address,
+// which must be aligned to `bytes` (else the launch fails, as the GPU would).
+void take_path(Path path, const void* address, size_t bytes);
 
 enum class Access { kRead, kWrite, kAtomic };
 [[noreturn]] void shared_out_of_bounds(const SharedView& view, int64_t index);

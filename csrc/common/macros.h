@@ -21,6 +21,9 @@
 #define YF_HD __host__ __device__
 #define YF_DEVICE __device__
 #define YF_GLOBAL __global__
+// Most threads per block and least resident blocks per SM the registers are budgeted for.
+#define YF_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+#define YF_UNROLL _Pragma("unroll")
 #define YF_SHARED(T, name, N) __shared__ T name[N]
 #define YF_DYNAMIC_SHARED(T, name)                                  \
   extern __shared__ __align__(16) unsigned char yf_dynamic_shared_[]; \
@@ -29,6 +32,8 @@
 #define YF_HD
 #define YF_DEVICE
 #define YF_GLOBAL
+#define YF_LAUNCH_BOUNDS(threads, blocks)
+#define YF_UNROLL
 
 struct uint3 {
   unsigned int x = 0, y = 0, z = 0;
@@ -51,6 +56,16 @@ namespace yf {
 struct LargeSharedBytes {
   size_t bytes;
 };
+
+// A global-memory access path (emulation::Path) taken by the calling thread: recorded in
+// the emulation's launch log, where an access of `bytes` > 0 bytes at `address` must also
+// be aligned to `bytes`; nothing under nvcc.
+#if defined(__CUDACC__)
+#define YF_TAKE_PATH(path, address, bytes) ((void)0)
+#else
+#define YF_TAKE_PATH(path, address, bytes) \
+  ::yf::emulation::take_path(::yf::emulation::path, address, bytes)
+#endif
 
 // Linear index of this thread and total thread count of a 1-D grid (grid-stride loops).
 #define YF_KERNEL_LOOP(i, n)                                                            \

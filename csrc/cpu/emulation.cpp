@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -201,6 +202,7 @@ struct Launch {
   size_t shared_limit;
   KernelBody body;
   Options options;
+  std::atomic<unsigned>* paths;  // Path bits taken by some thread
 };
 
 uint64_t splitmix64(uint64_t& state) {
@@ -232,6 +234,7 @@ class Runner {
 
   // Called from fibers.
   void sync_block();
+  void take_path(Path path, const void* address, size_t bytes);
   uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int arg, int width);
   [[noreturn]] void fail(const std::string& message);
   SharedView static_shared(const void* key, size_t elem_size, size_t align, int64_t count,
@@ -394,6 +397,17 @@ void Runner::fail(const std::string& message) {
 }
 
 void Runner::sync_block() { yield(State::kBarrier); }
+
+void Runner::take_path(Path path, const void* address, size_t bytes) {
+  if (bytes > 0 && reinterpret_cast<uintptr_t>(address) % bytes != 0) {
+    std::ostringstream s;
+    s << "thread " << thread_name(current_->tid) << " makes a " << bytes
+      << "-byte vector access at " << address << ", which is not " << bytes << "-byte aligned";
+    fail(s.str());
+  }
+  if ((launch_->paths->load(std::memory_order_relaxed) & path) == 0)
+    launch_->paths->fetch_or(path, std::memory_order_relaxed);
+}
 
 uint64_t Runner::warp_collective(WarpOp op, unsigned mask, uint64_t bits, int arg, int width) {
   Fiber& me = *current_;
@@ -599,6 +613,17 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
   }
 }
 
+std::vector<std::string> path_names(unsigned paths) {
+  static const std::pair<Path, const char*> kNames[] = {{kVectorLoads, "vector_loads"},
+                                                        {kElementLoads, "element_loads"},
+                                                        {kQuadStores, "quad_stores"},
+                                                        {kByteStores, "byte_stores"}};
+  std::vector<std::string> names;
+  for (const auto& [path, name] : kNames)
+    if (paths & path) names.emplace_back(name);
+  return names;
+}
+
 void check_launch(const Launch& l, bool opt_in) {
   const dim3 g = l.grid, b = l.block;
   TORCH_CHECK_VALUE(g.x && g.y && g.z && b.x && b.y && b.z, "kernel '", l.kernel,
@@ -639,10 +664,18 @@ std::vector<LaunchRecord> end_recording(size_t start) {
 
 void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_bytes,
               bool large_shared_opt_in, KernelBody body) {
-  const Launch launch{kernel, grid, block, dynamic_shared_bytes,
-                      large_shared_opt_in ? kOptInSharedBytes : kDefaultSharedBytes, body, tl_options};
+  std::atomic<unsigned> paths{0};
+  const Launch launch{kernel,
+                      grid,
+                      block,
+                      dynamic_shared_bytes,
+                      large_shared_opt_in ? kOptInSharedBytes : kDefaultSharedBytes,
+                      body,
+                      tl_options,
+                      &paths};
   check_launch(launch, large_shared_opt_in);
-  if (tl_recording > 0) tl_log.push_back({kernel, grid, block, dynamic_shared_bytes});
+  const size_t record = tl_log.size();
+  if (tl_recording > 0) tl_log.push_back({kernel, grid, block, dynamic_shared_bytes, {}});
 
   const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
   std::mutex mutex;
@@ -663,6 +696,7 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_b
       return;
     }
   });
+  if (tl_recording > 0) tl_log[record].paths = path_names(paths.load());
   TORCH_CHECK(first_error.empty(), "emulated CUDA: ", first_error);
 }
 
@@ -671,6 +705,8 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int arg, int w
 }
 
 void sync_block() { runner().sync_block(); }
+
+void take_path(Path path, const void* address, size_t bytes) { runner().take_path(path, address, bytes); }
 
 SharedView static_shared(const void* key, size_t elem_size, size_t align, int64_t count,
                          const char* name) {

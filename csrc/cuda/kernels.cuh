@@ -101,10 +101,13 @@ YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage
     if (vector_loads) {
       for (int q = lane; q < pixels * kVectorsPerRun; q += 32) {
         const int p = q / kVectorsPerRun, j = (q % kVectorsPerRun) * kVector;
-        const Vec16<T> v = *reinterpret_cast<const Vec16<T>*>(px + int64_t(p) * k + j0 + j);
+        const T* src = px + int64_t(p) * k + j0 + j;
+        YF_TAKE_PATH(kVectorLoads, src, sizeof(Vec16<T>));
+        const Vec16<T> v = *reinterpret_cast<const Vec16<T>*>(src);
         for (int e = 0; e < kVector; ++e) stage[stage_base + p * kStageStride + j + e] = A(v.v[e]);
       }
     } else {
+      YF_TAKE_PATH(kElementLoads, nullptr, 0);
       for (int q = lane; q < pixels * kStageChannels; q += 32) {
         const int p = q / kStageChannels, j = q % kStageChannels;
         if (j < channels) stage[stage_base + p * kStageStride + j] = A(px[int64_t(p) * k + j0 + j]);
@@ -155,9 +158,11 @@ YF_GLOBAL void assemble_masks(int first, const T* proto, const T* coeffs, const 
 // quad_stores: width is a multiple of 4 and dst 4-byte aligned, so one 4-byte store.
 YF_HD inline void store_quad(bool* dst, int quad, uint32_t bits, int width, bool quad_stores) {
   if (quad_stores) {
+    YF_TAKE_PATH(kQuadStores, dst + 4 * quad, sizeof(uint32_t));
     *reinterpret_cast<uint32_t*>(dst + 4 * quad) = bits;
     return;
   }
+  YF_TAKE_PATH(kByteStores, nullptr, 0);
   for (int j = 0; j < 4 && 4 * quad + j < width; ++j) dst[4 * quad + j] = (bits >> (8 * j)) & 1u;
 }
 
@@ -173,6 +178,8 @@ YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad
 // grid (ceil(out_w / tile_w), ceil(out_h / tile_h), detections of this launch); a tile that
 // misses the footprint is zeroed at once. quad_stores: tile_w and out_w are multiples of 4,
 // so each thread stores 4 pixels with one 4-byte store. vector_loads: see warp_lincomb.
+// No __launch_bounds__(256, 4): capped at 64 registers (4 blocks per SM instead of 3),
+// ptxas moves values to a 24-byte stack frame (local loads and stores in the kernel).
 template <class T, class A>
 YF_GLOBAL void paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
                            int W, int k, int out_h, int out_w, int tile_h, int tile_w,

@@ -3,8 +3,9 @@
 // csrc/common/emulation.h (shared memory only through YF_SHARED / YF_DYNAMIC_SHARED).
 //
 //   scores:     candidate_flags (fast_nms) | detect_scores (decode + softmax, detect)
-//   top-k:      select_top_k, one block per class: radix select on unique (score, index)
-//               keys, then a bitonic sort of the k selected in shared memory
+//   top-k:      select_top_k, one block of 1024 threads per class: radix select on unique
+//               (score, index) keys (float keys packed into shared memory by the first
+//               pass), then a bitonic sort of the k selected in shared memory
 //   IoU:        iou_tiles, 64 x 64 tiles of the ranked boxes, lower-triangle tiles skipped
 //   survivors:  survivors, one warp per class (Fast NMS: column OR; greedy: bits in registers)
 //   merge:      merge_detections, one block: select_top_k_block over all survivors, then
@@ -106,7 +107,8 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
     for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, A(row[c]));
     m = warp_max(m);
     // The sum in the order of the CPU kernel (foreground_softmax in csrc/cpu/nms_kernel.cpp),
-    // so that ties and thresholds fall alike: lane l < 8 sums the exps of i = l mod 8 over
+    // so that under the emulation (the host's expf) ties and thresholds fall as on the CPU;
+    // a GPU's expf may differ by ulps. Lane l < 8 sums the exps of i = l mod 8 over
     // the whole runs of 8, the partial sums are added in lane order, then the tail in order.
     const int64_t whole = (C + 1) - (C + 1) % kSumLanes;
     A partial = A(0);
@@ -156,29 +158,78 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
   return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
 }
 
+// The calling block calls f(i, s[i]) for each i < n with ok[i], the thread's items
+// kScanBatch at a time: the batch's flags and scores are loaded before any branch (both
+// unconditionally, at clamped in-bounds indices), so that a warp has kScanBatch load pairs
+// in flight instead of one dependent pair per iteration.
+constexpr int kScanBatch = 8;
+
+template <class S, class F>
+YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n, const F& f) {
+  const int64_t threads = blockDim.x;
+  for (int64_t base = threadIdx.x; base < n; base += kScanBatch * threads) {
+    uint8_t flags[kScanBatch];
+    S scores[kScanBatch];
+    YF_UNROLL
+    for (int u = 0; u < kScanBatch; ++u) {
+      const int64_t i = base + u * threads, j = i < n ? i : n - 1;
+      flags[u] = ok[j];
+      scores[u] = s[j];
+      flags[u] = i < n ? flags[u] : uint8_t(0);
+    }
+    YF_UNROLL
+    for (int u = 0; u < kScanBatch; ++u)
+      if (flags[u]) f(base + u * threads, scores[u]);
+  }
+}
+
 // The calling block selects the top k of the eligible items (score A(s[i]), eligible ok[i],
 // i < n) and calls emit(r, item, count) for each rank r in [0, k) (one thread each), the
 // items in rank order (count = how many there are; items past it are padding). MSD radix
 // select over the unique keys, one byte per pass (stopping at the first byte whose bucket
 // holds exactly the remaining rank), then a bitonic sort of the selected items in dynamic
-// shared memory (k_pad items, k_pad a power of two >= k).
+// shared memory (k_pad items, k_pad a power of two >= k). shared_keys (float keys only:
+// 8 bytes): the dynamic shared memory also holds n keys after the items; pass 0 packs the
+// eligible items' keys there, and the later passes and the collection read them instead
+// of s and ok.
+template <class T>
+constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
+
 template <class A, class S, class Emit>
 YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
-                                     int64_t k_pad, const Emit& emit) {
+                                         int64_t k_pad, bool shared_keys, const Emit& emit) {
   using T = A;  // items and keys in the arithmetic type
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
   YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
-  YF_SHARED(unsigned, slots, 1);             // 32-bit: a 64-bit shared atomicAdd is a CAS loop
+  YF_SHARED(unsigned, slots, 2);  // items collected, keys packed (32-bit: a 64-bit shared
+                                  // atomicAdd is a CAS loop)
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
+  YF_DYNAMIC_SHARED(unsigned long long, keys);  // from keys[key_base]: after the items
+  const int64_t key_base = k_pad * int64_t(sizeof(Item<T>) / sizeof(unsigned long long));
+  const bool packed = kPackedKeys<T> && shared_keys;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
+
+  // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
+  const auto for_each_key = [&](bool from_packed, const auto& f) {
+    if (!from_packed) {
+      for_each_eligible(s, ok, n, [&](int64_t i, S score) { f(order_bits(T(score)), i); });
+      return;
+    }
+    const int64_t stored = slots[1];
+    for (int64_t j = tid; j < stored; j += threads) {
+      const unsigned long long key = keys[key_base + j];
+      f(key >> 32, int64_t(~uint32_t(key)));
+    }
+  };
 
   if (tid == 0) {
     state[0] = (unsigned long long)k;  // rank of the k-th key among those still matching
     state[1] = 0;
     state[2] = 0;
     slots[0] = 0;
+    slots[1] = 0;
   }
   __syncthreads();
   // Radix passes: after pass d, prefix[0..d] holds the k-th largest key's first bytes.
@@ -187,16 +238,16 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
   for (int digit = 0; digit < kDigits; ++digit) {
     for (unsigned b = tid; b < 256; b += threads) histogram[b] = 0;
     __syncthreads();
-    for (int64_t i = tid; i < n; i += threads) {
-      if (!ok[i]) continue;
-      const unsigned long long bits = order_bits(T(s[i]));
+    for_each_key(packed && digit > 0, [&](unsigned long long bits, int64_t i) {
+      if (packed && digit == 0)
+        keys[key_base + atomicAdd(&slots[1], 1u)] = (bits << 32) | ~uint32_t(i);
       bool match = true;
       for (int d = 0; d < digit && match; ++d) {
         const unsigned expected = prefix[d];
         match = key_byte<T>(bits, i, d) == expected;
       }
       if (match) atomicAdd(&histogram[key_byte<T>(bits, i, digit)], 1u);
-    }
+    });
     __syncthreads();
     if (tid == 0) {
       unsigned long long remaining = state[0], above = 0, total = 0;
@@ -229,9 +280,7 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
   const int64_t count = take_all ? int64_t(total_eligible) : k;
   // Collect the items whose key's first `digits` bytes are >= prefix (all eligible ones
   // with take_all).
-  for (int64_t i = tid; i < n; i += threads) {
-    if (!ok[i]) continue;
-    const unsigned long long bits = order_bits(T(s[i]));
+  for_each_key(packed, [&](unsigned long long bits, int64_t i) {
     bool selected = take_all;
     for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
@@ -243,9 +292,9 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
     }
     if (selected) {
       const unsigned slot = atomicAdd(&slots[0], 1u);
-      items[slot] = Item<T>{T(s[i]), i};
+      items[slot] = Item<T>{T(s[i]), i};  // s, not the key: -0.0 keeps its sign
     }
-  }
+  });
   for (int64_t i = count + tid; i < k_pad; i += threads)
     items[i] = Item<T>{T(-INFINITY), int64_t(1) << 62};  // ranks after every real item
   __syncthreads();
@@ -273,12 +322,16 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
 // Block blockIdx.x: the top k of its row (scores[row * score_stride + i], eligible[row *
 // eligible_stride + i], i < n) in rank order to out_index/out_score[row, 0:k) (index -1 and
 // score 0 past the count) and their number to out_count[row].
+constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
+
 template <class S, class T>
-YF_GLOBAL void select_top_k(const S* scores, int64_t score_stride, const uint8_t* eligible,
-                            int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad,
-                            int64_t* out_index, T* out_score, int64_t* out_count) {
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
+    select_top_k(const S* scores, int64_t score_stride, const uint8_t* eligible,
+                 int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad, bool shared_keys,
+                 int64_t* out_index, T* out_score, int64_t* out_count) {
   const int64_t row = blockIdx.x;
   select_top_k_block<T>(scores + row * score_stride, eligible + row * eligible_stride, n, k, k_pad,
+                        shared_keys,
                      [&](int64_t r, const Item<T>& item, int64_t count) {
                        out_index[row * k + r] = r < count ? item.index : -1;
                        out_score[row * k + r] = r < count ? item.score : T(0);
@@ -379,13 +432,13 @@ YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, 
 // the padded outputs (zeros past the count) with their number in *out_count. Boxes of B and
 // scores of A are rounded once to the output dtype T.
 template <class A, class B, class T>
-YF_GLOBAL void merge_detections(const A* ranked_score, const uint8_t* keep, int64_t C, int64_t K,
-                                int64_t M, int64_t m_pad, const B* boxes, const T* coeffs,
-                                const int64_t* ranked_index, int64_t k, T* out_boxes,
-                                T* out_coeffs, int64_t* out_labels, T* out_scores,
-                                int64_t* out_count) {
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
+    merge_detections(const A* ranked_score, const uint8_t* keep, int64_t C, int64_t K, int64_t M,
+                     int64_t m_pad, bool shared_keys, const B* boxes, const T* coeffs,
+                     const int64_t* ranked_index, int64_t k, T* out_boxes, T* out_coeffs,
+                     int64_t* out_labels, T* out_scores, int64_t* out_count) {
   const T zero = T(A(0));
-  select_top_k_block<A>(ranked_score, keep, C * K, M, m_pad,
+  select_top_k_block<A>(ranked_score, keep, C * K, M, m_pad, shared_keys,
                         [&](int64_t m, const Item<A>& item, int64_t count) {
                        const bool valid = m < count;
                        const int64_t flat = valid ? item.index : 0;

@@ -19,7 +19,6 @@
 namespace yf {
 namespace launch {
 
-constexpr int kSelectThreads = 256;
 constexpr int kSurvivorWarps = 4;
 // Largest top_k and output length: sorted in shared memory, bits of one class in a warp.
 constexpr int64_t kMaxRanked = 2048;
@@ -46,6 +45,34 @@ struct DeviceNmsOutputs {
         count(at::empty({}, options.dtype(at::kLong))) {}
   NmsResult result() const { return {boxes, coeffs, labels, scores, count}; }
 };
+
+// Dynamic shared memory of a select_top_k_block over n items, k_pad of them selected:
+// the k_pad items, then (packed float keys, when they fit under the opt-in limit with the
+// static arrays) the n keys.
+struct SelectShared {
+  size_t bytes;
+  bool keys;
+};
+constexpr size_t kSelectStaticBytes = 4096;  // histogram, state, prefix; sm_90's 1 KiB reserve
+
+template <class A, class Launch>
+SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad) {
+  const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
+  const size_t with_keys = items + size_t(n) * sizeof(unsigned long long);
+  const bool keys = kernels::kPackedKeys<A> &&
+                    with_keys + kSelectStaticBytes <= launch.max_opt_in_shared_bytes();
+  return {keys ? with_keys : items, keys};
+}
+
+// A launch with `bytes` of dynamic shared memory, opted in above the default 48 KiB.
+template <class Launch, class... KernelArgs, class... Args>
+void launch_with_shared(const Launch& launch, const char* name, dim3 grid, dim3 block, size_t bytes,
+                        void (*kernel)(KernelArgs...), Args&&... args) {
+  if (bytes > 48 * 1024)
+    launch(name, grid, block, LargeSharedBytes{bytes}, kernel, std::forward<Args>(args)...);
+  else
+    launch(name, grid, block, bytes, kernel, std::forward<Args>(args)...);
+}
 
 // Grids: select_top_k and iou_tiles put the C classes (times the K / 64 column tiles) on
 // grid.x, whose limit is 2^31 - 1; the radix keys hold 32 bits of the index among the C * K
@@ -76,11 +103,12 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
   at::Tensor ranked_score = at::empty({C, K}, options_of<A>(boxes));
   auto ranked_count = at::empty({C}, options.dtype(at::kLong));
   const int64_t k_pad = next_power_of_two(K);
-  launch("select_top_k", dim3(unsigned(C)), dim3(kSelectThreads),
-         size_t(k_pad) * sizeof(kernels::Item<A>), &kernels::select_top_k<S, A>,
-         scores.data_ptr<S>(), P, is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad,
-         ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<A>(),
-         ranked_count.data_ptr<int64_t>());
+  const SelectShared select = select_shared<A>(launch, P, k_pad);
+  launch_with_shared(launch, "select_top_k", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
+                     select.bytes, &kernels::select_top_k<S, A>, scores.data_ptr<S>(), P,
+                     is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad, select.keys,
+                     ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<A>(),
+                     ranked_count.data_ptr<int64_t>());
 
   auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
   auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
@@ -96,11 +124,14 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
 
   // All survivors ranked by score, ties by flat index c * K + rank (class-major), gathered.
   const int64_t m_pad = next_power_of_two(M);
-  launch("merge_detections", dim3(1), dim3(kSelectThreads), size_t(m_pad) * sizeof(kernels::Item<A>),
-         &kernels::merge_detections<A, B, T>, ranked_score.data_ptr<A>(), keep.data_ptr<uint8_t>(), C,
-         K, M, m_pad, boxes.data_ptr<B>(), coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(),
-         coeffs.size(1), out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
-         out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(), out.count.data_ptr<int64_t>());
+  const SelectShared merge = select_shared<A>(launch, C * K, m_pad);
+  launch_with_shared(launch, "merge_detections", dim3(1), dim3(kernels::kSelectThreads), merge.bytes,
+                     &kernels::merge_detections<A, B, T>, ranked_score.data_ptr<A>(),
+                     keep.data_ptr<uint8_t>(), C, K, M, m_pad, merge.keys, boxes.data_ptr<B>(),
+                     coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(), coeffs.size(1),
+                     out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
+                     out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(),
+                     out.count.data_ptr<int64_t>());
 }
 
 template <class Launch>

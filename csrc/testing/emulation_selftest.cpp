@@ -139,6 +139,17 @@ YF_GLOBAL void collective_deadlock(int64_t* out, int64_t) {
   else block_out(out)[tid()] = __shfl_sync(0xffffffffu, int(tid()), 0);
 }
 
+// A 16-byte vector load (the 4-byte quad store) at byte `offset` of the output: misaligned
+// unless offset is a multiple of 16 (of 4). The output records the path taken.
+YF_GLOBAL void vector_load_at(int64_t* out, int64_t offset) {
+  YF_TAKE_PATH(kVectorLoads, reinterpret_cast<const char*>(out) + offset, 16);
+  block_out(out)[tid()] = 1;
+}
+YF_GLOBAL void quad_store_at(int64_t* out, int64_t offset) {
+  YF_TAKE_PATH(kQuadStores, reinterpret_cast<const char*>(out) + offset, 4);
+  block_out(out)[tid()] = 1;
+}
+
 const std::map<std::string, Kernel>& kernels() {
   static const std::map<std::string, Kernel> table = {
       {"reverse", &reverse},
@@ -157,6 +168,8 @@ const std::map<std::string, Kernel>& kernels() {
       {"warp_exchange", &warp_exchange},
       {"shuffle_with_exited_lane", &shuffle_with_exited_lane},
       {"collective_deadlock", &collective_deadlock},
+      {"vector_load_at", &vector_load_at},
+      {"quad_store_at", &quad_store_at},
   };
   return table;
 }

@@ -45,12 +45,15 @@ _emulation = _C.emulation
 
 
 class Launch(NamedTuple):
-    """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes."""
+    """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes, and
+    the global-memory paths some thread took (of "vector_loads", "element_loads",
+    "quad_stores", "byte_stores")."""
 
     kernel: str
     grid: Tuple[int, int, int]
     block: Tuple[int, int, int]
     shared_bytes: int
+    paths: Tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
