@@ -98,6 +98,12 @@ def test_resume_continues_and_corrupt_checkpoint_is_refused(tmp_path, tiny_data,
     torch.save(lying, tmp_path / "lying.pt")
     with pytest.raises(ValueError, match="claims shape"):
         read_checkpoint(str(tmp_path / "lying.pt"))
+    diverged = dict(state, state_dict=dict(state["state_dict"]))
+    key = next(k for k, v in diverged["state_dict"].items() if v.is_floating_point())
+    diverged["state_dict"][key] = torch.full_like(diverged["state_dict"][key], float("nan"))
+    torch.save(diverged, tmp_path / "diverged.pt")
+    with pytest.raises(ValueError, match=f"refusing to resume.*{key} holds NaN"):
+        train(TINY, data, str(tmp_path), _options(), resume=str(tmp_path / "diverged.pt"), progress=False)
     weights_only = tmp_path / "model.pt"
     with pytest.raises(RuntimeError, match="not a yolact_fast training checkpoint"):
         train(TINY, data, str(tmp_path), _options(), resume=str(weights_only), progress=False)

@@ -38,7 +38,7 @@ from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder
 from ..model import Yolact
-from ..model.checkpoint import check_stored_tensors, save_file, save_weights, torch_load
+from ..model.checkpoint import check_state_values, check_stored_tensors, save_file, save_weights, torch_load
 from ..preprocess import preprocess
 from .distributed import Processes, training_device
 from .loss import LossWeights, prepare_targets, yolact_loss
@@ -371,6 +371,8 @@ class Trainer:
             raise ValueError(f"refusing to resume from {path!r} with batch_size {batch_size}: it was "
                              f"trained with batch_size {state['batch_size']} (global), and its step count, "
                              "learning-rate schedule and place in the epoch are in batches of that size")
+        if set(state["state_dict"]) == set(self.model.state_dict()):  # else load_state_dict names the keys
+            check_state_values(self.model, state["state_dict"], f"refusing to resume from {path!r}")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state and self.scaler.is_enabled():
