@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One session on a machine with an NVIDIA GPU: build the extension for that GPU (unless a
+# build for this Python is already in yolact_fast/), then run the stages named on the
+# command line, each under its own time limit, writing its log to $OUT/<stage>.log:
+#   info      GPU, driver, torch, nvcc
+#   build     FORCE_CUDA build for the GPU present (copies the .so to $OUT)
+#   exercise  benchmarks/gpu_exercise.py: every CUDA op against the CPU kernel
+#   tests     the pytest cases that run on the GPU (the "cuda" backend and the GPU-only tests)
+#   timings   benchmarks/gpu_timings.py: graph-replayed and eager device times, per-kernel table
+#   sanitize  compute-sanitizer memcheck, racecheck, synccheck, initcheck over gpu_exercise --quick
+#   bench     pytest benchmarks/bench_cuda.py (pytest-benchmark, JSON to $OUT)
+#   suite     the whole test suite (the README's command) with the GPU present
+# Usage: OUT=/tmp/out bash scripts/gpu_session.sh info build exercise tests timings
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/yf_gpu_out}
+mkdir -p "$OUT" /tmp/yf_bin
+PY=$(command -v python3)
+ln -sf "$PY" /tmp/yf_bin/python
+export PATH=/tmp/yf_bin:$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1 YOLACT_FAST_EXPECT_CUDA=1
+export YOLACT_FAST_GOLDEN=$PWD/tests/data/golden
+
+stage() {  # stage NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name (limit ${limit}s) $(date +%T)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name rc=$rc in $((SECONDS - t0))s"
+  tail -n "${TAIL:-25}" "$OUT/$name.log"
+}
+
+built() { ls yolact_fast/_C.cpython-"$(python -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
+
+for name in "$@"; do
+  case $name in
+    info) stage info 60 bash -c 'nvidia-smi; python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version; nproc' ;;
+    build)
+      if built; then echo "=== build: using the carried $(ls yolact_fast/_C*.so)"; continue; fi
+      # shellcheck disable=SC1091
+      stage build 480 bash -c '. scripts/cuda_env.sh && FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) python setup.py build_ext --inplace'
+      cp yolact_fast/_C*.so "$OUT/" 2>/dev/null ;;
+    exercise) stage exercise 240 python benchmarks/gpu_exercise.py ;;
+    tests) stage tests 300 python -m pytest -q -p no:cacheprovider -x \
+             tests/test_ops_reference.py tests/test_build.py tests/test_ops_errors.py tests/test_plus.py \
+             -k "cuda and not emulated_cuda" ;;
+    timings) stage timings 200 python benchmarks/gpu_timings.py --json "$OUT/gpu_timings.json" ;;
+    sanitize)
+      for tool in memcheck racecheck synccheck initcheck; do
+        stage "sanitize_$tool" 150 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+          python benchmarks/gpu_exercise.py --quick
+      done ;;
+    bench) stage bench 300 python -m pytest -q -p no:cacheprovider benchmarks/bench_cuda.py \
+             --benchmark-columns=median,min,rounds --benchmark-json="$OUT/bench_cuda.json" ;;
+    suite) stage suite 540 python -m pytest -q -p no:cacheprovider -x tests ;;
+    *) echo "unknown stage $name"; exit 2 ;;
+  esac
+done
