@@ -14,27 +14,32 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/yf_gpu_out}
-mkdir -p "$OUT" /tmp/yf_bin
-PY=$(command -v python3)
-ln -sf "$PY" /tmp/yf_bin/python
-export PATH=/tmp/yf_bin:$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1 YOLACT_FAST_EXPECT_CUDA=1
+DEADLINE=${DEADLINE:-540}  # seconds: no stage runs past this, so the session ends in time
+mkdir -p "$OUT"
+VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # the device image's Python with torch
+[ -x "$VENV_BIN/python" ] && export PATH=$VENV_BIN:$PATH
+PY=$(command -v python || command -v python3)
+export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1 YOLACT_FAST_EXPECT_CUDA=1
 export YOLACT_FAST_GOLDEN=$PWD/tests/data/golden
 
-stage() {  # stage NAME SECONDS COMMAND...
+stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time to DEADLINE)
   local name=$1 limit=$2; shift 2
+  local left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt 15 ]; then echo "=== $name skipped: deadline"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
   echo "=== $name (limit ${limit}s) $(date +%T)"
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
   echo "=== $name rc=$rc in $((SECONDS - t0))s"
   tail -n "${TAIL:-25}" "$OUT/$name.log"
 }
 
-built() { ls yolact_fast/_C.cpython-"$(python -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
+built() { ls yolact_fast/_C.cpython-"$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
 
 for name in "$@"; do
   case $name in
-    info) stage info 60 bash -c 'nvidia-smi; python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; nvcc --version; nproc' ;;
+    info) stage info 120 bash -c 'echo "python: $(command -v python)"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv; nvcc --version | tail -2; nproc; time python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"' ;;
     build)
       if built; then echo "=== build: using the carried $(ls yolact_fast/_C*.so)"; continue; fi
       # shellcheck disable=SC1091
