@@ -6,6 +6,7 @@ post-network sequence eagerly beside it; then the PyTorch profiler's per-kernel 
 times for one post-network call. Needs a GPU and a CUDA build.
 
     python benchmarks/gpu_timings.py [--json PATH]
+    python benchmarks/gpu_timings.py --profile-once   # two post-network calls, for ncu
 """
 
 import argparse
@@ -134,13 +135,51 @@ def profile_kernels(function, iterations=20):
     return sorted(rows, key=lambda r: -r[1])
 
 
+def segment_times(repeats=15):
+    """yf.segment and yf.segment_eager (official-equivalent eager post-processing) of
+    yolact_base on the 480x640 golden image, wall clock per call with synchronization, and
+    the top host-side ops of one yf.segment call."""
+    import time
+
+    import yolact_fast as yf
+    from yolact_fast.data.synthetic import golden_image
+    from yolact_fast.model.weight_rule import rule_weights
+
+    model = yf.load(rule_weights("yolact_base", 0), config="yolact_base", device="cuda")
+    image = golden_image(0, 480, 640).cuda()
+    times = {}
+    for name, function in (("segment", yf.segment), ("segment_eager", yf.segment_eager)):
+        for _ in range(3):
+            function(image, model=model)
+        torch.cuda.synchronize()
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function(image, model=model)
+            torch.cuda.synchronize()
+            runs.append((time.perf_counter() - start) * 1e3)
+        times[name] = (statistics.median(runs), min(runs))
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        yf.segment(image, model=model)
+        torch.cuda.synchronize()
+    return times, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile-once", action="store_true", help="two post-network calls and exit (for ncu)")
     args = parser.parse_args()
     assert torch.cuda.is_available() and ops.cuda_kernels_available(), "needs a GPU and a CUDA build"
     torch.backends.cuda.matmul.allow_tf32 = False
     g = golden_inputs()
+    if args.profile_once:
+        post = cases(g)["post-network kernels (detect+paste)"][0]
+        post()
+        post()
+        torch.cuda.synchronize()
+        return
     results = {}
     for name, (function, capturable) in cases(g).items():
         function()
@@ -156,6 +195,8 @@ def main():
         results[name] = entry
     post = cases(g)["post-network kernels (detect+paste)"][0]
     kernels = profile_kernels(post)
+    segment, segment_table = segment_times()
+    print(segment_table)
     print(f"\n{torch.cuda.get_device_name()}  torch {torch.__version__}  "
           f"SMs {torch.cuda.get_device_properties(0).multi_processor_count}")
     print(f"{'case':45s} {'graph med':>10s} {'graph min':>10s} {'eager med':>10s} {'eager min':>10s}  (us)")
@@ -164,12 +205,15 @@ def main():
         gn = f"{e['graph_min_us']:10.1f}" if "graph_min_us" in e else f"{'-':>10s}"
         print(f"{name:45s} {gm} {gn} {e['eager_median_us']:10.1f} {e['eager_min_us']:10.1f}"
               + (f"  [{e['graph_error']}]" if "graph_error" in e else ""))
+    for name, (median, best) in segment.items():
+        print(f"yolact_base {name:14s} 480x640 end to end: median {median:7.2f} ms, min {best:7.2f} ms")
     print("\npost-network kernels, per call (PyTorch profiler, device time):")
     for key, us, count in kernels:
         print(f"  {us:8.2f} us  x{count:4.1f}  {key[:110]}")
     if args.json:
         args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                         "results": results, "post_network_kernels": kernels}, indent=1))
+                                         "results": results, "post_network_kernels": kernels,
+                                         "segment_ms": segment}, indent=1))
 
 
 if __name__ == "__main__":

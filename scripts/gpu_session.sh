@@ -9,6 +9,7 @@
 #   timings   benchmarks/gpu_timings.py: graph-replayed and eager device times, per-kernel table
 #   sanitize  compute-sanitizer memcheck, racecheck, synccheck, initcheck over gpu_exercise --quick
 #   bench     pytest benchmarks/bench_cuda.py (pytest-benchmark, JSON to $OUT)
+#   ncu       Nsight Compute sections of the six post-network kernels (second call of two)
 #   suite     the whole test suite (the README's command) with the GPU present
 # Usage: OUT=/tmp/out bash scripts/gpu_session.sh info build exercise tests timings
 set -uo pipefail
@@ -20,7 +21,7 @@ VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # the device image's Python with tor
 [ -x "$VENV_BIN/python" ] && export PATH=$VENV_BIN:$PATH
 PY=$(command -v python || command -v python3)
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1 YOLACT_FAST_EXPECT_CUDA=1
-export YOLACT_FAST_GOLDEN=$PWD/tests/data/golden
+export YOLACT_FAST_GOLDEN=$PWD/tests/data/golden PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time to DEADLINE)
   local name=$1 limit=$2; shift 2
@@ -46,7 +47,7 @@ for name in "$@"; do
       stage build 480 bash -c '. scripts/cuda_env.sh && FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) python setup.py build_ext --inplace'
       cp yolact_fast/_C*.so "$OUT/" 2>/dev/null ;;
     exercise) stage exercise 240 python benchmarks/gpu_exercise.py ;;
-    tests) stage tests 300 python -m pytest -q -p no:cacheprovider -x \
+    tests) stage tests 300 python -m pytest -q -p no:cacheprovider \
              tests/test_ops_reference.py tests/test_build.py tests/test_ops_errors.py tests/test_plus.py \
              -k "cuda and not emulated_cuda" ;;
     timings) stage timings 200 python benchmarks/gpu_timings.py --json "$OUT/gpu_timings.json" ;;
@@ -57,6 +58,11 @@ for name in "$@"; do
       done ;;
     bench) stage bench 300 python -m pytest -q -p no:cacheprovider benchmarks/bench_cuda.py \
              --benchmark-columns=median,min,rounds --benchmark-json="$OUT/bench_cuda.json" ;;
+    ncu) stage ncu 240 ncu --clock-control none --launch-skip 6 --launch-count 6 \
+           --kernel-name regex:"select_top_k|paste_masks|merge_detections|iou_tiles|detect_scores|survivors" \
+           --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+           --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+           python benchmarks/gpu_timings.py --profile-once ;;
     suite) stage suite 540 python -m pytest -q -p no:cacheprovider -x tests ;;
     *) echo "unknown stage $name"; exit 2 ;;
   esac

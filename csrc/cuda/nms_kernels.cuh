@@ -342,14 +342,20 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
 // Block (class * words + column tile, row tile) of the suppression bitmask (the class is
 // folded into grid.x, whose limit is 2^31 - 1, not 65535): bit b of
 // mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
-// among the class's first count[c]). Tiles left of the diagonal hold no such pair and are
-// neither computed nor written. The column tile's boxes are staged in shared memory.
+// among the class's first count[c]). Tiles left of the diagonal hold no such pair: they are
+// written as zeros without computing (the greedy walk stages whole rows, and compute-sanitizer's
+// initcheck flags reads of memory no kernel wrote). The column tile's boxes are staged in
+// shared memory.
 template <class B, class T>
 YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
   const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
   const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
-  if (col < row) return;
+  if (col < row) {
+    const int64_t i = row * kTile + threadIdx.x;
+    if (i < K) mask[(c * K + i) * words + col] = 0;
+    return;
+  }
   YF_SHARED(T, tile, 4 * kTile);
   const int64_t n = count[c];
   const int t = threadIdx.x;

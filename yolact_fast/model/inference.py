@@ -67,23 +67,58 @@ def weights_key(model: nn.Module) -> tuple:
     return identity + weights_checksum(tensors)
 
 
+_CHUNK_ELEMENTS = 1 << 24  # a GPU checksum concatenates tensors up to this many elements
+
+
 @torch.no_grad()
 def weights_checksum(tensors) -> tuple:
-    """Per tensor, a position-weighted sum of its raw bits (each element read as an integer of
-    its width, times a fixed pseudo-random odd weight; the sum wraps modulo 2**64). Any change
+    """Position-weighted sums of the tensors' raw bits (each element read as an integer of
+    its width, times a fixed pseudo-random odd weight; the sums wrap modulo 2**64). Any change
     of one element's bits is seen, NaN and infinity included; several changes are missed only
-    if they cancel modulo 2**32 or 2**64 by chance. Reads every value once (see the README)."""
-    return tuple(_bits_checksum(tensor) for tensor in tensors if tensor.numel())
+    if they cancel modulo 2**32 or 2**64 by chance. Reads every value once (see the README).
+
+    On the CPU each tensor is summed alone; on a GPU the tensors are concatenated in chunks
+    of up to 2**24 elements, so that yolact_base's 660 tensors cost a few launches, not
+    thousands, and each device is read back once (one synchronization, not one per tensor).
+    """
+    sums: dict = {}
+    for chunk in _chunks(t for t in tensors if t.numel()):
+        flat = chunk[0] if len(chunk) == 1 else torch.cat(chunk)
+        sums.setdefault(flat.device, []).append(_bits_checksum(flat))
+    return tuple(value for device_sums in sums.values() for value in torch.stack(device_sums).tolist())
 
 
 _INTEGER_OF_WIDTH = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def _bits_checksum(tensor: torch.Tensor) -> int:
+def _integer_view(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bits as a flat tensor of integers of its element width."""
     flat = tensor.detach()
     if flat.is_complex():
         flat = torch.view_as_real(flat)
-    flat = flat.reshape(-1).view(_INTEGER_OF_WIDTH[flat.element_size()])
+    return flat.reshape(-1).view(_INTEGER_OF_WIDTH[flat.element_size()])
+
+
+def _chunks(tensors):
+    """Lists of flat integer views to checksum together: one tensor each on the CPU (where a
+    concatenation costs more than the calls it saves), else runs of tensors of one device
+    and width holding up to _CHUNK_ELEMENTS elements (a larger tensor alone)."""
+    chunk, elements = [], 0
+    for tensor in tensors:
+        flat = _integer_view(tensor)
+        joins = (chunk and flat.device.type != "cpu" and flat.device == chunk[0].device
+                 and flat.dtype == chunk[0].dtype and elements + flat.numel() <= _CHUNK_ELEMENTS)
+        if chunk and not joins:
+            yield chunk
+            chunk, elements = [], 0
+        chunk.append(flat)
+        elements += flat.numel()
+    if chunk:
+        yield chunk
+
+
+def _bits_checksum(flat: torch.Tensor) -> torch.Tensor:
+    """The weighted sum of flat integers ``flat``, as a 0-d int64 tensor on their device."""
     # 4-byte products wrap modulo 2**32 (an odd weight keeps every single-element change),
     # 8-byte ones modulo 2**64; row sums and the row-weighted total are int64
     compute = torch.int64 if flat.element_size() == 8 else torch.int32
@@ -93,7 +128,7 @@ def _bits_checksum(tensor: torch.Tensor) -> int:
     row_sums = (flat[: rows * _CHECKSUM_BLOCK].view(rows, _CHECKSUM_BLOCK) * weights).sum(1, dtype=torch.int64)
     tail_sum = (flat[rows * _CHECKSUM_BLOCK:] * weights[:tail]).sum(dtype=torch.int64)
     row_weights = _row_weights(str(flat.device), rows + 1)
-    return int((row_sums * row_weights[:rows]).sum() + tail_sum * row_weights[rows])
+    return (row_sums * row_weights[:rows]).sum() + tail_sum * row_weights[rows]
 
 
 @functools.lru_cache(maxsize=None)
