@@ -135,35 +135,49 @@ def profile_kernels(function, iterations=20):
     return sorted(rows, key=lambda r: -r[1])
 
 
-def segment_times(repeats=15):
-    """yf.segment and yf.segment_eager (official-equivalent eager post-processing) of
-    yolact_base on the 480x640 golden image, wall clock per call with synchronization, and
-    the top host-side ops of one yf.segment call."""
+def wall_ms(function, repeats=15):
+    """Median and min wall time (ms) of ``function()`` with a device synchronization."""
     import time
 
+    for _ in range(3):
+        function()
+    torch.cuda.synchronize()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        torch.cuda.synchronize()
+        runs.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(runs), min(runs)
+
+
+def segment_times():
+    """yf.segment and yf.segment_eager (official-equivalent eager post-processing) of
+    yolact_base on the 480x640 golden image, and their parts: the weights key of the fused
+    copy's cache, and the forward of the model, of its fused copy (channels_last, as segment
+    runs it) and of a fused copy in the default layout. Wall clock per call, synchronized."""
     import yolact_fast as yf
     from yolact_fast.data.synthetic import golden_image
+    from yolact_fast.model.fuse import inference_copy
+    from yolact_fast.model.inference import weights_key
     from yolact_fast.model.weight_rule import rule_weights
+    from yolact_fast.preprocess import preprocess
 
     model = yf.load(rule_weights("yolact_base", 0), config="yolact_base", device="cuda")
     image = golden_image(0, 480, 640).cuda()
-    times = {}
-    for name, function in (("segment", yf.segment), ("segment_eager", yf.segment_eager)):
-        for _ in range(3):
-            function(image, model=model)
-        torch.cuda.synchronize()
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function(image, model=model)
-            torch.cuda.synchronize()
-            runs.append((time.perf_counter() - start) * 1e3)
-        times[name] = (statistics.median(runs), min(runs))
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        yf.segment(image, model=model)
-        torch.cuda.synchronize()
-    return times, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    batch = preprocess([image], model.config, "cuda")
+    fused_last, fused_plain = inference_copy(model), inference_copy(model, channels_last=False)
+    batch_last = batch.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        parts = {
+            "segment": lambda: yf.segment(image, model=model),
+            "segment_eager": lambda: yf.segment_eager(image, model=model),
+            "weights_key": lambda: weights_key(model),
+            "forward model": lambda: model.eval()(batch),
+            "forward fused channels_last": lambda: fused_last(batch_last),
+            "forward fused default layout": lambda: fused_plain(batch),
+        }
+        return {name: wall_ms(function) for name, function in parts.items()}
 
 
 def main():
@@ -195,8 +209,7 @@ def main():
         results[name] = entry
     post = cases(g)["post-network kernels (detect+paste)"][0]
     kernels = profile_kernels(post)
-    segment, segment_table = segment_times()
-    print(segment_table)
+    segment = segment_times()
     print(f"\n{torch.cuda.get_device_name()}  torch {torch.__version__}  "
           f"SMs {torch.cuda.get_device_properties(0).multi_processor_count}")
     print(f"{'case':45s} {'graph med':>10s} {'graph min':>10s} {'eager med':>10s} {'eager min':>10s}  (us)")
@@ -206,7 +219,7 @@ def main():
         print(f"{name:45s} {gm} {gn} {e['eager_median_us']:10.1f} {e['eager_min_us']:10.1f}"
               + (f"  [{e['graph_error']}]" if "graph_error" in e else ""))
     for name, (median, best) in segment.items():
-        print(f"yolact_base {name:14s} 480x640 end to end: median {median:7.2f} ms, min {best:7.2f} ms")
+        print(f"yolact_base 480x640 {name:30s}: median {median:7.2f} ms, min {best:7.2f} ms")
     print("\npost-network kernels, per call (PyTorch profiler, device time):")
     for key, us, count in kernels:
         print(f"  {us:8.2f} us  x{count:4.1f}  {key[:110]}")

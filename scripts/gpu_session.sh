@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One session on a machine with an NVIDIA GPU: build the extension for that GPU (unless a
 # build for this Python is already in yolact_fast/), then run the stages named on the
-# command line, each under its own time limit, writing its log to $OUT/<stage>.log:
+# command line, each under its own time limit, appending its log to $OUT/session.log (one
+# file: the device tool brings back at most 8):
 #   info      GPU, driver, torch, nvcc
-#   build     FORCE_CUDA build for the GPU present (copies the .so to $OUT)
+#   build     FORCE_CUDA build for the GPU present
 #   exercise  benchmarks/gpu_exercise.py: every CUDA op against the CPU kernel
 #   tests     the pytest cases that run on the GPU (the "cuda" backend and the GPU-only tests)
 #   timings   benchmarks/gpu_timings.py: graph-replayed and eager device times, per-kernel table
@@ -30,10 +31,11 @@ stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time
   [ "$limit" -gt "$left" ] && limit=$left
   echo "=== $name (limit ${limit}s) $(date +%T)"
   local t0=$SECONDS
-  timeout -k 5 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" >/tmp/yf_stage.log 2>&1
   local rc=$?
   echo "=== $name rc=$rc in $((SECONDS - t0))s"
-  tail -n "${TAIL:-25}" "$OUT/$name.log"
+  { echo "=== $name rc=$rc in $((SECONDS - t0))s"; cat /tmp/yf_stage.log; } >>"$OUT/session.log"
+  tail -n "${TAIL:-25}" /tmp/yf_stage.log
 }
 
 built() { ls yolact_fast/_C.cpython-"$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
@@ -45,7 +47,7 @@ for name in "$@"; do
       if built; then echo "=== build: using the carried $(ls yolact_fast/_C*.so)"; continue; fi
       # shellcheck disable=SC1091
       stage build 480 bash -c '. scripts/cuda_env.sh && FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) python setup.py build_ext --inplace'
-      cp yolact_fast/_C*.so "$OUT/" 2>/dev/null ;;
+      ;;
     exercise) stage exercise 240 python benchmarks/gpu_exercise.py ;;
     tests) stage tests 300 python -m pytest -q -p no:cacheprovider \
              tests/test_ops_reference.py tests/test_build.py tests/test_ops_errors.py tests/test_plus.py \

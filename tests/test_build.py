@@ -42,3 +42,16 @@ def test_cuda_kernels_match_cpu():
     masks_cpu = ops.paste_masks(proto, cpu[1], cpu[0], (480, 640))
     masks_gpu = ops.paste_masks(proto.cuda(), cpu[1].cuda(), cpu[0].cuda(), (480, 640))
     assert (masks_cpu != masks_gpu.cpu()).float().mean() < 1e-4
+
+
+def test_gpu_session_script_parses_and_refuses_unknown_stages(tmp_path):
+    """scripts/gpu_session.sh runs on a lent GPU machine, where a syntax error or a silently
+    skipped stage costs device time that cannot be had back."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    result = subprocess.run(["bash", str(script), "no_such_stage"], capture_output=True, text=True,
+                            env={**os.environ, "OUT": str(tmp_path)})
+    assert result.returncode == 2 and "unknown stage no_such_stage" in result.stdout

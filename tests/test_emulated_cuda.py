@@ -248,7 +248,8 @@ def test_nms_and_detect_launch_five_kernels():
         cuda.fast_nms(boxes, scores, coeffs, method="cluster")
     assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
     tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
-    assert tiles.grid == (4 * 4, 4, 1) and tiles.block == (64, 1, 1)  # 4 classes x 4 x 4 tiles of 200 boxes
+    assert tiles.grid == (4 * 4, 4, 1)  # 4 classes x 4 x 4 tiles of 200 boxes
+    assert tiles.block == (256, 1, 1)  # 4 lanes per row of a 64 x 64 tile
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -296,6 +297,26 @@ def test_negative_and_positive_zero_scores_tie_by_index(dtype, method):
     for seed in SEEDS:
         with cuda.schedule(seed=seed, check_races=True):
             got = emulated_nms(boxes, scores, coeffs, *args.values(), method)
+        assert_nms_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("top_k", [1, 37, 64, 200, 650])
+def test_radix_select_over_every_bucket_matches_cpu(seed, top_k):
+    """Scores spread over all 256 first-byte buckets (both signs, exponents -120..120) and
+    quantised so that many keys tie, cut at top_k anywhere: the warp scan that finds the k-th
+    key's bucket (lane l owns buckets 255 - 8l .. 248 - 8l) must agree with the CPU's full
+    sort, in select_top_k and in merge_detections (max_detections)."""
+    g = gen(300 + seed)
+    p, c = 700, 3
+    exponent = torch.randint(-120, 121, (c, p), generator=g).double()
+    sign = torch.where(torch.rand(c, p, generator=g) < 0.3, -1.0, 1.0).double()
+    scores = (sign * torch.pow(2.0, exponent) * torch.randint(1, 4, (c, p), generator=g)).float()
+    boxes, coeffs = random_boxes(p, g), random_coeffs(p, 2, g)
+    for max_det in (1, 64, 400):
+        args = (0.5, top_k, -3e38, max_det)
+        want = ops.fast_nms(boxes, scores, coeffs, *args)
+        got = emulated_nms(boxes, scores, coeffs, *args)
         assert_nms_equal(got, want)
 
 

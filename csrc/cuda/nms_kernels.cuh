@@ -195,6 +195,55 @@ YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n
 template <class T>
 constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 
+// Called by the 32 lanes of warp 0 after pass `digit` of select_top_k_block: finds the
+// bucket, scanning from 255 down, at which the running count of histogram[255..b] first
+// reaches the remaining rank state[0]; stores it in prefix[digit] and the rank left inside
+// it in state[0]; state[1] = 1 when pass 0 finds every eligible item selected, 2 when the
+// bucket's items are all selected; state[2] = total eligible (pass 0). Lane l sums buckets
+// 255 - 8l down to 248 - 8l, a shuffle scan gives each lane the count above its buckets, and
+// the lane where the count crosses the rank walks its 8: ~100 cycles where a single thread's
+// walk of 256 shared loads took thousands, with 1023 threads waiting at the barrier (44% of
+// select_top_k's stalls on an H100, Nsight Compute).
+constexpr int kBucketsPerLane = 256 / kWarp;
+
+template <class Histogram, class State, class Prefix>  // shared arrays (emulation: SharedArray)
+YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& state, Prefix& prefix) {
+  const unsigned lane = threadIdx.x % kWarp;
+  const int first = 255 - kBucketsPerLane * int(lane);
+  unsigned counts[kBucketsPerLane];
+  unsigned long long lane_total = 0;
+  YF_UNROLL
+  for (int j = 0; j < kBucketsPerLane; ++j) {
+    counts[j] = histogram[first - j];
+    lane_total += counts[j];
+  }
+  unsigned long long through = lane_total;  // buckets 255 .. first - 7
+  for (int offset = 1; offset < kWarp; offset *= 2) {
+    const unsigned long long before = __shfl_up_sync(0xffffffffu, through, unsigned(offset));
+    if (int(lane) >= offset) through += before;
+  }
+  const unsigned long long total = __shfl_sync(0xffffffffu, through, kWarp - 1);
+  const unsigned long long remaining = state[0];
+  __syncwarp();  // every lane has read state[0] before one writes it
+  if (digit == 0 && lane == 0) state[2] = total;
+  if (digit == 0 && total <= remaining) {
+    if (lane == 0) state[1] = 1;  // every eligible item is selected
+    return;
+  }
+  unsigned long long above = through - lane_total;
+  if (through < remaining || (lane > 0 && above >= remaining)) return;  // not the crossing lane
+  YF_UNROLL
+  for (int j = 0; j < kBucketsPerLane; ++j) {
+    if (above + counts[j] >= remaining) {
+      prefix[digit] = unsigned(first - j);
+      state[0] = remaining - above;
+      if (above + counts[j] == remaining) state[1] = 2;  // the whole bucket is selected
+      return;
+    }
+    above += counts[j];
+  }
+}
+
 template <class A, class S, class Emit>
 YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
                                          int64_t k_pad, bool shared_keys, const Emit& emit) {
@@ -249,25 +298,7 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
       if (match) atomicAdd(&histogram[key_byte<T>(bits, i, digit)], 1u);
     });
     __syncthreads();
-    if (tid == 0) {
-      unsigned long long remaining = state[0], above = 0, total = 0;
-      for (int b = 255; b >= 0; --b) total += histogram[b];
-      if (digit == 0) state[2] = total;
-      if (digit == 0 && total <= remaining) {
-        state[1] = 1;  // every eligible item is selected
-      } else {
-        for (int b = 255; b >= 0; --b) {
-          const unsigned count = histogram[b];
-          if (above + count >= remaining) {
-            prefix[digit] = unsigned(b);
-            state[0] = remaining - above;
-            if (above + count == remaining) state[1] = 2;  // the whole bucket is selected
-            break;
-          }
-          above += count;
-        }
-      }
-    }
+    if (tid < kWarp) find_bucket(histogram, digit, state, prefix);
     __syncthreads();
     const unsigned long long stop = state[1];
     take_all = stop == 1;
@@ -345,42 +376,47 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair: they are
 // written as zeros without computing (the greedy walk stages whole rows, and compute-sanitizer's
 // initcheck flags reads of memory no kernel wrote). The column tile's boxes are staged in
-// shared memory.
+// shared memory. kIouSplit consecutive lanes share a row, each testing 64 / kIouSplit
+// columns, and OR their bits with shuffles: a thread testing all 64 ran ~7,000 dependent
+// instructions per warp (25 us for 80 classes of 200 on an H100, Nsight Compute).
+constexpr int kIouSplit = 4;
+constexpr int kIouThreads = kTile * kIouSplit;
+static_assert(kIouThreads == 4 * kTile, "iou_tiles stages one box coordinate per thread");
+static_assert(kWarp % kIouSplit == 0, "a row's lanes share a warp");
+
 template <class B, class T>
 YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int64_t* count,
                          int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
   const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
   const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
+  const int t = int(threadIdx.x), part = t % kIouSplit;
+  const int64_t i = row * kTile + t / kIouSplit;
   if (col < row) {
-    const int64_t i = row * kTile + threadIdx.x;
-    if (i < K) mask[(c * K + i) * words + col] = 0;
+    if (part == 0 && i < K) mask[(c * K + i) * words + col] = 0;
     return;
   }
   YF_SHARED(T, tile, 4 * kTile);
   const int64_t n = count[c];
-  const int t = threadIdx.x;
-  const int64_t j = col * kTile + t;
-  if (j < n) {
-    const B* box = boxes + 4 * ranked_index[c * K + j];
-    for (int d = 0; d < 4; ++d) tile[4 * t + d] = T(box[d]);
+  {
+    const int64_t j = col * kTile + t / 4;  // thread t stages coordinate t % 4 of box t / 4
+    if (j < n) tile[t] = T(boxes[4 * ranked_index[c * K + j] + t % 4]);
   }
   __syncthreads();
-  const int64_t i = row * kTile + t;
-  if (i >= K) return;
   uint64_t bits = 0;
   if (i < n) {
     T box_i[4];
     const B* src = boxes + 4 * ranked_index[c * K + i];
     for (int d = 0; d < 4; ++d) box_i[d] = T(src[d]);
     const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
-    for (int64_t b = 0; b < last; ++b) {
+    for (int64_t b = part * (kTile / kIouSplit); b < (part + 1) * (kTile / kIouSplit) && b < last; ++b) {
       if (col * kTile + b <= i) continue;
       T box_j[4];
       for (int d = 0; d < 4; ++d) box_j[d] = tile[4 * b + d];
       if (suppresses(box_i, box_j, iou_threshold)) bits |= uint64_t(1) << b;
     }
   }
-  mask[(c * K + i) * words + col] = bits;
+  for (int offset = 1; offset < kIouSplit; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+  if (part == 0 && i < K) mask[(c * K + i) * words + col] = bits;
 }
 
 // One warp per class: keep[c, r] for its ranked boxes. "fast": r is removed iff any

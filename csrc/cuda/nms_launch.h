@@ -112,7 +112,7 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
 
   auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
   auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-  launch("iou_tiles", dim3(unsigned(C * words), unsigned(words)), dim3(kernels::kTile),
+  launch("iou_tiles", dim3(unsigned(C * words), unsigned(words)), dim3(kernels::kIouThreads),
          0, &kernels::iou_tiles<B, A>, boxes.data_ptr<B>(), ranked_index.data_ptr<int64_t>(),
          ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
   auto keep = at::empty({C, K}, options.dtype(at::kByte));
