@@ -277,6 +277,17 @@ def run_demo(args) -> int:
     return 0
 
 
+_TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed",
+                "num_workers": "--workers"}
+
+
+def _name_train_flags(message: str) -> str:
+    """``TrainOptions.batch_size must be ...`` -> ``--batch-size must be ...``."""
+    for field, flag in _TRAIN_FLAGS.items():
+        message = message.replace(f"TrainOptions.{field} ", f"{flag} ")
+    return message
+
+
 def run_train(args) -> int:
     """Single-process training, or one process of a ``torchrun`` launch."""
     import torch
@@ -285,9 +296,12 @@ def run_train(args) -> int:
     from .files import output_folder
     from .train import TrainOptions, distributed, train
 
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                           num_workers=args.workers, augment=None if args.no_augment else Augment(),
-                           amp=args.amp, freeze_bn=args.freeze_bn)
+    try:
+        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               num_workers=args.workers, augment=None if args.no_augment else Augment(),
+                               amp=args.amp, freeze_bn=args.freeze_bn)
+    except (TypeError, ValueError) as error:  # name the flag the user typed, not the field
+        raise type(error)(_name_train_flags(str(error))) from None
     if args.threads:
         torch.set_num_threads(args.threads)
     output_folder(args.out)
