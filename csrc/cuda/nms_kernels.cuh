@@ -201,9 +201,10 @@ constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 // it in state[0]; state[1] = 1 when pass 0 finds every eligible item selected, 2 when the
 // bucket's items are all selected; state[2] = total eligible (pass 0). Lane l sums buckets
 // 255 - 8l down to 248 - 8l, a shuffle scan gives each lane the count above its buckets, and
-// the lane where the count crosses the rank walks its 8: ~100 cycles where a single thread's
-// walk of 256 shared loads took thousands, with 1023 threads waiting at the barrier (44% of
-// select_top_k's stalls on an H100, Nsight Compute).
+// the lane where the count crosses the rank walks its 8: a few hundred cycles per pass where
+// a single thread's walk took 2-5 thousand (SASS), with 1023 threads waiting at the barrier.
+// Barrier waits were 44% of select_top_k's stall cycles on an H100 (Nsight Compute); that
+// walk is one part of them, beside the bitonic sort's barriers and load imbalance.
 constexpr int kBucketsPerLane = 256 / kWarp;
 
 template <class Histogram, class State, class Prefix>  // shared arrays (emulation: SharedArray)
@@ -354,6 +355,7 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
 // eligible_stride + i], i < n) in rank order to out_index/out_score[row, 0:k) (index -1 and
 // score 0 past the count) and their number to out_count[row].
 constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
+static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
 
 template <class S, class T>
 YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
@@ -376,12 +378,15 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
 // among the class's first count[c]). Tiles left of the diagonal hold no such pair: they are
 // written as zeros without computing (the greedy walk stages whole rows, and compute-sanitizer's
 // initcheck flags reads of memory no kernel wrote). The column tile's boxes are staged in
-// shared memory. kIouSplit consecutive lanes share a row, each testing 64 / kIouSplit
-// columns, and OR their bits with shuffles: a thread testing all 64 ran ~7,000 dependent
-// instructions per warp (25 us for 80 classes of 200 on an H100, Nsight Compute).
+// shared memory. kIouSplit consecutive lanes share a row, lane `part` testing columns
+// part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes 16 B apart, no bank
+// conflict, and share a partial last tile evenly), and OR their bits with shuffles: a thread
+// testing all 64 ran ~7,000 dependent instructions per warp (25 us for 80 classes of 200 on
+// an H100, Nsight Compute).
 constexpr int kIouSplit = 4;
 constexpr int kIouThreads = kTile * kIouSplit;
-static_assert(kIouThreads == 4 * kTile, "iou_tiles stages one box coordinate per thread");
+static_assert(kIouThreads == 4 * kTile,
+              "iou_tiles stages coordinate t % 4 of box t / 4 with thread t: change the staging with kIouSplit");
 static_assert(kWarp % kIouSplit == 0, "a row's lanes share a warp");
 
 template <class B, class T>
@@ -408,8 +413,9 @@ YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int6
     const B* src = boxes + 4 * ranked_index[c * K + i];
     for (int d = 0; d < 4; ++d) box_i[d] = T(src[d]);
     const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
-    for (int64_t b = part * (kTile / kIouSplit); b < (part + 1) * (kTile / kIouSplit) && b < last; ++b) {
-      if (col * kTile + b <= i) continue;
+    const int columns = int(last), diagonal = int(i - col * kTile);  // test b > diagonal only
+    for (int b = part; b < columns; b += kIouSplit) {
+      if (b <= diagonal) continue;
       T box_j[4];
       for (int d = 0; d < 4; ++d) box_j[d] = tile[4 * b + d];
       if (suppresses(box_i, box_j, iou_threshold)) bits |= uint64_t(1) << b;

@@ -67,7 +67,9 @@ def weights_key(model: nn.Module) -> tuple:
     return identity + weights_checksum(tensors)
 
 
-_CHUNK_ELEMENTS = 1 << 24  # a GPU checksum concatenates tensors up to this many elements
+_CHUNK_ELEMENTS = 1 << 22  # a GPU checksum concatenates tensors up to this many elements
+# (the peak is a few times this in bytes: the concatenation, its weighted product and the
+# int64 copy that the row sums cast it to)
 
 
 @torch.no_grad()
@@ -78,13 +80,14 @@ def weights_checksum(tensors) -> tuple:
     if they cancel modulo 2**32 or 2**64 by chance. Reads every value once (see the README).
 
     On the CPU each tensor is summed alone; on a GPU the tensors are concatenated in chunks
-    of up to 2**24 elements, so that yolact_base's 660 tensors cost a few launches, not
+    of up to 2**22 elements, so that yolact_base's 660 tensors cost a few launches, not
     thousands, and each device is read back once (one synchronization, not one per tensor).
     """
     sums: dict = {}
     for chunk in _chunks(t for t in tensors if t.numel()):
         flat = chunk[0] if len(chunk) == 1 else torch.cat(chunk)
         sums.setdefault(flat.device, []).append(_bits_checksum(flat))
+        del flat, chunk  # free this chunk's concatenation before the next one is made
     return tuple(value for device_sums in sums.values() for value in torch.stack(device_sums).tolist())
 
 
@@ -102,25 +105,24 @@ def _integer_view(tensor: torch.Tensor) -> torch.Tensor:
 def _chunks(tensors):
     """Lists of flat integer views to checksum together: one tensor each on the CPU (where a
     concatenation costs more than the calls it saves); else the tensors of each device and
-    width (first seen first, in order) in runs of up to _CHUNK_ELEMENTS elements (a larger
-    tensor alone). yolact_base interleaves int64 BatchNorm counters with its float weights,
-    so runs of neighbours alone would make 211 chunks; grouping makes 5."""
-    groups: dict = {}
+    width, in order, in runs of up to _CHUNK_ELEMENTS elements (a larger tensor alone), each
+    yielded as soon as it is full, so that only one run per device and width is held.
+    yolact_base interleaves int64 BatchNorm counters with its float weights, so runs of
+    neighbours alone would make 211 chunks; grouping by width makes 15."""
+    open_runs: dict = {}  # (device, dtype) -> (views, elements)
     for tensor in tensors:
         flat = _integer_view(tensor)
         if flat.device.type == "cpu":
             yield [flat]
-        else:
-            groups.setdefault((flat.device, flat.dtype), []).append(flat)
-    for group in groups.values():
-        chunk, elements = [], 0
-        for flat in group:
-            if chunk and elements + flat.numel() > _CHUNK_ELEMENTS:
-                yield chunk
-                chunk, elements = [], 0
-            chunk.append(flat)
-            elements += flat.numel()
-        yield chunk
+            continue
+        key = (flat.device, flat.dtype)
+        views, elements = open_runs.get(key, ([], 0))
+        if views and elements + flat.numel() > _CHUNK_ELEMENTS:
+            yield views
+            views, elements = [], 0
+        open_runs[key] = (views + [flat], elements + flat.numel())
+    for views, _ in open_runs.values():
+        yield views
 
 
 def _bits_checksum(flat: torch.Tensor) -> torch.Tensor:
