@@ -166,7 +166,7 @@ def segment_times():
     model = yf.load(rule_weights("yolact_base", 0), config="yolact_base", device="cuda")
     image = golden_image(0, 480, 640).cuda()
     batch = preprocess([image], model.config, "cuda")
-    fused_last, fused_plain = inference_copy(model), inference_copy(model, channels_last=False)
+    fused_last, fused_plain = inference_copy(model, channels_last=True), inference_copy(model, channels_last=False)
     batch_last = batch.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         parts = {

@@ -1,6 +1,6 @@
 """One call from image(s) to :class:`Instances`.
 
-``segment`` runs the fused inference copy of the model (BatchNorm folded, channels_last) and the
+``segment`` runs the fused inference copy of the model (BatchNorm folded; channels_last on the CPU) and the
 post-network ops from :mod:`yolact_fast.ops`. ``segment_eager`` is the official-equivalent path
 (unfused model, :mod:`yolact_fast.reference` ops) used as the comparison baseline. Both are
 the same orchestration: :func:`run_network`, then :func:`postprocess` per image.
@@ -106,8 +106,7 @@ def run_network(image_list: Sequence[torch.Tensor], model: Yolact, network: torc
     eval mode. The second half of :func:`segment` is ``postprocessor(...)(*run_network(...))``."""
     device = model.device
     batch = preprocess(image_list, model.config, device)
-    if network is not model:
-        batch = batch.contiguous(memory_format=torch.channels_last)
+    batch = batch.contiguous(memory_format=getattr(network, "input_memory_format", torch.contiguous_format))
     outputs = network(batch)
     priors = backend.make_priors(model.config, tuple(batch.shape[-2:]), device)
     return outputs, priors, [tuple(image.shape[-2:]) for image in image_list]
