@@ -219,6 +219,25 @@ def test_detect_scores_tiles_of_priors_and_classes(method):
     assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype,cap", [(torch.float32, 256), (torch.float64, 96)])
+def test_detect_scores_cached_exps_equal_recomputed_ones(dtype, cap):
+    """Rows of up to `cap` logits keep their exps in shared memory; longer rows recompute
+    them. A head with C + 1 = cap logits (cached) and the same head with one more class whose
+    logit is -inf (recomputed; its exp is 0, which changes no sum or probability) give the
+    same detections bit for bit."""
+    g = gen(61)
+    loc, logits, coeffs, priors = random_head(90, cap - 1, 3, g, dtype=dtype, clustered=True, concentration=1.0)
+    padded = torch.cat([logits, torch.full((logits.shape[0], 1), -float("inf"), dtype=dtype)], 1)
+    args = (0.5, 40, 0.004, 100)
+    cached = emulated_detect(loc, logits, coeffs, priors, *args)
+    recomputed = emulated_detect(loc, padded, coeffs, priors, *args)
+    assert len(cached[0]) > 10
+    for a, b in zip(cached, recomputed):
+        assert torch.equal(a, b)
+    assert_detections_close(cached, reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast"),
+                            rtol=2e-6, box_rtol=1e-6)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_masks_do_not_depend_on_the_schedule(seed):
     g = gen(5)
