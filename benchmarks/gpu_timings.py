@@ -154,8 +154,8 @@ def wall_ms(function, repeats=15):
 def segment_times():
     """yf.segment and yf.segment_eager (official-equivalent eager post-processing) of
     yolact_base on the 480x640 golden image, and their parts: the weights key of the fused
-    copy's cache, and the forward of the model, of its fused copy (channels_last, as segment
-    runs it) and of a fused copy in the default layout. Wall clock per call, synchronized."""
+    copy's cache, and the forward of the model and of its fused copy in each layout (segment
+    runs the default layout on a GPU). Wall clock per call, synchronized."""
     import yolact_fast as yf
     from yolact_fast.data.synthetic import golden_image
     from yolact_fast.model.fuse import inference_copy

@@ -124,6 +124,24 @@ def test_fused_copy_layout_is_channels_last_on_the_cpu_only():
     assert forced.input_memory_format == torch.channels_last
 
 
+def test_segment_feeds_each_copy_its_input_layout():
+    """run_network (segment, video) gives the network its input_memory_format: a copy in the
+    default layout gets a contiguous batch, a channels_last one a channels_last batch."""
+    from yolact_fast.segment import run_network
+
+    model = yf.load("demo")
+    image = golden_image(0, 64, 80)
+    for channels_last in (False, True):
+        network = inference_copy(model, channels_last=channels_last, pack_cpu=False)
+        seen = []
+        network.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        with torch.inference_mode():
+            run_network([image], model, network)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert len(seen) == 1 and seen[0].is_contiguous(memory_format=layout)
+        assert seen[0].is_contiguous() != channels_last
+
+
 def test_fold_batchnorm_equals_conv_then_bn():
     conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
     bn = nn.BatchNorm2d(6).eval()

@@ -531,7 +531,7 @@ class SegmentProgram(torch.nn.Module):
         super().__init__()
         options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
         self.config = model.config
-        self.network = inference_copy(model, channels_last=True, pack_cpu=False)
+        self.network = inference_copy(model, pack_cpu=False)  # channels_last on the CPU only
         size = (model.config.max_size,) * 2
         self.register_buffer("priors", _ops.make_priors(model.config, size, model.device))
         self.options = (options.iou_threshold, options.top_k, options.score_threshold,
@@ -540,7 +540,7 @@ class SegmentProgram(torch.nn.Module):
     def forward(self, image: torch.Tensor):
         yolact_ops = torch.ops.yolact_fast
         batch = preprocess([image], self.config, image.device)
-        out = self.network(batch.contiguous(memory_format=torch.channels_last))
+        out = self.network(batch.contiguous(memory_format=self.network.input_memory_format))
         det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.detect(
             out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors,
             *self.config.variances, *self.options)
@@ -575,7 +575,7 @@ def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
     else:
         if options:
             raise ValueError(f"options {sorted(options)} apply to postprocess=True programs")
-        module = inference_copy(model, channels_last=True, pack_cpu=False)
+        module = inference_copy(model, pack_cpu=False)  # channels_last on the CPU only
         size = model.config.max_size
         example = torch.zeros(1, 3, size, size, device=model.device)
     with torch.no_grad():

@@ -111,17 +111,21 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
   }
   for (int i = warp; i < priors_here; i += kScoreWarps) {
     const T* row = logits + (p0 + i) * (C + 1);
+    const int64_t row_exps = int64_t(i) * kCachedLogits<A>;
     A m = -INFINITY;
-    for (int64_t c = lane; c <= C; c += kWarp) m = nan_max(m, A(row[c]));
+    for (int64_t c = lane; c <= C; c += kWarp) {
+      const A logit = A(row[c]);
+      if (cached) exps[row_exps + c] = logit;  // read once from global memory
+      m = nan_max(m, logit);
+    }
     m = warp_max(m);
-    // The sum in the order of the CPU kernel (foreground_softmax in csrc/cpu/nms_kernel.cpp),
+    // The sum in the order of the CPU kernel (lane_sum in csrc/cpu/nms_kernel.cpp),
     // so that under the emulation (the host's expf) ties and thresholds fall as on the CPU;
     // a GPU's expf may differ by ulps. Lane l < 8 sums the exps of i = l mod 8 over
     // the whole runs of 8, the partial sums are added in lane order, then the tail in order.
     const int64_t whole = (C + 1) - (C + 1) % kSumLanes;
-    const int row_exps = i * kCachedLogits<A>;
-    if (cached) {
-      for (int64_t c = lane; c <= C; c += kWarp) exps[row_exps + c] = exp_(A(row[c]) - m);
+    if (cached) {  // each lane rewrites the logits it stored above: no race
+      for (int64_t c = lane; c <= C; c += kWarp) exps[row_exps + c] = exp_(A(exps[row_exps + c]) - m);
       __syncwarp();
     }
     // exp(logit c - max), computed or read back (the same value either way)

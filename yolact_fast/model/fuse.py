@@ -3,7 +3,9 @@ head convolutions merged into one; on the CPU, channels_last weights, and convol
 oneDNN weights packed once (instead of at every call) with ReLU / LeakyReLU and the ResNet
 residual sum fused into them. On a GPU the copy keeps the default layout: on an H100,
 ``yf.segment`` with a channels_last float32 copy took 43 ms per 480x640 image against 15 ms
-for the unfused model in the default layout (benchmarks/results/h100_2026-11-24.md).
+for the unfused model in the default layout with the reference post-processing
+(benchmarks/results/h100_2026-11-24.md). The layout is a suspect, not a measured cause; the
+default layout's worst case is the eager forward, which has the same layout and BatchNorms.
 
 The copy computes the same function up to float rounding (differences ~1e-5 relative);
 ``Yolact`` itself keeps the official, unfused structure so checkpoints load strictly.
