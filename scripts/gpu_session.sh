@@ -40,6 +40,11 @@ stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time
 
 built() { ls yolact_fast/_C.cpython-"$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
 
+if [ $# -eq 0 ]; then
+  echo "usage: OUT=DIR bash scripts/gpu_session.sh STAGE... (info build exercise tests timings sanitize bench ncu suite)"
+  exit 2
+fi
+
 for name in "$@"; do
   case $name in
     info) stage info 120 bash -c 'echo "python: $(command -v python)"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv; nvcc --version | tail -2; nproc; time python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"' ;;

@@ -55,3 +55,5 @@ def test_gpu_session_script_parses_and_refuses_unknown_stages(tmp_path):
     result = subprocess.run(["bash", str(script), "no_such_stage"], capture_output=True, text=True,
                             env={**os.environ, "OUT": str(tmp_path)})
     assert result.returncode == 2 and "unknown stage no_such_stage" in result.stdout
+    bare = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)})
+    assert bare.returncode == 2 and "usage:" in bare.stdout  # no stage named: nothing runs silently
