@@ -79,8 +79,9 @@ constexpr int kScoreThreads = 256, kScoreWarps = kScoreThreads / kWarp;
 constexpr int kScorePriors = 32, kScoreClasses = 64;
 constexpr int kSumLanes = 8;  // partial sums of the softmax denominator
 // exp(logit - max) of each row is kept in shared memory (24-32 KiB, within the 48 KiB of
-// static shared memory beside the tile) when a row's C + 1 logits fit: each exp is then computed once, by all 32 lanes, instead of once for the sum (on 8
-// lanes, in the CPU's order) and again for the probabilities. detect_scores was bound by
+// static shared memory beside the tile) when a row's C + 1 logits fit: each logit is read
+// once and each exp computed once, by all 32 lanes, instead of once for the sum (on 8 lanes,
+// in the CPU's order) and again for the probabilities. detect_scores was bound by
 // instruction issue on an H100 (IPC 2.8, DRAM 9%; Nsight Compute).
 template <class A>
 constexpr int kCachedLogits = sizeof(A) == 4 ? 256 : 96;  // float: 32 KiB; double: 24 KiB
@@ -119,17 +120,17 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
       m = nan_max(m, logit);
     }
     m = warp_max(m);
+    if (cached) {  // each lane rewrites the logits it stored above: no race
+      for (int64_t c = lane; c <= C; c += kWarp) exps[row_exps + c] = exp_(A(exps[row_exps + c]) - m);
+      __syncwarp();
+    }
+    // exp(logit c - max), read back or computed (the same value either way)
+    const auto shifted_exp = [&](int64_t c) { return cached ? A(exps[row_exps + c]) : exp_(A(row[c]) - m); };
     // The sum in the order of the CPU kernel (lane_sum in csrc/cpu/nms_kernel.cpp),
     // so that under the emulation (the host's expf) ties and thresholds fall as on the CPU;
     // a GPU's expf may differ by ulps. Lane l < 8 sums the exps of i = l mod 8 over
     // the whole runs of 8, the partial sums are added in lane order, then the tail in order.
     const int64_t whole = (C + 1) - (C + 1) % kSumLanes;
-    if (cached) {  // each lane rewrites the logits it stored above: no race
-      for (int64_t c = lane; c <= C; c += kWarp) exps[row_exps + c] = exp_(A(exps[row_exps + c]) - m);
-      __syncwarp();
-    }
-    // exp(logit c - max), computed or read back (the same value either way)
-    const auto shifted_exp = [&](int64_t c) { return cached ? A(exps[row_exps + c]) : exp_(A(row[c]) - m); };
     A partial = A(0);
     if (lane < kSumLanes)
       for (int64_t c = lane; c < whole; c += kSumLanes) partial += shifted_exp(c);
