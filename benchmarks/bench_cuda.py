@@ -105,16 +105,21 @@ def test_cuda_nms_kernel_cluster(benchmark, golden):
     run(benchmark, padded_nms, *nms_args(golden), method="cluster")
 
 
-@pytest.mark.benchmark(group="cuda nms 19248 priors x 80 classes")
-def test_cuda_nms_torchvision_batched_nms(benchmark, golden):
-    """Peer: torchvision's greedy batched_nms on the per-class top-200 candidates (candidate
-    selection and top-k outside the timed call, in its favour)."""
+def batched_nms_candidates(golden):
+    """(boxes, scores, class ids) of the per-class top-200 candidates, flattened: the input
+    of the torchvision batched_nms peer, built outside the timed call (in its favour)."""
     boxes, scores, _ = nms_args(golden)
     keep = reference.candidate_mask(boxes, scores, 0.05)
     cand_boxes, cand_scores = boxes[keep], scores[:, keep]
     top_scores, idx = cand_scores.topk(200, dim=1)
-    flat_boxes, flat_scores = cand_boxes[idx.reshape(-1)], top_scores.reshape(-1)
-    classes = torch.arange(80, device=CUDA)[:, None].expand(80, 200).reshape(-1)
+    classes = torch.arange(scores.shape[0], device=scores.device)[:, None].expand(-1, 200).reshape(-1)
+    return cand_boxes[idx.reshape(-1)], top_scores.reshape(-1), classes
+
+
+@pytest.mark.benchmark(group="cuda nms 19248 priors x 80 classes")
+def test_cuda_nms_torchvision_batched_nms(benchmark, golden):
+    """Peer: torchvision's greedy batched_nms on the per-class top-200 candidates."""
+    flat_boxes, flat_scores, classes = batched_nms_candidates(golden)
     run(benchmark, lambda: torchvision.ops.batched_nms(flat_boxes, flat_scores, classes, 0.5)[:100])
 
 

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -24,6 +23,9 @@ from golden_data import load_golden  # noqa: E402
 from inputs import coco_like_detections, gen  # noqa: E402
 
 from yolact_fast import ops, reference  # noqa: E402
+from yolact_fast.configs import get_config  # noqa: E402
+from bench_cuda import (batched_nms_candidates, interpolate_gt, nms_args, padded_nms,  # noqa: E402
+                        post_network_reference)
 
 _ops = torch.ops.yolact_fast
 SIZE = [480, 640]
@@ -74,32 +76,19 @@ def cases(g):
         boxes, coeffs, labels, scores, count = detect()
         return _ops.paste_masks(g["proto"], coeffs, boxes, SIZE, 0.5, 1.0), labels, scores, count
 
-    def post_network_official():
-        boxes = reference.decode_boxes(g["loc"], g["priors"])
-        scores = torch.softmax(g["conf_logits"], dim=-1)[:, 1:].t().contiguous()
-        boxes, coeffs, labels, scores = reference.fast_nms(boxes, scores, g["mask_coeffs"])
-        return reference.paste_masks(g["proto"], coeffs, boxes, tuple(SIZE)), labels, scores
-
     det_boxes, det_coeffs = g["det_box"], g["det_mask_coeffs"]
     assembled = reference.assemble_masks(g["proto"], det_coeffs, det_boxes)
     proto_cl, coeffs_cl, boxes_cl = (t.cuda() for t in coco_like_detections(100, gen(0)))
-    keep = reference.candidate_mask(g["decoded_boxes"], g["scores"], 0.05)
-    cand_boxes, cand_scores = g["decoded_boxes"][keep], g["scores"][:, keep]
-    top_scores, idx = cand_scores.topk(200, dim=1)
-    flat_boxes, flat_scores = cand_boxes[idx.reshape(-1)], top_scores.reshape(-1)
-    classes = torch.arange(80, device="cuda")[:, None].expand(80, 200).reshape(-1)
+    flat_boxes, flat_scores, classes = batched_nms_candidates(g)
     return {
         # name: (function, capturable)
         "make_priors (uncached)": (lambda: ops._cached_priors.__wrapped__(
-            __import__("yolact_fast").configs.get_config("yolact_base"), (550, 550), "cuda:0"), False),
+            get_config("yolact_base"), (550, 550), "cuda:0"), False),
         "decode_boxes kernel": (lambda: _ops.decode_boxes(g["loc"], g["priors"], *variances), True),
         "decode_boxes reference": (lambda: reference.decode_boxes(g["loc"], g["priors"]), True),
-        "fast_nms kernel (padded)": (lambda: _ops.fast_nms(g["decoded_boxes"], g["scores"], g["mask_coeffs"],
-                                                           *nms_options, "fast"), True),
-        "cluster_nms kernel (padded)": (lambda: _ops.fast_nms(g["decoded_boxes"], g["scores"], g["mask_coeffs"],
-                                                              *nms_options, "cluster"), True),
-        "fast_nms reference (official)": (lambda: reference.fast_nms(g["decoded_boxes"], g["scores"],
-                                                                     g["mask_coeffs"]), False),
+        "fast_nms kernel (padded)": (lambda: padded_nms(*nms_args(g)), True),
+        "cluster_nms kernel (padded)": (lambda: padded_nms(*nms_args(g), method="cluster"), True),
+        "fast_nms reference (official)": (lambda: reference.fast_nms(*nms_args(g)), False),
         "torchvision batched_nms (top-200 given)": (
             lambda: torchvision.ops.batched_nms(flat_boxes, flat_scores, classes, 0.5)[:100], False),
         "detect kernel (padded)": (detect, True),
@@ -109,12 +98,11 @@ def cases(g):
                                         True),
         "paste_masks reference (golden)": (lambda: reference.paste_masks(g["proto"], det_coeffs, det_boxes,
                                                                          tuple(SIZE)), True),
-        "F.interpolate+threshold peer (golden)": (
-            lambda: F.interpolate(assembled[None], SIZE, mode="bilinear", align_corners=False)[0] > 0.5, True),
+        "F.interpolate+threshold peer (golden)": (lambda: interpolate_gt(assembled, SIZE), True),
         "paste_masks kernel (COCO-like)": (lambda: _ops.paste_masks(proto_cl, coeffs_cl, boxes_cl, SIZE, 0.5, 1.0),
                                            True),
         "post-network kernels (detect+paste)": (post_network, True),
-        "post-network official (eager)": (post_network_official, False),
+        "post-network official (eager)": (lambda: post_network_reference(g), False),
     }
 
 

@@ -58,6 +58,13 @@ def random_scores(num_classes, num_priors, generator, dtype=torch.float32, conce
     return probs[:, 1:].t().contiguous().to(dtype)
 
 
+def misaligned_copy(tensor):
+    """A contiguous copy of ``tensor`` whose storage starts one element past an allocation,
+    so that its data pointer is not 16-byte aligned (the kernels' vector paths must not run)."""
+    storage = torch.empty(tensor.numel() + 1, dtype=tensor.dtype)
+    return storage[1:].view(tensor.shape).copy_(tensor)
+
+
 def clustered_boxes(num_priors, generator, dtype=torch.float32):
     """Boxes jittered around a few centres, so that many pairs overlap (NMS has work)."""
     centres = torch.rand(max(num_priors // 20, 1), 4, dtype=torch.float64, generator=generator)

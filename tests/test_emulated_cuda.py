@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from yolact_fast import configs, ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
-from inputs import clustered_boxes, random_boxes, random_coeffs, random_head, random_proto, random_scores
+from inputs import (clustered_boxes, misaligned_copy, random_boxes, random_coeffs, random_head, random_proto,
+                    random_scores)
 from comparisons import assert_detections_close, assert_nms_equal
 from inputs import DTYPES, REDUCED_DTYPES, gen
 
@@ -167,8 +168,7 @@ def test_proto_staging_vector_and_scalar_loads(dtype):
     boxes = torch.tensor([[0.05, 0.1, 0.9, 0.8], [0.3, 0.0, 0.6, 1.0], [-0.2, 0.4, 1.3, 0.7]], dtype=dtype)
     for k in (16, 13):
         aligned = random_proto(37, 45, k, g, dtype)
-        storage = torch.empty(aligned.numel() + 1, dtype=dtype)
-        misaligned = storage[1:].view(aligned.shape).copy_(aligned)  # contiguous, 1 element off
+        misaligned = misaligned_copy(aligned)
         assert misaligned.is_contiguous() and misaligned.data_ptr() % 16 != 0
         coeffs = random_coeffs(3, k, g, dtype)
         want_paste = ops.paste_masks(aligned, coeffs, boxes, (101, 96))
