@@ -64,9 +64,8 @@ def coco_like():
 
 @pytest.mark.benchmark(group="cuda make_priors yolact_base 550x550 (uncached)")
 def test_cuda_make_priors_kernel(benchmark):
-    uncached = ops._cached_priors.__wrapped__  # ops.make_priors without its lru_cache
-    device = str(torch.device(CUDA, torch.cuda.current_device()))
-    run(benchmark, uncached, get_config("yolact_base"), (550, 550), device)
+    device = torch.device(CUDA, torch.cuda.current_device())
+    run(benchmark, lambda: ops.make_priors(get_config("yolact_base"), (550, 550), device, cached=False))
 
 
 @pytest.mark.benchmark(group="cuda decode_boxes 19248 priors")

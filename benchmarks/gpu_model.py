@@ -36,6 +36,13 @@ CLOCK_HZ = 1.755e9  # H100 SXM sustained SM clock (boost is 1.98 GHz)
 GLOBAL_LATENCY_CYCLES = 500  # a dependent global load served by L2
 SELECT_SCANS = 4  # select_top_k: 3 radix passes + the collection (golden data: most classes)
 MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
+# With the keys packed into shared memory, pass 1 narrows them to the k-th key's first-byte
+# bucket (narrow_packed_keys), which the later passes and the collection scan: in full
+# scans, 2 + the bucket's share x its scans (golden yolact_base data, a Python twin of the
+# select: 42,682 key visits per class for 17,907 candidates; 12,307 in merge for 6,048
+# survivors).
+SELECT_SCANS_PACKED = 2.4
+MERGE_SCANS_PACKED = 2.0
 GREEDY_ROW_CYCLES = 60  # greedy survivors: a shuffle, a shared load and a branch per row
 SHARED_LATENCY_CYCLES = 30  # a dependent shared-memory load
 SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatch, nms_kernels.cuh)
@@ -138,7 +145,8 @@ def latency_us(record: dict, s: Shapes) -> float:
     its items in rounds (one round = the loads of ``batch`` items issued together, then their
     use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
     launch's dynamic shared memory holds 8-byte keys for all n items (packed by the first
-    pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES. Plus
+    pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and
+    there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus
     the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
     upper side). Greedy survivors (the launch with dynamic shared memory) walks its top_k
     rows serially."""
@@ -146,12 +154,15 @@ def latency_us(record: dict, s: Shapes) -> float:
     threads = _threads(record.get("block"))
     batch = record.get("scan_batch", SCAN_BATCH)
     if base in ("select_top_k", "merge_detections") and threads:
-        n, scans = (s.priors, SELECT_SCANS) if base == "select_top_k" else (s.classes * s.top_k, MERGE_SCANS)
+        select = base == "select_top_k"
+        n = s.priors if select else s.classes * s.top_k
         first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
         if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
             later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
+            scans = SELECT_SCANS_PACKED if select else MERGE_SCANS_PACKED
         else:
             later = first
+            scans = SELECT_SCANS if select else MERGE_SCANS
         issue = scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
         return _cycles_us(first + (scans - 1) * later + issue)
     if base == "survivors" and record.get("shared_bytes", 0):

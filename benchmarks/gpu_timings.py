@@ -82,8 +82,8 @@ def cases(g):
     flat_boxes, flat_scores, classes = batched_nms_candidates(g)
     return {
         # name: (function, capturable)
-        "make_priors (uncached)": (lambda: ops._cached_priors.__wrapped__(
-            get_config("yolact_base"), (550, 550), "cuda:0"), False),
+        "make_priors (uncached)": (lambda: ops.make_priors(
+            get_config("yolact_base"), (550, 550), "cuda:0", cached=False), False),
         "decode_boxes kernel": (lambda: _ops.decode_boxes(g["loc"], g["priors"], *variances), True),
         "decode_boxes reference": (lambda: reference.decode_boxes(g["loc"], g["priors"]), True),
         "fast_nms kernel (padded)": (lambda: padded_nms(*nms_args(g)), True),

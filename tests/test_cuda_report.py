@@ -183,9 +183,12 @@ def test_latency_term_of_the_block_scans():
         cycles = gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue
         assert gpu_model.latency_us(record, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
     # keys packed into shared memory by the first pass: the later scans wait on shared loads
+    # and pass 1 narrows them, so fewer items are scanned
     packed = {"name": "select_top_k", "block": (1024, 1, 1), "shared_bytes": 256 * 16 + 8 * s.priors}
-    cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (gpu_model.SELECT_SCANS - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
-              + issue)
+    scans = gpu_model.SELECT_SCANS_PACKED
+    assert 2 < scans < gpu_model.SELECT_SCANS
+    cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
+              + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
     assert gpu_model.latency_us(packed, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
     step = gpu_model.kernel_step({"name": "select_top_k", "block": (1024, 1, 1)}, s)
     assert step.latency_us > 0 and step.modelled_us > step.latency_us + gpu_model.LAUNCH_US

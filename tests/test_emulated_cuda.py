@@ -179,18 +179,39 @@ def test_proto_staging_vector_and_scalar_loads(dtype):
                 assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
             loads = ("vector_loads",) if vector else ("element_loads",)
             assert [(launch.kernel, launch.paths) for launch in log] == [
-                ("paste_masks", loads + ("quad_stores",)), ("assemble_masks", loads)], (k, vector)
+                ("paste_masks", loads + ("quad_stores", "wide_stores")), ("assemble_masks", loads)], (k, vector)
 
 
 def test_paste_store_paths():
-    """4-byte quad stores when the output width is a multiple of 4, else byte stores."""
+    """Tiles off a box's footprint are zeroed with 16-byte stores when the output width is a
+    multiple of 16, footprint pixels go out 4 at a time when it is a multiple of 4, else
+    every pixel is a byte store."""
     g = gen(19)
-    proto, coeffs, boxes = random_proto(20, 24, 8, g), random_coeffs(2, 8, g), random_boxes(2, g, hostile=False)
-    for width, stores in ((64, "quad_stores"), (66, "byte_stores"), (3, "byte_stores")):
+    proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(2, 8, g)
+    boxes = torch.tensor([[0.1, 0.2, 0.3, 0.4], [2.0, 2.0, 3.0, 3.0]])  # in the image; empty
+    for width, stores in ((64, ("quad_stores", "wide_stores")), (68, ("quad_stores",)),
+                          (66, ("byte_stores",)), (3, ("byte_stores",))):
         with cuda.launches() as log:
             got = cuda.paste_masks(proto, coeffs, boxes, (30, width))
         assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, (30, width)))
-        assert log[0].paths[-1] == stores and len(log[0].paths) == 2, (width, log[0].paths)
+        assert log[0].paths == ("vector_loads",) + stores, (width, log[0].paths)
+
+
+@pytest.mark.parametrize("detections, blocks", [(1, 14), (3, 14), (150, 7), (300, 4), (1100, 1)])
+def test_paste_blocks_loop_over_tiles(detections, blocks):
+    """A block of paste_masks loops over its share of a detection's tiles (blocks b, b + G,
+    ... of G per detection, about 1,024 blocks in all): every tile of every detection is
+    written once (the emulation hands the kernel 0x01 bytes), with the CPU kernel's masks,
+    and heavy (footprint) tiles follow zero tiles and each other in one block."""
+    g = gen(29)
+    proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(detections, 8, g)
+    boxes = random_boxes(detections, g, hostile=False)
+    boxes[: detections // 2] = boxes[: detections // 2] * 0.3  # small boxes: mostly zero tiles
+    size = (200, 256)  # tiles of 32 x 128: 7 x 2 per detection
+    with cuda.launches() as log:
+        got = cuda.paste_masks(proto, coeffs, boxes, size)
+    assert [(launch.kernel, launch.grid) for launch in log] == [("paste_masks", (blocks, 1, detections))]
+    assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, size))
 
 
 def test_paste_writes_every_output_pixel():
@@ -238,6 +259,35 @@ def test_detect_scores_cached_exps_equal_recomputed_ones(dtype, cap):
         return
     assert_detections_close(cached, reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast"),
                             rtol=2e-6, box_rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,cap", [(torch.float32, 256), (torch.float64, 96), (torch.float16, 256)])
+@pytest.mark.parametrize("tail", [1, 2, 7])
+def test_detect_scores_cached_tail_of_the_sum(dtype, cap, tail):
+    """The softmax sum runs over whole runs of 8 exps, then a tail of (C + 1) % 8 in order.
+    Rows whose logits are 0 or -inf have exps 1 or 0, so every sum and probability (1 / the
+    number of zeros) is exact in any order: a row of C + 1 = cap - 8 + tail logits (cached,
+    with a tail) and the same row padded with -inf to past the cap (recomputed) give the
+    same detections bit for bit, and the reference's, whatever the summation order; a
+    dropped or doubled tail exp changes them."""
+    g = gen(67 + tail)
+    width = cap - 8 + tail
+    loc, _, coeffs, priors = random_head(90, width - 1, 3, g, dtype=dtype, clustered=True, concentration=1.0)
+    zero = torch.rand(90, width, generator=g) < 0.08
+    zero[:, width - tail:] |= torch.rand(90, tail, generator=g) < 0.5  # the tail's exps matter
+    zero[:, 0] = True  # background: a finite maximum in every row
+    logits = torch.where(zero, 0.0, -float("inf")).to(dtype)
+    padded = torch.cat([logits, torch.full((90, cap - width + 1), -float("inf"), dtype=dtype)], 1)
+    args = (0.5, 40, 0.004, 100)
+    cached = emulated_detect(loc, logits, coeffs, priors, *args)
+    recomputed = emulated_detect(loc, padded, coeffs, priors, *args)
+    assert len(cached[0]) > 10
+    for a, b in zip(cached, recomputed):
+        assert torch.equal(a, b)
+    if dtype != torch.float16:
+        want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast")
+        for a, b in zip(cached, want):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

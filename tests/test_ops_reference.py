@@ -70,6 +70,18 @@ def test_make_priors_returns_a_copy():
     assert ops.make_priors(configs.yolact_base, (550, 550)).abs().sum() > 0
 
 
+def test_make_priors_uncached_computes_again(backend):
+    """cached=False launches the kernels again and returns the same anchors, which the cache
+    does not hold: zeroing them leaves later cached calls alone."""
+    config = configs.yolact_resnet50
+    cached = backend.make_priors(config, (97, 130))
+    fresh = backend.make_priors(config, (97, 130), cached=False)
+    assert torch.equal(fresh, cached) and fresh.data_ptr() != cached.data_ptr()
+    fresh.zero_()
+    assert torch.equal(backend.make_priors(config, (97, 130)), cached)
+    assert torch.equal(backend.make_priors(config, (97, 130), cached=False), cached)
+
+
 # --- decode_boxes -----------------------------------------------------------------
 
 @SWEEP

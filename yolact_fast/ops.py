@@ -45,19 +45,26 @@ def _cached_priors(config: YolactConfig, image_size: Tuple[int, int], device: st
 
 
 def make_priors(
-    config: YolactConfig, image_size: Tuple[int, int], device: Optional[torch.device] = None
+    config: YolactConfig,
+    image_size: Tuple[int, int],
+    device: Optional[torch.device] = None,
+    *,
+    cached: bool = True,
 ) -> torch.Tensor:
     """Anchors of ``config`` for a network input of ``image_size`` = (H, W).
 
     Returns float32 [P, 4] (cx, cy, w, h) relative, ordered level (P3..), row, column,
-    anchor. Computed once per (config, size, device) and cached; a fresh copy is returned.
+    anchor. With ``cached`` (the default) they are computed once per (config, size, device)
+    and a fresh copy is returned; ``cached=False`` computes them again (one kernel launch per
+    level: what benchmarks time).
     """
     size, device = _args.priors_args(config, image_size, device)
+    compute = _cached_priors if cached else _cached_priors.__wrapped__
     try:
-        priors = _cached_priors(config, size, device)
+        priors = compute(config, size, device)
     except ValueError as error:  # the op names its own argument, feature_sizes
         raise ValueError(f"image_size {size} is too large for make_priors: {error}") from None
-    return priors.clone()
+    return priors.clone() if cached else priors
 
 
 def decode_boxes(

@@ -41,7 +41,13 @@ Options options();
 void set_options(const Options& options);
 
 // Global-memory access paths of the kernels (see YF_TAKE_PATH in macros.h).
-enum Path : unsigned { kVectorLoads = 1u, kElementLoads = 2u, kQuadStores = 4u, kByteStores = 8u };
+enum Path : unsigned {
+  kVectorLoads = 1u,
+  kElementLoads = 2u,
+  kQuadStores = 4u,
+  kByteStores = 8u,
+  kWideStores = 16u,
+};
 
 // Launches made from the calling OS thread while recording (nestable); paths: the names of
 // the Paths some thread of the launch took, in enum order.

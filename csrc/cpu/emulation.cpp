@@ -617,7 +617,8 @@ std::vector<std::string> path_names(unsigned paths) {
   static const std::pair<Path, const char*> kNames[] = {{kVectorLoads, "vector_loads"},
                                                         {kElementLoads, "element_loads"},
                                                         {kQuadStores, "quad_stores"},
-                                                        {kByteStores, "byte_stores"}};
+                                                        {kByteStores, "byte_stores"},
+                                                        {kWideStores, "wide_stores"}};
   std::vector<std::string> names;
   for (const auto& [path, name] : kNames)
     if (paths & path) names.emplace_back(name);

@@ -47,9 +47,11 @@ YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int6
 }
 
 // --- masks -----------------------------------------------------------------------------
-// A block works on one tile of one detection's output and returns at once when the tile
-// misses the detection's footprint (the output was zeroed by one memset). Coefficients are
-// staged in dynamic shared memory (k values of the arithmetic type A).
+// assemble_masks: a block works on one tile of one detection's output and returns at once
+// when the tile misses the detection's crop (the output was zeroed by one memset).
+// paste_masks: a block loops over several tiles of one detection, zeroing those off its
+// footprint itself. Coefficients are staged in dynamic shared memory (k values of the
+// arithmetic type A).
 
 constexpr int kMaskThreads = 256;  // 8 warps
 constexpr int kMaskWarps = kMaskThreads / 32;
@@ -166,118 +168,150 @@ YF_HD inline void store_quad(bool* dst, int quad, uint32_t bits, int width, bool
   for (int j = 0; j < 4 && 4 * quad + j < width; ++j) dst[4 * quad + j] = (bits >> (8 * j)) & 1u;
 }
 
-// Zeros of a th x tw output tile whose rows start out_w bytes apart: a warp per row.
-YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores) {
-  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32, quads = (tw + 3) / 4;
+// Zeros of a th x tw output tile whose rows start out_w bytes apart. wide_stores (tw and
+// out_w multiples of 16, the tile 16-byte aligned, tw <= kPasteTileW): thread t stores
+// bytes [16 (t % 8), +16) of rows t / 8, t / 8 + 32, ..., one 16-byte store for a whole
+// 128 x 32 tile; else a warp per row, 4 pixels (or bytes) per lane.
+constexpr int kWideChunksPerRow = kPasteTileW / 16;
+static_assert(kMaskThreads % kWideChunksPerRow == 0, "a whole number of rows per pass");
+
+YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores, bool wide_stores) {
+  const int t = int(threadIdx.x);
+  if (wide_stores) {
+    const int chunk = t % kWideChunksPerRow;
+    if (16 * chunk >= tw) return;
+    for (int row = t / kWideChunksPerRow; row < th; row += kMaskThreads / kWideChunksPerRow) {
+      bool* dst = tile + int64_t(row) * out_w + 16 * chunk;
+      YF_TAKE_PATH(kWideStores, dst, sizeof(Vec16<uint32_t>));
+      *reinterpret_cast<Vec16<uint32_t>*>(dst) = Vec16<uint32_t>{};
+    }
+    return;
+  }
+  const int lane = t % 32, warp = t / 32, quads = (tw + 3) / 4;
   for (int row = warp; row < th; row += kMaskWarps)
     for (int quad = lane; quad < quads; quad += 32) store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);
 }
 
 // Bilinear resize (align_corners=False) of the cropped sigmoid masks and threshold, fused:
 // out [N, out_h, out_w] bool, every pixel written (0 off each box's footprint: no memset).
-// grid (ceil(out_w / tile_w), ceil(out_h / tile_h), detections of this launch); a tile that
-// misses the footprint is zeroed at once. quad_stores: tile_w and out_w are multiples of 4,
-// so each thread stores 4 pixels with one 4-byte store. vector_loads: see warp_lincomb.
-// No __launch_bounds__(256, 4): capped at 64 registers (4 blocks per SM instead of 3),
-// ptxas moves values to a 24-byte stack frame (local loads and stores in the kernel).
+// The output of a detection is cut into tile_h x tile_w tiles; grid (blocks per detection,
+// 1, detections of this launch), block b taking the detection's tiles b, b + gridDim.x, ...
+// (row-major): a tile that misses the footprint is zeroed at once (one 16-byte store per
+// thread with wide_stores), so that the ~98% of tiles that are zeros for small boxes cost a
+// few dozen instructions, not a block each. quad_stores: tile_w and out_w are multiples
+// of 4, so each thread stores 4 footprint pixels with one 4-byte store. vector_loads: see
+// warp_lincomb.
+// __launch_bounds__(256, 3): without it the tile loop took 128 registers (2 blocks per SM,
+// from 3 before the loop); capped at 64 (4 blocks per SM), ptxas moved values to a 24-byte
+// stack frame (local loads and stores in the kernel).
+constexpr int kPasteBlocksPerSm = 3;
+
 template <class T, class A>
-YF_GLOBAL void paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
                            int W, int k, int out_h, int out_w, int tile_h, int tile_w,
                            A padding, A threshold, bool vector_loads, bool quad_stores,
-                           bool* out) {
+                           bool wide_stores, bool* out) {
   const int n = first + int(blockIdx.z);
   const CropBox crop = detection_crop(boxes, n, H, W, padding);
-  const int ty0 = int(blockIdx.y) * tile_h, tx0 = int(blockIdx.x) * tile_w;
-  const int th = min_(tile_h, out_h - ty0), tw = min_(tile_w, out_w - tx0);
-  {
-    const LinearTap<A> top = linear_tap<A>(ty0, H, out_h), bottom = linear_tap<A>(ty0 + th - 1, H, out_h);
-    const LinearTap<A> left = linear_tap<A>(tx0, W, out_w), right = linear_tap<A>(tx0 + tw - 1, W, out_w);
-    if (!taps_reach(top, bottom, crop.rows) || !taps_reach(left, right, crop.cols)) {
-      zero_tile(out + (int64_t(n) * out_h + ty0) * out_w + tx0, th, tw, out_w, quad_stores);
-      return;  // the whole block
-    }
-  }
   const int t = int(threadIdx.x), lane = t % 32, warp = t / 32;
+  const int tiles_x = (out_w + tile_w - 1) / tile_w, tiles = tiles_x * ((out_h + tile_h - 1) / tile_h);
+  bool* plane = out + int64_t(n) * out_h * out_w;
 
-  // 1. Taps of the tile's rows and columns, the footprint in the tile, coefficients.
   YF_SHARED(LinearTap<A>, row_taps, kPasteTileH);
   YF_SHARED(LinearTap<A>, col_taps, kPasteTileW);
   YF_SHARED(int, footprint, 4);  // rows [0], [1); columns [2], [3) of the tile
-  YF_DYNAMIC_SHARED(A, coef);
-  if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
-  if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
-  for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);
-  if (t == 0) {
-    const PixelRange rows = tap_footprint([&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); }, th, crop.rows);
-    const PixelRange cols = tap_footprint([&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); }, tw, crop.cols);
-    footprint[0] = int(rows.begin);
-    footprint[1] = int(rows.end);
-    footprint[2] = int(cols.begin);
-    footprint[3] = int(cols.end);
-  }
-  __syncthreads();
-  const int fy0 = footprint[0], fy1 = footprint[1], fx0 = footprint[2], fx1 = footprint[3];
-  const LinearTap<A> first_row = row_taps[fy0], last_row = row_taps[fy1 - 1];
-  const LinearTap<A> first_col = col_taps[fx0], last_col = col_taps[fx1 - 1];
-  const int pr0 = first_row.i0, ph = last_row.i0 + last_row.step - pr0 + 1;
-  const int pc0 = first_col.i0, pw = last_col.i0 + last_col.step - pc0 + 1;
-
-  // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
-  // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
   YF_SHARED(A, patch, kPatchRows * kPatchCols);
   YF_SHARED(A, scratch, kPatchRows * kPasteTileW);
   static_assert(kMaskWarps * kStageElements <= kPatchRows * kPasteTileW, "staging fits in scratch");
-  const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
-  for (int r = warp; r < ph; r += kMaskWarps) {
-    const int y = pr0 + r;
-    const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
-    for (int c = lane; c < pw; c += 32)
-      if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
-    if (!row_in_crop) continue;  // warp-uniform
-    for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
-      const int pixels = min_(32, crop_c1 - x0);
-      const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
-                                      warp * kStageElements, vector_loads);
-      if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
-    }
-  }
-  __syncthreads();
+  YF_DYNAMIC_SHARED(A, coef);
+  for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);  // read after step 1's barrier
 
-  // 3. Each patch row resized along x to the footprint's columns, and 0 in the rest of the
-  // quads they overlap, so that step 4 reads whole quads without bounds checks.
-  const int sx0 = fx0 & ~3, sx1 = (fx1 + 3) & ~3;  // <= kPasteTileW
-  for (int r = t / kPasteTileW; r < ph; r += kMaskThreads / kPasteTileW)
-    for (int x = sx0 + t % kPasteTileW; x < sx1; x += kPasteTileW) {
-      A value = A(0);
-      if (x >= fx0 && x < fx1) {
-        const LinearTap<A> tap = col_taps[x];
-        const int c = r * kPatchCols + tap.i0 - pc0;
-        value = interpolate(tap, A(patch[c]), A(patch[c + tap.step]));
+  for (int tile = int(blockIdx.x); tile < tiles; tile += int(gridDim.x)) {  // block-uniform
+    const int ty0 = (tile / tiles_x) * tile_h, tx0 = (tile % tiles_x) * tile_w;
+    const int th = min_(tile_h, out_h - ty0), tw = min_(tile_w, out_w - tx0);
+    bool* tile_out = plane + int64_t(ty0) * out_w + tx0;
+    {
+      const LinearTap<A> top = linear_tap<A>(ty0, H, out_h), bottom = linear_tap<A>(ty0 + th - 1, H, out_h);
+      const LinearTap<A> left = linear_tap<A>(tx0, W, out_w), right = linear_tap<A>(tx0 + tw - 1, W, out_w);
+      if (!taps_reach(top, bottom, crop.rows) || !taps_reach(left, right, crop.cols)) {
+        zero_tile(tile_out, th, tw, out_w, quad_stores, wide_stores);
+        continue;
       }
-      scratch[r * kPasteTileW + x] = value;
     }
-  __syncthreads();
 
-  // 4. Every pixel of the tile: resized along y and thresholded in the footprint, 0
-  // elsewhere. A warp per row, 4 pixels per thread.
-  const int quads = (tw + 3) / 4;
-  for (int row = warp; row < th; row += kMaskWarps) {
-    const bool in_footprint = row >= fy0 && row < fy1;  // warp-uniform
-    const LinearTap<A> tap = row_taps[row];
-    const int top = (tap.i0 - pr0) * kPasteTileW, bottom = top + tap.step * kPasteTileW;
-    bool* dst = out + (int64_t(n) * out_h + ty0 + row) * out_w + tx0;
-    for (int quad = lane; quad < quads; quad += 32) {
-      const int x0 = 4 * quad;
-      uint32_t bits = 0;
-      if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
-        for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
-          const int x = x0 + j;
-          const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
-          bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
+    // 1. Taps of the tile's rows and columns, the footprint in the tile.
+    if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
+    if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
+    if (t == 0) {
+      const PixelRange rows = tap_footprint([&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); }, th, crop.rows);
+      const PixelRange cols = tap_footprint([&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); }, tw, crop.cols);
+      footprint[0] = int(rows.begin);
+      footprint[1] = int(rows.end);
+      footprint[2] = int(cols.begin);
+      footprint[3] = int(cols.end);
+    }
+    __syncthreads();
+    const int fy0 = footprint[0], fy1 = footprint[1], fx0 = footprint[2], fx1 = footprint[3];
+    const LinearTap<A> first_row = row_taps[fy0], last_row = row_taps[fy1 - 1];
+    const LinearTap<A> first_col = col_taps[fx0], last_col = col_taps[fx1 - 1];
+    const int pr0 = first_row.i0, ph = last_row.i0 + last_row.step - pr0 + 1;
+    const int pc0 = first_col.i0, pw = last_col.i0 + last_col.step - pc0 + 1;
+
+    // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
+    // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
+    const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
+    for (int r = warp; r < ph; r += kMaskWarps) {
+      const int y = pr0 + r;
+      const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
+      for (int c = lane; c < pw; c += 32)
+        if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
+      if (!row_in_crop) continue;  // warp-uniform
+      for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
+        const int pixels = min_(32, crop_c1 - x0);
+        const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
+                                        warp * kStageElements, vector_loads);
+        if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
+      }
+    }
+    __syncthreads();
+
+    // 3. Each patch row resized along x to the footprint's columns, and 0 in the rest of the
+    // quads they overlap, so that step 4 reads whole quads without bounds checks.
+    const int sx0 = fx0 & ~3, sx1 = (fx1 + 3) & ~3;  // <= kPasteTileW
+    for (int r = t / kPasteTileW; r < ph; r += kMaskThreads / kPasteTileW)
+      for (int x = sx0 + t % kPasteTileW; x < sx1; x += kPasteTileW) {
+        A value = A(0);
+        if (x >= fx0 && x < fx1) {
+          const LinearTap<A> tap = col_taps[x];
+          const int c = r * kPatchCols + tap.i0 - pc0;
+          value = interpolate(tap, A(patch[c]), A(patch[c + tap.step]));
         }
+        scratch[r * kPasteTileW + x] = value;
       }
-      store_quad(dst, quad, bits, tw, quad_stores);
+    __syncthreads();
+
+    // 4. Every pixel of the tile: resized along y and thresholded in the footprint, 0
+    // elsewhere. A warp per row, 4 pixels per thread.
+    const int quads = (tw + 3) / 4;
+    for (int row = warp; row < th; row += kMaskWarps) {
+      const bool in_footprint = row >= fy0 && row < fy1;  // warp-uniform
+      const LinearTap<A> tap = row_taps[row];
+      const int top = (tap.i0 - pr0) * kPasteTileW, bottom = top + tap.step * kPasteTileW;
+      bool* dst = tile_out + int64_t(row) * out_w;
+      for (int quad = lane; quad < quads; quad += 32) {
+        const int x0 = 4 * quad;
+        uint32_t bits = 0;
+        if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
+          for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
+            const int x = x0 + j;
+            const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
+            bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
+          }
+        }
+        store_quad(dst, quad, bits, tw, quad_stores);
+      }
     }
+    __syncthreads();  // the next tile rewrites the taps, the patch and scratch
   }
 }
 

@@ -152,6 +152,15 @@ inline int paste_tile_extent(int64_t in_size, int64_t out_size, int max_tile, in
   return int(std::min<int64_t>(max_tile, std::max<int64_t>(fit, 1)));
 }
 
+// Blocks of paste_masks per detection, each looping over its share of the detection's
+// tiles: about kPasteBlocks blocks in all (a few waves of an H100's resident blocks), so
+// that tiles which only store zeros do not each cost a block.
+constexpr int64_t kPasteBlocks = 1024;
+inline int64_t paste_blocks_per_detection(int64_t tiles, int64_t detections) {
+  return std::min<int64_t>(std::min<int64_t>(tiles, 65535),
+                           std::max<int64_t>(1, ceil_div(kPasteBlocks, detections)));
+}
+
 template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
                        const at::Tensor& boxes, at::IntArrayRef size, double threshold,
@@ -167,12 +176,14 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   const int tile_h = paste_tile_extent(H, out_h, kernels::kPasteTileH, kernels::kPatchH);
   int tile_w = paste_tile_extent(W, out_w, kernels::kPasteTileW, kernels::kPatchW);
   const bool quad_stores = out_w % 4 == 0 && tile_w >= 4;
-  if (quad_stores) tile_w -= tile_w % 4;
+  const bool wide_stores = out_w % 16 == 0 && tile_w >= 16 &&
+                           reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
+  tile_w -= tile_w % (wide_stores ? 16 : quad_stores ? 4 : 1);
   TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) &&
-                        ceil_div(out_h, tile_h) <= 65535,
+                        ceil_div(out_h, tile_h) * ceil_div(out_w, tile_w) <= (int64_t(1) << 31) - 65536,
                     "paste_masks on CUDA: size ", size, " is too large");
-  const dim3 grid(unsigned(ceil_div(out_w, tile_w)), unsigned(ceil_div(out_h, tile_h)),
-                  unsigned(N));
+  const dim3 grid(unsigned(paste_blocks_per_detection(ceil_div(out_h, tile_h) * ceil_div(out_w, tile_w), N)),
+                  1, unsigned(N));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
                                   "paste_masks_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
@@ -184,7 +195,7 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
         proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(),
         int(H), int(W), int(k), int(out_h), int(out_w), tile_h, tile_w,
         static_cast<A>(crop_padding), static_cast<A>(threshold), proto_vector_loads(proto_c),
-        quad_stores, out.data_ptr<bool>());
+        quad_stores, wide_stores, out.data_ptr<bool>());
   });
   return out;
 }

@@ -47,7 +47,7 @@ _emulation = _C.emulation
 class Launch(NamedTuple):
     """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes, and
     the global-memory paths some thread took (of "vector_loads", "element_loads",
-    "quad_stores", "byte_stores")."""
+    "quad_stores", "byte_stores", "wide_stores")."""
 
     kernel: str
     grid: Tuple[int, int, int]
@@ -84,9 +84,14 @@ def schedule(seed: int = 0, check_races: bool = True) -> Iterator[None]:
 
 
 def make_priors(
-    config: YolactConfig, image_size: Tuple[int, int], device: Optional[torch.device] = None
+    config: YolactConfig,
+    image_size: Tuple[int, int],
+    device: Optional[torch.device] = None,
+    *,
+    cached: bool = True,
 ) -> torch.Tensor:
-    """:func:`yolact_fast.ops.make_priors` (not cached here, so every call launches)."""
+    """:func:`yolact_fast.ops.make_priors` (never cached here, so every call launches:
+    ``cached`` is accepted for the same signature)."""
     size, device = _args.priors_args(config, image_size, device)
     return _kernels.make_priors(*_args.priors_inputs(config, size, device))
 
