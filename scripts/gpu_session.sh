@@ -11,6 +11,8 @@
 #   sanitize  compute-sanitizer memcheck, racecheck, synccheck, initcheck over gpu_exercise --quick
 #   bench     pytest benchmarks/bench_cuda.py (pytest-benchmark, JSON to $OUT)
 #   ncu       Nsight Compute sections of the six post-network kernels (second call of two)
+#   stalls    Nsight Compute PC sampling of the same kernels: warp stall samples per SASS
+#             instruction (CSV), to attribute barrier waits to the code before them
 #   suite     the whole test suite (the README's command) with the GPU present
 # Usage: OUT=/tmp/out bash scripts/gpu_session.sh info build exercise tests timings
 set -uo pipefail
@@ -41,7 +43,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time
 built() { ls yolact_fast/_C.cpython-"$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
 
 if [ $# -eq 0 ]; then
-  echo "usage: OUT=DIR bash scripts/gpu_session.sh STAGE... (info build exercise tests timings sanitize bench ncu suite)"
+  echo "usage: OUT=DIR bash scripts/gpu_session.sh STAGE... (info build exercise tests timings sanitize bench ncu stalls suite)"
   exit 2
 fi
 
@@ -70,6 +72,11 @@ for name in "$@"; do
            --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
            --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
            python benchmarks/gpu_timings.py --profile-once ;;
+    stalls) stage stalls 240 bash -c 'ncu --clock-control none --launch-skip 6 --launch-count 6 \
+              --kernel-name regex:"select_top_k|paste_masks|merge_detections|iou_tiles|detect_scores|survivors" \
+              --section SourceCounters --section WarpStateStats --export /tmp/yf_stalls --force-overwrite \
+              python benchmarks/gpu_timings.py --profile-once &&
+            ncu --import /tmp/yf_stalls.ncu-rep --page source --print-source sass --csv' ;;
     suite) stage suite 540 python -m pytest -q -p no:cacheprovider -x tests ;;
     *) echo "unknown stage $name"; exit 2 ;;
   esac

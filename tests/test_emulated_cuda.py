@@ -5,6 +5,7 @@ backend in test_ops_reference.py."""
 
 import inspect
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,23 @@ from golden_data import golden_masks
 from golden_data import assert_softmax_scores_close
 
 SWEEP = settings(max_examples=25, deadline=None, derandomize=True)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cached_equal_recomputed(loc, logits, coeffs, priors, cap, args):
+    """detect's detections from `logits` (at most `cap` per row: detect_scores keeps their
+    exps in shared memory) after checking that they equal, bit for bit, those from the same
+    rows padded with -inf logits (exp 0) past the cap (exps recomputed)."""
+    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
+    assert "kCachedLogits = sizeof(A) == 4 ? 256 : 96;" in source  # the caps straddled here
+    assert logits.shape[1] <= cap
+    pad = torch.full((logits.shape[0], cap - logits.shape[1] + 1), -float("inf"), dtype=logits.dtype)
+    cached = emulated_detect(loc, logits, coeffs, priors, *args)
+    recomputed = emulated_detect(loc, torch.cat([logits, pad], 1), coeffs, priors, *args)
+    assert len(cached[0]) > 10
+    for a, b in zip(cached, recomputed):
+        assert torch.equal(a, b)
+    return cached
 
 
 def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast"):
@@ -197,20 +215,25 @@ def test_paste_store_paths():
         assert log[0].paths == ("vector_loads",) + stores, (width, log[0].paths)
 
 
-@pytest.mark.parametrize("detections, blocks", [(1, 14), (3, 14), (150, 7), (300, 4), (1100, 1)])
-def test_paste_blocks_loop_over_tiles(detections, blocks):
-    """A block of paste_masks loops over its share of a detection's tiles (blocks b, b + G,
-    ... of G per detection, about 1,024 blocks in all): every tile of every detection is
-    written once (the emulation hands the kernel 0x01 bytes), with the CPU kernel's masks,
-    and heavy (footprint) tiles follow zero tiles and each other in one block."""
+@pytest.mark.parametrize("detections, blocks", [(1, 21), (3, 63), (150, 1024), (1100, 1024)])
+def test_paste_blocks_share_the_tiles_of_all_detections(detections, blocks):
+    """paste_masks runs at most 1,024 blocks: block b takes tiles b, b + blocks, ... of all
+    detections (21 each here: 7 rows x 3 columns, the last 16 pixels wide), so one block
+    meets whole-image boxes (every tile on the footprint), tiny and empty ones (zero tiles,
+    16-byte stores, also in the narrow last column) and random ones in turn. Every pixel is
+    written once (the emulation hands the kernel 0x01 bytes) with the CPU kernel's masks."""
     g = gen(29)
     proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(detections, 8, g)
     boxes = random_boxes(detections, g, hostile=False)
-    boxes[: detections // 2] = boxes[: detections // 2] * 0.3  # small boxes: mostly zero tiles
-    size = (200, 256)  # tiles of 32 x 128: 7 x 2 per detection
+    boxes[0::4] = torch.tensor([0.0, 0.0, 1.0, 1.0])  # whole image
+    boxes[1::4] = torch.tensor([0.4, 0.4, 0.41, 0.42])  # tiny
+    boxes[2::4] = torch.tensor([1.5, 1.5, 2.0, 2.0])  # off the image
+    size = (200, 272)  # tiles of 32 x 128: 7 x 3 per detection
     with cuda.launches() as log:
         got = cuda.paste_masks(proto, coeffs, boxes, size)
-    assert [(launch.kernel, launch.grid) for launch in log] == [("paste_masks", (blocks, 1, detections))]
+    assert [(launch.kernel, launch.grid) for launch in log] == [("paste_masks", (blocks, 1, 1))]
+    zero_tiles = ("wide_stores",) if detections > 1 else ()  # detection 0: the whole image
+    assert log[0].paths == ("vector_loads", "quad_stores") + zero_tiles
     assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, size))
 
 
@@ -248,13 +271,8 @@ def test_detect_scores_cached_exps_equal_recomputed_ones(dtype, cap):
     same detections bit for bit."""
     g = gen(61)
     loc, logits, coeffs, priors = random_head(90, cap - 1, 3, g, dtype=dtype, clustered=True, concentration=1.0)
-    padded = torch.cat([logits, torch.full((logits.shape[0], 1), -float("inf"), dtype=dtype)], 1)
     args = (0.5, 40, 0.004, 100)
-    cached = emulated_detect(loc, logits, coeffs, priors, *args)
-    recomputed = emulated_detect(loc, padded, coeffs, priors, *args)
-    assert len(cached[0]) > 10
-    for a, b in zip(cached, recomputed):
-        assert torch.equal(a, b)
+    cached = cached_equal_recomputed(loc, logits, coeffs, priors, cap, args)
     if dtype == torch.float16:  # float arithmetic inside: the float32 reference is compared elsewhere
         return
     assert_detections_close(cached, reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast"),
@@ -277,13 +295,8 @@ def test_detect_scores_cached_tail_of_the_sum(dtype, cap, tail):
     zero[:, width - tail:] |= torch.rand(90, tail, generator=g) < 0.5  # the tail's exps matter
     zero[:, 0] = True  # background: a finite maximum in every row
     logits = torch.where(zero, 0.0, -float("inf")).to(dtype)
-    padded = torch.cat([logits, torch.full((90, cap - width + 1), -float("inf"), dtype=dtype)], 1)
     args = (0.5, 40, 0.004, 100)
-    cached = emulated_detect(loc, logits, coeffs, priors, *args)
-    recomputed = emulated_detect(loc, padded, coeffs, priors, *args)
-    assert len(cached[0]) > 10
-    for a, b in zip(cached, recomputed):
-        assert torch.equal(a, b)
+    cached = cached_equal_recomputed(loc, logits, coeffs, priors, cap, args)
     if dtype != torch.float16:
         want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast")
         for a, b in zip(cached, want):
@@ -389,6 +402,32 @@ def test_radix_select_over_every_bucket_matches_cpu(seed, top_k):
         want = ops.fast_nms(boxes, scores, coeffs, *args)
         got = emulated_nms(boxes, scores, coeffs, *args)
         assert_nms_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_radix_pass_one_narrows_packed_keys_in_batches(seed):
+    """Pass 1 of the radix select moves the keys of the k-th key's first-byte bucket to the
+    front of the packed keys in place, 4 x 1,024 keys per batch, and selects the keys above
+    that bucket at once: 15,000 priors (4 batches) whose class-0 scores crowd one bucket with
+    150 keys above it spread over all batches, and class-1 scores whose keys above the
+    bucket include -0.0 and +0.0 (the sign kept in the outputs), under shuffled schedules,
+    equal the CPU kernel bit for bit."""
+    g = gen(400 + seed)
+    p = 15000
+    scores = torch.empty(2, p)
+    scores[0] = 0.5 + 0.5 * torch.rand(p, generator=g)  # first byte 0xBF: one crowded bucket
+    scores[1] = -0.5 - 0.5 * torch.rand(p, generator=g)  # negative: one crowded bucket too
+    above = torch.randperm(p, generator=g)[:150]
+    scores[0, above] = 2.0 + torch.rand(150, generator=g)  # 0xC0: above the bucket
+    scores[1, above] = torch.where(torch.rand(150, generator=g) < 0.5, -0.0, 0.0)
+    boxes, coeffs = random_boxes(p, g, hostile=False), random_coeffs(p, 2, g)
+    args = (0.5, 200, -3e38, 300)
+    want = ops.fast_nms(boxes, scores, coeffs, *args)
+    with cuda.schedule(seed=seed):
+        got = emulated_nms(boxes, scores, coeffs, *args)
+    assert_nms_equal(got, want)
+    assert torch.equal(got[3].view(torch.int32), want[3].view(torch.int32))  # -0.0 kept
+    assert (got[3] == 0).sum() > 100 and got[3].signbit().any()
 
 
 def test_iou_tiles_fold_classes_into_grid_x():

@@ -194,29 +194,24 @@ YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad
 
 // Bilinear resize (align_corners=False) of the cropped sigmoid masks and threshold, fused:
 // out [N, out_h, out_w] bool, every pixel written (0 off each box's footprint: no memset).
-// The output of a detection is cut into tile_h x tile_w tiles; grid (blocks per detection,
-// 1, detections of this launch), block b taking the detection's tiles b, b + gridDim.x, ...
-// (row-major): a tile that misses the footprint is zeroed at once (one 16-byte store per
-// thread with wide_stores), so that the ~98% of tiles that are zeros for small boxes cost a
-// few dozen instructions, not a block each. quad_stores: tile_w and out_w are multiples
-// of 4, so each thread stores 4 footprint pixels with one 4-byte store. vector_loads: see
-// warp_lincomb.
-// __launch_bounds__(256, 3): without it the tile loop took 128 registers (2 blocks per SM,
-// from 3 before the loop); capped at 64 (4 blocks per SM), ptxas moved values to a 24-byte
-// stack frame (local loads and stores in the kernel).
+// Each detection's output is cut into `tiles` tiles of tile_h x tile_w (tiles_x per row);
+// tile g of this launch is tile g % tiles of detection first + g / tiles, and block b
+// takes tiles b, b + gridDim.x, ... (grid (blocks, 1, 1)), so that one large box's
+// footprint tiles spread over all blocks, and the tiles off a footprint (96% of them on the
+// golden case) each cost a tile test and a few stores, not a block. A tile that misses the
+// footprint is zeroed at once (one 16-byte store per thread for a whole tile with
+// wide_stores). quad_stores: tile_w and out_w are multiples of 4, so each thread stores 4
+// footprint pixels with one 4-byte store. vector_loads: see warp_lincomb.
+// __launch_bounds__(256, 3): 80 registers, 3 blocks per SM; capped at 64 (4 blocks per
+// SM), ptxas moved values to a 24-byte stack frame (local loads and stores in the kernel).
 constexpr int kPasteBlocksPerSm = 3;
 
 template <class T, class A>
-YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(int first, const T* proto, const T* coeffs, const T* boxes, int H,
-                           int W, int k, int out_h, int out_w, int tile_h, int tile_w,
-                           A padding, A threshold, bool vector_loads, bool quad_stores,
-                           bool wide_stores, bool* out) {
-  const int n = first + int(blockIdx.z);
-  const CropBox crop = detection_crop(boxes, n, H, W, padding);
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
+    int first, int detections, int tiles, int tiles_x, const T* proto, const T* coeffs,
+    const T* boxes, int H, int W, int k, int out_h, int out_w, int tile_h, int tile_w, A padding,
+    A threshold, bool vector_loads, bool quad_stores, bool wide_stores, bool* out) {
   const int t = int(threadIdx.x), lane = t % 32, warp = t / 32;
-  const int tiles_x = (out_w + tile_w - 1) / tile_w, tiles = tiles_x * ((out_h + tile_h - 1) / tile_h);
-  bool* plane = out + int64_t(n) * out_h * out_w;
-
   YF_SHARED(LinearTap<A>, row_taps, kPasteTileH);
   YF_SHARED(LinearTap<A>, col_taps, kPasteTileW);
   YF_SHARED(int, footprint, 4);  // rows [0], [1); columns [2], [3) of the tile
@@ -224,12 +219,14 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(int
   YF_SHARED(A, scratch, kPatchRows * kPasteTileW);
   static_assert(kMaskWarps * kStageElements <= kPatchRows * kPasteTileW, "staging fits in scratch");
   YF_DYNAMIC_SHARED(A, coef);
-  for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);  // read after step 1's barrier
 
-  for (int tile = int(blockIdx.x); tile < tiles; tile += int(gridDim.x)) {  // block-uniform
+  const int launch_tiles = detections * tiles;  // < 2^31 - 65536 (the launcher's chunks)
+  for (int g = int(blockIdx.x); g < launch_tiles; g += int(gridDim.x)) {  // block-uniform
+    const int n = first + g / tiles, tile = g % tiles;
+    const CropBox crop = detection_crop(boxes, n, H, W, padding);
     const int ty0 = (tile / tiles_x) * tile_h, tx0 = (tile % tiles_x) * tile_w;
     const int th = min_(tile_h, out_h - ty0), tw = min_(tile_w, out_w - tx0);
-    bool* tile_out = plane + int64_t(ty0) * out_w + tx0;
+    bool* tile_out = out + (int64_t(n) * out_h + ty0) * out_w + tx0;
     {
       const LinearTap<A> top = linear_tap<A>(ty0, H, out_h), bottom = linear_tap<A>(ty0 + th - 1, H, out_h);
       const LinearTap<A> left = linear_tap<A>(tx0, W, out_w), right = linear_tap<A>(tx0 + tw - 1, W, out_w);
@@ -239,7 +236,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(int
       }
     }
 
-    // 1. Taps of the tile's rows and columns, the footprint in the tile.
+    // 1. Taps of the tile's rows and columns, the footprint in the tile, coefficients.
+    for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);
     if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
     if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
     if (t == 0) {
@@ -311,7 +309,7 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(int
         store_quad(dst, quad, bits, tw, quad_stores);
       }
     }
-    __syncthreads();  // the next tile rewrites the taps, the patch and scratch
+    __syncthreads();  // the next tile rewrites the taps, the coefficients, the patch and scratch
   }
 }
 

@@ -69,24 +69,35 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
 // Dynamic shared memory of the mask kernels: the coefficients in the arithmetic type A,
 // opted in above 48 KiB (with the static arrays) for very large k, up to the device's
 // opt-in limit (launch.max_opt_in_shared_bytes()).
-template <class Launch, class A, class... KernelArgs, class... Args>
-void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64_t k,
-                        size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
+template <class A, class Launch>
+size_t coefficient_bytes(const Launch& launch, const char* name, int64_t k, size_t static_bytes) {
   const size_t bytes = size_t(k) * sizeof(A), limit = launch.max_opt_in_shared_bytes();
   TORCH_CHECK_VALUE(bytes + static_bytes <= limit, name, " on CUDA stages the ", k,
                     " coefficients of a detection in shared memory (", bytes + static_bytes,
                     " bytes with the kernel's own arrays, the device allows ", limit,
                     "): proto's k is too large");
-  // Detections beyond grid.z's limit go to further launches.
+  return bytes;
+}
+
+template <class Launch, class... KernelArgs, class... Args>
+void launch_mask_block(const Launch& launch, const char* name, dim3 grid, size_t bytes,
+                       size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
+  if (bytes + static_bytes > 48 * 1024)
+    launch(name, grid, dim3(kernels::kMaskThreads), LargeSharedBytes{bytes}, kernel,
+           std::forward<Args>(args)...);
+  else
+    launch(name, grid, dim3(kernels::kMaskThreads), bytes, kernel, std::forward<Args>(args)...);
+}
+
+// grid.z = detections; those beyond grid.z's limit go to further launches.
+template <class Launch, class A, class... KernelArgs, class... Args>
+void launch_mask_kernel(const Launch& launch, const char* name, dim3 grid, int64_t k,
+                        size_t static_bytes, void (*kernel)(KernelArgs...), Args&&... args) {
+  const size_t bytes = coefficient_bytes<A>(launch, name, k, static_bytes);
   const int64_t detections = grid.z;
   for (int64_t first = 0; first < detections; first += 65535) {
     grid.z = unsigned(std::min<int64_t>(65535, detections - first));
-    if (bytes + static_bytes > 48 * 1024)
-      launch(name, grid, dim3(kernels::kMaskThreads), LargeSharedBytes{bytes}, kernel, int(first),
-             std::forward<Args>(args)...);
-    else
-      launch(name, grid, dim3(kernels::kMaskThreads), bytes, kernel, int(first),
-             std::forward<Args>(args)...);
+    launch_mask_block(launch, name, grid, bytes, static_bytes, kernel, int(first), args...);
   }
 }
 
@@ -152,14 +163,11 @@ inline int paste_tile_extent(int64_t in_size, int64_t out_size, int max_tile, in
   return int(std::min<int64_t>(max_tile, std::max<int64_t>(fit, 1)));
 }
 
-// Blocks of paste_masks per detection, each looping over its share of the detection's
-// tiles: about kPasteBlocks blocks in all (a few waves of an H100's resident blocks), so
-// that tiles which only store zeros do not each cost a block.
+// paste_masks: at most kPasteBlocks blocks (a few waves of an H100's resident blocks) share
+// the tiles of all detections; a launch takes whole detections, fewer than 2^31 - 65536
+// tiles (32-bit tile indices in the kernel).
 constexpr int64_t kPasteBlocks = 1024;
-inline int64_t paste_blocks_per_detection(int64_t tiles, int64_t detections) {
-  return std::min<int64_t>(std::min<int64_t>(tiles, 65535),
-                           std::max<int64_t>(1, ceil_div(kPasteBlocks, detections)));
-}
+constexpr int64_t kPasteLaunchTiles = (int64_t(1) << 31) - 65536;
 
 template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
@@ -179,23 +187,27 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   const bool wide_stores = out_w % 16 == 0 && tile_w >= 16 &&
                            reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
   tile_w -= tile_w % (wide_stores ? 16 : quad_stores ? 4 : 1);
-  TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) &&
-                        ceil_div(out_h, tile_h) * ceil_div(out_w, tile_w) <= (int64_t(1) << 31) - 65536,
+  const int64_t tiles_x = ceil_div(out_w, tile_w), tiles = ceil_div(out_h, tile_h) * tiles_x;
+  TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) && tiles < kPasteLaunchTiles,
                     "paste_masks on CUDA: size ", size, " is too large");
-  const dim3 grid(unsigned(paste_blocks_per_detection(ceil_div(out_h, tile_h) * ceil_div(out_w, tile_w), N)),
-                  1, unsigned(N));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
                                   "paste_masks_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     constexpr size_t static_bytes =
         sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
         sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) + 64;
-    launch_mask_kernel<Launch, A>(
-        launch, "paste_masks", grid, k, static_bytes, &kernels::paste_masks<scalar_t, A>,
-        proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(),
-        int(H), int(W), int(k), int(out_h), int(out_w), tile_h, tile_w,
-        static_cast<A>(crop_padding), static_cast<A>(threshold), proto_vector_loads(proto_c),
-        quad_stores, wide_stores, out.data_ptr<bool>());
+    const size_t bytes = coefficient_bytes<A>(launch, "paste_masks", k, static_bytes);
+    const int64_t per_launch = std::max<int64_t>(1, (kPasteLaunchTiles - 1) / tiles);
+    for (int64_t first = 0; first < N; first += per_launch) {
+      const int64_t detections = std::min(per_launch, N - first);
+      const dim3 grid(unsigned(std::min(detections * tiles, kPasteBlocks)));
+      launch_mask_block(launch, "paste_masks", grid, bytes, static_bytes,
+                        &kernels::paste_masks<scalar_t, A>, int(first), int(detections), int(tiles),
+                        int(tiles_x), proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
+                        boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k), int(out_h), int(out_w),
+                        tile_h, tile_w, static_cast<A>(crop_padding), static_cast<A>(threshold),
+                        proto_vector_loads(proto_c), quad_stores, wide_stores, out.data_ptr<bool>());
+    }
   });
   return out;
 }
