@@ -215,13 +215,15 @@ def test_paste_store_paths():
         assert log[0].paths == ("vector_loads",) + stores, (width, log[0].paths)
 
 
-@pytest.mark.parametrize("detections, blocks", [(1, 21), (3, 63), (150, 1024), (1100, 1024)])
+@pytest.mark.parametrize("detections, blocks", [(1, 21), (3, 63), (150, 1021), (2000, 1021)])
 def test_paste_blocks_share_the_tiles_of_all_detections(detections, blocks):
-    """paste_masks runs at most 1,024 blocks: block b takes tiles b, b + blocks, ... of all
-    detections (21 each here: 7 rows x 3 columns, the last 16 pixels wide), so one block
-    meets whole-image boxes (every tile on the footprint), tiny and empty ones (zero tiles,
-    16-byte stores, also in the narrow last column) and random ones in turn. Every pixel is
-    written once (the emulation hands the kernel 0x01 bytes) with the CPU kernel's masks."""
+    """paste_masks runs at most 1,021 blocks: block b takes tiles b, b + blocks, ... of all
+    detections (21 each here: 7 rows x 3 columns, the last 16 pixels wide), testing 32 of
+    them at a time (a lane each, then a ballot). With 150 and 2,000 detections (over 32 x
+    1,021 tiles: a second round of 32) one block meets whole-image boxes (every tile on the
+    footprint), tiny and empty ones (zero tiles, 16-byte stores, also in the narrow last
+    column) and random ones in turn. Every pixel is written once (the emulation hands the
+    kernel 0x01 bytes) with the CPU kernel's masks."""
     g = gen(29)
     proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(detections, 8, g)
     boxes = random_boxes(detections, g, hostile=False)
@@ -235,6 +237,21 @@ def test_paste_blocks_share_the_tiles_of_all_detections(detections, blocks):
     zero_tiles = ("wide_stores",) if detections > 1 else ()  # detection 0: the whole image
     assert log[0].paths == ("vector_loads", "quad_stores") + zero_tiles
     assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, size))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paste_rounds_of_zero_tiles(seed):
+    """Boxes off the image: every tile is a zero tile, so no barrier of a footprint tile
+    separates one round of 32 tiles from the next; the barrier that closes a round must (warp
+    0 rewrites the round's tiles in shared memory while the other warps may still read them;
+    1,600 x 21 tiles: a second round for most blocks)."""
+    g = gen(31)
+    proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(1600, 8, g)
+    boxes = torch.tensor([[1.5, 1.5, 2.0, 2.0]]).expand(1600, 4)
+    with cuda.schedule(seed=seed), cuda.launches() as log:
+        got = cuda.paste_masks(proto, coeffs, boxes, (200, 272))
+    assert log[0].paths == ("wide_stores",)
+    assert got.shape == (1600, 200, 272) and not got.any()
 
 
 def test_paste_writes_every_output_pixel():
@@ -467,6 +484,20 @@ def test_mask_kernels_reject_proto_planes_past_32_bit_indices(op):
     coeffs, boxes = torch.zeros(1, 1), torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     args = (proto, coeffs, boxes) if op == "assemble_masks" else (proto, coeffs, boxes, (4, 4))
     with pytest.raises(ValueError, match=r"on CUDA: proto \[H, W, k\] must have H \* W < 2\^31"):
+        getattr(cuda, op)(*args)
+
+
+@pytest.mark.parametrize("op", ["assemble_masks", "paste_masks"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_mask_kernels_see_at_most_2_30_detections(op, dtype):
+    """The mask kernels hold a detection's index in an int (its box's offset in 64 bits):
+    the argument checks keep N at most 2^30, the boxes' 16 GiB allocation limit (counted in
+    4-byte elements for every dtype)."""
+    n = 2**30 + 1
+    proto, coeffs = torch.zeros(2, 2, 0, dtype=dtype), torch.zeros(n, 0, dtype=dtype)
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=dtype).expand(n, 4)  # no memory behind it
+    args = (proto, coeffs, boxes) if op == "assemble_masks" else (proto, coeffs, boxes, (1, 1))
+    with pytest.raises(ValueError, match=rf"boxes: {op} would allocate .* more than the limit"):
         getattr(cuda, op)(*args)
 
 

@@ -49,8 +49,8 @@ YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int6
 // --- masks -----------------------------------------------------------------------------
 // assemble_masks: a block works on one tile of one detection's output and returns at once
 // when the tile misses the detection's crop (the output was zeroed by one memset).
-// paste_masks: a block loops over several tiles of one detection, zeroing those off its
-// footprint itself. Coefficients are staged in dynamic shared memory (k values of the
+// paste_masks: a block loops over tiles of any detection, zeroing those off the footprint
+// itself. Coefficients are staged in dynamic shared memory (k values of the
 // arithmetic type A).
 
 constexpr int kMaskThreads = 256;  // 8 warps
@@ -125,7 +125,8 @@ YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage
 
 template <class T, class A>
 YF_HD inline CropBox detection_crop(const T* boxes, int n, int H, int W, A padding) {
-  const A box[4] = {A(boxes[4 * n]), A(boxes[4 * n + 1]), A(boxes[4 * n + 2]), A(boxes[4 * n + 3])};
+  const T* box_n = boxes + 4 * int64_t(n);
+  const A box[4] = {A(box_n[0]), A(box_n[1]), A(box_n[2]), A(box_n[3])};
   return crop_box(box, H, W, padding);
 }
 
@@ -192,16 +193,37 @@ YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad
     for (int quad = lane; quad < quads; quad += 32) store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);
 }
 
+// Tile g of a paste_masks launch: tile g % tiles (row-major, tiles_x per row) of detection
+// first + g / tiles, rows [ty0, ty0 + th) and columns [tx0, tx0 + tw) of its output.
+struct PasteTile {
+  int n, ty0, tx0, th, tw;
+};
+
+YF_HD inline PasteTile paste_tile(int g, int first, int tiles, int tiles_x, int tile_h, int tile_w,
+                                  int out_h, int out_w) {
+  const int tile = g % tiles, ty0 = (tile / tiles_x) * tile_h, tx0 = (tile % tiles_x) * tile_w;
+  return {first + g / tiles, ty0, tx0, min_(tile_h, out_h - ty0), min_(tile_w, out_w - tx0)};
+}
+
+// Whether the bilinear taps of the tile's pixels read any proto pixel of the crop.
+template <class A>
+YF_HD inline bool tile_reaches_crop(const PasteTile& tile, const CropBox& crop, int H, int W, int out_h,
+                                    int out_w) {
+  const LinearTap<A> top = linear_tap<A>(tile.ty0, H, out_h), bottom = linear_tap<A>(tile.ty0 + tile.th - 1, H, out_h);
+  const LinearTap<A> left = linear_tap<A>(tile.tx0, W, out_w), right = linear_tap<A>(tile.tx0 + tile.tw - 1, W, out_w);
+  return taps_reach(top, bottom, crop.rows) && taps_reach(left, right, crop.cols);
+}
+
 // Bilinear resize (align_corners=False) of the cropped sigmoid masks and threshold, fused:
 // out [N, out_h, out_w] bool, every pixel written (0 off each box's footprint: no memset).
-// Each detection's output is cut into `tiles` tiles of tile_h x tile_w (tiles_x per row);
-// tile g of this launch is tile g % tiles of detection first + g / tiles, and block b
-// takes tiles b, b + gridDim.x, ... (grid (blocks, 1, 1)), so that one large box's
-// footprint tiles spread over all blocks, and the tiles off a footprint (96% of them on the
-// golden case) each cost a tile test and a few stores, not a block. A tile that misses the
-// footprint is zeroed at once (one 16-byte store per thread for a whole tile with
-// wide_stores). quad_stores: tile_w and out_w are multiples of 4, so each thread stores 4
-// footprint pixels with one 4-byte store. vector_loads: see warp_lincomb.
+// Block b takes the launch's tiles (paste_tile) b, b + gridDim.x, ... (grid (blocks, 1,
+// 1)) in rounds of 32: lane i of warp 0 tests whether tile i of the round reaches its
+// detection's crop and leaves the tile and the ballot of answers in shared memory, so that
+// a tile off the footprint (96% of them on the golden case) costs a lane's test and its
+// stores, not a test on every warp (ptxas spilled the tiles kept in registers) or a block. Such a tile is zeroed at once (one 16-byte store
+// per thread for a whole tile with wide_stores). quad_stores: tile_w and out_w are
+// multiples of 4, so each thread stores 4 footprint pixels with one 4-byte store.
+// vector_loads: see warp_lincomb.
 // __launch_bounds__(256, 3): 80 registers, 3 blocks per SM; capped at 64 (4 blocks per
 // SM), ptxas moved values to a 24-byte stack frame (local loads and stores in the kernel).
 constexpr int kPasteBlocksPerSm = 3;
@@ -219,97 +241,110 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
   YF_SHARED(A, scratch, kPatchRows * kPasteTileW);
   static_assert(kMaskWarps * kStageElements <= kPatchRows * kPasteTileW, "staging fits in scratch");
   YF_DYNAMIC_SHARED(A, coef);
+  YF_SHARED(PasteTile, round_tiles, 32);
+  YF_SHARED(unsigned, round_reaching, 1);  // bit i: round_tiles[i] reaches its crop
 
-  const int launch_tiles = detections * tiles;  // < 2^31 - 65536 (the launcher's chunks)
-  for (int g = int(blockIdx.x); g < launch_tiles; g += int(gridDim.x)) {  // block-uniform
-    const int n = first + g / tiles, tile = g % tiles;
-    const CropBox crop = detection_crop(boxes, n, H, W, padding);
-    const int ty0 = (tile / tiles_x) * tile_h, tx0 = (tile % tiles_x) * tile_w;
-    const int th = min_(tile_h, out_h - ty0), tw = min_(tile_w, out_w - tx0);
-    bool* tile_out = out + (int64_t(n) * out_h + ty0) * out_w + tx0;
-    {
-      const LinearTap<A> top = linear_tap<A>(ty0, H, out_h), bottom = linear_tap<A>(ty0 + th - 1, H, out_h);
-      const LinearTap<A> left = linear_tap<A>(tx0, W, out_w), right = linear_tap<A>(tx0 + tw - 1, W, out_w);
-      if (!taps_reach(top, bottom, crop.rows) || !taps_reach(left, right, crop.cols)) {
+  // launch_tiles + 32 x gridDim.x < 2^31: the launcher's chunks and grid
+  const int launch_tiles = detections * tiles, stride = int(gridDim.x);
+  for (int g0 = int(blockIdx.x); g0 < launch_tiles; g0 += 32 * stride) {  // block-uniform
+    if (warp == 0) {
+      bool reaches = false;
+      if (g0 + lane * stride < launch_tiles) {
+        const PasteTile mine = paste_tile(g0 + lane * stride, first, tiles, tiles_x, tile_h, tile_w, out_h, out_w);
+        reaches = tile_reaches_crop<A>(mine, detection_crop(boxes, mine.n, H, W, padding), H, W, out_h, out_w);
+        round_tiles[lane] = mine;
+      }
+      const unsigned reaching = __ballot_sync(0xffffffffu, reaches);
+      if (lane == 0) round_reaching[0] = reaching;
+    }
+    __syncthreads();
+    const unsigned reaching = round_reaching[0];
+    for (int i = 0; i < 32 && g0 + i * stride < launch_tiles; ++i) {  // block-uniform
+      const PasteTile tile = round_tiles[i];
+      const int n = tile.n, ty0 = tile.ty0, tx0 = tile.tx0, th = tile.th, tw = tile.tw;
+      bool* tile_out = out + (int64_t(n) * out_h + ty0) * out_w + tx0;
+      if (!((reaching >> i) & 1u)) {
         zero_tile(tile_out, th, tw, out_w, quad_stores, wide_stores);
         continue;
       }
-    }
+      const CropBox crop = detection_crop(boxes, n, H, W, padding);
 
-    // 1. Taps of the tile's rows and columns, the footprint in the tile, coefficients.
-    for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);
-    if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
-    if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
-    if (t == 0) {
-      const PixelRange rows = tap_footprint([&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); }, th, crop.rows);
-      const PixelRange cols = tap_footprint([&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); }, tw, crop.cols);
-      footprint[0] = int(rows.begin);
-      footprint[1] = int(rows.end);
-      footprint[2] = int(cols.begin);
-      footprint[3] = int(cols.end);
-    }
-    __syncthreads();
-    const int fy0 = footprint[0], fy1 = footprint[1], fx0 = footprint[2], fx1 = footprint[3];
-    const LinearTap<A> first_row = row_taps[fy0], last_row = row_taps[fy1 - 1];
-    const LinearTap<A> first_col = col_taps[fx0], last_col = col_taps[fx1 - 1];
-    const int pr0 = first_row.i0, ph = last_row.i0 + last_row.step - pr0 + 1;
-    const int pc0 = first_col.i0, pw = last_col.i0 + last_col.step - pc0 + 1;
-
-    // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
-    // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
-    const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
-    for (int r = warp; r < ph; r += kMaskWarps) {
-      const int y = pr0 + r;
-      const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
-      for (int c = lane; c < pw; c += 32)
-        if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
-      if (!row_in_crop) continue;  // warp-uniform
-      for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
-        const int pixels = min_(32, crop_c1 - x0);
-        const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
-                                        warp * kStageElements, vector_loads);
-        if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
+      // 1. Taps of the tile's rows and columns, the footprint in the tile, coefficients.
+      for (int j = t; j < k; j += kMaskThreads) coef[j] = A(coeffs[int64_t(n) * k + j]);
+      if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
+      if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
+      if (t == 0) {
+        const PixelRange rows = tap_footprint([&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); }, th, crop.rows);
+        const PixelRange cols = tap_footprint([&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); }, tw, crop.cols);
+        footprint[0] = int(rows.begin);
+        footprint[1] = int(rows.end);
+        footprint[2] = int(cols.begin);
+        footprint[3] = int(cols.end);
       }
-    }
-    __syncthreads();
+      __syncthreads();
+      const int fy0 = footprint[0], fy1 = footprint[1], fx0 = footprint[2], fx1 = footprint[3];
+      const LinearTap<A> first_row = row_taps[fy0], last_row = row_taps[fy1 - 1];
+      const LinearTap<A> first_col = col_taps[fx0], last_col = col_taps[fx1 - 1];
+      const int pr0 = first_row.i0, ph = last_row.i0 + last_row.step - pr0 + 1;
+      const int pc0 = first_col.i0, pw = last_col.i0 + last_col.step - pc0 + 1;
 
-    // 3. Each patch row resized along x to the footprint's columns, and 0 in the rest of the
-    // quads they overlap, so that step 4 reads whole quads without bounds checks.
-    const int sx0 = fx0 & ~3, sx1 = (fx1 + 3) & ~3;  // <= kPasteTileW
-    for (int r = t / kPasteTileW; r < ph; r += kMaskThreads / kPasteTileW)
-      for (int x = sx0 + t % kPasteTileW; x < sx1; x += kPasteTileW) {
-        A value = A(0);
-        if (x >= fx0 && x < fx1) {
-          const LinearTap<A> tap = col_taps[x];
-          const int c = r * kPatchCols + tap.i0 - pc0;
-          value = interpolate(tap, A(patch[c]), A(patch[c + tap.step]));
+      // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
+      // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
+      const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
+      for (int r = warp; r < ph; r += kMaskWarps) {
+        const int y = pr0 + r;
+        const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
+        for (int c = lane; c < pw; c += 32)
+          if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
+        if (!row_in_crop) continue;  // warp-uniform
+        for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
+          const int pixels = min_(32, crop_c1 - x0);
+          const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
+                                          warp * kStageElements, vector_loads);
+          if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
         }
-        scratch[r * kPasteTileW + x] = value;
       }
-    __syncthreads();
+      __syncthreads();
 
-    // 4. Every pixel of the tile: resized along y and thresholded in the footprint, 0
-    // elsewhere. A warp per row, 4 pixels per thread.
-    const int quads = (tw + 3) / 4;
-    for (int row = warp; row < th; row += kMaskWarps) {
-      const bool in_footprint = row >= fy0 && row < fy1;  // warp-uniform
-      const LinearTap<A> tap = row_taps[row];
-      const int top = (tap.i0 - pr0) * kPasteTileW, bottom = top + tap.step * kPasteTileW;
-      bool* dst = tile_out + int64_t(row) * out_w;
-      for (int quad = lane; quad < quads; quad += 32) {
-        const int x0 = 4 * quad;
-        uint32_t bits = 0;
-        if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
-          for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
-            const int x = x0 + j;
-            const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
-            bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
+      // 3. Each patch row resized along x to the footprint's columns, and 0 in the rest of the
+      // quads they overlap, so that step 4 reads whole quads without bounds checks.
+      const int sx0 = fx0 & ~3, sx1 = (fx1 + 3) & ~3;  // <= kPasteTileW
+      for (int r = t / kPasteTileW; r < ph; r += kMaskThreads / kPasteTileW)
+        for (int x = sx0 + t % kPasteTileW; x < sx1; x += kPasteTileW) {
+          A value = A(0);
+          if (x >= fx0 && x < fx1) {
+            const LinearTap<A> tap = col_taps[x];
+            const int c = r * kPatchCols + tap.i0 - pc0;
+            value = interpolate(tap, A(patch[c]), A(patch[c + tap.step]));
           }
+          scratch[r * kPasteTileW + x] = value;
         }
-        store_quad(dst, quad, bits, tw, quad_stores);
+      __syncthreads();
+
+      // 4. Every pixel of the tile: resized along y and thresholded in the footprint, 0
+      // elsewhere. A warp per row, 4 pixels per thread.
+      const int quads = (tw + 3) / 4;
+      for (int row = warp; row < th; row += kMaskWarps) {
+        const bool in_footprint = row >= fy0 && row < fy1;  // warp-uniform
+        const LinearTap<A> tap = row_taps[row];
+        const int top = (tap.i0 - pr0) * kPasteTileW, bottom = top + tap.step * kPasteTileW;
+        bool* dst = tile_out + int64_t(row) * out_w;
+        for (int quad = lane; quad < quads; quad += 32) {
+          const int x0 = 4 * quad;
+          uint32_t bits = 0;
+          if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
+            for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
+              const int x = x0 + j;
+              const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
+              bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
+            }
+          }
+          store_quad(dst, quad, bits, tw, quad_stores);
+        }
       }
+      __syncthreads();  // the next tile rewrites the taps, the coefficients, the patch and scratch
     }
-    __syncthreads();  // the next tile rewrites the taps, the coefficients, the patch and scratch
+    __syncthreads();  // every warp has read the round before warp 0 writes the next one
   }
 }
 

@@ -164,10 +164,14 @@ inline int paste_tile_extent(int64_t in_size, int64_t out_size, int max_tile, in
 }
 
 // paste_masks: at most kPasteBlocks blocks (a few waves of an H100's resident blocks) share
-// the tiles of all detections; a launch takes whole detections, fewer than 2^31 - 65536
-// tiles (32-bit tile indices in the kernel).
-constexpr int64_t kPasteBlocks = 1024;
+// the tiles of all detections, block b taking tiles b, b + blocks, ...: a prime count, so
+// that a block does not keep one tile position across detections when the tiles per
+// detection divide it (centred boxes would load the same blocks). A launch takes whole
+// detections, fewer than 2^31 - 65536 tiles (32-bit tile indices in the kernel, which
+// looks 32 strides ahead).
+constexpr int64_t kPasteBlocks = 1021;
 constexpr int64_t kPasteLaunchTiles = (int64_t(1) << 31) - 65536;
+static_assert(32 * kPasteBlocks < 65536, "the kernel's look-ahead stays below 2^31");
 
 template <class Launch>
 at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::Tensor& coeffs,
@@ -195,7 +199,8 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
     using A = at::opmath_type<scalar_t>;
     constexpr size_t static_bytes =
         sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
-        sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) + 64;
+        sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) +
+        sizeof(kernels::PasteTile) * 32 + 64;
     const size_t bytes = coefficient_bytes<A>(launch, "paste_masks", k, static_bytes);
     const int64_t per_launch = std::max<int64_t>(1, (kPasteLaunchTiles - 1) / tiles);
     for (int64_t first = 0; first < N; first += per_launch) {
