@@ -87,6 +87,15 @@ def test_write_after_read_is_a_race():
             run("write_after_read")
 
 
+def test_write_after_a_broadcast_read_by_other_warps_is_a_race():
+    """A value every thread reads, overwritten by warp 0 after a __syncwarp only: a race with
+    the other warps' reads in every schedule, also those where warp 0's threads read last
+    (the check keeps the last readers of two different warps, not only the last two)."""
+    for seed in range(12):
+        with ecuda.schedule(seed=seed), pytest.raises(RuntimeError, match="shared-memory race"):
+            run("broadcast_then_warp_write", block=(128, 1, 1))
+
+
 def test_syncwarp_does_not_order_other_warps():
     with pytest.raises(RuntimeError, match="shared-memory race"):
         run("warp_exchange", block=(64, 1, 1), arg=1)

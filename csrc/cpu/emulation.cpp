@@ -186,12 +186,17 @@ struct Fiber {
   int arg = 0, width = 32;
 };
 
-// Per shared byte: the last write and the last two distinct readers since it.
+// Per shared byte: the last write and, since it, the last two distinct readers and the last
+// readers of the last two distinct warps to read it (a byte that every thread of a block
+// reads, such as a broadcast value, keeps a reader of another warp than the last two
+// readers' for the check of the next write).
 struct ShadowByte {
   uint64_t write_time = 0;
   uint64_t read_time[2] = {0, 0};
+  uint64_t warp_read_time[2] = {0, 0};
   int32_t writer = -1;
   int32_t reader[2] = {-1, -1};
+  int32_t warp_reader[2] = {-1, -1};  // thread ids, of two different warps
   bool atomic = false;
 };
 
@@ -601,15 +606,27 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
       }
       s.reader[slot] = me;
       s.read_time[slot] = clock_;
+      const bool same_warp = s.warp_reader[0] >= 0 && s.warp_reader[0] / kWarpSize == me / kWarpSize;
+      if (!same_warp) {
+        s.warp_reader[1] = s.warp_reader[0];
+        s.warp_read_time[1] = s.warp_read_time[0];
+      }
+      s.warp_reader[0] = me;
+      s.warp_read_time[0] = clock_;
       continue;
     }
-    for (int r = 0; r < 2; ++r)
+    for (int r = 0; r < 2; ++r) {
       if (s.read_time[r] >= block_start_ && s.reader[r] != me && !ordered(s.reader[r], s.read_time[r]))
         report("writes", s.reader[r], "read");
+      if (s.warp_read_time[r] >= block_start_ && s.warp_reader[r] != me &&
+          !ordered(s.warp_reader[r], s.warp_read_time[r]))
+        report("writes", s.warp_reader[r], "read");
+    }
     s.writer = me;
     s.write_time = clock_;
     s.atomic = access == Access::kAtomic;
     s.read_time[0] = s.read_time[1] = 0;
+    s.warp_read_time[0] = s.warp_read_time[1] = 0;
   }
 }
 

@@ -51,6 +51,20 @@ YF_GLOBAL void write_after_read(int64_t* out, int64_t) {
   if (tid() == 1) s[0] = 5;
 }
 
+// Every thread reads a broadcast value; warp 0 synchronises itself, then its thread 0
+// overwrites the value: a race with the other warps' reads (a __syncwarp orders one warp).
+// Schedules that run the other warps first leave warp 0's threads as the last readers.
+YF_GLOBAL void broadcast_then_warp_write(int64_t* out, int64_t) {
+  YF_SHARED(int, s, 1);
+  if (tid() == 0) s[0] = 7;
+  __syncthreads();
+  block_out(out)[tid()] = s[0];
+  if (tid() / 32 == 0) {
+    __syncwarp();
+    if (tid() == 0) s[0] = 5;
+  }
+}
+
 // Indexes a 64-element array with thread indices up to blockDim - 1 (+ arg).
 YF_GLOBAL void static_out_of_bounds(int64_t* out, int64_t extra) {
   YF_SHARED(float, s, 64);
@@ -155,6 +169,7 @@ const std::map<std::string, Kernel>& kernels() {
       {"reverse", &reverse},
       {"unsynchronised_sum", &unsynchronised_sum},
       {"write_after_read", &write_after_read},
+      {"broadcast_then_warp_write", &broadcast_then_warp_write},
       {"static_out_of_bounds", &static_out_of_bounds},
       {"dynamic_per_thread", &dynamic_per_thread},
       {"uninitialised_read", &uninitialised_read},
