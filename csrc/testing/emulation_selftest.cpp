@@ -51,15 +51,20 @@ YF_GLOBAL void write_after_read(int64_t* out, int64_t) {
   if (tid() == 1) s[0] = 5;
 }
 
-// Every thread reads a broadcast value; warp 0 synchronises itself, then its thread 0
-// overwrites the value: a race with the other warps' reads (a __syncwarp orders one warp).
-// Schedules that run the other warps first leave warp 0's threads as the last readers.
-YF_GLOBAL void broadcast_then_warp_write(int64_t* out, int64_t) {
+// Every thread reads a broadcast value; warp 0 lags `arg` __syncwarp rounds (the other warps
+// finish meanwhile in any schedule), reads it again, synchronises itself and its thread 0
+// overwrites it: a race with the other warps' reads (a __syncwarp orders one warp), whose
+// last readers are all of warp 0.
+YF_GLOBAL void broadcast_then_warp_write(int64_t* out, int64_t lag) {
   YF_SHARED(int, s, 1);
   if (tid() == 0) s[0] = 7;
   __syncthreads();
-  block_out(out)[tid()] = s[0];
+  const int first = s[0];
+  block_out(out)[tid()] = first;
   if (tid() / 32 == 0) {
+    for (int64_t r = 0; r < lag; ++r) __syncwarp();
+    const int again = s[0];
+    block_out(out)[tid()] = first + again;
     __syncwarp();
     if (tid() == 0) s[0] = 5;
   }
