@@ -219,10 +219,10 @@ def test_paste_store_paths():
 def test_paste_blocks_share_the_tiles_of_all_detections(detections, blocks):
     """paste_masks runs at most 1,021 blocks: block b takes tiles b, b + blocks, ... of all
     detections (21 each here: 7 rows x 3 columns, the last 16 pixels wide), testing 32 of
-    them at a time (a lane each, then a ballot). With 150 and 2,000 detections (over 32 x
-    1,021 tiles: a second round of 32) one block meets whole-image boxes (every tile on the
-    footprint), tiny and empty ones (zero tiles, 16-byte stores, also in the narrow last
-    column) and random ones in turn. Every pixel is written once (the emulation hands the
+    them at a time (a lane of warp 0 each, then a ballot). With 150 and 2,000 detections one
+    block meets whole-image boxes (every tile on the footprint), tiny and empty ones (zero
+    tiles, 16-byte stores, also in the narrow last column) and random ones in turn; 2,000 x
+    21 tiles are over 32 x 1,021, so each block has a second round. Every pixel is written once (the emulation hands the
     kernel 0x01 bytes) with the CPU kernel's masks."""
     g = gen(29)
     proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(detections, 8, g)
