@@ -220,10 +220,10 @@ YF_HD inline bool tile_reaches_crop(const PasteTile& tile, const CropBox& crop, 
 // 1)) in rounds of 32: lane i of warp 0 tests whether tile i of the round reaches its
 // detection's crop and leaves the tile and the ballot of answers in shared memory, so that
 // a tile off the footprint (96% of them on the golden case) costs a lane's test and its
-// stores, not a test on every warp (ptxas spilled the tiles kept in registers) or a block. Such a tile is zeroed at once (one 16-byte store
-// per thread for a whole tile with wide_stores). quad_stores: tile_w and out_w are
-// multiples of 4, so each thread stores 4 footprint pixels with one 4-byte store.
-// vector_loads: see warp_lincomb.
+// stores, not a test on every warp (ptxas spilled the tiles kept in registers) or a block.
+// Such a tile is zeroed at once (one 16-byte store per thread for a whole tile with
+// wide_stores). quad_stores: tile_w and out_w are multiples of 4, so each thread stores 4
+// footprint pixels with one 4-byte store. vector_loads: see warp_lincomb.
 // __launch_bounds__(256, 3): 80 registers, 3 blocks per SM; capped at 64 (4 blocks per
 // SM), ptxas moved values to a 24-byte stack frame (local loads and stores in the kernel).
 constexpr int kPasteBlocksPerSm = 3;
@@ -274,8 +274,10 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
       if (t < th) row_taps[t] = linear_tap<A>(ty0 + t, H, out_h);
       if (t < tw) col_taps[t] = linear_tap<A>(tx0 + t, W, out_w);
       if (t == 0) {
-        const PixelRange rows = tap_footprint([&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); }, th, crop.rows);
-        const PixelRange cols = tap_footprint([&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); }, tw, crop.cols);
+        const auto row_tap = [&](int64_t i) { return linear_tap<A>(ty0 + i, H, out_h); };
+        const auto col_tap = [&](int64_t i) { return linear_tap<A>(tx0 + i, W, out_w); };
+        const PixelRange rows = tap_footprint(row_tap, th, crop.rows);
+        const PixelRange cols = tap_footprint(col_tap, tw, crop.cols);
         footprint[0] = int(rows.begin);
         footprint[1] = int(rows.end);
         footprint[2] = int(cols.begin);
