@@ -1,7 +1,8 @@
 """Every CUDA op against the CPU kernel on one sweep of inputs: random shapes up to the
-official ones (19,248 priors, 80 classes, 138x138x32 prototypes), empty inputs, degenerate boxes, k not a multiple of 8, misaligned views and the
-reduced dtypes. Small enough to run under compute-sanitizer (memcheck, racecheck,
-synccheck, initcheck). Needs a GPU and a CUDA build; exits 1 on any mismatch.
+official ones (19,248 priors, 80 classes, 138x138x32 prototypes), empty inputs, degenerate
+boxes, k not a multiple of 8, misaligned views and the reduced dtypes. Small enough to run
+under compute-sanitizer (memcheck, racecheck, synccheck, initcheck). Needs a GPU and a
+CUDA build; exits 1 on any mismatch.
 
     python benchmarks/gpu_exercise.py [--quick]
 """

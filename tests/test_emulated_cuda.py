@@ -222,8 +222,8 @@ def test_paste_blocks_share_the_tiles_of_all_detections(detections, blocks):
     them at a time (a lane of warp 0 each, then a ballot). With 150 and 2,000 detections one
     block meets whole-image boxes (every tile on the footprint), tiny and empty ones (zero
     tiles, 16-byte stores, also in the narrow last column) and random ones in turn; 2,000 x
-    21 tiles are over 32 x 1,021, so each block has a second round. Every pixel is written once (the emulation hands the
-    kernel 0x01 bytes) with the CPU kernel's masks."""
+    21 tiles are over 32 x 1,021, so each block has a second round. Every pixel is written
+    once (the emulation hands the kernel 0x01 bytes) with the CPU kernel's masks."""
     g = gen(29)
     proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(detections, 8, g)
     boxes = random_boxes(detections, g, hostile=False)

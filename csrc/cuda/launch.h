@@ -187,9 +187,10 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   const auto boxes_c = boxes.contiguous();
   const int tile_h = paste_tile_extent(H, out_h, kernels::kPasteTileH, kernels::kPatchH);
   int tile_w = paste_tile_extent(W, out_w, kernels::kPasteTileW, kernels::kPatchW);
+  // out is allocated above (aligned to 64 bytes or more): its rows are 4- and 16-byte
+  // aligned whenever out_w is a multiple of 4 or 16
   const bool quad_stores = out_w % 4 == 0 && tile_w >= 4;
-  const bool wide_stores = out_w % 16 == 0 && tile_w >= 16 &&
-                           reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0;
+  const bool wide_stores = out_w % 16 == 0 && tile_w >= 16;
   tile_w -= tile_w % (wide_stores ? 16 : quad_stores ? 4 : 1);
   const int64_t tiles_x = ceil_div(out_w, tile_w), tiles = ceil_div(out_h, tile_h) * tiles_x;
   TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) && tiles < kPasteLaunchTiles,
