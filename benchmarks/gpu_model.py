@@ -7,10 +7,9 @@ Each launch reads its inputs and writes its outputs once from DRAM (data passed 
 launches goes through DRAM, re-reads inside one kernel are assumed to hit the caches);
 overlap of launches, occupancy and compute are ignored. It is a floor for bandwidth-bound
 kernels and charges each launch its typical CPU-side cost. The latency term (see
-``latency_us``) covers the block scans of select_top_k / merge_detections and the serial
-row walk of greedy survivors (their instruction issue as a count per scanned item;
-shared-atomic contention and the single-thread bucket scans between radix passes are not
-modelled).
+``latency_us``) covers the block scans of class_nms / merge_detections (their instruction
+issue as a count per scanned item), class_nms's IoU tests (issue per tested pair) and its
+serial greedy row walk; shared-atomic contention and barrier waits are not modelled.
 
 Two sides are modelled on the official shapes (19,248 priors, 81 classes, 138x138x32
 prototypes, 100 detections, 480x640 output):
@@ -34,7 +33,7 @@ SORT_PASSES = 4  # radix sort of 32-bit keys with 8-bit digits (modelled)
 TOPK_PASSES = 2  # radix select reads (modelled)
 CLOCK_HZ = 1.755e9  # H100 SXM sustained SM clock (boost is 1.98 GHz)
 GLOBAL_LATENCY_CYCLES = 500  # a dependent global load served by L2
-SELECT_SCANS = 4  # select_top_k: 3 radix passes + the collection (golden data: most classes)
+SELECT_SCANS = 4  # class_nms's select: 3 radix passes + the collection (golden data: most classes)
 MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
 # With the keys packed into shared memory, pass 1 narrows them to the k-th key's first-byte
 # bucket (narrow_packed_keys), which the later passes and the collection scan: in full
@@ -43,13 +42,17 @@ MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
 # survivors).
 SELECT_SCANS_PACKED = 2.4
 MERGE_SCANS_PACKED = 2.0
-GREEDY_ROW_CYCLES = 60  # greedy survivors: a shuffle, a shared load and a branch per row
+GREEDY_ROW_CYCLES = 60  # greedy walk: a shuffle, a shared load and a branch per row
 SHARED_LATENCY_CYCLES = 30  # a dependent shared-memory load
 SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatch, nms_kernels.cuh)
-# SASS instructions per scanned item: select_top_k<float> on sm_90 runs ~25 per eligible item
+# SASS instructions per scanned item: the select of class_nms<float> on sm_90 runs ~25 per eligible item
 # (order bits, key byte, shared atomic) plus ~5 per prefix byte it compares
 SCAN_INSTRUCTIONS = 35
 ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
+# SASS instructions per ranked pair class_nms<float> tests: row_suppression_bits' loop on
+# sm_90 runs 90 for two pairs (one LDS.128 of the column box each, the IoU with its division
+# by MUFU.RCP and Newton steps, the compare and the bit)
+IOU_PAIR_INSTRUCTIONS = 45
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,19 +117,17 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
     masks = M * s.proto_h * s.proto_w * F32
     out = M * s.out_h * s.out_w  # bool
     det = M * (4 * F32 + k * F32 + I64 + F32)  # boxes, coeffs, label, score
-    upper = (s.words + 1) / (2 * s.words)  # share of the IoU tiles on or above the diagonal
-    bits = C * K * s.words * I64 * upper
+    L = min(M, K)  # survivors per class the merge ranks
     return {
         "priors_level": lambda r: (2 * 8 * 9, _threads(r.get("grid")) * _threads(r.get("block")) * 4 * F32),
         "decode": lambda r: (2 * P * 4 * F32, P * 4 * F32),
         "detect_scores": lambda r: (2 * P * 4 * F32 + P * (C + 1) * F32, P * 4 * F32 + C * P * F32 + P),
         "candidate_flags": lambda r: (C * P * F32 + P * 4 * F32, P),
-        # one block per class: top K of the P scores
-        "select_top_k": lambda r: (C * P * F32 + P, C * K * (I64 + F32) + C * I64),
-        "iou_tiles": lambda r: (C * K * (I64 + 4 * F32) + C * I64, bits),
-        "survivors": lambda r: (bits + C * I64, C * K),
-        # one block: top M of the C x K survivors, then their rows gathered
-        "merge_detections": lambda r: (C * K * (F32 + 1) + M * I64 + det, det + I64),
+        # one block per class: top K of the P scores, their boxes gathered, the first L
+        # survivors (score, index, flag) written
+        "class_nms": lambda r: (C * P * F32 + P + C * K * 4 * F32, C * L * (F32 + I64 + 1)),
+        # one block: top M of the C x L survivors, then their rows gathered
+        "merge_detections": lambda r: (C * L * (F32 + 1) + M * I64 + det, det + I64),
         # fused mask kernels: proto, coefficients and boxes in. assemble_masks writes only
         # each box's footprint (the rest is zeroed by an ATen memset, charged as its own
         # step); paste_masks writes every output byte once (zeros off the footprint).
@@ -148,26 +149,28 @@ def latency_us(record: dict, s: Shapes) -> float:
     pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and
     there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus
     the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
-    upper side). Greedy survivors (the launch with dynamic shared memory) walks its top_k
-    rows serially."""
+    upper side). class_nms (n = the priors) also issues IOU_PAIR_INSTRUCTIONS per ranked
+    pair i < j on its SM and, for greedy (``record["greedy"]``), walks its top_k rows
+    serially; merge_detections ranks n = classes x min(detections, top_k) slots."""
     base = re.sub(r"<.*", "", record["name"])
     threads = _threads(record.get("block"))
     batch = record.get("scan_batch", SCAN_BATCH)
-    if base in ("select_top_k", "merge_detections") and threads:
-        select = base == "select_top_k"
-        n = s.priors if select else s.classes * s.top_k
-        first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
-        if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
-            later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
-            scans = SELECT_SCANS_PACKED if select else MERGE_SCANS_PACKED
-        else:
-            later = first
-            scans = SELECT_SCANS if select else MERGE_SCANS
-        issue = scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
-        return _cycles_us(first + (scans - 1) * later + issue)
-    if base == "survivors" and record.get("shared_bytes", 0):
-        return _cycles_us(s.top_k * GREEDY_ROW_CYCLES)
-    return 0.0
+    if base not in ("class_nms", "merge_detections") or not threads:
+        return 0.0
+    select = base == "class_nms"
+    n = s.priors if select else s.classes * min(s.detections, s.top_k)
+    first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
+    if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
+        later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
+        scans = SELECT_SCANS_PACKED if select else MERGE_SCANS_PACKED
+    else:
+        later = first
+        scans = SELECT_SCANS if select else MERGE_SCANS
+    cycles = first + (scans - 1) * later + scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
+    if select:
+        cycles += s.top_k * (s.top_k - 1) / 2 * IOU_PAIR_INSTRUCTIONS / ISSUE_LANES
+        cycles += s.top_k * GREEDY_ROW_CYCLES if record.get("greedy") else 0
+    return _cycles_us(cycles)
 
 
 def kernel_step(record: dict, s: Shapes) -> Step:

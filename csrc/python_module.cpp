@@ -53,10 +53,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                                 "(per calling thread)");
   emulation.def("options", [] {
     const emu::Options o = emu::options();
-    return pybind11::make_tuple(o.seed, o.check_races);
+    return pybind11::make_tuple(o.seed, o.check_races, o.opt_in_shared_bytes);
   });
-  emulation.def("set_options", [](uint64_t seed, bool check_races) {
-    emu::set_options(emu::Options{seed, check_races});
+  emulation.def("set_options", [](uint64_t seed, bool check_races, size_t opt_in_shared_bytes) {
+    TORCH_CHECK_VALUE(opt_in_shared_bytes >= 64 * 1024 && opt_in_shared_bytes <= emu::kOptInSharedBytes,
+                      "opt_in_shared_bytes must be in [64 KiB, 227 KiB], got ", opt_in_shared_bytes);
+    emu::set_options(emu::Options{seed, check_races, opt_in_shared_bytes});
   });
   emulation.def("begin_recording", &emu::begin_recording);
   emulation.def("end_recording", [](size_t start) {

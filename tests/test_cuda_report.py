@@ -171,29 +171,37 @@ def test_step_model():
 
 
 def test_latency_term_of_the_block_scans():
-    """select_top_k's block scans: one dependent round of loads per SCAN_BATCH items a
-    thread walks (latency), plus the instructions of every item on one SM (issue); the
-    model's batch is the kernels' (kScanBatch)."""
+    """class_nms's block scans: one dependent round of loads per SCAN_BATCH items a
+    thread walks (latency), plus the instructions of every item on one SM (issue), plus
+    the issue of its IoU tests (and the greedy walk); the model's batch is the kernels'
+    (kScanBatch)."""
     source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
     assert f"constexpr int kScanBatch = {gpu_model.SCAN_BATCH};" in source
     s = gpu_model.Shapes()
     issue = gpu_model.SELECT_SCANS * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
+    iou = s.top_k * (s.top_k - 1) / 2 * gpu_model.IOU_PAIR_INSTRUCTIONS / gpu_model.ISSUE_LANES
     for threads, batch, rounds in ((256, 1, 76), (1024, 8, 3)):
-        record = {"name": "select_top_k<float, float>", "block": (threads, 1, 1), "scan_batch": batch}
-        cycles = gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue
+        record = {"name": "class_nms<float, float, float>", "block": (threads, 1, 1), "scan_batch": batch}
+        cycles = gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue + iou
         assert gpu_model.latency_us(record, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
+        greedy = gpu_model.latency_us({**record, "greedy": True}, s) - gpu_model.latency_us(record, s)
+        assert greedy == pytest.approx(s.top_k * gpu_model.GREEDY_ROW_CYCLES / gpu_model.CLOCK_HZ * 1e6)
     # keys packed into shared memory by the first pass: the later scans wait on shared loads
     # and pass 1 narrows them, so fewer items are scanned
-    packed = {"name": "select_top_k", "block": (1024, 1, 1), "shared_bytes": 256 * 16 + 8 * s.priors}
+    packed = {"name": "class_nms", "block": (1024, 1, 1), "shared_bytes": 256 * 16 + 8 * s.priors}
     scans = gpu_model.SELECT_SCANS_PACKED
     assert 2 < scans < gpu_model.SELECT_SCANS
     cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
-              + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
+              + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES + iou)
     assert gpu_model.latency_us(packed, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
-    step = gpu_model.kernel_step({"name": "select_top_k", "block": (1024, 1, 1)}, s)
+    step = gpu_model.kernel_step({"name": "class_nms", "block": (1024, 1, 1)}, s)
     assert step.latency_us > 0 and step.modelled_us > step.latency_us + gpu_model.LAUNCH_US
-    fast = {"name": "survivors", "block": (128, 1, 1), "shared_bytes": 0}
-    assert gpu_model.latency_us(fast, s) == 0.0 < gpu_model.latency_us({**fast, "shared_bytes": 8}, s)
+    # merge_detections ranks classes x min(detections, top_k) slots
+    merge = {"name": "merge_detections", "block": (1024, 1, 1)}
+    slots = s.classes * min(s.detections, s.top_k)
+    cycles = (gpu_model.MERGE_SCANS * math.ceil(slots / (1024 * 8)) * gpu_model.GLOBAL_LATENCY_CYCLES
+              + gpu_model.MERGE_SCANS * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
+    assert gpu_model.latency_us(merge, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
     assert gpu_model.latency_us({"name": "paste_masks", "block": (256, 1, 1)}, s) == 0.0
 
 

@@ -332,12 +332,13 @@ def test_masks_do_not_depend_on_the_schedule(seed):
 
 # --- NMS kernels: launches, schedules, limits ------------------------------------------
 
-NMS_KERNELS = ["select_top_k", "iou_tiles", "survivors", "merge_detections"]
+NMS_KERNELS = ["class_nms", "merge_detections"]
 
 
-def test_nms_and_detect_launch_five_kernels():
-    """decode + softmax + NMS in at most 8 launches (5 custom kernels; with contiguous
-    float32 inputs no ATen kernel runs besides allocations)."""
+def test_nms_and_detect_launch_three_kernels():
+    """decode + softmax + NMS in at most 8 launches (3 custom kernels; with contiguous
+    float32 inputs no ATen kernel runs besides allocations). The classes go on grid.x
+    (grid.y and grid.z are limited to 65535)."""
     g = gen(41)
     loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)
     with cuda.launches() as log:
@@ -348,9 +349,8 @@ def test_nms_and_detect_launch_five_kernels():
     with cuda.launches() as log:
         cuda.fast_nms(boxes, scores, coeffs, method="cluster")
     assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
-    tiles = next(launch for launch in log if launch.kernel == "iou_tiles")
-    assert tiles.grid == (4 * 4, 4, 1)  # 4 classes x 4 x 4 tiles of 200 boxes
-    assert tiles.block == (256, 1, 1)  # 4 lanes per row of a 64 x 64 tile
+    per_class = next(launch for launch in log if launch.kernel == "class_nms")
+    assert (per_class.grid, per_class.block) == ((4, 1, 1), (1024, 1, 1))  # a block per class
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -407,7 +407,7 @@ def test_radix_select_over_every_bucket_matches_cpu(seed, top_k):
     """Scores spread over all 256 first-byte buckets (both signs, exponents -120..120) and
     quantised so that many keys tie, cut at top_k anywhere: the warp scan that finds the k-th
     key's bucket (lane l owns buckets 255 - 8l .. 248 - 8l) must agree with the CPU's full
-    sort, in select_top_k and in merge_detections (max_detections)."""
+    sort, in class_nms and in merge_detections (max_detections)."""
     g = gen(300 + seed)
     p, c = 700, 3
     exponent = torch.randint(-120, 121, (c, p), generator=g).double()
@@ -445,16 +445,6 @@ def test_radix_pass_one_narrows_packed_keys_in_batches(seed):
     assert_nms_equal(got, want)
     assert torch.equal(got[3].view(torch.int32), want[3].view(torch.int32))  # -0.0 kept
     assert (got[3] == 0).sum() > 100 and got[3].signbit().any()
-
-
-def test_iou_tiles_fold_classes_into_grid_x():
-    """grid.y and grid.z are limited to 65535: the classes go on grid.x (C x column tiles)."""
-    g = gen(53)
-    boxes, scores, coeffs = clustered_boxes(300, g), random_scores(3, 300, g), random_coeffs(300, 2, g)
-    with cuda.launches() as log:
-        cuda.fast_nms(boxes, scores, coeffs, top_k=130)
-    grids = {launch.kernel: launch.grid for launch in log}
-    assert grids["iou_tiles"] == (3 * 3, 3, 1)
 
 
 @pytest.mark.slow
@@ -521,10 +511,11 @@ def test_decode_puts_images_on_grid_y():
 
 @pytest.mark.parametrize("num_priors, dtype", [(300, torch.float32), (300, torch.float64), (30000, torch.float32)])
 def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
-    """select_top_k and merge_detections pack the float keys of all items into dynamic shared
+    """class_nms and merge_detections pack the float keys of all items into dynamic shared
     memory (after the k_pad items) when they fit under the opt-in limit; float64 keys and
-    float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Both paths
-    give the reference's detections."""
+    float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Once the
+    select is done, class_nms stages the ranked boxes where the keys were. Both paths give
+    the reference's detections."""
     g = gen(43)
     boxes, scores = clustered_boxes(num_priors, g, dtype), random_scores(2, num_priors, g, dtype)
     coeffs = random_coeffs(num_priors, 4, g, dtype)
@@ -532,9 +523,42 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
         got = emulated_nms(boxes, scores, coeffs)
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100))
     shared = {launch.kernel: launch.shared_bytes for launch in log}
-    item = 16  # (score, int64 index), float32 and float64 alike
-    keys = {"select_top_k": num_priors, "merge_detections": 2 * 200}
-    pads = {"select_top_k": 256, "merge_detections": 128}
-    for kernel, n in keys.items():
-        packed = dtype == torch.float32 and n * 8 <= 200 * 1024
-        assert shared[kernel] == pads[kernel] * item + (8 * n if packed else 0), kernel
+    item, box = 16, 4 * dtype.itemsize  # (score, int64 index) for float32 and float64 alike
+    packed = dtype == torch.float32 and num_priors * 8 <= 200 * 1024
+    assert shared["class_nms"] == 256 * item + max(8 * num_priors if packed else 0, 200 * box)
+    survivors = 2 * 100  # C x min(max_detections, top_k)
+    packed = dtype == torch.float32
+    assert shared["merge_detections"] == 128 * item + (8 * survivors if packed else 0)
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method):
+    """With 64 KiB of opt-in shared memory per block (compute capability 7.5), 2,048 ranked
+    float64 boxes (64 KiB) do not fit beside the 2,048 ranked items (32 KiB): class_nms
+    reads them through the items' indices from global memory (greedy keeps its band of 64
+    bitmask rows, 16 KiB). Both that and the boxes in shared memory (227 KiB) give the
+    reference's detections, under shuffled schedules."""
+    g = gen(71)
+    p = 2500
+    boxes, scores = clustered_boxes(p, g, torch.float64), random_scores(2, p, g, torch.float64)
+    coeffs = random_coeffs(p, 2, g, torch.float64)
+    args = (0.5, 2048, 0.05, 300)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    want = twin(boxes, scores, coeffs, *args)
+    assert len(want[0]) > 100
+    sizes = {}
+    for limit, seed in ((64 * 1024, 1), (227 * 1024, 2)):
+        with cuda.schedule(seed=seed, opt_in_shared_bytes=limit), cuda.launches() as log:
+            got = emulated_nms(boxes, scores, coeffs, *args, method)
+        assert_nms_equal(got, want)
+        sizes[limit] = next(launch.shared_bytes for launch in log if launch.kernel == "class_nms")
+    band = 64 * 32 * 8 if method == "cluster" else 0
+    assert sizes[64 * 1024] == 2048 * 16 + band
+    assert sizes[227 * 1024] == 2048 * 16 + 2048 * 4 * 8 + band
+
+
+@pytest.mark.parametrize("limit", [64 * 1024 - 1, 227 * 1024 + 1, True, 100_000.0])
+def test_schedule_rejects_shared_memory_limits_of_no_device(limit):
+    with pytest.raises(ValueError, match="opt_in_shared_bytes must be an int in"):
+        with cuda.schedule(opt_in_shared_bytes=limit):
+            pass

@@ -163,8 +163,14 @@ def test_large_dynamic_shared_memory_needs_an_opt_in():
         run("dynamic_per_thread", block=(128, 1, 1), shared_bytes=49 * 1024)
     out = run("dynamic_per_thread", block=(128, 1, 1), shared_bytes=49 * 1024, large_shared=True)
     assert torch.equal(out[:-1], (torch.arange(128) + 1) % 128)
-    with pytest.raises(ValueError, match="exceed 227 KiB"):
+    with pytest.raises(ValueError, match="exceed the device's 227 KiB"):
         run("dynamic_per_thread", block=(128, 1, 1), shared_bytes=228 * 1024, large_shared=True)
+    # a device with less shared memory (compute capability 7.5: 64 KiB with the opt-in)
+    with ecuda.schedule(opt_in_shared_bytes=64 * 1024):
+        with pytest.raises(ValueError, match="exceed the device's 64 KiB"):
+            run("dynamic_per_thread", block=(128, 1, 1), shared_bytes=65 * 1024, large_shared=True)
+        out = run("dynamic_per_thread", block=(128, 1, 1), shared_bytes=64 * 1024, large_shared=True)
+        assert torch.equal(out[:-1], (torch.arange(128) + 1) % 128)
 
 
 # --- the schedule is shuffled by the seed --------------------------------------------------
@@ -184,11 +190,11 @@ def test_order_dependent_results_change_with_the_seed(name):
 
 def test_schedule_restores_the_previous_settings():
     before = _C.emulation.options()
-    with ecuda.schedule(seed=7, check_races=False):
-        assert _C.emulation.options() == (7, False)
+    with ecuda.schedule(seed=7, check_races=False, opt_in_shared_bytes=99 * 1024):
+        assert _C.emulation.options() == (7, False, 99 * 1024)
         with ecuda.schedule(seed=8):
-            assert _C.emulation.options() == (8, True)
-        assert _C.emulation.options() == (7, False)
+            assert _C.emulation.options() == (8, True, 227 * 1024)
+        assert _C.emulation.options() == (7, False, 99 * 1024)
     assert _C.emulation.options() == before
     with pytest.raises(ValueError, match="seed"):
         with ecuda.schedule(seed=-1):

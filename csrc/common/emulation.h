@@ -32,10 +32,16 @@
 namespace yf {
 namespace emulation {
 
-// Settings of the emulation for launches from the calling OS thread.
+// Shared memory per block with the opt-in (compute capability 9.0).
+constexpr size_t kOptInSharedBytes = 227 * 1024;
+
+// Settings of the emulation for launches from the calling OS thread. opt_in_shared_bytes:
+// the emulated device's opt-in shared memory per block (64 KiB for compute capability 7.5
+// up to kOptInSharedBytes), which launchers read through max_opt_in_shared_bytes().
 struct Options {
   uint64_t seed = 0;
   bool check_races = true;
+  size_t opt_in_shared_bytes = kOptInSharedBytes;
 };
 Options options();
 void set_options(const Options& options);
@@ -68,12 +74,9 @@ struct KernelBody {
 void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_bytes,
               bool large_shared_opt_in, KernelBody body);
 
-// Shared memory per block with the opt-in (compute capability 9.0).
-constexpr size_t kOptInSharedBytes = 227 * 1024;
-
 // The launch policy of csrc/cuda/launch.h that runs kernels under the emulation.
 struct HostLaunch {
-  size_t max_opt_in_shared_bytes() const { return kOptInSharedBytes; }
+  size_t max_opt_in_shared_bytes() const { return options().opt_in_shared_bytes; }
   template <class... KernelArgs, class... Args>
   void operator()(const char* name, dim3 grid, dim3 block, size_t shared_bytes,
                   void (*kernel)(KernelArgs...), Args&&... args) const {

@@ -659,8 +659,9 @@ void check_launch(const Launch& l, bool opt_in) {
                     "': ", l.dynamic_bytes,
                     " bytes of dynamic shared memory exceed 48 KiB without an opt-in "
                     "(pass LargeSharedBytes to the launch)");
-  TORCH_CHECK_VALUE(l.dynamic_bytes <= kOptInSharedBytes, "kernel '", l.kernel, "': ",
-                    l.dynamic_bytes, " bytes of dynamic shared memory exceed 227 KiB");
+  const size_t limit = tl_options.opt_in_shared_bytes;
+  TORCH_CHECK_VALUE(l.dynamic_bytes <= limit, "kernel '", l.kernel, "': ", l.dynamic_bytes,
+                    " bytes of dynamic shared memory exceed the device's ", limit / 1024, " KiB");
 }
 
 }  // namespace
@@ -687,7 +688,7 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_b
                       grid,
                       block,
                       dynamic_shared_bytes,
-                      large_shared_opt_in ? kOptInSharedBytes : kDefaultSharedBytes,
+                      large_shared_opt_in ? tl_options.opt_in_shared_bytes : kDefaultSharedBytes,
                       body,
                       tl_options,
                       &paths};

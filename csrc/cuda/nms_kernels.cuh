@@ -3,14 +3,14 @@
 // csrc/common/emulation.h (shared memory only through YF_SHARED / YF_DYNAMIC_SHARED).
 //
 //   scores:     candidate_flags (fast_nms) | detect_scores (decode + softmax, detect)
-//   top-k:      select_top_k, one block of 1024 threads per class: radix select on unique
-//               (score, index) keys (float keys packed into shared memory by the first
-//               pass, narrowed to the k-th key's bucket by the second), then a bitonic
-//               sort of the k selected in shared memory
-//   IoU:        iou_tiles, 64 x 64 tiles of the ranked boxes, lower-triangle tiles skipped
-//   survivors:  survivors, one warp per class (Fast NMS: column OR; greedy: bits in registers)
-//   merge:      merge_detections, one block: select_top_k_block over all survivors, then
-//               the survivors' rows gathered into the outputs
+//   per class:  class_nms, one block of 1024 threads per class: the top k by a radix
+//               select on unique (score, index) keys (float keys packed into shared memory
+//               by the first pass, narrowed to the k-th key's bucket by the second) and a
+//               bitonic sort in shared memory; the IoUs of the ranked pairs in 64 x 64
+//               tiles (lower-triangle tiles skipped); the survivors (Fast NMS: OR of the
+//               columns; greedy: a warp walks the rows); the first survivors compacted
+//   merge:      merge_detections, one block: select_top_k_block over the classes'
+//               survivors, then their rows gathered into the outputs
 #pragma once
 
 #include <cstring>
@@ -25,7 +25,6 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kTile = 64;  // boxes per IoU tile: one 64-bit word of the bitmask
-constexpr int kGreedyRows = 32;  // bitmask rows a greedy warp stages at a time
 
 // Monotone unsigned image of a non-NaN float: a < b <=> order_bits(a) < order_bits(b), and
 // a == b <=> order_bits(a) == order_bits(b) (-0.0 is keyed as +0.0: the two compare equal,
@@ -205,9 +204,11 @@ YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n
   }
 }
 
-// The calling block selects the top k of the eligible items (score A(s[i]), eligible ok[i],
-// i < n) and calls emit(r, item, count) for each rank r in [0, k) (one thread each), the
-// items in rank order (count = how many there are; items past it are padding). MSD radix
+// The calling block ranks the top k of the eligible items (score A(s[i]), eligible ok[i],
+// i < n): rank_top_k_block leaves them in rank order in items[0, count) of the dynamic shared
+// memory (padding up to k_pad after them) and returns their number, count <= k, to every
+// thread after a barrier; select_top_k_block then calls emit(r, item, count) for each rank
+// r in [0, k) (one thread each; items past count are padding). MSD radix
 // select over the unique keys, one byte per pass (stopping at the first byte whose bucket
 // holds exactly the remaining rank), then a bitonic sort of the selected items in dynamic
 // shared memory (k_pad items, k_pad a power of two >= k). shared_keys (float keys only:
@@ -226,8 +227,8 @@ constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 // 255 - 8l down to 248 - 8l, a shuffle scan gives each lane the count above its buckets, and
 // the lane where the count crosses the rank walks its 8: a few hundred cycles per pass where
 // a single thread's walk took 2-5 thousand (SASS), with 1023 threads waiting at the barrier.
-// Barrier waits were 44% of select_top_k's stall cycles on an H100 (Nsight Compute); that
-// walk is one part of them, beside the bitonic sort's barriers and load imbalance.
+// Barrier waits were 44% of the select kernel's stall cycles on an H100 (Nsight Compute);
+// that walk is one part of them, beside the bitonic sort's barriers and load imbalance.
 constexpr int kBucketsPerLane = 256 / kWarp;
 
 template <class Histogram, class State, class Prefix>  // shared arrays (emulation: SharedArray)
@@ -310,9 +311,9 @@ YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, int64_t k
   if (tid == 0) slots[1] = slots[2];  // read after the caller's barrier
 }
 
-template <class A, class S, class Emit>
-YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
-                                         int64_t k_pad, bool shared_keys, const Emit& emit) {
+template <class A, class S>
+YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
+                                          int64_t k_pad, bool shared_keys) {
   using T = A;  // items and keys in the arithmetic type
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
@@ -428,158 +429,207 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
     }
   }
   __syncthreads();
-  for (int64_t r = tid; r < k; r += threads) {
-    const Item<T> item = items[r];
+  return count;
+}
+
+template <class A, class S, class Emit>
+YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t n, int64_t k,
+                                         int64_t k_pad, bool shared_keys, const Emit& emit) {
+  const int64_t count = rank_top_k_block<A>(s, ok, n, k, k_pad, shared_keys);
+  YF_DYNAMIC_SHARED(Item<A>, items);
+  for (int64_t r = threadIdx.x; r < k; r += blockDim.x) {
+    const Item<A> item = items[r];
     emit(r, item, count);
   }
 }
 
-// Block blockIdx.x: the top k of its row (scores[row * score_stride + i], eligible[row *
-// eligible_stride + i], i < n) in rank order to out_index/out_score[row, 0:k) (index -1 and
-// score 0 past the count) and their number to out_count[row].
+// Per-class NMS, one block of kSelectThreads threads per class c = blockIdx.x, in one
+// launch: the class's top K eligible priors ranked (rank_top_k_block over scores[c, 0:P)),
+// the IoU of every ranked pair i < j, the survivors ("fast": j is removed iff any
+// higher-ranked box suppresses it; "greedy": iff a kept one does), and the first L
+// survivors in rank order to kept_score/kept_index[c, 0:L) (score, prior index), with
+// kept_ok[c, j] = j < survivors (padding past them: score 0, index 0, written so that the
+// merge's batched loads read only written memory). Three launches before (select, IoU
+// tiles, survivors) passed the ranked boxes and a [C, K, K / 64] bitmask through global
+// memory.
+//
+// Dynamic shared memory, after the k_pad ranked items: the select's packed keys
+// (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes
+// (shared_boxes; else read through the items' indices from global memory) and, for greedy,
+// a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <= kMaxWords).
+// Tiles of 64 x 64 ranked pairs left of the diagonal hold no pair i < j and are skipped; a
+// tile is a task of kIouThreads threads, kIouSplit consecutive lanes per row, lane `part`
+// testing columns part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes
+// 16 B apart, no bank conflict; before the split, a thread testing all 64 ran ~7,000
+// dependent instructions per warp, 25 us for 80 classes of 200 on an H100, Nsight Compute).
+// "fast" ORs each warp's bits (8 rows of one tile) into removed[column tile] with one shared
+// atomic, all tiles in one sweep; "greedy" computes the tiles of one row band at a time into
+// the band, and warp 0 walks the band's rows in rank order with word w of the removed set in
+// lane w.
 constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
-
-template <class S, class T>
-YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
-    select_top_k(const S* scores, int64_t score_stride, const uint8_t* eligible,
-                 int64_t eligible_stride, int64_t n, int64_t k, int64_t k_pad, bool shared_keys,
-                 int64_t* out_index, T* out_score, int64_t* out_count) {
-  const int64_t row = blockIdx.x;
-  select_top_k_block<T>(scores + row * score_stride, eligible + row * eligible_stride, n, k, k_pad,
-                        shared_keys,
-                     [&](int64_t r, const Item<T>& item, int64_t count) {
-                       out_index[row * k + r] = r < count ? item.index : -1;
-                       out_score[row * k + r] = r < count ? item.score : T(0);
-                       if (r == 0) out_count[row] = count;
-                     });
-}
-
-// Block (class * words + column tile, row tile) of the suppression bitmask (the class is
-// folded into grid.x, whose limit is 2^31 - 1, not 65535): bit b of
-// mask[c, i, col] is set iff ranked box i suppresses ranked box j = 64 col + b (j > i, both
-// among the class's first count[c]). Tiles left of the diagonal hold no such pair: they are
-// written as zeros without computing (the greedy walk stages whole rows, and compute-sanitizer's
-// initcheck flags reads of memory no kernel wrote). The column tile's boxes are staged in
-// shared memory. kIouSplit consecutive lanes share a row, lane `part` testing columns
-// part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes 16 B apart, no bank
-// conflict, and share a partial last tile evenly), and OR their bits with shuffles: a thread
-// testing all 64 ran ~7,000 dependent instructions per warp (25 us for 80 classes of 200 on
-// an H100, Nsight Compute).
 constexpr int kIouSplit = 4;
 constexpr int kIouThreads = kTile * kIouSplit;
-static_assert(kIouThreads == 4 * kTile,
-              "iou_tiles stages coordinate t % 4 of box t / 4 with thread t: change the staging with kIouSplit");
+constexpr int kMaxWords = 32;  // bitmask words of a class: K <= 2048 (launch::kMaxRanked)
+static_assert(kIouThreads % kWarp == 0 && kSelectThreads % kIouThreads == 0,
+              "a warp's lanes test rows of one tile; a round of tasks is whole tiles");
 static_assert(kWarp % kIouSplit == 0, "a row's lanes share a warp");
 
-template <class B, class T>
-YF_GLOBAL void iou_tiles(const B* boxes, const int64_t* ranked_index, const int64_t* count,
-                         int64_t K, int64_t words, T iou_threshold, uint64_t* mask) {
-  const unsigned column_tiles = unsigned(words);  // <= 32: a 32-bit division, once per block
-  const int64_t col = blockIdx.x % column_tiles, c = blockIdx.x / column_tiles, row = blockIdx.y;
-  const int t = int(threadIdx.x), part = t % kIouSplit;
-  const int64_t i = row * kTile + t / kIouSplit;
-  if (col < row) {
-    if (part == 0 && i < K) mask[(c * K + i) * words + col] = 0;
-    return;
+// Bits of ranked row i (< n) against the ranked columns 64 col + b, b > i - 64 col, that
+// lane `part` of the row tests (b = part mod kIouSplit); box(r, d) reads coordinate d of
+// ranked box r. Ranked boxes are finite (candidates only): finite_box_suppresses, with row
+// i's area computed once, decides as suppresses() does.
+template <class A, class Box>
+YF_DEVICE inline uint64_t row_suppression_bits(const Box& box, int64_t n, int64_t i, int64_t col,
+                                               int part, A iou_threshold) {
+  uint64_t bits = 0;
+  if (i >= n) return bits;
+  const A x1 = box(i, 0), y1 = box(i, 1), x2 = box(i, 2), y2 = box(i, 3);
+  const A area = (x2 - x1) * (y2 - y1);
+  const int columns = int(min_(int64_t(kTile), n - col * kTile));
+  const int diagonal = int(i - col * kTile);  // test b > diagonal only
+  const int first = diagonal < part ? part : part + ((diagonal - part) / kIouSplit + 1) * kIouSplit;
+  for (int b = first; b < columns; b += kIouSplit) {
+    A box_j[4];
+    for (int d = 0; d < 4; ++d) box_j[d] = box(col * kTile + b, d);
+    const A area_j = (box_j[2] - box_j[0]) * (box_j[3] - box_j[1]);
+    if (finite_box_suppresses(x1, y1, x2, y2, area, box_j, area_j, iou_threshold)) bits |= uint64_t(1) << b;
   }
-  YF_SHARED(T, tile, 4 * kTile);
-  const int64_t n = count[c];
-  {
-    const int64_t j = col * kTile + t / 4;  // thread t stages coordinate t % 4 of box t / 4
-    if (j < n) tile[t] = T(boxes[4 * ranked_index[c * K + j] + t % 4]);
+  return bits;
+}
+
+// Word w of the ranked boxes [0, n) that survive: removed bits cleared.
+template <class Removed>
+YF_DEVICE inline uint64_t survivor_word(const Removed& removed, int64_t n, int64_t w) {
+  const int64_t valid = n - kTile * w;
+  if (valid <= 0) return 0;
+  const uint64_t in_range = valid >= kTile ? ~uint64_t(0) : (uint64_t(1) << valid) - 1;
+  return ~uint64_t(removed[w]) & in_range;
+}
+
+template <class S, class B, class A>
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
+    class_nms(const S* scores, const uint8_t* eligible, int64_t P, const B* boxes, int64_t K,
+              int64_t k_pad, bool shared_keys, bool shared_boxes, A iou_threshold, bool greedy,
+              int64_t L, A* kept_score, int64_t* kept_index, uint8_t* kept_ok) {
+  const int64_t c = blockIdx.x;
+  const int64_t n = rank_top_k_block<A>(scores + c * P, eligible, P, K, k_pad, shared_keys);
+  YF_DYNAMIC_SHARED(Item<A>, items);
+  YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items
+  YF_DYNAMIC_SHARED(uint64_t, band);   // from band_base: after the boxes
+  YF_SHARED(unsigned long long, removed, kMaxWords);  // atomicOr has no uint64_t (unsigned long) form
+  const int64_t item_bytes = k_pad * int64_t(sizeof(Item<A>));
+  const int64_t box_base = item_bytes / int64_t(sizeof(A));
+  const int64_t band_base = (item_bytes + (shared_boxes ? 4 * K * int64_t(sizeof(A)) : 0)) / 8;
+  const int64_t words = (n + kTile - 1) / kTile;
+  const unsigned tid = threadIdx.x, threads = blockDim.x, lane = tid % kWarp;
+
+  if (shared_boxes)
+    for (int64_t e = tid; e < 4 * n; e += threads) {
+      const Item<A> item = items[e / 4];
+      ranked_boxes[box_base + e] = A(boxes[4 * item.index + e % 4]);
+    }
+  if (tid < kMaxWords) removed[tid] = 0;
+  __syncthreads();
+  const auto box = [&](int64_t r, int d) -> A {
+    if (shared_boxes) return ranked_boxes[box_base + 4 * r + d];
+    const Item<A> item = items[r];
+    return A(boxes[4 * item.index + d]);
+  };
+
+  if (!greedy) {
+    // All tiles (row tile <= column tile) in one sweep, kIouThreads tasks per tile.
+    const int64_t tasks = words * (words + 1) / 2 * kIouThreads;  // whole warps: uniform
+    for (int64_t task = tid; task < tasks; task += threads) {
+      int64_t tile = task / kIouThreads, row_tile = 0;  // tile-th of the upper triangle, by rows
+      while (tile >= words - row_tile) {
+        tile -= words - row_tile;
+        ++row_tile;
+      }
+      const int64_t col = row_tile + tile;
+      const int within = int(task % kIouThreads), part = within % kIouSplit;
+      uint64_t bits = row_suppression_bits<A>(box, n, row_tile * kTile + within / kIouSplit, col, part,
+                                              iou_threshold);
+      for (int offset = 1; offset < kWarp; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+      if (lane == 0 && bits) atomicOr(&removed[col], (unsigned long long)bits);
+    }
+  } else {
+    uint64_t walked = 0;  // warp 0: word `lane` of the removed set
+    for (int64_t row_tile = 0; row_tile < words; ++row_tile) {
+      const int64_t tasks = (words - row_tile) * kIouThreads;
+      for (int64_t task = tid; task < tasks; task += threads) {
+        const int64_t col = row_tile + task / kIouThreads;
+        const int within = int(task % kIouThreads), row = within / kIouSplit, part = within % kIouSplit;
+        uint64_t bits = row_suppression_bits<A>(box, n, row_tile * kTile + row, col, part, iou_threshold);
+        for (int offset = 1; offset < kIouSplit; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+        if (part == 0) band[band_base + row * words + col] = bits;
+      }
+      __syncthreads();
+      if (tid < kWarp) {
+        const int64_t last = min_(n, (row_tile + 1) * kTile);
+        for (int64_t i = row_tile * kTile; i < last; ++i) {
+          const uint64_t word = __shfl_sync(0xffffffffu, walked, int(row_tile));
+          if ((word >> (i % kTile)) & 1) continue;  // warp-uniform
+          if (int64_t(lane) >= row_tile && int64_t(lane) < words)
+            walked |= uint64_t(band[band_base + (i - row_tile * kTile) * words + lane]);
+        }
+      }
+      __syncthreads();  // the band is rewritten by the next row tile
+    }
+    if (tid < words) removed[tid] = walked;
   }
   __syncthreads();
-  uint64_t bits = 0;
-  if (i < n) {
-    T box_i[4];
-    const B* src = boxes + 4 * ranked_index[c * K + i];
-    for (int d = 0; d < 4; ++d) box_i[d] = T(src[d]);
-    const int64_t last = n - col * kTile < kTile ? n - col * kTile : kTile;
-    const int columns = int(last), diagonal = int(i - col * kTile);  // test b > diagonal only
-    for (int b = part; b < columns; b += kIouSplit) {
-      if (b <= diagonal) continue;
-      T box_j[4];
-      for (int d = 0; d < 4; ++d) box_j[d] = tile[4 * b + d];
-      if (suppresses(box_i, box_j, iou_threshold)) bits |= uint64_t(1) << b;
-    }
-  }
-  for (int offset = 1; offset < kIouSplit; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
-  if (part == 0 && i < K) mask[(c * K + i) * words + col] = bits;
-}
 
-// One warp per class: keep[c, r] for its ranked boxes. "fast": r is removed iff any
-// higher-ranked box suppresses it (an OR down each bitmask column, rows split over the
-// lanes). "greedy": only kept boxes suppress; lane w holds word w of the removed set
-// (words <= 32) and the rows are walked in rank order, staged kGreedyRows at a time in
-// dynamic shared memory (kGreedyRows x words words per warp).
-YF_GLOBAL void survivors(const uint64_t* mask, const int64_t* count, int64_t C, int64_t K,
-                         int64_t words, bool greedy, uint8_t* keep) {
-  const int64_t c = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
-  if (c >= C) return;
-  const unsigned lane = threadIdx.x % kWarp;
-  const int64_t n = count[c];
-  const uint64_t* rows = mask + c * K * words;
-  if (!greedy) {
-    for (int64_t w = 0; w < words; ++w) {
-      uint64_t removed = 0;
-      const int64_t last_row = n < kTile * (w + 1) ? n : kTile * (w + 1);
-      for (int64_t i = lane; i < last_row; i += kWarp) removed |= rows[i * words + w];
-      for (int offset = kWarp / 2; offset > 0; offset /= 2)
-        removed |= __shfl_xor_sync(0xffffffffu, removed, offset);
-      for (int64_t b = lane; b < kTile && kTile * w + b < K; b += kWarp) {
-        const int64_t r = kTile * w + b;
-        keep[c * K + r] = r < n && !((removed >> b) & 1);
+  // Survivor r's slot = survivors ranked before it (popcounts of the words below it).
+  int64_t survivors = 0;
+  for (int64_t w = 0; w < words; ++w) survivors += __popcll(survivor_word(removed, n, w));
+  for (int64_t r = tid; r < K; r += threads) {
+    if (r < n) {
+      const int64_t w = r / kTile;
+      const uint64_t word = survivor_word(removed, n, w), below = (uint64_t(1) << (r % kTile)) - 1;
+      if ((word >> (r % kTile)) & 1) {
+        int64_t slot = __popcll(word & below);
+        for (int64_t v = 0; v < w; ++v) slot += __popcll(survivor_word(removed, n, v));
+        if (slot < L) {
+          const Item<A> item = items[r];
+          kept_score[c * L + slot] = item.score;
+          kept_index[c * L + slot] = item.index;
+        }
       }
     }
-    return;
-  }
-  // The rows go through shared memory, kGreedyRows at a time (coalesced loads), so that the
-  // serial walk waits on shared, not global, memory.
-  YF_DYNAMIC_SHARED(uint64_t, staged);
-  const int64_t base = int64_t(threadIdx.x / kWarp) * kGreedyRows * words;
-  uint64_t removed = 0;  // word `lane` of the removed set
-  for (int64_t i0 = 0; i0 < n; i0 += kGreedyRows) {
-    const int64_t staged_rows = n - i0 < kGreedyRows ? n - i0 : kGreedyRows;
-    for (int64_t e = lane; e < staged_rows * words; e += kWarp) staged[base + e] = rows[i0 * words + e];
-    __syncwarp();
-    for (int64_t i = i0; i < i0 + staged_rows; ++i) {
-      const int owner = int(i / kTile);
-      const uint64_t word = __shfl_sync(0xffffffffu, removed, owner);
-      if ((word >> (i % kTile)) & 1) continue;  // warp-uniform
-      if (int64_t(lane) >= owner && int64_t(lane) < words)
-        removed |= uint64_t(staged[base + (i - i0) * words + lane]);
+    if (r < L) {
+      kept_ok[c * L + r] = r < survivors;
+      if (r >= survivors) {
+        kept_score[c * L + r] = A(0);
+        kept_index[c * L + r] = 0;
+      }
     }
-    __syncwarp();
-  }
-  for (int64_t b = 0; b < kTile; ++b) {
-    const int64_t r = kTile * int64_t(lane) + b;
-    if (int64_t(lane) < words && r < K) keep[c * K + r] = r < n && !((removed >> b) & 1);
   }
 }
 
-// One block: the top M survivors of all classes (keep[c * K + r], ranked by
-// ranked_score[c * K + r], ties by the flat index c * K + r), gathered in rank order into
-// the padded outputs (zeros past the count) with their number in *out_count. Boxes of B and
-// scores of A are rounded once to the output dtype T.
+// One block: the top M survivors of all classes (kept_ok[c * L + j], ranked by
+// kept_score[c * L + j], ties by the flat index c * L + j: class-major, then rank, as j
+// follows the rank within a class), gathered in rank order into the padded outputs (zeros
+// past the count) with their number in *out_count. Boxes of B and scores of A are rounded
+// once to the output dtype T.
 template <class A, class B, class T>
 YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
-    merge_detections(const A* ranked_score, const uint8_t* keep, int64_t C, int64_t K, int64_t M,
-                     int64_t m_pad, bool shared_keys, const B* boxes, const T* coeffs,
-                     const int64_t* ranked_index, int64_t k, T* out_boxes, T* out_coeffs,
+    merge_detections(const A* kept_score, const uint8_t* kept_ok, const int64_t* kept_index,
+                     int64_t C, int64_t L, int64_t M, int64_t m_pad, bool shared_keys,
+                     const B* boxes, const T* coeffs, int64_t k, T* out_boxes, T* out_coeffs,
                      int64_t* out_labels, T* out_scores, int64_t* out_count) {
   const T zero = T(A(0));
-  select_top_k_block<A>(ranked_score, keep, C * K, M, m_pad, shared_keys,
+  select_top_k_block<A>(kept_score, kept_ok, C * L, M, m_pad, shared_keys,
                         [&](int64_t m, const Item<A>& item, int64_t count) {
-                       const bool valid = m < count;
-                       const int64_t flat = valid ? item.index : 0;
-                       const int64_t p = valid ? ranked_index[flat] : 0;
-                       for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
-                       for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
-                       out_labels[m] = valid ? flat / K : 0;
-                       out_scores[m] = valid ? T(item.score) : zero;
-                       if (m == 0) *out_count = count;
-                     });
+                          const bool valid = m < count;
+                          const int64_t flat = valid ? item.index : 0;
+                          const int64_t p = valid ? kept_index[flat] : 0;
+                          for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
+                          for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
+                          out_labels[m] = valid ? flat / L : 0;
+                          out_scores[m] = valid ? T(item.score) : zero;
+                          if (m == 0) *out_count = count;
+                        });
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Launch logic of fast_nms and detect on the device (kernels: nms_kernels.cuh), for any
-// Launch policy (real launches or the host emulation; see launch.h). Five kernel launches
+// Launch policy (real launches or the host emulation; see launch.h). Three kernel launches
 // per call for every dtype (float16/bfloat16 read as such), no ATen kernels besides copies
 // of non-contiguous inputs,
 // no host synchronisation, padded static outputs: the path can be captured in a CUDA
@@ -19,9 +19,9 @@
 namespace yf {
 namespace launch {
 
-constexpr int kSurvivorWarps = 4;
 // Largest top_k and output length: sorted in shared memory, bits of one class in a warp.
 constexpr int64_t kMaxRanked = 2048;
+static_assert(kMaxRanked <= kernels::kMaxWords * kernels::kTile, "class_nms holds K / 64 removed words");
 
 inline int64_t next_power_of_two(int64_t x) {
   int64_t p = 1;
@@ -53,7 +53,7 @@ struct SelectShared {
   size_t bytes;
   bool keys;
 };
-constexpr size_t kSelectStaticBytes = 4096;  // histogram, state, prefix; sm_90's 1 KiB reserve
+constexpr size_t kSelectStaticBytes = 4096;  // histogram, state, prefix, removed words; sm_90's 1 KiB reserve
 
 template <class A, class Launch>
 SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad) {
@@ -64,19 +64,20 @@ SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad) {
   return {keys ? with_keys : items, keys};
 }
 
-// A launch with `bytes` of dynamic shared memory, opted in above the default 48 KiB.
+// A launch of class_nms or merge_detections (static shared memory <= kSelectStaticBytes)
+// with `bytes` of dynamic shared memory, opted in when static plus dynamic exceed the
+// default 48 KiB.
 template <class Launch, class... KernelArgs, class... Args>
 void launch_with_shared(const Launch& launch, const char* name, dim3 grid, dim3 block, size_t bytes,
                         void (*kernel)(KernelArgs...), Args&&... args) {
-  if (bytes > 48 * 1024)
+  if (bytes + kSelectStaticBytes > 48 * 1024)
     launch(name, grid, block, LargeSharedBytes{bytes}, kernel, std::forward<Args>(args)...);
   else
     launch(name, grid, block, bytes, kernel, std::forward<Args>(args)...);
 }
 
-// Grids: select_top_k and iou_tiles put the C classes (times the K / 64 column tiles) on
-// grid.x, whose limit is 2^31 - 1; the radix keys hold 32 bits of the index among the C * K
-// ranked boxes.
+// Grids: class_nms puts the C classes on grid.x, whose limit is 2^31 - 1; the merge's radix
+// keys hold 32 bits of the index among the C * min(K, M) survivors it ranks.
 inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64_t top_k,
                                int64_t max_detections, const char* scores_name) {
   TORCH_CHECK_VALUE(P < (int64_t(1) << 31), scores_name, " on CUDA: at most 2^31 - 1 priors, got ",
@@ -87,7 +88,28 @@ inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64
                     " (or classes x top_k), got ", max_detections);
   TORCH_CHECK_VALUE(C * K < (int64_t(1) << 31), scores_name,
                     " on CUDA: classes x min(top_k, priors) must be < 2^31, got ", C, " x ", K);
-  check_allocation({C, K, (K + 63) / 64}, sizeof(uint64_t), "NMS on CUDA (IoU bits)", "top_k");
+  check_allocation({C, std::min(K, M)}, sizeof(int64_t), "NMS on CUDA (survivors)", "top_k");
+}
+
+// Dynamic shared memory of class_nms: the k_pad ranked items, then the larger of the
+// select's packed keys (float keys, when they fit) and what follows the select: the ranked
+// boxes (when they fit) and, for greedy, a band of 64 bitmask rows.
+struct ClassNmsShared {
+  size_t bytes;
+  bool keys, boxes;
+};
+
+template <class A, class Launch>
+ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int64_t k_pad, bool greedy) {
+  const size_t limit = launch.max_opt_in_shared_bytes() - kSelectStaticBytes;
+  const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
+  const size_t words = size_t((K + kernels::kTile - 1) / kernels::kTile);
+  const size_t band = greedy ? kernels::kTile * words * sizeof(uint64_t) : 0;
+  const size_t boxes = 4 * size_t(K) * sizeof(A), keys = size_t(P) * sizeof(unsigned long long);
+  const bool shared_boxes = items + boxes + band <= limit;
+  const size_t after_select = (shared_boxes ? boxes : 0) + band;
+  const bool shared_keys = kernels::kPackedKeys<A> && items + std::max(keys, after_select) <= limit;
+  return {items + std::max(shared_keys ? keys : 0, after_select), shared_keys, shared_boxes};
 }
 
 // Per-class NMS of scores [C, P] (row stride P, element type S) over the candidate priors
@@ -97,38 +119,27 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
                      const at::Tensor& is_candidate, const at::Tensor& coeffs, int64_t K,
                      A iou_threshold, bool greedy, DeviceNmsOutputs& out) {
   const int64_t C = scores.size(0), P = scores.size(1), M = out.boxes.size(0);
-  const int64_t words = (K + kernels::kTile - 1) / kernels::kTile;
+  const int64_t L = std::min(M, K);  // survivors per class the merge can take
   const auto options = boxes.options();
-  auto ranked_index = at::empty({C, K}, options.dtype(at::kLong));
-  at::Tensor ranked_score = at::empty({C, K}, options_of<A>(boxes));
-  auto ranked_count = at::empty({C}, options.dtype(at::kLong));
+  at::Tensor kept_score = at::empty({C, L}, options_of<A>(boxes));
+  auto kept_index = at::empty({C, L}, options.dtype(at::kLong));
+  auto kept_ok = at::empty({C, L}, options.dtype(at::kByte));
   const int64_t k_pad = next_power_of_two(K);
-  const SelectShared select = select_shared<A>(launch, P, k_pad);
-  launch_with_shared(launch, "select_top_k", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
-                     select.bytes, &kernels::select_top_k<S, A>, scores.data_ptr<S>(), P,
-                     is_candidate.data_ptr<uint8_t>(), int64_t(0), P, K, k_pad, select.keys,
-                     ranked_index.data_ptr<int64_t>(), ranked_score.data_ptr<A>(),
-                     ranked_count.data_ptr<int64_t>());
+  const ClassNmsShared shared = class_nms_shared<A>(launch, P, K, k_pad, greedy);
+  launch_with_shared(launch, "class_nms", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
+                     shared.bytes, &kernels::class_nms<S, B, A>, scores.data_ptr<S>(),
+                     is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(), K, k_pad,
+                     shared.keys, shared.boxes, iou_threshold, greedy, L,
+                     kept_score.data_ptr<A>(), kept_index.data_ptr<int64_t>(),
+                     kept_ok.data_ptr<uint8_t>());
 
-  auto mask = at::empty({C, K, words}, options.dtype(at::kLong));
-  auto mask_bits = reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>());
-  launch("iou_tiles", dim3(unsigned(C * words), unsigned(words)), dim3(kernels::kIouThreads),
-         0, &kernels::iou_tiles<B, A>, boxes.data_ptr<B>(), ranked_index.data_ptr<int64_t>(),
-         ranked_count.data_ptr<int64_t>(), K, words, iou_threshold, mask_bits);
-  auto keep = at::empty({C, K}, options.dtype(at::kByte));
-  const size_t staged_bytes =
-      greedy ? size_t(kSurvivorWarps) * kernels::kGreedyRows * size_t(words) * sizeof(uint64_t) : 0;
-  launch("survivors", dim3(unsigned((C + kSurvivorWarps - 1) / kSurvivorWarps)),
-         dim3(kSurvivorWarps * kernels::kWarp), staged_bytes, &kernels::survivors, mask_bits,
-         ranked_count.data_ptr<int64_t>(), C, K, words, greedy, keep.data_ptr<uint8_t>());
-
-  // All survivors ranked by score, ties by flat index c * K + rank (class-major), gathered.
+  // All survivors ranked by score, ties by flat index c * L + slot (class-major), gathered.
   const int64_t m_pad = next_power_of_two(M);
-  const SelectShared merge = select_shared<A>(launch, C * K, m_pad);
+  const SelectShared merge = select_shared<A>(launch, C * L, m_pad);
   launch_with_shared(launch, "merge_detections", dim3(1), dim3(kernels::kSelectThreads), merge.bytes,
-                     &kernels::merge_detections<A, B, T>, ranked_score.data_ptr<A>(),
-                     keep.data_ptr<uint8_t>(), C, K, M, m_pad, merge.keys, boxes.data_ptr<B>(),
-                     coeffs.data_ptr<T>(), ranked_index.data_ptr<int64_t>(), coeffs.size(1),
+                     &kernels::merge_detections<A, B, T>, kept_score.data_ptr<A>(),
+                     kept_ok.data_ptr<uint8_t>(), kept_index.data_ptr<int64_t>(), C, L, M, m_pad,
+                     merge.keys, boxes.data_ptr<B>(), coeffs.data_ptr<T>(), coeffs.size(1),
                      out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
                      out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(),
                      out.count.data_ptr<int64_t>());

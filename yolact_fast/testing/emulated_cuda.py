@@ -69,14 +69,23 @@ def launches() -> Iterator[List[Launch]]:
 
 
 @contextlib.contextmanager
-def schedule(seed: int = 0, check_races: bool = True) -> Iterator[None]:
+def schedule(
+    seed: int = 0, check_races: bool = True, opt_in_shared_bytes: int = 227 * 1024
+) -> Iterator[None]:
     """Emulation settings for this thread inside the ``with`` block: ``seed`` draws the
     order in which a block's threads run between barriers; ``check_races`` turns the
-    shared-memory race and uninitialised-read checks on or off (bounds checks stay on)."""
+    shared-memory race and uninitialised-read checks on or off (bounds checks stay on);
+    ``opt_in_shared_bytes`` is the emulated device's shared memory per block with the
+    opt-in, which the launchers size their buffers by: from 64 KiB (compute capability 7.5,
+    the least of the supported GPUs) to 227 KiB (9.0, the default)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    if isinstance(opt_in_shared_bytes, bool) or not isinstance(opt_in_shared_bytes, int) or not (
+        64 * 1024 <= opt_in_shared_bytes <= 227 * 1024
+    ):
+        raise ValueError(f"opt_in_shared_bytes must be an int in [65536, 232448], got {opt_in_shared_bytes!r}")
     previous = _emulation.options()
-    _emulation.set_options(seed, bool(check_races))
+    _emulation.set_options(seed, bool(check_races), opt_in_shared_bytes)
     try:
         yield
     finally:
