@@ -145,8 +145,8 @@ def latency_us(record: dict, s: Shapes) -> float:
     class, or one in all) cannot hide it with other warps: each thread of a block scan walks
     its items in rounds (one round = the loads of ``batch`` items issued together, then their
     use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
-    launch's dynamic shared memory holds 8-byte keys for all n items (packed by the first
-    pass), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and
+    first pass packed 8-byte keys of the n items into shared memory (the launch took the
+    "packed_keys" path), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and
     there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus
     the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
     upper side). class_nms (n = the priors) also issues IOU_PAIR_INSTRUCTIONS per ranked
@@ -160,7 +160,7 @@ def latency_us(record: dict, s: Shapes) -> float:
     select = base == "class_nms"
     n = s.priors if select else s.classes * min(s.detections, s.top_k)
     first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
-    if record.get("shared_bytes", 0) >= 8 * n:  # packed keys
+    if "packed_keys" in record.get("paths", ()):  # keys packed into shared memory
         later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
         scans = SELECT_SCANS_PACKED if select else MERGE_SCANS_PACKED
     else:

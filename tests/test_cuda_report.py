@@ -188,7 +188,7 @@ def test_latency_term_of_the_block_scans():
         assert greedy == pytest.approx(s.top_k * gpu_model.GREEDY_ROW_CYCLES / gpu_model.CLOCK_HZ * 1e6)
     # keys packed into shared memory by the first pass: the later scans wait on shared loads
     # and pass 1 narrows them, so fewer items are scanned
-    packed = {"name": "class_nms", "block": (1024, 1, 1), "shared_bytes": 256 * 16 + 8 * s.priors}
+    packed = {"name": "class_nms", "block": (1024, 1, 1), "paths": ["packed_keys"]}
     scans = gpu_model.SELECT_SCANS_PACKED
     assert 2 < scans < gpu_model.SELECT_SCANS
     cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES

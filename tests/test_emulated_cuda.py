@@ -523,38 +523,49 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
         got = emulated_nms(boxes, scores, coeffs)
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100))
     shared = {launch.kernel: launch.shared_bytes for launch in log}
+    paths = {launch.kernel: launch.paths for launch in log}
     item, box = 16, 4 * dtype.itemsize  # (score, int64 index) for float32 and float64 alike
     packed = dtype == torch.float32 and num_priors * 8 <= 200 * 1024
     assert shared["class_nms"] == 256 * item + max(8 * num_priors if packed else 0, 200 * box)
+    assert paths["class_nms"] == (("packed_keys",) if packed else ()) + ("staged_boxes",)
     survivors = 2 * 100  # C x min(max_detections, top_k)
     packed = dtype == torch.float32
     assert shared["merge_detections"] == 128 * item + (8 * survivors if packed else 0)
+    assert paths["merge_detections"] == (("packed_keys",) if packed else ())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("method", ["fast", "cluster"])
-def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method):
-    """With 64 KiB of opt-in shared memory per block (compute capability 7.5), 2,048 ranked
-    float64 boxes (64 KiB) do not fit beside the 2,048 ranked items (32 KiB): class_nms
-    reads them through the items' indices from global memory (greedy keeps its band of 64
-    bitmask rows, 16 KiB). Both that and the boxes in shared memory (227 KiB) give the
-    reference's detections, under shuffled schedules."""
+def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method, dtype):
+    """With 64 KiB of opt-in shared memory per block (compute capability 7.5), 2,000 ranked
+    boxes (31 or 62 KiB) do not fit beside the 2,048 padded ranked items (32 KiB): class_nms
+    reads them through the items' indices from global memory (float32: its keys still packed
+    in shared memory, where greedy's band of 64 bitmask rows then goes). 100 of the 2,000
+    priors have no finite box, so 1,900 are ranked (a partial last tile), and more than
+    max_detections = 50 survive per class. Both that and the boxes in shared memory
+    (227 KiB) give the reference's detections, under shuffled schedules."""
     g = gen(71)
-    p = 2500
-    boxes, scores = clustered_boxes(p, g, torch.float64), random_scores(2, p, g, torch.float64)
-    coeffs = random_coeffs(p, 2, g, torch.float64)
-    args = (0.5, 2048, 0.05, 300)
+    p, top_k = 2000, 2000
+    boxes, scores = clustered_boxes(p, g, dtype), random_scores(2, p, g, dtype)
+    boxes[torch.randperm(p, generator=g)[:100], 2] = float("nan")
+    coeffs = random_coeffs(p, 2, g, dtype)
+    args = (0.5, top_k, 0.05, 50)
     twin = reference.fast_nms if method == "fast" else reference.cluster_nms
     want = twin(boxes, scores, coeffs, *args)
-    assert len(want[0]) > 100
-    sizes = {}
+    assert len(want[0]) == 50
+    launches = {}
     for limit, seed in ((64 * 1024, 1), (227 * 1024, 2)):
         with cuda.schedule(seed=seed, opt_in_shared_bytes=limit), cuda.launches() as log:
             got = emulated_nms(boxes, scores, coeffs, *args, method)
         assert_nms_equal(got, want)
-        sizes[limit] = next(launch.shared_bytes for launch in log if launch.kernel == "class_nms")
-    band = 64 * 32 * 8 if method == "cluster" else 0
-    assert sizes[64 * 1024] == 2048 * 16 + band
-    assert sizes[227 * 1024] == 2048 * 16 + 2048 * 4 * 8 + band
+        launches[limit] = next(launch for launch in log if launch.kernel == "class_nms")
+    items, band = 2048 * 16, 64 * 32 * 8 if method == "cluster" else 0
+    keys, ranked_boxes = 8 * p, 4 * top_k * dtype.itemsize
+    packed = ("packed_keys",) if dtype == torch.float32 else ()
+    small, large = launches[64 * 1024], launches[227 * 1024]
+    assert (small.shared_bytes, small.paths) == (items + max(keys if packed else 0, band), packed)
+    assert large.paths == packed + ("staged_boxes",)
+    assert large.shared_bytes == items + max(keys if packed else 0, ranked_boxes + band)
 
 
 @pytest.mark.parametrize("limit", [64 * 1024 - 1, 227 * 1024 + 1, True, 100_000.0])

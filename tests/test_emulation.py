@@ -192,8 +192,10 @@ def test_schedule_restores_the_previous_settings():
     before = _C.emulation.options()
     with ecuda.schedule(seed=7, check_races=False, opt_in_shared_bytes=99 * 1024):
         assert _C.emulation.options() == (7, False, 99 * 1024)
-        with ecuda.schedule(seed=8):
-            assert _C.emulation.options() == (8, True, 227 * 1024)
+        with ecuda.schedule(seed=8):  # the device stays that of the enclosing block
+            assert _C.emulation.options() == (8, True, 99 * 1024)
+            with ecuda.schedule(opt_in_shared_bytes=64 * 1024):
+                assert _C.emulation.options() == (0, True, 64 * 1024)
         assert _C.emulation.options() == (7, False, 99 * 1024)
     assert _C.emulation.options() == before
     with pytest.raises(ValueError, match="seed"):

@@ -53,6 +53,8 @@ enum Path : unsigned {
   kQuadStores = 4u,
   kByteStores = 8u,
   kWideStores = 16u,
+  kKeysInShared = 32u,   // a radix select's keys packed into shared memory
+  kBoxesInShared = 64u,  // class_nms's ranked boxes staged in shared memory
 };
 
 // Launches made from the calling OS thread while recording (nestable); paths: the names of

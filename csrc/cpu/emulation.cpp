@@ -635,7 +635,9 @@ std::vector<std::string> path_names(unsigned paths) {
                                                         {kElementLoads, "element_loads"},
                                                         {kQuadStores, "quad_stores"},
                                                         {kByteStores, "byte_stores"},
-                                                        {kWideStores, "wide_stores"}};
+                                                        {kWideStores, "wide_stores"},
+                                                        {kKeysInShared, "packed_keys"},
+                                                        {kBoxesInShared, "staged_boxes"}};
   std::vector<std::string> names;
   for (const auto& [path, name] : kNames)
     if (paths & path) names.emplace_back(name);

@@ -326,6 +326,7 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   const int64_t key_base = k_pad * int64_t(sizeof(Item<T>) / sizeof(unsigned long long));
   const bool packed = kPackedKeys<T> && shared_keys;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
+  if (packed && tid == 0) YF_TAKE_PATH(kKeysInShared, nullptr, 0);
 
   // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
   const auto for_each_key = [&](bool from_packed, const auto& f) {
@@ -462,8 +463,8 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
 // testing columns part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes
 // 16 B apart, no bank conflict; before the split, a thread testing all 64 ran ~7,000
 // dependent instructions per warp, 25 us for 80 classes of 200 on an H100, Nsight Compute).
-// "fast" ORs each warp's bits (8 rows of one tile) into removed[column tile] with one shared
-// atomic, all tiles in one sweep; "greedy" computes the tiles of one row band at a time into
+// "fast" ORs each warp's bits (8 rows of one tile) into the removed word of the column tile
+// with shared atomics (one per nonzero 32-bit half), all tiles in one sweep; "greedy" computes the tiles of one row band at a time into
 // the band, and warp 0 walks the band's rows in rank order with word w of the removed set in
 // lane w.
 constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
@@ -498,13 +499,15 @@ YF_DEVICE inline uint64_t row_suppression_bits(const Box& box, int64_t n, int64_
   return bits;
 }
 
-// Word w of the ranked boxes [0, n) that survive: removed bits cleared.
-template <class Removed>
-YF_DEVICE inline uint64_t survivor_word(const Removed& removed, int64_t n, int64_t w) {
+// Word w of the ranked boxes [0, n) that survive: the removed bits (word w of the removed
+// set in halves 2w, 2w + 1) cleared.
+template <class Halves>
+YF_DEVICE inline uint64_t survivor_word(const Halves& removed, int64_t n, int64_t w) {
   const int64_t valid = n - kTile * w;
   if (valid <= 0) return 0;
   const uint64_t in_range = valid >= kTile ? ~uint64_t(0) : (uint64_t(1) << valid) - 1;
-  return ~uint64_t(removed[w]) & in_range;
+  const uint64_t word = uint64_t(unsigned(removed[2 * w])) | uint64_t(unsigned(removed[2 * w + 1])) << 32;
+  return ~word & in_range;
 }
 
 template <class S, class B, class A>
@@ -517,7 +520,9 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   YF_DYNAMIC_SHARED(Item<A>, items);
   YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items
   YF_DYNAMIC_SHARED(uint64_t, band);   // from band_base: after the boxes
-  YF_SHARED(unsigned long long, removed, kMaxWords);  // atomicOr has no uint64_t (unsigned long) form
+  // The removed set in 32-bit halves: a shared 32-bit atomicOr is one ATOMS.OR, a 64-bit one
+  // a compare-and-swap loop (ATOMS.CAST.SPIN.64) on sm_90.
+  YF_SHARED(unsigned, removed, 2 * kMaxWords);
   const int64_t item_bytes = k_pad * int64_t(sizeof(Item<A>));
   const int64_t box_base = item_bytes / int64_t(sizeof(A));
   const int64_t band_base = (item_bytes + (shared_boxes ? 4 * K * int64_t(sizeof(A)) : 0)) / 8;
@@ -529,7 +534,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const Item<A> item = items[e / 4];
       ranked_boxes[box_base + e] = A(boxes[4 * item.index + e % 4]);
     }
-  if (tid < kMaxWords) removed[tid] = 0;
+  if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
+  if (tid < 2 * kMaxWords) removed[tid] = 0;
   __syncthreads();
   const auto box = [&](int64_t r, int d) -> A {
     if (shared_boxes) return ranked_boxes[box_base + 4 * r + d];
@@ -551,7 +557,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       uint64_t bits = row_suppression_bits<A>(box, n, row_tile * kTile + within / kIouSplit, col, part,
                                               iou_threshold);
       for (int offset = 1; offset < kWarp; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
-      if (lane == 0 && bits) atomicOr(&removed[col], (unsigned long long)bits);
+      if (lane == 0 && unsigned(bits)) atomicOr(&removed[2 * col], unsigned(bits));
+      if (lane == 0 && unsigned(bits >> 32)) atomicOr(&removed[2 * col + 1], unsigned(bits >> 32));
     }
   } else {
     uint64_t walked = 0;  // warp 0: word `lane` of the removed set
@@ -576,7 +583,10 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       }
       __syncthreads();  // the band is rewritten by the next row tile
     }
-    if (tid < words) removed[tid] = walked;
+    if (tid < words) {
+      removed[2 * tid] = unsigned(walked);
+      removed[2 * tid + 1] = unsigned(walked >> 32);
+    }
   }
   __syncthreads();
 

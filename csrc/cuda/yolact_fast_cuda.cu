@@ -7,6 +7,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <mutex>
+#include <set>
 #include <utility>
 
 #include "launch.h"
@@ -33,9 +35,26 @@ struct DeviceLaunch {
   template <class... KernelArgs, class... Args>
   void operator()(const char* name, dim3 grid, dim3 block, LargeSharedBytes shared,
                   void (*kernel)(KernelArgs...), Args&&... args) const {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(shared.bytes)));
+    allow_opt_in_shared(reinterpret_cast<const void*>(kernel));
     (*this)(name, grid, block, shared.bytes, kernel, std::forward<Args>(args)...);
+  }
+
+ private:
+  // Raises the kernel's dynamic shared memory limit on this device to all the opt-in allows
+  // beside its static shared memory, once per (kernel, device): one limit valid for every
+  // launch size, so that host threads launching the same kernel with different sizes never
+  // lower it under each other (setting it to each launch's size before the launch did).
+  void allow_opt_in_shared(const void* kernel) const {
+    static std::mutex mutex;
+    static std::set<std::pair<const void*, int>> allowed;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (allowed.count({kernel, device})) return;
+    cudaFuncAttributes attributes;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+    const size_t limit = max_opt_in_shared_bytes() - attributes.sharedSizeBytes;
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(limit)));
+    allowed.insert({kernel, device});
   }
 };
 

@@ -46,8 +46,10 @@ _emulation = _C.emulation
 
 class Launch(NamedTuple):
     """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes, and
-    the global-memory paths some thread took (of "vector_loads", "element_loads",
-    "quad_stores", "byte_stores", "wide_stores")."""
+    the paths some thread took: global-memory access paths ("vector_loads",
+    "element_loads", "quad_stores", "byte_stores", "wide_stores") and where the NMS kernels
+    keep their data ("packed_keys": a radix select's keys in shared memory; "staged_boxes":
+    class_nms's ranked boxes in shared memory)."""
 
     kernel: str
     grid: Tuple[int, int, int]
@@ -70,22 +72,26 @@ def launches() -> Iterator[List[Launch]]:
 
 @contextlib.contextmanager
 def schedule(
-    seed: int = 0, check_races: bool = True, opt_in_shared_bytes: int = 227 * 1024
+    seed: int = 0, check_races: bool = True, opt_in_shared_bytes: Optional[int] = None
 ) -> Iterator[None]:
     """Emulation settings for this thread inside the ``with`` block: ``seed`` draws the
     order in which a block's threads run between barriers; ``check_races`` turns the
     shared-memory race and uninitialised-read checks on or off (bounds checks stay on);
     ``opt_in_shared_bytes`` is the emulated device's shared memory per block with the
     opt-in, which the launchers size their buffers by: from 64 KiB (compute capability 7.5,
-    the least of the supported GPUs) to 227 KiB (9.0, the default)."""
+    the least of the supported GPUs) to 227 KiB (9.0, the default); None keeps the
+    enclosing block's device."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-    if isinstance(opt_in_shared_bytes, bool) or not isinstance(opt_in_shared_bytes, int) or not (
-        64 * 1024 <= opt_in_shared_bytes <= 227 * 1024
+    if opt_in_shared_bytes is not None and (
+        isinstance(opt_in_shared_bytes, bool)
+        or not isinstance(opt_in_shared_bytes, int)
+        or not 64 * 1024 <= opt_in_shared_bytes <= 227 * 1024
     ):
         raise ValueError(f"opt_in_shared_bytes must be an int in [65536, 232448], got {opt_in_shared_bytes!r}")
     previous = _emulation.options()
-    _emulation.set_options(seed, bool(check_races), opt_in_shared_bytes)
+    device = previous[2] if opt_in_shared_bytes is None else opt_in_shared_bytes
+    _emulation.set_options(seed, bool(check_races), device)
     try:
         yield
     finally:
