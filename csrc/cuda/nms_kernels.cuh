@@ -179,14 +179,15 @@ YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int
   return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
 }
 
-// The calling block calls f(i, s[i]) for each i < n with ok[i], the thread's items
-// kScanBatch at a time: the batch's flags and scores are loaded before any branch (both
-// unconditionally, at clamped in-bounds indices), so that a warp has kScanBatch load pairs
-// in flight instead of one dependent pair per iteration.
+// The calling block calls f(i, s[i]) for each i < n with ok[i] (and skip(i) for each i < n
+// without), the thread's items kScanBatch at a time: the batch's flags and scores are
+// loaded before any branch (both unconditionally, at clamped in-bounds indices), so that a
+// warp has kScanBatch load pairs in flight instead of one dependent pair per iteration.
 constexpr int kScanBatch = 8;
 
-template <class S, class F>
-YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n, const F& f) {
+template <class S, class F, class Skip>
+YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n, const F& f,
+                                        const Skip& skip) {
   const int64_t threads = blockDim.x;
   for (int64_t base = threadIdx.x; base < n; base += kScanBatch * threads) {
     uint8_t flags[kScanBatch];
@@ -196,11 +197,16 @@ YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n
       const int64_t i = base + u * threads, j = i < n ? i : n - 1;
       flags[u] = ok[j];
       scores[u] = s[j];
-      flags[u] = i < n ? flags[u] : uint8_t(0);
     }
     YF_UNROLL
-    for (int u = 0; u < kScanBatch; ++u)
-      if (flags[u]) f(base + u * threads, scores[u]);
+    for (int u = 0; u < kScanBatch; ++u) {
+      const int64_t i = base + u * threads;
+      if (i >= n) continue;
+      if (flags[u])
+        f(i, scores[u]);
+      else
+        skip(i);
+    }
   }
 }
 
@@ -212,10 +218,10 @@ YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n
 // select over the unique keys, one byte per pass (stopping at the first byte whose bucket
 // holds exactly the remaining rank), then a bitonic sort of the selected items in dynamic
 // shared memory (k_pad items, k_pad a power of two >= k). shared_keys (float keys only:
-// 8 bytes): the dynamic shared memory also holds n keys after the items; pass 0 packs the
-// eligible items' keys there, pass 1 narrows them to the k-th key's first-byte bucket
-// (narrow_packed_keys), and the later passes and the collection read them instead of s and
-// ok.
+// 8 bytes): the dynamic shared memory also holds n keys after the items; pass 0 stores item
+// i's key at slot i (kNoKey for an ineligible item: no slot atomics), pass 1 narrows them to
+// the k-th key's first-byte bucket (narrow_packed_keys), and the later passes and the
+// collection read them instead of s and ok.
 template <class T>
 constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 
@@ -270,7 +276,8 @@ YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& 
 }
 
 // Pass 1 of select_top_k_block over packed keys, which pass 0 left in keys[key_base,
-// + slots[1]) with prefix[0] = the first byte of the k-th key: keys whose first byte is
+// + slots[1]) (item i's at i, kNoKey for an ineligible one) with prefix[0] = the first
+// byte of the k-th key: keys whose first byte is
 // above it are selected (to items, at slots[0]), keys in its bucket are moved to the front
 // of the array (count: slots[2]; then slots[1]) and counted by count_key, and the rest are
 // dropped, so that the later passes and the collection scan only the k-th key's bucket:
@@ -278,6 +285,9 @@ YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& 
 // a batch of kNarrowBatch keys per thread is read whole before a barrier and only then
 // written, each to a slot below the batch's end.
 constexpr int kNarrowBatch = 4;
+// The packed key of no item: every real key is above it (order bits of any float, NaN
+// included, are nonzero).
+constexpr unsigned long long kNoKey = 0;
 
 template <class T, class S, class Keys, class Items, class Slots, class Prefix, class Count>
 YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, int64_t key_base, const Items& items,
@@ -295,7 +305,7 @@ YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, int64_t k
     __syncthreads();
     YF_UNROLL
     for (int u = 0; u < kNarrowBatch; ++u) {
-      if (base + int64_t(u) * threads + tid >= stored) continue;
+      if (base + int64_t(u) * threads + tid >= stored || batch[u] == kNoKey) continue;
       const unsigned long long bits = batch[u] >> 32;
       const int64_t i = int64_t(~uint32_t(batch[u]));
       const unsigned first = key_byte<T>(bits, i, 0);
@@ -331,13 +341,14 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
   const auto for_each_key = [&](bool from_packed, const auto& f) {
     if (!from_packed) {
-      for_each_eligible(s, ok, n, [&](int64_t i, S score) { f(order_bits(T(score)), i); });
+      for_each_eligible(s, ok, n, [&](int64_t i, S score) { f(order_bits(T(score)), i); },
+                        [](int64_t) {});
       return;
     }
     const int64_t stored = slots[1];
     for (int64_t j = tid; j < stored; j += threads) {
       const unsigned long long key = keys[key_base + j];
-      f(key >> 32, int64_t(~uint32_t(key)));
+      if (key != kNoKey) f(key >> 32, int64_t(~uint32_t(key)));
     }
   };
 
@@ -346,7 +357,7 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
     state[1] = 0;
     state[2] = 0;
     slots[0] = 0;
-    slots[1] = 0;
+    slots[1] = packed ? unsigned(n) : 0u;  // pass 0 stores item i's key at i
     slots[2] = 0;
   }
   __syncthreads();
@@ -364,14 +375,19 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
       }
       if (match) atomicAdd(&histogram[key_byte<T>(bits, i, digit)], 1u);
     };
-    if (packed && digit == 1) {
+    if (packed && digit == 0) {  // keys at fixed slots: no slot atomics
+      for_each_eligible(
+          s, ok, n,
+          [&](int64_t i, S score) {
+            const unsigned long long bits = order_bits(T(score));
+            keys[key_base + i] = (bits << 32) | ~uint32_t(i);
+            count_key(bits, i);
+          },
+          [&](int64_t i) { keys[key_base + i] = kNoKey; });
+    } else if (packed && digit == 1) {
       narrow_packed_keys<T>(s, keys, key_base, items, slots, prefix, count_key);
     } else {
-      for_each_key(packed && digit > 0, [&](unsigned long long bits, int64_t i) {
-        if (packed && digit == 0)
-          keys[key_base + atomicAdd(&slots[1], 1u)] = (bits << 32) | ~uint32_t(i);
-        count_key(bits, i);
-      });
+      for_each_key(packed && digit > 0, count_key);
     }
     __syncthreads();
     if (tid < kWarp) find_bucket(histogram, digit, state, prefix);
