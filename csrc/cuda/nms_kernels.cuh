@@ -285,8 +285,8 @@ YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& 
 // a batch of kNarrowBatch keys per thread is read whole before a barrier and only then
 // written, each to a slot below the batch's end.
 constexpr int kNarrowBatch = 4;
-// The packed key of no item: every real key is above it (order bits of any float, NaN
-// included, are nonzero).
+// The packed key of no item: no real key is 0, as its low word ~uint32(i) is at least 2^31
+// for every index i < 2^31 (its order bits may be 0: a NaN with all bits set).
 constexpr unsigned long long kNoKey = 0;
 
 template <class T, class S, class Keys, class Items, class Slots, class Prefix, class Count>
