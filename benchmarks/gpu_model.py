@@ -45,8 +45,8 @@ MERGE_SCANS_PACKED = 2.0
 GREEDY_ROW_CYCLES = 60  # greedy walk: a shuffle, a shared load and a branch per row
 SHARED_LATENCY_CYCLES = 30  # a dependent shared-memory load
 SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatch, nms_kernels.cuh)
-# SASS instructions per scanned item: the select of class_nms<float> on sm_90 runs ~25 per eligible item
-# (order bits, key byte, shared atomic) plus ~5 per prefix byte it compares
+# SASS instructions per scanned item: the select of class_nms<float> on sm_90 runs ~25 per
+# eligible item (order bits, key byte, shared atomic) plus ~5 per prefix byte it compares
 SCAN_INSTRUCTIONS = 35
 ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
 # SASS instructions per ranked pair class_nms<float> tests: row_suppression_bits' loop on
@@ -146,8 +146,9 @@ def latency_us(record: dict, s: Shapes) -> float:
     its items in rounds (one round = the loads of ``batch`` items issued together, then their
     use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
     first pass packed 8-byte keys of the n items into shared memory (the launch took the
-    "packed_keys" path), the later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and
-    there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus
+    "packed_keys" path), the later scans read them there: ceil(n / threads) x
+    SHARED_LATENCY_CYCLES, and there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows
+    the keys). Plus
     the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
     upper side). class_nms (n = the priors) also issues IOU_PAIR_INSTRUCTIONS per ranked
     pair i < j on its SM and, for greedy (``record["greedy"]``), walks its top_k rows
