@@ -661,7 +661,7 @@ void check_launch(const Launch& l, bool opt_in) {
                     "': ", l.dynamic_bytes,
                     " bytes of dynamic shared memory exceed 48 KiB without an opt-in "
                     "(pass LargeSharedBytes to the launch)");
-  const size_t limit = tl_options.opt_in_shared_bytes;
+  const size_t limit = l.options.opt_in_shared_bytes;
   TORCH_CHECK_VALUE(l.dynamic_bytes <= limit, "kernel '", l.kernel, "': ", l.dynamic_bytes,
                     " bytes of dynamic shared memory exceed the device's ", limit / 1024, " KiB");
 }

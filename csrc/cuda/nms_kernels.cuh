@@ -276,9 +276,9 @@ YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& 
 }
 
 // Pass 1 of select_top_k_block over packed keys, which pass 0 left in keys[key_base,
-// + slots[1]) (item i's at i, kNoKey for an ineligible one) with prefix[0] = the first
-// byte of the k-th key: keys whose first byte is
-// above it are selected (to items, at slots[0]), keys in its bucket are moved to the front
+// + slots[1]) (item i's at i, kNoKey for an ineligible one) with prefix[0] = the first byte
+// of the k-th key: keys whose first byte is above it are selected (to items, at slots[0]),
+// keys in its bucket are moved to the front
 // of the array (count: slots[2]; then slots[1]) and counted by count_key, and the rest are
 // dropped, so that the later passes and the collection scan only the k-th key's bucket:
 // on the golden yolact_base head, 1/6 of the 17,907 keys of a class on average. In place:
@@ -480,9 +480,9 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
 // 16 B apart, no bank conflict; before the split, a thread testing all 64 ran ~7,000
 // dependent instructions per warp, 25 us for 80 classes of 200 on an H100, Nsight Compute).
 // "fast" ORs each warp's bits (8 rows of one tile) into the removed word of the column tile
-// with shared atomics (one per nonzero 32-bit half), all tiles in one sweep; "greedy" computes the tiles of one row band at a time into
-// the band, and warp 0 walks the band's rows in rank order with word w of the removed set in
-// lane w.
+// with shared atomics (one per nonzero 32-bit half), all tiles in one sweep; "greedy"
+// computes the tiles of one row band at a time into the band, and warp 0 walks the band's
+// rows in rank order with word w of the removed set in lane w.
 constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
 constexpr int kIouSplit = 4;
@@ -524,6 +524,20 @@ YF_DEVICE inline uint64_t survivor_word(const Halves& removed, int64_t n, int64_
   const uint64_t in_range = valid >= kTile ? ~uint64_t(0) : (uint64_t(1) << valid) - 1;
   const uint64_t word = uint64_t(unsigned(removed[2 * w])) | uint64_t(unsigned(removed[2 * w + 1])) << 32;
   return ~word & in_range;
+}
+
+// Survivors among ranked boxes [0, 64 w).
+template <class Halves>
+YF_DEVICE inline int64_t survivors_before(const Halves& removed, int64_t n, int64_t w) {
+  int64_t count = 0;
+  for (int64_t v = 0; v < w; ++v) count += __popcll(survivor_word(removed, n, v));
+  return count;
+}
+
+// OR of `bits` over each aligned group of `lanes` lanes (a power of two <= 32) of a whole warp.
+YF_DEVICE inline uint64_t lanes_or(uint64_t bits, int lanes) {
+  for (int offset = 1; offset < lanes; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+  return bits;
 }
 
 template <class S, class B, class A>
@@ -570,9 +584,9 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       }
       const int64_t col = row_tile + tile;
       const int within = int(task % kIouThreads), part = within % kIouSplit;
-      uint64_t bits = row_suppression_bits<A>(box, n, row_tile * kTile + within / kIouSplit, col, part,
-                                              iou_threshold);
-      for (int offset = 1; offset < kWarp; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+      const uint64_t bits = lanes_or(
+          row_suppression_bits<A>(box, n, row_tile * kTile + within / kIouSplit, col, part, iou_threshold),
+          kWarp);
       if (lane == 0 && unsigned(bits)) atomicOr(&removed[2 * col], unsigned(bits));
       if (lane == 0 && unsigned(bits >> 32)) atomicOr(&removed[2 * col + 1], unsigned(bits >> 32));
     }
@@ -583,8 +597,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       for (int64_t task = tid; task < tasks; task += threads) {
         const int64_t col = row_tile + task / kIouThreads;
         const int within = int(task % kIouThreads), row = within / kIouSplit, part = within % kIouSplit;
-        uint64_t bits = row_suppression_bits<A>(box, n, row_tile * kTile + row, col, part, iou_threshold);
-        for (int offset = 1; offset < kIouSplit; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
+        const uint64_t bits = lanes_or(
+            row_suppression_bits<A>(box, n, row_tile * kTile + row, col, part, iou_threshold), kIouSplit);
         if (part == 0) band[band_base + row * words + col] = bits;
       }
       __syncthreads();
@@ -606,16 +620,14 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   }
   __syncthreads();
 
-  // Survivor r's slot = survivors ranked before it (popcounts of the words below it).
-  int64_t survivors = 0;
-  for (int64_t w = 0; w < words; ++w) survivors += __popcll(survivor_word(removed, n, w));
+  // Survivor r's slot = survivors ranked before it.
+  const int64_t survivors = survivors_before(removed, n, words);
   for (int64_t r = tid; r < K; r += threads) {
     if (r < n) {
       const int64_t w = r / kTile;
       const uint64_t word = survivor_word(removed, n, w), below = (uint64_t(1) << (r % kTile)) - 1;
       if ((word >> (r % kTile)) & 1) {
-        int64_t slot = __popcll(word & below);
-        for (int64_t v = 0; v < w; ++v) slot += __popcll(survivor_word(removed, n, v));
+        const int64_t slot = survivors_before(removed, n, w) + __popcll(word & below);
         if (slot < L) {
           const Item<A> item = items[r];
           kept_score[c * L + slot] = item.score;

@@ -46,22 +46,24 @@ struct DeviceNmsOutputs {
   NmsResult result() const { return {boxes, coeffs, labels, scores, count}; }
 };
 
-// Dynamic shared memory of a select_top_k_block over n items, k_pad of them selected:
-// the k_pad items, then (packed float keys, when they fit under the opt-in limit with the
-// static arrays) the n keys.
+// Dynamic shared memory of a select_top_k_block over n items, k_pad of them selected, in a
+// kernel that needs `after_select` bytes after the items once the select is done: the k_pad
+// items, then the larger of the n packed float keys (when they fit under the opt-in limit
+// with the static arrays) and after_select.
 struct SelectShared {
   size_t bytes;
   bool keys;
 };
-constexpr size_t kSelectStaticBytes = 4096;  // histogram, state, prefix, removed words; sm_90's 1 KiB reserve
+// histogram, state, prefix, class_nms's removed words; sm_90's 1 KiB reserve
+constexpr size_t kSelectStaticBytes = 4096;
 
 template <class A, class Launch>
-SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad) {
+SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad, size_t after_select = 0) {
+  const size_t limit = launch.max_opt_in_shared_bytes() - kSelectStaticBytes;
   const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
-  const size_t with_keys = items + size_t(n) * sizeof(unsigned long long);
-  const bool keys = kernels::kPackedKeys<A> &&
-                    with_keys + kSelectStaticBytes <= launch.max_opt_in_shared_bytes();
-  return {keys ? with_keys : items, keys};
+  const size_t keys = size_t(n) * sizeof(unsigned long long);
+  const bool packed = kernels::kPackedKeys<A> && items + std::max(keys, after_select) <= limit;
+  return {items + std::max(packed ? keys : 0, after_select), packed};
 }
 
 // A launch of class_nms or merge_detections (static shared memory <= kSelectStaticBytes)
@@ -91,12 +93,11 @@ inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64
   check_allocation({C, std::min(K, M)}, sizeof(int64_t), "NMS on CUDA (survivors)", "top_k");
 }
 
-// Dynamic shared memory of class_nms: the k_pad ranked items, then the larger of the
-// select's packed keys (float keys, when they fit) and what follows the select: the ranked
-// boxes (when they fit) and, for greedy, a band of 64 bitmask rows.
+// Dynamic shared memory of class_nms: select_shared's, with what follows the select: the
+// ranked boxes (when they fit beside the items) and, for greedy, a band of 64 bitmask rows.
 struct ClassNmsShared {
-  size_t bytes;
-  bool keys, boxes;
+  SelectShared select;
+  bool boxes;
 };
 
 template <class A, class Launch>
@@ -105,11 +106,9 @@ ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int6
   const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
   const size_t words = size_t((K + kernels::kTile - 1) / kernels::kTile);
   const size_t band = greedy ? kernels::kTile * words * sizeof(uint64_t) : 0;
-  const size_t boxes = 4 * size_t(K) * sizeof(A), keys = size_t(P) * sizeof(unsigned long long);
+  const size_t boxes = 4 * size_t(K) * sizeof(A);
   const bool shared_boxes = items + boxes + band <= limit;
-  const size_t after_select = (shared_boxes ? boxes : 0) + band;
-  const bool shared_keys = kernels::kPackedKeys<A> && items + std::max(keys, after_select) <= limit;
-  return {items + std::max(shared_keys ? keys : 0, after_select), shared_keys, shared_boxes};
+  return {select_shared<A>(launch, P, k_pad, (shared_boxes ? boxes : 0) + band), shared_boxes};
 }
 
 // Per-class NMS of scores [C, P] (row stride P, element type S) over the candidate priors
@@ -127,9 +126,9 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
   const int64_t k_pad = next_power_of_two(K);
   const ClassNmsShared shared = class_nms_shared<A>(launch, P, K, k_pad, greedy);
   launch_with_shared(launch, "class_nms", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
-                     shared.bytes, &kernels::class_nms<S, B, A>, scores.data_ptr<S>(),
+                     shared.select.bytes, &kernels::class_nms<S, B, A>, scores.data_ptr<S>(),
                      is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(), K, k_pad,
-                     shared.keys, shared.boxes, iou_threshold, greedy, L,
+                     shared.select.keys, shared.boxes, iou_threshold, greedy, L,
                      kept_score.data_ptr<A>(), kept_index.data_ptr<int64_t>(),
                      kept_ok.data_ptr<uint8_t>());
 
