@@ -7,9 +7,10 @@ Each launch reads its inputs and writes its outputs once from DRAM (data passed 
 launches goes through DRAM, re-reads inside one kernel are assumed to hit the caches);
 overlap of launches, occupancy and compute are ignored. It is a floor for bandwidth-bound
 kernels and charges each launch its typical CPU-side cost. The latency term (see
-``latency_us``) covers the block scans of class_nms / merge_detections (their instruction
-issue as a count per scanned item), class_nms's IoU tests (issue per tested pair) and its
-serial greedy row walk; shared-atomic contention and barrier waits are not modelled.
+``latency_us``) covers the block scans of class_nms's select and of the merge in its last
+block (their instruction issue as a count per scanned item), its IoU tests (issue per
+tested pair) and its serial greedy row walk; shared-atomic contention and barrier waits are
+not modelled.
 
 Two sides are modelled on the official shapes (19,248 priors, 81 classes, 138x138x32
 prototypes, 100 detections, 480x640 output):
@@ -34,7 +35,7 @@ TOPK_PASSES = 2  # radix select reads (modelled)
 CLOCK_HZ = 1.755e9  # H100 SXM sustained SM clock (boost is 1.98 GHz)
 GLOBAL_LATENCY_CYCLES = 500  # a dependent global load served by L2
 SELECT_SCANS = 4  # class_nms's select: 3 radix passes + the collection (golden data: most classes)
-MERGE_SCANS = 3  # merge_detections: 2 radix passes + the collection (modelled)
+MERGE_SCANS = 3  # the merge: 2 radix passes + the collection (modelled)
 # With the keys packed into shared memory, pass 1 narrows them to the k-th key's first-byte
 # bucket (narrow_packed_keys), which the later passes and the collection scan: in full
 # scans, 2 + the bucket's share x its scans (golden yolact_base data, a Python twin of the
@@ -124,10 +125,10 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
         "detect_scores": lambda r: (2 * P * 4 * F32 + P * (C + 1) * F32, P * 4 * F32 + C * P * F32 + P),
         "candidate_flags": lambda r: (C * P * F32 + P * 4 * F32, P),
         # one block per class: top K of the P scores, their boxes gathered, the first L
-        # survivors (score, index, flag) written
-        "class_nms": lambda r: (C * P * F32 + P + C * K * 4 * F32, C * L * (F32 + I64 + 1)),
-        # one block: top M of the C x L survivors, then their rows gathered
-        "merge_detections": lambda r: (C * L * (F32 + 1) + M * I64 + det, det + I64),
+        # survivors (score, index, flag) written; then its last block: top M of the C x L
+        # survivors, their rows gathered
+        "class_nms": lambda r: (C * P * F32 + P + C * K * 4 * F32 + C * L * (F32 + 1) + M * I64 + det,
+                               C * L * (F32 + I64 + 1) + det + I64),
         # fused mask kernels: proto, coefficients and boxes in. assemble_masks writes only
         # each box's footprint (the rest is zeroed by an ATen memset, charged as its own
         # step); paste_masks writes every output byte once (zeros off the footprint).
@@ -140,37 +141,40 @@ def _cycles_us(cycles: float) -> float:
     return cycles / CLOCK_HZ * 1e6
 
 
-def latency_us(record: dict, s: Shapes) -> float:
-    """Modelled latency of one launch beyond its bytes, for the kernels whose blocks (one per
-    class, or one in all) cannot hide it with other warps: each thread of a block scan walks
-    its items in rounds (one round = the loads of ``batch`` items issued together, then their
-    use), so a scan costs ceil(n / (threads x batch)) x GLOBAL_LATENCY_CYCLES; when the
-    first pass packed 8-byte keys of the n items into shared memory (the launch took the
-    "packed_keys" path), the later scans read them there: ceil(n / threads) x
-    SHARED_LATENCY_CYCLES, and there are fewer of them (SELECT_SCANS_PACKED: pass 1 narrows
-    the keys). Plus
-    the issue of SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an
-    upper side). class_nms (n = the priors) also issues IOU_PAIR_INSTRUCTIONS per ranked
-    pair i < j on its SM and, for greedy (``record["greedy"]``), walks its top_k rows
-    serially; merge_detections ranks n = classes x min(detections, top_k) slots."""
-    base = re.sub(r"<.*", "", record["name"])
-    threads = _threads(record.get("block"))
-    batch = record.get("scan_batch", SCAN_BATCH)
-    if base not in ("class_nms", "merge_detections") or not threads:
-        return 0.0
-    select = base == "class_nms"
-    n = s.priors if select else s.classes * min(s.detections, s.top_k)
+def _scan_cycles(n: int, threads: int, batch: int, packed: bool, scans: float) -> float:
+    """A block scan of n items, ``scans`` times: the rounds of loads of the first from global
+    memory, those of the later ones from global memory too or, with the keys packed into
+    shared memory, from there; plus the issue of every scanned item."""
     first = math.ceil(n / (threads * batch)) * GLOBAL_LATENCY_CYCLES
-    if "packed_keys" in record.get("paths", ()):  # keys packed into shared memory
-        later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES
-        scans = SELECT_SCANS_PACKED if select else MERGE_SCANS_PACKED
-    else:
-        later = first
-        scans = SELECT_SCANS if select else MERGE_SCANS
-    cycles = first + (scans - 1) * later + scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
-    if select:
-        cycles += s.top_k * (s.top_k - 1) / 2 * IOU_PAIR_INSTRUCTIONS / ISSUE_LANES
-        cycles += s.top_k * GREEDY_ROW_CYCLES if record.get("greedy") else 0
+    later = math.ceil(n / threads) * SHARED_LATENCY_CYCLES if packed else first
+    return first + (scans - 1) * later + scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
+
+
+def latency_us(record: dict, s: Shapes) -> float:
+    """Modelled latency of one class_nms launch beyond its bytes (its blocks, one per class,
+    and the merge in the last one cannot hide it with other warps): each thread of a block
+    scan walks its items in rounds (one round = the loads of ``batch`` items issued
+    together, then their use), so a scan costs ceil(n / (threads x batch)) x
+    GLOBAL_LATENCY_CYCLES; when the first pass packed 8-byte keys of the n items into shared
+    memory (the launch took the "packed_keys" path; the merge's: "merge_packed_keys"), the
+    later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and there are
+    fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus the issue of
+    SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an upper side).
+    A class's select scans n = the priors, then issues IOU_PAIR_INSTRUCTIONS per ranked pair
+    i < j and, for greedy (``record["greedy"]``), walks its top_k rows serially; the merge,
+    after the last class, ranks n = classes x min(detections, top_k) slots."""
+    threads = _threads(record.get("block"))
+    if re.sub(r"<.*", "", record["name"]) != "class_nms" or not threads:
+        return 0.0
+    batch = record.get("scan_batch", SCAN_BATCH)
+    paths = record.get("paths", ())
+    packed, merge_packed = "packed_keys" in paths, "merge_packed_keys" in paths
+    cycles = _scan_cycles(s.priors, threads, batch, packed, SELECT_SCANS_PACKED if packed else SELECT_SCANS)
+    cycles += s.top_k * (s.top_k - 1) / 2 * IOU_PAIR_INSTRUCTIONS / ISSUE_LANES
+    cycles += s.top_k * GREEDY_ROW_CYCLES if record.get("greedy") else 0
+    slots = s.classes * min(s.detections, s.top_k)
+    cycles += _scan_cycles(slots, threads, batch, merge_packed,
+                           MERGE_SCANS_PACKED if merge_packed else MERGE_SCANS)
     return _cycles_us(cycles)
 
 

@@ -68,12 +68,12 @@ for name in "$@"; do
     bench) stage bench 300 python -m pytest -q -p no:cacheprovider benchmarks/bench_cuda.py \
              --benchmark-columns=median,min,rounds --benchmark-json="$OUT/bench_cuda.json" ;;
     ncu) stage ncu 240 ncu --clock-control none --launch-skip 6 --launch-count 6 \
-           --kernel-name regex:"class_nms|paste_masks|merge_detections|detect_scores" \
+           --kernel-name regex:"class_nms|paste_masks|detect_scores" \
            --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
            --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
            python benchmarks/gpu_timings.py --profile-once ;;
     stalls) stage stalls 240 bash -c 'ncu --clock-control none --launch-skip 6 --launch-count 6 \
-              --kernel-name regex:"class_nms|paste_masks|merge_detections|detect_scores" \
+              --kernel-name regex:"class_nms|paste_masks|detect_scores" \
               --section SourceCounters --section WarpStateStats --export /tmp/yf_stalls --force-overwrite \
               python benchmarks/gpu_timings.py --profile-once &&
             ncu --import /tmp/yf_stalls.ncu-rep --page source --print-source sass --csv' ;;

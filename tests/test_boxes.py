@@ -62,6 +62,25 @@ def test_crop_bounds_orders_pads_and_clamps():
     assert torch.equal(x2, torch.tensor([8.0, 10.0, 10.0, 4.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_boxes_to_pixels_is_crop_bounds_per_axis(dtype):
+    """Both axes in one pass equal crop_bounds on each axis (no padding) for boxes in any
+    order, inside and outside the image, non-finite ones, and image sides float16/bfloat16
+    cannot represent (scaled in float32 and rounded once, as a product by an int is)."""
+    g = torch.Generator().manual_seed(5)
+    for trial in range(60):
+        n = int(torch.randint(0, 40, (1,), generator=g))
+        boxes = (torch.rand(n, 4, generator=g) * 1.6 - 0.3).to(dtype)
+        if n > 3:
+            boxes[0, 0], boxes[1, 2], boxes[2, 1], boxes[3, 3] = float("nan"), float("inf"), -float("inf"), -0.0
+        h, w = (int(v) for v in torch.randint(1, 5000, (2,), generator=g))
+        x1, x2 = crop_bounds(boxes[:, 0], boxes[:, 2], w, 0)
+        y1, y2 = crop_bounds(boxes[:, 1], boxes[:, 3], h, 0)
+        got = boxes_to_pixels(boxes, (h, w))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, torch.stack([x1, y1, x2, y2], 1), rtol=0, atol=0, equal_nan=True)
+
+
 def test_boxes_to_pixels_hand_case_and_empty():
     boxes = torch.tensor([[0.25, 0.5, 0.75, 1.5], [0.6, 0.4, 0.2, -0.1]])
     want = torch.tensor([[50.0, 50.0, 150.0, 100.0], [40.0, 0.0, 120.0, 40.0]])

@@ -173,35 +173,41 @@ def test_step_model():
 def test_latency_term_of_the_block_scans():
     """class_nms's block scans: one dependent round of loads per SCAN_BATCH items a
     thread walks (latency), plus the instructions of every item on one SM (issue), plus
-    the issue of its IoU tests (and the greedy walk); the model's batch is the kernels'
-    (kScanBatch)."""
+    the issue of its IoU tests (and the greedy walk), plus the merge's scans of the
+    classes x min(detections, top_k) slots in its last block; the model's batch is the
+    kernels' (kScanBatch)."""
     source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
     assert f"constexpr int kScanBatch = {gpu_model.SCAN_BATCH};" in source
     s = gpu_model.Shapes()
+    to_us = 1e6 / gpu_model.CLOCK_HZ
     issue = gpu_model.SELECT_SCANS * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
     iou = s.top_k * (s.top_k - 1) / 2 * gpu_model.IOU_PAIR_INSTRUCTIONS / gpu_model.ISSUE_LANES
-    for threads, batch, rounds in ((256, 1, 76), (1024, 8, 3)):
+    slots = s.classes * min(s.detections, s.top_k)
+    merge_issue = gpu_model.MERGE_SCANS * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
+    for threads, batch, rounds, merge_rounds in ((256, 1, 76, 32), (1024, 8, 3, 1)):
         record = {"name": "class_nms<float, float, float>", "block": (threads, 1, 1), "scan_batch": batch}
-        cycles = gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue + iou
-        assert gpu_model.latency_us(record, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
+        cycles = (gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue + iou
+                  + gpu_model.MERGE_SCANS * merge_rounds * gpu_model.GLOBAL_LATENCY_CYCLES + merge_issue)
+        assert gpu_model.latency_us(record, s) == pytest.approx(cycles * to_us)
         greedy = gpu_model.latency_us({**record, "greedy": True}, s) - gpu_model.latency_us(record, s)
-        assert greedy == pytest.approx(s.top_k * gpu_model.GREEDY_ROW_CYCLES / gpu_model.CLOCK_HZ * 1e6)
+        assert greedy == pytest.approx(s.top_k * gpu_model.GREEDY_ROW_CYCLES * to_us)
     # keys packed into shared memory by the first pass: the later scans wait on shared loads
-    # and pass 1 narrows them, so fewer items are scanned
+    # and pass 1 narrows them, so fewer items are scanned; the same for the merge's keys
+    merge = gpu_model.MERGE_SCANS * gpu_model.GLOBAL_LATENCY_CYCLES + merge_issue
     packed = {"name": "class_nms", "block": (1024, 1, 1), "paths": ["packed_keys"]}
     scans = gpu_model.SELECT_SCANS_PACKED
     assert 2 < scans < gpu_model.SELECT_SCANS
     cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
               + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES + iou)
-    assert gpu_model.latency_us(packed, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
+    assert gpu_model.latency_us(packed, s) == pytest.approx((cycles + merge) * to_us)
+    merge_scans = gpu_model.MERGE_SCANS_PACKED
+    assert merge_scans < gpu_model.MERGE_SCANS
+    packed_merge = (gpu_model.GLOBAL_LATENCY_CYCLES + (merge_scans - 1) * 8 * gpu_model.SHARED_LATENCY_CYCLES
+                    + merge_scans * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
+    both = {**packed, "paths": ["packed_keys", "staged_boxes", "merge_packed_keys"]}
+    assert gpu_model.latency_us(both, s) == pytest.approx((cycles + packed_merge) * to_us)
     step = gpu_model.kernel_step({"name": "class_nms", "block": (1024, 1, 1)}, s)
     assert step.latency_us > 0 and step.modelled_us > step.latency_us + gpu_model.LAUNCH_US
-    # merge_detections ranks classes x min(detections, top_k) slots
-    merge = {"name": "merge_detections", "block": (1024, 1, 1)}
-    slots = s.classes * min(s.detections, s.top_k)
-    cycles = (gpu_model.MERGE_SCANS * math.ceil(slots / (1024 * 8)) * gpu_model.GLOBAL_LATENCY_CYCLES
-              + gpu_model.MERGE_SCANS * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
-    assert gpu_model.latency_us(merge, s) == pytest.approx(cycles / gpu_model.CLOCK_HZ * 1e6)
     assert gpu_model.latency_us({"name": "paste_masks", "block": (256, 1, 1)}, s) == 0.0
 
 

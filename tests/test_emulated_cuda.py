@@ -332,13 +332,13 @@ def test_masks_do_not_depend_on_the_schedule(seed):
 
 # --- NMS kernels: launches, schedules, limits ------------------------------------------
 
-NMS_KERNELS = ["class_nms", "merge_detections"]
+NMS_KERNELS = ["class_nms"]
 
 
-def test_nms_and_detect_launch_three_kernels():
-    """decode + softmax + NMS in at most 8 launches (3 custom kernels; with contiguous
-    float32 inputs no ATen kernel runs besides allocations). The classes go on grid.x
-    (grid.y and grid.z are limited to 65535)."""
+def test_nms_and_detect_launch_two_kernels():
+    """decode + softmax + NMS in at most 8 launches (2 custom kernels: the merge runs in
+    class_nms's last block; with contiguous float32 inputs no ATen kernel runs besides
+    allocations). The classes go on grid.x (grid.y and grid.z are limited to 65535)."""
     g = gen(41)
     loc, logits, coeffs, priors = random_head(300, 4, 3, g, clustered=True)
     with cuda.launches() as log:
@@ -364,6 +364,35 @@ def test_nms_under_shuffled_schedules(seed, method):
     want = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 150, 0.05, 100, method)
     assert len(got[0]) > 10
     assert_detections_close(got, want, rtol=2e-6, box_rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_merge_runs_in_whichever_class_block_finishes_last(method, threads):
+    """class_nms's last block to finish merges the survivors of every class. The blocks run
+    in an order each seed shuffles (with one OS thread, the last to run is the last to
+    finish): a merge in a fixed block, say the highest class, would miss classes under most
+    seeds. Each call's first kernel zeroes the count of finished blocks, so calls in a row
+    (fast_nms, then detect) each merge once, after all their classes."""
+    g = gen(97)
+    classes, p = 9, 300
+    loc, logits, coeffs, priors = random_head(p, classes, 2, g, clustered=True)
+    boxes = ops.decode_boxes(loc, priors)
+    scores = torch.softmax(logits, -1)[:, 1:].t().contiguous()
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    want_nms = twin(boxes, scores, coeffs, 0.5, 50, 0.05, 60)
+    want_detect = reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), 0.5, 50, 0.05, 60, method)
+    assert len(set(want_nms[2].tolist())) == classes, "every class has survivors"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for seed in range(1, 6):
+            with cuda.schedule(seed=seed):
+                assert_nms_equal(emulated_nms(boxes, scores, coeffs, 0.5, 50, 0.05, 60, method), want_nms)
+                got = emulated_detect(loc, logits, coeffs, priors, 0.5, 50, 0.05, 60, method)
+                assert_detections_close(got, want_detect, rtol=2e-6, box_rtol=1e-6)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_nms_device_limits():
@@ -407,7 +436,7 @@ def test_radix_select_over_every_bucket_matches_cpu(seed, top_k):
     """Scores spread over all 256 first-byte buckets (both signs, exponents -120..120) and
     quantised so that many keys tie, cut at top_k anywhere: the warp scan that finds the k-th
     key's bucket (lane l owns buckets 255 - 8l .. 248 - 8l) must agree with the CPU's full
-    sort, in class_nms and in merge_detections (max_detections)."""
+    sort, in class_nms's select and in its merge (max_detections)."""
     g = gen(300 + seed)
     p, c = 700, 3
     exponent = torch.randint(-120, 121, (c, p), generator=g).double()
@@ -511,11 +540,11 @@ def test_decode_puts_images_on_grid_y():
 
 @pytest.mark.parametrize("num_priors, dtype", [(300, torch.float32), (300, torch.float64), (30000, torch.float32)])
 def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
-    """class_nms and merge_detections pack the float keys of all items into dynamic shared
+    """class_nms's select and its merge pack the float keys of all items into dynamic shared
     memory (after the k_pad items) when they fit under the opt-in limit; float64 keys and
     float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Once the
-    select is done, class_nms stages the ranked boxes where the keys were. Both paths give
-    the reference's detections."""
+    select is done, class_nms stages the ranked boxes where the keys were; the merge reuses
+    the same memory. Both paths give the reference's detections."""
     g = gen(43)
     boxes, scores = clustered_boxes(num_priors, g, dtype), random_scores(2, num_priors, g, dtype)
     coeffs = random_coeffs(num_priors, 4, g, dtype)
@@ -526,12 +555,13 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
     paths = {launch.kernel: launch.paths for launch in log}
     item, box = 16, 4 * dtype.itemsize  # (score, int64 index) for float32 and float64 alike
     packed = dtype == torch.float32 and num_priors * 8 <= 200 * 1024
-    assert shared["class_nms"] == 256 * item + max(8 * num_priors if packed else 0, 200 * box)
-    assert paths["class_nms"] == (("packed_keys",) if packed else ()) + ("staged_boxes",)
+    merge_packed = dtype == torch.float32
     survivors = 2 * 100  # C x min(max_detections, top_k)
-    packed = dtype == torch.float32
-    assert shared["merge_detections"] == 128 * item + (8 * survivors if packed else 0)
-    assert paths["merge_detections"] == (("packed_keys",) if packed else ())
+    select = 256 * item + max(8 * num_priors if packed else 0, 200 * box)
+    merge = 128 * item + (8 * survivors if merge_packed else 0)
+    assert shared["class_nms"] == max(select, merge)
+    assert paths["class_nms"] == ((("packed_keys",) if packed else ()) + ("staged_boxes",)
+                                  + (("merge_packed_keys",) if merge_packed else ()))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -562,10 +592,13 @@ def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method
     items, band = 2048 * 16, 64 * 32 * 8 if method == "cluster" else 0
     keys, ranked_boxes = 8 * p, 4 * top_k * dtype.itemsize
     packed = ("packed_keys",) if dtype == torch.float32 else ()
+    merge_packed = ("merge_packed_keys",) if packed else ()
+    merge = 64 * 16 + (8 * 2 * 50 if packed else 0)  # m_pad items, C x max_detections keys
     small, large = launches[64 * 1024], launches[227 * 1024]
-    assert (small.shared_bytes, small.paths) == (items + max(keys if packed else 0, band), packed)
-    assert large.paths == packed + ("staged_boxes",)
-    assert large.shared_bytes == items + max(keys if packed else 0, ranked_boxes + band)
+    assert small.shared_bytes == max(items + max(keys if packed else 0, band), merge)
+    assert small.paths == packed + merge_packed
+    assert large.paths == packed + ("staged_boxes",) + merge_packed
+    assert large.shared_bytes == max(items + max(keys if packed else 0, ranked_boxes + band), merge)
 
 
 @pytest.mark.parametrize("limit", [64 * 1024 - 1, 227 * 1024 + 1, True, 100_000.0])

@@ -188,6 +188,28 @@ def test_order_dependent_results_change_with_the_seed(name):
     assert len({tuple(r.tolist()) for r in results}) == 4
 
 
+def test_blocks_run_in_an_order_the_seed_shuffles():
+    """No kernel may rely on the order in which blocks run (class_nms's merge runs in the
+    block that finishes last, whichever it is): with one OS thread, seed 0 runs the blocks
+    in index order, and each nonzero seed in an order of its own."""
+    blocks, threads = 40, 32
+    orders = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for seed in range(4):
+            with ecuda.schedule(seed=seed):
+                out = run("block_tickets", grid=(blocks, 1, 1), block=(threads, 1, 1))
+            tickets = out[:-1].view(blocks, threads)[:, 0]
+            assert torch.equal(tickets.sort().values, torch.arange(blocks)), "each ticket taken once"
+            assert out[-1] == blocks
+            orders.append(tuple(tickets.tolist()))
+    finally:
+        torch.set_num_threads(previous)
+    assert orders[0] == tuple(range(blocks))
+    assert len(set(orders)) == 4
+
+
 def test_schedule_restores_the_previous_settings():
     before = _C.emulation.options()
     with ecuda.schedule(seed=7, check_races=False, opt_in_shared_bytes=99 * 1024):

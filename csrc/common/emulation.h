@@ -1,7 +1,9 @@
 // Host emulation of CUDA's execution model, so that the kernels of csrc/cuda/kernels.cuh
 // run (and are checked) on machines without a GPU.
 //
-// Each block's threads run as fibers on one OS thread (blocks run in parallel). A fiber
+// Each block's threads run as fibers on one OS thread (blocks run in parallel, in an order
+// shuffled by a nonzero options().seed; __threadfence() and global atomics are
+// sequentially consistent). A fiber
 // runs until it reaches __syncthreads(), a warp collective or its end, so barrier-free
 // code runs straight through; which ready thread runs next is drawn from a generator
 // seeded per (options().seed, kernel, block), so order-dependent code gives different
@@ -19,6 +21,7 @@
 #error "emulation.h is for host compilers only"
 #endif
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -55,6 +58,7 @@ enum Path : unsigned {
   kWideStores = 16u,
   kKeysInShared = 32u,   // a radix select's keys packed into shared memory
   kBoxesInShared = 64u,  // class_nms's ranked boxes staged in shared memory
+  kMergeKeysInShared = 128u,  // class_nms's merge (its last block): keys in shared memory
 };
 
 // Launches made from the calling OS thread while recording (nestable); paths: the names of
@@ -270,6 +274,8 @@ T from_bits(uint64_t bits) {
 // --- the CUDA primitives kernels use ---------------------------------------------------
 
 inline void __syncthreads() { yf::emulation::sync_block(); }
+// Blocks run on several OS threads (global_atomic): a sequentially consistent fence.
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   yf::emulation::warp_collective(yf::emulation::WarpOp::kSync, mask, 0, 0, 32);
 }

@@ -637,7 +637,8 @@ std::vector<std::string> path_names(unsigned paths) {
                                                         {kByteStores, "byte_stores"},
                                                         {kWideStores, "wide_stores"},
                                                         {kKeysInShared, "packed_keys"},
-                                                        {kBoxesInShared, "staged_boxes"}};
+                                                        {kBoxesInShared, "staged_boxes"},
+                                                        {kMergeKeysInShared, "merge_packed_keys"}};
   std::vector<std::string> names;
   for (const auto& [path, name] : kNames)
     if (paths & path) names.emplace_back(name);
@@ -683,6 +684,19 @@ std::vector<LaunchRecord> end_recording(size_t start) {
   return records;
 }
 
+// The order in which the blocks of a launch start (linear indices): with a nonzero seed, a
+// shuffle drawn from it (empty: in order), so that code relying on block order (a "last
+// block" that is always the highest) gives different answers under different seeds.
+std::vector<int64_t> block_order(const Launch& launch, int64_t blocks) {
+  if (launch.options.seed == 0 || blocks < 2) return {};
+  std::vector<int64_t> order(size_t(blocks), 0);
+  for (int64_t b = 0; b < blocks; ++b) order[size_t(b)] = b;
+  uint64_t state = launch.options.seed * 0x9e3779b97f4a7c15ull ^ hash_name(launch.kernel);
+  for (int64_t i = blocks - 1; i > 0; --i)  // Fisher-Yates
+    std::swap(order[size_t(i)], order[size_t(splitmix64(state) % uint64_t(i + 1))]);
+  return order;
+}
+
 void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_bytes,
               bool large_shared_opt_in, KernelBody body) {
   std::atomic<unsigned> paths{0};
@@ -699,12 +713,14 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_b
   if (tl_recording > 0) tl_log.push_back({kernel, grid, block, dynamic_shared_bytes, {}});
 
   const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
+  const std::vector<int64_t> order = block_order(launch, blocks);
   std::mutex mutex;
   int64_t first_failed = blocks;
   std::string first_error;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     thread_local Runner runner;
-    for (int64_t b = begin; b < end; ++b) {
+    for (int64_t position = begin; position < end; ++position) {
+      const int64_t b = order.empty() ? position : order[size_t(position)];
       const uint3 index{unsigned(b % grid.x), unsigned((b / grid.x) % grid.y),
                         unsigned(b / (int64_t(grid.x) * grid.y))};
       std::string error = runner.run_block(launch, index);

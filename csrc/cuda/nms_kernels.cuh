@@ -9,8 +9,8 @@
 //               bitonic sort in shared memory; the IoUs of the ranked pairs in 64 x 64
 //               tiles (lower-triangle tiles skipped); the survivors (Fast NMS: OR of the
 //               columns; greedy: a warp walks the rows); the first survivors compacted
-//   merge:      merge_detections, one block: select_top_k_block over the classes'
-//               survivors, then their rows gathered into the outputs
+//               the last class block to finish then merges: select_top_k_block over
+//               all classes' survivors, their rows gathered into the outputs
 #pragma once
 
 #include <cstring>
@@ -59,9 +59,12 @@ YF_HD inline bool ranks_before(const Item<T>& a, const Item<T>& b) {
 
 // One prior per thread: is_candidate[p] = best class score > threshold (NaN never) and a
 // finite box.
+// Both kernels also zero class_nms's count of finished classes (*classes_done), which it
+// reads after them in stream order.
 template <class T, class A>
 YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64_t P, A threshold,
-                               uint8_t* is_candidate) {
+                               uint8_t* is_candidate, unsigned* classes_done) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *classes_done = 0;
   YF_KERNEL_LOOP(p, P) {
     A best = -INFINITY;
     for (int64_t c = 0; c < C; ++c) best = nan_max(best, A(scores[c * P + p]));
@@ -95,7 +98,9 @@ YF_DEVICE inline T warp_max(T x) {
 
 template <class T, class A>
 YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int64_t C, int64_t P,
-                             A v0, A v1, A threshold, A* boxes, A* probs, uint8_t* is_candidate) {
+                             A v0, A v1, A threshold, A* boxes, A* probs, uint8_t* is_candidate,
+                             unsigned* classes_done) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *classes_done = 0;
   YF_SHARED(A, row_max, kScorePriors);
   YF_SHARED(A, row_inv, kScorePriors);  // 1 / sum of exp(logit - max)
   YF_SHARED(A, best, kScorePriors);     // best foreground probability
@@ -336,7 +341,6 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   const int64_t key_base = k_pad * int64_t(sizeof(Item<T>) / sizeof(unsigned long long));
   const bool packed = kPackedKeys<T> && shared_keys;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
-  if (packed && tid == 0) YF_TAKE_PATH(kKeysInShared, nullptr, 0);
 
   // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
   const auto for_each_key = [&](bool from_packed, const auto& f) {
@@ -460,20 +464,43 @@ YF_DEVICE inline void select_top_k_block(const S* s, const uint8_t* ok, int64_t 
   }
 }
 
-// Per-class NMS, one block of kSelectThreads threads per class c = blockIdx.x, in one
-// launch: the class's top K eligible priors ranked (rank_top_k_block over scores[c, 0:P)),
-// the IoU of every ranked pair i < j, the survivors ("fast": j is removed iff any
-// higher-ranked box suppresses it; "greedy": iff a kept one does), and the first L
-// survivors in rank order to kept_score/kept_index[c, 0:L) (score, prior index), with
-// kept_ok[c, j] = j < survivors (padding past them: score 0, index 0, written so that the
-// merge's batched loads read only written memory). Three launches before (select, IoU
-// tiles, survivors) passed the ranked boxes and a [C, K, K / 64] bitmask through global
-// memory.
+// The first L survivors of each class in rank order, [C, L] row-major: score, prior index,
+// and whether slot j holds one (j < the class's survivors).
+template <class A>
+struct ClassSurvivors {
+  A* score;
+  int64_t* index;
+  uint8_t* ok;
+  int64_t L;
+};
+
+// The padded outputs of fast_nms / detect: boxes [M, 4], coeffs [M, k], labels [M],
+// scores [M] (zeros past the count) and the count.
+template <class T>
+struct Detections {
+  T* boxes;
+  T* coeffs;
+  int64_t* labels;
+  T* scores;
+  int64_t* count;
+  int64_t M, k;
+};
+
+// Per-class NMS and the merge, one block of kSelectThreads threads per class c =
+// blockIdx.x, in one launch: the class's top K eligible priors ranked (rank_top_k_block over
+// scores[c, 0:P)), the IoU of every ranked pair i < j, the survivors ("fast": j is removed
+// iff any higher-ranked box suppresses it; "greedy": iff a kept one does), and the first L
+// survivors in rank order to `kept` (padding past them: score 0, index 0, written so that
+// the merge's batched loads read only written memory). The last block to finish (counted
+// in *classes_done, zeroed by the launch before) then merges: merge_detections. Four
+// launches before (select, IoU tiles, survivors, merge) passed the ranked boxes and a
+// [C, K, K / 64] bitmask through global memory.
 //
 // Dynamic shared memory, after the k_pad ranked items: the select's packed keys
 // (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes
 // (shared_boxes; else read through the items' indices from global memory) and, for greedy,
-// a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <= kMaxWords).
+// a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <= kMaxWords);
+// in the last block, the merge's m_pad items and packed keys (merge_keys) reuse it all.
 // Tiles of 64 x 64 ranked pairs left of the diagonal hold no pair i < j and are skipped; a
 // tile is a task of kIouThreads threads, kIouSplit consecutive lanes per row, lane `part`
 // testing columns part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes
@@ -540,12 +567,38 @@ YF_DEVICE inline uint64_t lanes_or(uint64_t bits, int lanes) {
   return bits;
 }
 
-template <class S, class B, class A>
+// One block, after every class's survivors are written: the top M survivors of all classes
+// (kept.ok[c * L + j], ranked by kept.score[c * L + j], ties by the flat index c * L + j:
+// class-major, then rank, as j follows the rank within a class), gathered in rank order
+// into the padded outputs with their number in *out.count. Boxes of B and scores of A are
+// rounded once to the output dtype T.
+template <class A, class B, class T>
+YF_DEVICE inline void merge_detections(const ClassSurvivors<A>& kept, int64_t C, int64_t m_pad,
+                                       bool shared_keys, const B* boxes, const T* coeffs,
+                                       const Detections<T>& out) {
+  if (kPackedKeys<A> && shared_keys && threadIdx.x == 0) YF_TAKE_PATH(kMergeKeysInShared, nullptr, 0);
+  const T zero = T(A(0));
+  const int64_t L = kept.L, k = out.k;
+  select_top_k_block<A>(kept.score, kept.ok, C * L, out.M, m_pad, shared_keys,
+                        [&](int64_t m, const Item<A>& item, int64_t count) {
+                          const bool valid = m < count;
+                          const int64_t flat = valid ? item.index : 0;
+                          const int64_t p = valid ? kept.index[flat] : 0;
+                          for (int64_t d = 0; d < 4; ++d) out.boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
+                          for (int64_t d = 0; d < k; ++d) out.coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
+                          out.labels[m] = valid ? flat / L : 0;
+                          out.scores[m] = valid ? T(item.score) : zero;
+                          if (m == 0) *out.count = count;
+                        });
+}
+
+template <class S, class B, class A, class T>
 YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
     class_nms(const S* scores, const uint8_t* eligible, int64_t P, const B* boxes, int64_t K,
               int64_t k_pad, bool shared_keys, bool shared_boxes, A iou_threshold, bool greedy,
-              int64_t L, A* kept_score, int64_t* kept_index, uint8_t* kept_ok) {
-  const int64_t c = blockIdx.x;
+              ClassSurvivors<A> kept, unsigned* classes_done, const T* coeffs, int64_t m_pad,
+              bool merge_keys, Detections<T> out) {
+  const int64_t c = blockIdx.x, L = kept.L;
   const int64_t n = rank_top_k_block<A>(scores + c * P, eligible, P, K, k_pad, shared_keys);
   YF_DYNAMIC_SHARED(Item<A>, items);
   YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items
@@ -564,6 +617,7 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const Item<A> item = items[e / 4];
       ranked_boxes[box_base + e] = A(boxes[4 * item.index + e % 4]);
     }
+  if (kPackedKeys<A> && shared_keys && tid == 0) YF_TAKE_PATH(kKeysInShared, nullptr, 0);
   if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
   if (tid < 2 * kMaxWords) removed[tid] = 0;
   __syncthreads();
@@ -630,44 +684,31 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         const int64_t slot = survivors_before(removed, n, w) + __popcll(word & below);
         if (slot < L) {
           const Item<A> item = items[r];
-          kept_score[c * L + slot] = item.score;
-          kept_index[c * L + slot] = item.index;
+          kept.score[c * L + slot] = item.score;
+          kept.index[c * L + slot] = item.index;
         }
       }
     }
     if (r < L) {
-      kept_ok[c * L + r] = r < survivors;
+      kept.ok[c * L + r] = r < survivors;
       if (r >= survivors) {
-        kept_score[c * L + r] = A(0);
-        kept_index[c * L + r] = 0;
+        kept.score[c * L + r] = A(0);
+        kept.index[c * L + r] = 0;
       }
     }
   }
-}
 
-// One block: the top M survivors of all classes (kept_ok[c * L + j], ranked by
-// kept_score[c * L + j], ties by the flat index c * L + j: class-major, then rank, as j
-// follows the rank within a class), gathered in rank order into the padded outputs (zeros
-// past the count) with their number in *out_count. Boxes of B and scores of A are rounded
-// once to the output dtype T.
-template <class A, class B, class T>
-YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
-    merge_detections(const A* kept_score, const uint8_t* kept_ok, const int64_t* kept_index,
-                     int64_t C, int64_t L, int64_t M, int64_t m_pad, bool shared_keys,
-                     const B* boxes, const T* coeffs, int64_t k, T* out_boxes, T* out_coeffs,
-                     int64_t* out_labels, T* out_scores, int64_t* out_count) {
-  const T zero = T(A(0));
-  select_top_k_block<A>(kept_score, kept_ok, C * L, M, m_pad, shared_keys,
-                        [&](int64_t m, const Item<A>& item, int64_t count) {
-                          const bool valid = m < count;
-                          const int64_t flat = valid ? item.index : 0;
-                          const int64_t p = valid ? kept_index[flat] : 0;
-                          for (int64_t d = 0; d < 4; ++d) out_boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
-                          for (int64_t d = 0; d < k; ++d) out_coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
-                          out_labels[m] = valid ? flat / L : 0;
-                          out_scores[m] = valid ? T(item.score) : zero;
-                          if (m == 0) *out_count = count;
-                        });
+  // The last block to finish merges (a launch of its own before). Each thread's stores
+  // above are made visible device-wide before its block counts itself done; the last block
+  // fences again before reading the other blocks' survivors.
+  YF_SHARED(unsigned, last_block, 1);
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last_block[0] = atomicAdd(classes_done, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last_block[0]) return;
+  __threadfence();
+  merge_detections<A>(kept, int64_t(gridDim.x), m_pad, merge_keys, boxes, coeffs, out);
 }
 
 }  // namespace

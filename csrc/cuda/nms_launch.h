@@ -1,5 +1,5 @@
 // Launch logic of fast_nms and detect on the device (kernels: nms_kernels.cuh), for any
-// Launch policy (real launches or the host emulation; see launch.h). Three kernel launches
+// Launch policy (real launches or the host emulation; see launch.h). Two kernel launches
 // per call for every dtype (float16/bfloat16 read as such), no ATen kernels besides copies
 // of non-contiguous inputs,
 // no host synchronisation, padded static outputs: the path can be captured in a CUDA
@@ -113,35 +113,34 @@ ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int6
 
 // Per-class NMS of scores [C, P] (row stride P, element type S) over the candidate priors
 // with boxes [P, 4] of B, into out (coefficients and outputs of T); A: arithmetic type.
+// One launch: class_nms, whose last block to finish merges the classes (classes_done: its
+// count of finished blocks, zeroed by the launch before).
 template <class A, class B, class S, class T, class Launch>
 void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Tensor& scores,
-                     const at::Tensor& is_candidate, const at::Tensor& coeffs, int64_t K,
-                     A iou_threshold, bool greedy, DeviceNmsOutputs& out) {
+                     const at::Tensor& is_candidate, unsigned* classes_done,
+                     const at::Tensor& coeffs, int64_t K, A iou_threshold, bool greedy,
+                     DeviceNmsOutputs& out) {
   const int64_t C = scores.size(0), P = scores.size(1), M = out.boxes.size(0);
   const int64_t L = std::min(M, K);  // survivors per class the merge can take
   const auto options = boxes.options();
   at::Tensor kept_score = at::empty({C, L}, options_of<A>(boxes));
   auto kept_index = at::empty({C, L}, options.dtype(at::kLong));
   auto kept_ok = at::empty({C, L}, options.dtype(at::kByte));
-  const int64_t k_pad = next_power_of_two(K);
+  const int64_t k_pad = next_power_of_two(K), m_pad = next_power_of_two(M);
   const ClassNmsShared shared = class_nms_shared<A>(launch, P, K, k_pad, greedy);
-  launch_with_shared(launch, "class_nms", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
-                     shared.select.bytes, &kernels::class_nms<S, B, A>, scores.data_ptr<S>(),
-                     is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(), K, k_pad,
-                     shared.select.keys, shared.boxes, iou_threshold, greedy, L,
-                     kept_score.data_ptr<A>(), kept_index.data_ptr<int64_t>(),
-                     kept_ok.data_ptr<uint8_t>());
-
-  // All survivors ranked by score, ties by flat index c * L + slot (class-major), gathered.
-  const int64_t m_pad = next_power_of_two(M);
+  // The merge ranks all survivors, ties by flat index c * L + slot (class-major).
   const SelectShared merge = select_shared<A>(launch, C * L, m_pad);
-  launch_with_shared(launch, "merge_detections", dim3(1), dim3(kernels::kSelectThreads), merge.bytes,
-                     &kernels::merge_detections<A, B, T>, kept_score.data_ptr<A>(),
-                     kept_ok.data_ptr<uint8_t>(), kept_index.data_ptr<int64_t>(), C, L, M, m_pad,
-                     merge.keys, boxes.data_ptr<B>(), coeffs.data_ptr<T>(), coeffs.size(1),
-                     out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
-                     out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(),
-                     out.count.data_ptr<int64_t>());
+  const kernels::ClassSurvivors<A> kept{kept_score.data_ptr<A>(), kept_index.data_ptr<int64_t>(),
+                                        kept_ok.data_ptr<uint8_t>(), L};
+  const kernels::Detections<T> detections{out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
+                                          out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(),
+                                          out.count.data_ptr<int64_t>(), M, coeffs.size(1)};
+  launch_with_shared(launch, "class_nms", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
+                     std::max(shared.select.bytes, merge.bytes), &kernels::class_nms<S, B, A, T>,
+                     scores.data_ptr<S>(), is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(),
+                     K, k_pad, shared.select.keys, shared.boxes, iou_threshold, greedy, kept,
+                     classes_done, coeffs.data_ptr<T>(),
+                     m_pad, merge.keys, detections);
 }
 
 template <class Launch>
@@ -163,11 +162,13 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "fast_nms_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
+    auto classes_done = at::empty({}, boxes.options().dtype(at::kUInt32));
     launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
            &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
            scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
-           is_candidate.data_ptr<uint8_t>());
-    nms_from_scores<A, scalar_t, scalar_t, scalar_t>(launch, boxes, scores, is_candidate, coeffs, K,
+           is_candidate.data_ptr<uint8_t>(), classes_done.data_ptr<uint32_t>());
+    nms_from_scores<A, scalar_t, scalar_t, scalar_t>(launch, boxes, scores, is_candidate,
+                                                     classes_done.data_ptr<uint32_t>(), coeffs, K,
                                                      static_cast<A>(iou_threshold), greedy, out);
   });
   return out.result();
@@ -197,14 +198,16 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
     at::Tensor boxes = at::empty({P, 4}, options_of<A>(loc));
     at::Tensor probs = at::empty({C, P}, options_of<A>(loc));
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
+    auto classes_done = at::empty({}, loc.options().dtype(at::kUInt32));
     const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
     launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
            &kernels::detect_scores<scalar_t, A>,
            loc.data_ptr<scalar_t>(), priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C,
            P, static_cast<A>(variance_xy), static_cast<A>(variance_wh),
            static_cast<A>(score_threshold), boxes.data_ptr<A>(), probs.data_ptr<A>(),
-           is_candidate.data_ptr<uint8_t>());
-    nms_from_scores<A, A, A, scalar_t>(launch, boxes, probs, is_candidate, coeffs, K,
+           is_candidate.data_ptr<uint8_t>(), classes_done.data_ptr<uint32_t>());
+    nms_from_scores<A, A, A, scalar_t>(launch, boxes, probs, is_candidate,
+                                       classes_done.data_ptr<uint32_t>(), coeffs, K,
                                        static_cast<A>(iou_threshold), greedy, out);
   });
   return out.result();

@@ -111,6 +111,14 @@ YF_GLOBAL void global_atomic_tickets(int64_t* out, int64_t) {
   block_out(out)[tid()] = atomicAdd(reinterpret_cast<unsigned long long*>(out + threads()), 1ull);
 }
 
+// Thread 0 of each block takes a ticket from the global counter after the blocks' outputs
+// (out[blocks * threads]): the order in which the blocks ran, which a nonzero seed shuffles.
+YF_GLOBAL void block_tickets(int64_t* out, int64_t) {
+  const int64_t blocks = int64_t(gridDim.x) * gridDim.y * gridDim.z;
+  auto* counter = reinterpret_cast<unsigned long long*>(out + blocks * threads());
+  if (tid() == 0) block_out(out)[0] = int64_t(atomicAdd(counter, 1ull));
+}
+
 // Sum of thread indices of each warp by __shfl_down_sync, written by lane 0 to every lane.
 YF_GLOBAL void warp_sum_down(int64_t* out, int64_t) {
   int64_t v = tid();
@@ -181,6 +189,7 @@ const std::map<std::string, Kernel>& kernels() {
       {"barrier_after_exit", &barrier_after_exit},
       {"atomic_tickets", &atomic_tickets},
       {"global_atomic_tickets", &global_atomic_tickets},
+      {"block_tickets", &block_tickets},
       {"warp_sum_down", &warp_sum_down},
       {"warp_sum_xor", &warp_sum_xor},
       {"warp_ballot", &warp_ballot},

@@ -48,8 +48,9 @@ class Launch(NamedTuple):
     """One kernel launch: name, grid and block (x, y, z), dynamic shared memory bytes, and
     the paths some thread took: global-memory access paths ("vector_loads",
     "element_loads", "quad_stores", "byte_stores", "wide_stores") and where the NMS kernels
-    keep their data ("packed_keys": a radix select's keys in shared memory; "staged_boxes":
-    class_nms's ranked boxes in shared memory)."""
+    keep their data ("packed_keys": class_nms's radix select keys in shared memory;
+    "staged_boxes": its ranked boxes in shared memory; "merge_packed_keys": the keys of the
+    merge its last block runs in shared memory)."""
 
     kernel: str
     grid: Tuple[int, int, int]
