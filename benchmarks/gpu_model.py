@@ -197,7 +197,7 @@ _NO_LAUNCH = {
     "empty", "empty_like", "empty_strided", "narrow", "slice", "select", "view", "reshape",
     "_reshape_alias", "as_strided", "t", "transpose", "permute", "expand", "expand_as", "unsqueeze",
     "squeeze", "alias", "detach", "lift_fresh", "resize_", "unbind", "split", "chunk", "_unsafe_view",
-    "numpy_T", "result_type", "detach_", "lift_fresh_copy", "is_nonzero", "size", "stride", "set_", "unfold", "view_as",
+    "numpy_T", "result_type", "promote_types", "detach_", "lift_fresh_copy", "is_nonzero", "size", "stride", "set_", "unfold", "view_as",
 }
 # ops whose own kernel(s) we model (their CPU-side children are ignored); value: launches
 _LEAF_LAUNCHES = {"sort": SORT_PASSES + 2, "topk": 3, "nonzero": 2, "_local_scalar_dense": 1}
