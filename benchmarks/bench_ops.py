@@ -178,3 +178,25 @@ def test_post_network_reference(benchmark, golden):
 @pytest.mark.benchmark(group="post-network path: detect + paste_masks (golden)")
 def test_post_network_kernels(benchmark, golden):
     benchmark(post_network_kernels, golden)
+
+
+# --- the fused copy's key: a checksum of every weight -----------------------------------
+
+@pytest.fixture(scope="module")
+def base_weights():
+    """yolact_base's 660 parameters and buffers (50 M values), as segment checksums them."""
+    import yolact_fast as yf
+    from yolact_fast.model.weight_rule import rule_weights
+
+    model = yf.load(rule_weights("yolact_base", 0), config="yolact_base")
+    return list(model.parameters()) + list(model.buffers())
+
+
+@pytest.mark.benchmark(group="bits_checksum of yolact_base's 660 weight tensors")
+def test_checksum_reference(benchmark, base_weights):
+    benchmark.pedantic(reference.bits_checksum, args=(base_weights,), rounds=3, iterations=1)
+
+
+@pytest.mark.benchmark(group="bits_checksum of yolact_base's 660 weight tensors")
+def test_checksum_kernel(benchmark, base_weights):
+    benchmark(ops.bits_checksum, base_weights)

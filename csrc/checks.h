@@ -98,5 +98,7 @@ void check_mask_args(const at::Tensor& proto, const at::Tensor& coeffs, const at
                      double crop_padding);
 void check_paste_args(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                       at::IntArrayRef size, double threshold, double crop_padding);
+// bits_checksum's: one tensor at least, all on one device, elements of 1-16 bytes.
+void check_checksum_args(at::TensorList tensors);
 
 }  // namespace yf

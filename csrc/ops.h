@@ -35,6 +35,7 @@ at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding);
 at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                        at::IntArrayRef size, double threshold, double crop_padding);
+at::Tensor bits_checksum(at::TensorList tensors);
 }  // namespace cpu
 
 // The CUDA launchers run on CPU tensors with a host emulation of the grid (tests only).
@@ -54,6 +55,7 @@ at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
                           const at::Tensor& boxes, double crop_padding);
 at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
                        at::IntArrayRef size, double threshold, double crop_padding);
+at::Tensor bits_checksum(at::TensorList tensors);
 }  // namespace emulated_cuda
 
 }  // namespace yf

@@ -48,6 +48,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   emulated.def("detect", &yf::emulated_cuda::detect);
   emulated.def("assemble_masks", &yf::emulated_cuda::assemble_masks);
   emulated.def("paste_masks", &yf::emulated_cuda::paste_masks);
+  emulated.def("bits_checksum",
+               [](const std::vector<at::Tensor>& tensors) { return yf::emulated_cuda::bits_checksum(tensors); });
 
   auto emulation = m.def_submodule("emulation", "Settings and launch log of the host emulation "
                                                 "(per calling thread)");

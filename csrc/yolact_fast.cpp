@@ -28,7 +28,7 @@ void reject_layout(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 
 void register_layout_rejections(torch::Library& m) {
   for (const char* op : {"make_priors", "decode_boxes", "fast_nms", "detect", "assemble_masks",
-                         "paste_masks"})
+                         "paste_masks", "bits_checksum"})
     m.impl(op, torch::CppFunction::makeFromBoxedFunction<&reject_layout>());
 }
 
@@ -50,6 +50,7 @@ TORCH_LIBRARY(yolact_fast, m) {
   m.def(
       "paste_masks(Tensor proto, Tensor coeffs, Tensor boxes, int[2] size, float threshold, "
       "float crop_padding) -> Tensor");
+  m.def("bits_checksum(Tensor[] tensors) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(yolact_fast, CPU, m) {
@@ -59,6 +60,7 @@ TORCH_LIBRARY_IMPL(yolact_fast, CPU, m) {
   m.impl("detect", &yf::cpu::detect);
   m.impl("assemble_masks", &yf::cpu::assemble_masks);
   m.impl("paste_masks", &yf::cpu::paste_masks);
+  m.impl("bits_checksum", &yf::cpu::bits_checksum);
 }
 
 #define YF_REJECT_LAYOUTS(key) \

@@ -143,7 +143,7 @@ def test_emulation_rejects_cuda_tensors_or_bad_args():
         cuda.assemble_masks(torch.zeros(2, 2, 2), torch.zeros(1, 2, device="meta"), torch.zeros(1, 4))
 
 
-@pytest.mark.parametrize("name", cuda.__all__[:6])
+@pytest.mark.parametrize("name", [name for name in cuda.__all__ if name in ops.__all__])
 def test_same_signatures_as_ops(name):
     assert inspect.signature(getattr(cuda, name)) == inspect.signature(getattr(ops, name))
 

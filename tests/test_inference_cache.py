@@ -78,13 +78,15 @@ def test_refresh_drops_the_copy(model):
 def test_checksum_sees_every_bit_change_even_beside_nan_and_inf(dtype):
     """Bit flips anywhere (first block, a later one, the tail), a swap of two values one block
     apart and -0.0 for 0.0, in tensors that already hold NaN and infinity."""
-    from yolact_fast.model.inference import _CHECKSUM_BLOCK, weights_checksum
+    from yolact_fast.model.inference import weights_checksum
+
+    block = 1 << 16  # a CUDA block's words (kChecksumChunkWords)
 
     generator = torch.Generator().manual_seed(0)
-    numel = 3 * _CHECKSUM_BLOCK + 17
+    numel = 3 * block + 17
     tensor = (torch.randn(numel, generator=generator, dtype=torch.float64) * 100).to(dtype)
     if dtype.is_floating_point:
-        tensor[[5, 6, _CHECKSUM_BLOCK + 7]] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=dtype)
+        tensor[[5, 6, block + 7]] = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=dtype)
     if dtype == torch.bool:
         tensor = torch.rand(numel, generator=generator) < 0.5
     width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()]
@@ -97,7 +99,7 @@ def test_checksum_sees_every_bit_change_even_beside_nan_and_inf(dtype):
             bits[position] ^= torch.tensor(1 << bit if bit < 63 else -(1 << 63), dtype=torch.int64).to(width)
             assert weights_checksum([edited]) != key, (position, bit)
     swapped = tensor.clone()
-    swapped[[9, 9 + _CHECKSUM_BLOCK]] = tensor[[9 + _CHECKSUM_BLOCK, 9]]
+    swapped[[9, 9 + block]] = tensor[[9 + block, 9]]
     assert torch.equal(swapped.view(width), tensor.view(width)) or weights_checksum([swapped]) != key
     if dtype.is_floating_point:
         zero = tensor.clone()
@@ -115,22 +117,19 @@ def test_edits_after_a_nan_weight_are_seen(model):
     assert torch.equal(after.scores, fresh.scores) and torch.equal(after.labels, fresh.labels)
 
 
-def test_gpu_checksum_concatenates_tensors_into_few_chunks():
+def test_checksum_is_one_op_call_and_one_read_back_per_device():
     """On a GPU the checksum must not cost a launch sequence and a synchronization per tensor
-    (yolact_base has 660: 148 ms per segment call on an H100 before): tensors of one device
-    and width are concatenated up to the chunk size, never mixing widths, even when int64
-    BatchNorm counters sit between float weights. Meta tensors stand in for GPU tensors;
-    CPU tensors stay one per chunk."""
-    from yolact_fast.model.inference import _CHUNK_ELEMENTS, _chunks
+    (yolact_base has 660: 148 ms per segment call on an H100 when each was read back, ~170
+    launches when they were concatenated in chunks): one bits_checksum call (one kernel,
+    test_checksum.py) and one read-back for all the tensors of a device."""
+    from torch.profiler import ProfilerActivity, profile
 
-    sizes = [64 * 3 * 3 * 3, 64, 64, 256 * 64, 256, 1] * 100 + [_CHUNK_ELEMENTS + 5]
-    meta = [torch.empty(n, device="meta", dtype=torch.int64 if n == 1 else torch.float32) for n in sizes]
-    chunks = list(_chunks(meta))
-    assert len(chunks) <= 4
-    for chunk in chunks:
-        assert len({t.dtype for t in chunk}) == 1
-        assert len(chunk) == 1 or sum(t.numel() for t in chunk) <= _CHUNK_ELEMENTS
-    for width in (torch.int32, torch.int64):  # every tensor once, in order within its width
-        assert [t.numel() for chunk in chunks for t in chunk if t.dtype == width] == [
-            t.numel() for t in meta if t.element_size() == width.itemsize]
-    assert [len(chunk) for chunk in _chunks([torch.ones(3), torch.ones(4)])] == [1, 1]
+    from yolact_fast.model.inference import weights_checksum
+
+    tensors = [torch.ones(n, dtype=torch.int64 if n == 1 else torch.float32) for n in [27, 64, 1] * 220]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        key = weights_checksum(tensors)
+    names = [e.name for e in prof.events()]
+    assert names.count("yolact_fast::bits_checksum") == 1
+    assert names.count("aten::_local_scalar_dense") + names.count("aten::item") == 0  # one tolist()
+    assert len(key) == len(tensors)

@@ -15,6 +15,7 @@ OPCHECK_CASES = {
     "detect": (*random_head(40, 3, 4, g), 0.1, 0.2, 0.5, 10, 0.05, 7, "cluster"),
     "assemble_masks": (random_proto(9, 7, 4, g), random_coeffs(3, 4, g), random_boxes(3, g), 1.0),
     "paste_masks": (random_proto(9, 7, 4, g), random_coeffs(3, 4, g), random_boxes(3, g), [20, 17], 0.5, 1.0),
+    "bits_checksum": ([torch.randn(5, 3, generator=g), torch.arange(7), torch.zeros(0, dtype=torch.float16)],),
 }
 
 

@@ -134,6 +134,17 @@ def paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
             crop_padding)
 
 
+def checksum_args(tensors) -> list:
+    """``tensors`` (a sequence of tensors) as the list the schema takes."""
+    if isinstance(tensors, (torch.Tensor, str)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"tensors must be a sequence of torch.Tensor, got {type(tensors).__name__}")
+    if len(tensors) == 0:  # the dispatcher would find no device
+        raise ValueError("tensors must hold at least one tensor")
+    for i, value in enumerate(tensors):
+        check_tensor(value, f"tensors[{i}]")
+    return list(tensors)
+
+
 def trim_detections(padded):
     """(boxes, coeffs, labels, scores, count) padded -> the first count rows of each."""
     *outputs, count = padded

@@ -202,3 +202,14 @@ def _paste_masks(proto, coeffs, boxes, size, threshold, crop_padding):
         _allocation((size[0] + size[1], 3), 8, "paste_masks", "size")
         _allocation((H + 2, size[1]), 8, "paste_masks", "size (with proto's H)")
     return proto.new_empty((N, size[0], size[1]), dtype=torch.bool)
+
+
+@torch.library.register_fake("yolact_fast::bits_checksum")
+def _bits_checksum(tensors):
+    _value(len(tensors) > 0, "tensors must hold at least one tensor")
+    for i, t in enumerate(tensors):
+        _value(t.device == tensors[0].device,
+               f"tensors[{i}] must be on the device of tensors[0] ({tensors[0].device}), got {t.device}")
+        _type(t.element_size() in (1, 2, 4, 8, 16),
+              f"tensors[{i}] must have elements of 1, 2, 4, 8 or 16 bytes, got {t.dtype}")
+    return tensors[0].new_empty((len(tensors),), dtype=torch.int64)

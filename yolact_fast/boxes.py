@@ -63,8 +63,9 @@ def boxes_to_pixels(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Relative xyxy [N, 4] -> pixel boxes of an image of ``size`` (h, w), ordered and
     clamped to the image (official postprocess, without the final ``.long()``): per axis,
     :func:`crop_bounds` with no padding, the same float operations (zeros may differ in
-    sign). Both axes go through the ordering together: 7 small kernels on a GPU and no
-    host-to-device copy (which would wait for the stream), where two crop_bounds take 16."""
+    sign). Both axes go through the ordering together: 8 small kernels on a GPU and no
+    host-to-device copy (which would wait for the stream), where two crop_bounds and a stack
+    take 17."""
     h, w = size
     # float16/bfloat16 boxes are scaled in float32, where a product by an int is computed,
     # and rounded once

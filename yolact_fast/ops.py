@@ -27,6 +27,7 @@ __all__ = [
     "detect",
     "assemble_masks",
     "paste_masks",
+    "bits_checksum",
     "cuda_kernels_available",
     "check_nms_options",
 ]
@@ -173,6 +174,20 @@ def paste_masks(
     pixels each box can reach are computed; the rest are False. ``threshold`` in [0, 1].
     """
     return _ops.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold, crop_padding))
+
+
+def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A checksum of each tensor's bits, in one kernel launch for all of them (what keys the
+    fused inference copy: :mod:`yolact_fast.model.inference`).
+
+    tensors: one tensor at least, all on one device, of any dtype (elements of 1 to 16
+    bytes) and layout. Returns int64 [len(tensors)] on that device: tensor t's bytes read as
+    words of min(element size, 4) bytes in logical order, word i times a 32-bit odd weight
+    drawn from i, the 64-bit products summed modulo 2**64 (bit-cast to int64), the same on
+    every device. A change of one word always changes it; changes of several are missed
+    only if they cancel by chance.
+    """
+    return _ops.bits_checksum(_args.checksum_args(tensors))
 
 
 def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method) -> None:

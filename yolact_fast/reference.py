@@ -193,3 +193,37 @@ def paste_masks(
         return torch.zeros((0, *size), dtype=torch.bool, device=proto.device)
     masks = F.interpolate(masks[None], tuple(size), mode="bilinear", align_corners=False)[0]
     return masks > threshold
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finalizer of int64 ``h`` < 2**32 (products kept to 32 bits)."""
+    mask = 0xFFFFFFFF
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & mask
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & mask
+    return h ^ (h >> 16)
+
+
+def _checksum_weights(count: int, device) -> torch.Tensor:
+    """Word i's odd weight: a hash of i mod 2**12, made odd, xor an even hash of i >> 12
+    (csrc/common/checksum_math.h)."""
+    i = torch.arange(count, dtype=torch.int64, device=device)
+    mask = 0xFFFFFFFF
+    position = _fmix32(((i & 4095) + 0x9E3779B9) & mask) | 1
+    block = i >> 12
+    block = _fmix32((block & mask) ^ (((block >> 32) * 0x9E3779B1) & mask)) & ~1
+    return position ^ block
+
+
+def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """int64 [len(tensors)]: each tensor's bytes as words of min(element size, 4) bytes,
+    zero-extended, times their weights, summed modulo 2**64 (int64 arithmetic wraps)."""
+    sums = []
+    for tensor in tensors:
+        width = min(tensor.element_size(), 4)
+        words = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+        words = words.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[width]).to(torch.int64)
+        words = words & ((1 << (8 * width)) - 1)
+        sums.append((words * _checksum_weights(words.numel(), words.device)).sum())
+    return torch.stack(sums) if sums else torch.empty(0, dtype=torch.int64)

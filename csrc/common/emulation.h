@@ -83,6 +83,13 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared_b
 // The launch policy of csrc/cuda/launch.h that runs kernels under the emulation.
 struct HostLaunch {
   size_t max_opt_in_shared_bytes() const { return options().opt_in_shared_bytes; }
+  // A workspace that kernels must write before they read it starts as `value` (a GPU
+  // leaves it as the allocator hands it over): a read of it unwritten gives a wrong answer
+  // every time, not only when the allocator returns memory that held a misleading value.
+  template <class Tensor>
+  void prefill(Tensor& workspace, double value) const {
+    workspace.fill_(value);
+  }
   template <class... KernelArgs, class... Args>
   void operator()(const char* name, dim3 grid, dim3 block, size_t shared_bytes,
                   void (*kernel)(KernelArgs...), Args&&... args) const {

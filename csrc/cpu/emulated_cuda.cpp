@@ -65,5 +65,11 @@ at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const 
   return launch::paste_masks(kHost, proto, coeffs, boxes, size, threshold, crop_padding);
 }
 
+at::Tensor bits_checksum(at::TensorList tensors) {
+  check_checksum_args(tensors);
+  check_cpu(tensors[0], "tensors[0]");
+  return launch::bits_checksum(kHost, tensors);
+}
+
 }  // namespace emulated_cuda
 }  // namespace yf

@@ -8,6 +8,7 @@
 #endif
 
 #include "../common/box_math.h"
+#include "../common/checksum_math.h"
 #include "../common/macros.h"
 #include "../common/mask_math.h"
 
@@ -347,6 +348,42 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
       __syncthreads();  // the next tile rewrites the taps, the coefficients, the patch and scratch
     }
     __syncthreads();  // every warp has read the round before warp 0 writes the next one
+  }
+}
+
+// bits_checksum: each block takes chunks c = blockIdx.x, + gridDim.x, ... of the call's
+// tensors (table[t], found by a binary search of first_chunk: empty tensors own none),
+// sums word x weight over the chunk (the threads' partial sums reduced by shuffles, then
+// across warps in shared memory) and adds it to sums[t] with one 64-bit atomic. Additions
+// modulo 2^64 commute, so the result is the CPU kernel's bit for bit in any block order.
+constexpr int kChecksumThreads = 256;
+
+YF_GLOBAL void bits_checksum(const ChecksumTensor* table, int64_t count, int64_t chunks,
+                             unsigned long long* sums) {
+  YF_SHARED(unsigned long long, warp_sums, kChecksumThreads / 32);
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+    int64_t lo = 0, hi = count - 1;  // the last tensor whose first chunk is <= c
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (table[mid].first_chunk <= c)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    const ChecksumTensor t = table[lo];
+    const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
+    const int64_t last = min_(first + kChecksumChunkWords, t.words);
+    unsigned long long sum = checksum_words(t.data, int(t.width), first + threadIdx.x, last, blockDim.x);
+    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    if (lane == 0) warp_sums[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned long long total = 0;
+      for (unsigned w = 0; w < blockDim.x / 32; ++w) total += warp_sums[w];
+      atomicAdd(&sums[lo], total);
+    }
+    __syncthreads();  // warp_sums is rewritten for the next chunk
   }
 }
 

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "../checks.h"
+#include "../common/checksum_table.h"
 #include "../ops.h"
 #include "kernels.cuh"
 
@@ -216,6 +217,26 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
     }
   });
   return out;
+}
+
+// bits_checksum of tensors on one device: [n] int64 (uint64 sums, bit-cast) in one kernel
+// launch for any number of tensors, after a memset of the sums and the copy of the table
+// (from pinned host memory, asynchronous) onto the device. The callers check the arguments.
+template <class Launch>
+at::Tensor bits_checksum(const Launch& launch, at::TensorList tensors) {
+  const ChecksumPlan plan = checksum_plan(tensors);
+  const auto device = tensors[0].device();
+  auto sums = at::zeros({int64_t(tensors.size())}, tensors[0].options().dtype(at::kLong));
+  if (plan.chunks == 0) return sums;
+  const int64_t table_bytes = int64_t(plan.table.size() * sizeof(ChecksumTensor));
+  at::Tensor table = at::empty({table_bytes}, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(table.data_ptr(), plan.table.data(), size_t(table_bytes));
+  if (!device.is_cpu()) table = table.pin_memory().to(device, /*non_blocking=*/true);
+  const dim3 grid(unsigned(std::min<int64_t>(plan.chunks, 1 << 16)));
+  launch("bits_checksum", grid, dim3(kernels::kChecksumThreads), 0, &kernels::bits_checksum,
+         reinterpret_cast<const ChecksumTensor*>(table.data_ptr()), int64_t(plan.table.size()),
+         plan.chunks, reinterpret_cast<unsigned long long*>(sums.data_ptr<int64_t>()));
+  return sums;
 }
 
 }  // namespace launch

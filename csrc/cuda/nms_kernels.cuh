@@ -8,7 +8,7 @@
 //               by the first pass, narrowed to the k-th key's bucket by the second) and a
 //               bitonic sort in shared memory; the IoUs of the ranked pairs in 64 x 64
 //               tiles (lower-triangle tiles skipped); the survivors (Fast NMS: OR of the
-//               columns; greedy: a warp walks the rows); the first survivors compacted
+//               columns; greedy: a warp walks the rows); the first survivors compacted;
 //               the last class block to finish then merges: select_top_k_block over
 //               all classes' survivors, their rows gathered into the outputs
 #pragma once
@@ -698,16 +698,21 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
     }
   }
 
-  // The last block to finish merges (a launch of its own before). Each thread's stores
-  // above are made visible device-wide before its block counts itself done; the last block
-  // fences again before reading the other blocks' survivors.
+  // The last block to finish merges (a launch of its own before), with the handshake of
+  // cooperative groups' grid sync: after a barrier (the block's stores above happen before
+  // it), thread 0 fences (cumulative: the block's stores become visible device-wide) and
+  // counts the block done; in the last block it fences again before the barrier after
+  // which every thread reads the other blocks' survivors.
   YF_SHARED(unsigned, last_block, 1);
-  __threadfence();
   __syncthreads();
-  if (tid == 0) last_block[0] = atomicAdd(classes_done, 1u) == gridDim.x - 1;
+  if (tid == 0) {
+    __threadfence();
+    const bool last = atomicAdd(classes_done, 1u) == gridDim.x - 1;
+    if (last) __threadfence();
+    last_block[0] = last;
+  }
   __syncthreads();
   if (!last_block[0]) return;
-  __threadfence();
   merge_detections<A>(kept, int64_t(gridDim.x), m_pad, merge_keys, boxes, coeffs, out);
 }
 

@@ -54,7 +54,9 @@ struct SelectShared {
   size_t bytes;
   bool keys;
 };
-// histogram, state, prefix, class_nms's removed words; sm_90's 1 KiB reserve
+// class_nms's static arrays: the select's histogram, state, slots and prefix (twice when the
+// scores are float16/bfloat16: the merge's select reads float), the removed words; sm_90's
+// 1 KiB reserve (ptxas: 2384 bytes for float, 3488 for float16; checked in test_sass.py)
 constexpr size_t kSelectStaticBytes = 4096;
 
 template <class A, class Launch>
@@ -66,7 +68,7 @@ SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad, size_
   return {items + std::max(packed ? keys : 0, after_select), packed};
 }
 
-// A launch of class_nms or merge_detections (static shared memory <= kSelectStaticBytes)
+// A launch of class_nms (static shared memory <= kSelectStaticBytes)
 // with `bytes` of dynamic shared memory, opted in when static plus dynamic exceed the
 // default 48 KiB.
 template <class Launch, class... KernelArgs, class... Args>
@@ -126,6 +128,11 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
   at::Tensor kept_score = at::empty({C, L}, options_of<A>(boxes));
   auto kept_index = at::empty({C, L}, options.dtype(at::kLong));
   auto kept_ok = at::empty({C, L}, options.dtype(at::kByte));
+  // Under the emulation, survivors that no block wrote rank first in the merge (a merge
+  // before every class is done gives wrong detections, not ones the allocator left right).
+  launch.prefill(kept_score, INFINITY);
+  launch.prefill(kept_index, 0);
+  launch.prefill(kept_ok, 1);
   const int64_t k_pad = next_power_of_two(K), m_pad = next_power_of_two(M);
   const ClassNmsShared shared = class_nms_shared<A>(launch, P, K, k_pad, greedy);
   // The merge ranks all survivors, ties by flat index c * L + slot (class-major).
@@ -163,6 +170,7 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
     using A = at::opmath_type<scalar_t>;
     auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
     auto classes_done = at::empty({}, boxes.options().dtype(at::kUInt32));
+    launch.prefill(classes_done, 7);  // zeroed by candidate_flags
     launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
            &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
            scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
@@ -199,6 +207,7 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
     at::Tensor probs = at::empty({C, P}, options_of<A>(loc));
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
     auto classes_done = at::empty({}, loc.options().dtype(at::kUInt32));
+    launch.prefill(classes_done, 7);  // zeroed by detect_scores
     const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
     launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
            &kernels::detect_scores<scalar_t, A>,

@@ -20,6 +20,8 @@ namespace {
 struct DeviceLaunch {
   cudaStream_t stream;
   int device;
+  template <class Tensor>
+  void prefill(Tensor&, double) const {}  // the emulation's check only (emulation::HostLaunch)
   size_t max_opt_in_shared_bytes() const {
     int bytes = 0;
     C10_CUDA_CHECK(
@@ -110,6 +112,12 @@ at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const 
   return launch::paste_masks(on(proto), proto, coeffs, boxes, size, threshold, crop_padding);
 }
 
+at::Tensor bits_checksum(at::TensorList tensors) {
+  check_checksum_args(tensors);
+  c10::cuda::CUDAGuard guard(tensors[0].device());
+  return launch::bits_checksum(on(tensors[0]), tensors);
+}
+
 }  // namespace
 }  // namespace yf
 
@@ -120,4 +128,5 @@ TORCH_LIBRARY_IMPL(yolact_fast, CUDA, m) {
   m.impl("detect", &yf::detect);
   m.impl("assemble_masks", &yf::assemble_masks);
   m.impl("paste_masks", &yf::paste_masks);
+  m.impl("bits_checksum", &yf::bits_checksum);
 }

@@ -35,6 +35,7 @@ __all__ = [
     "detect",
     "assemble_masks",
     "paste_masks",
+    "bits_checksum",
     "launches",
     "schedule",
     "Launch",
@@ -179,3 +180,8 @@ def paste_masks(
     """:func:`yolact_fast.ops.paste_masks`."""
     return _kernels.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold,
                                                  crop_padding))
+
+
+def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`yolact_fast.ops.bits_checksum`."""
+    return _kernels.bits_checksum(_args.checksum_args(tensors))

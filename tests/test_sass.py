@@ -1,0 +1,67 @@
+"""Static checks of the built extension's sm_90 SASS, which the emulation cannot make:
+class_nms's last-block handshake (memory ordering a host never reorders) and the resources
+its launch logic budgets. Skipped when the build has no CUDA kernels or no nvdisasm."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from yolact_fast import _C, ops
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cuda_report  # noqa: E402
+import sass  # noqa: E402
+
+SELECT_STATIC_BYTES = 4096  # kSelectStaticBytes, csrc/cuda/nms_launch.h
+
+
+@pytest.fixture(scope="module")
+def class_nms_kernels(tmp_path_factory):
+    if not ops.cuda_kernels_available() or cuda_report.nvidia_tool("nvdisasm") is None:
+        pytest.skip("needs the CUDA kernels and nvdisasm/cuobjdump")
+    source = (ROOT / "csrc" / "cuda" / "nms_launch.h").read_text()
+    assert f"constexpr size_t kSelectStaticBytes = {SELECT_STATIC_BYTES};" in source
+    try:
+        cubins = cuda_report.extract_cubins(Path(_C.__file__), "sm_90", tmp_path_factory.mktemp("cubins"))
+    except RuntimeError:
+        pytest.skip("the build holds no sm_90 code")
+    kernels = {}
+    for cubin in cubins:
+        functions, usage = cuda_report.disassemble(cubin)
+        names = sass.demangle(list(functions))
+        for mangled, function in functions.items():
+            if names[mangled].startswith("class_nms<"):
+                kernels[names[mangled]] = (function, usage.get(mangled, {}))
+    return kernels
+
+
+def test_every_score_dtype_has_a_class_nms(class_nms_kernels):
+    # scores x boxes x output: float/double/half/bfloat16 fast_nms, float/double detect
+    assert len(class_nms_kernels) >= 6, sorted(class_nms_kernels)
+
+
+def test_class_nms_handshake_fences_and_coherent_loads(class_nms_kernels):
+    """The blocks count themselves done with a device-scope atomic between fences (a fence
+    invalidates L1 on sm_90: CCTL.IVALL), after a barrier; the merge reads other blocks'
+    survivors with coherent loads (no LDG.E.CONSTANT, whose cache may hold stale lines)."""
+    for name, (function, _) in class_nms_kernels.items():
+        opcodes = [inst.opcode for inst in sass.kernel_body(function)]
+        atomics = [i for i, op in enumerate(opcodes) if op.startswith("ATOMG.E.ADD") and "GPU" in op]
+        fences = [i for i, op in enumerate(opcodes) if op == "MEMBAR.SC.GPU"]
+        assert len(atomics) == 1, (name, atomics)
+        atomic = atomics[0]
+        assert any(i < atomic for i in fences) and any(i > atomic for i in fences), name
+        assert "CCTL.IVALL" in opcodes, name
+        before = [op for op in opcodes[:atomic] if op.startswith("BAR.SYNC")]
+        assert before, f"{name}: no barrier before the atomic"
+        assert not [op for op in opcodes if op.startswith("LDG") and "CONSTANT" in op], name
+
+
+def test_class_nms_resources_fit_the_launch_budget(class_nms_kernels):
+    """1024 threads and one block per SM: <= 64 registers, no stack; the static arrays
+    within what the launcher leaves beside the dynamic shared memory."""
+    for name, (_, usage) in class_nms_kernels.items():
+        assert usage.get("REG", 0) <= 64 and usage.get("STACK", 0) == 0, (name, usage)
+        assert usage.get("SHARED", 0) <= SELECT_STATIC_BYTES, (name, usage)
