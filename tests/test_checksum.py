@@ -63,8 +63,8 @@ def test_equals_the_reference(backend, seed):
 
 
 def test_chunks_and_widths_by_hand():
-    """Word i times weight(i), summed modulo 2**64; complex128's words are the 4-byte
-    quarters of its float64 halves, bool's its bytes."""
+    """Word i times weight(i), summed modulo 2**64; complex128's words are its float64
+    halves, bool's its bytes; conjugate and negative views count as their values."""
     weights = reference._checksum_weights(3, "cpu")
     assert bool((weights & 1).all())
     assert ops.bits_checksum([torch.tensor([True, False, True])]).item() == int(weights[0] + weights[2])
@@ -72,6 +72,10 @@ def test_chunks_and_widths_by_hand():
     halves = torch.tensor([1.5, 2.0], dtype=torch.float64)
     assert torch.equal(ops.bits_checksum([pair]), ops.bits_checksum([halves]))
     assert ops.bits_checksum([torch.zeros(5), torch.empty(0)]).tolist() == [0, 0]
+    z = torch.tensor([1.0 + 2.0j, -3.0 - 0.5j])
+    for view, value in ((z.conj(), z.conj().resolve_conj()), (z.conj().imag, z.conj().imag.resolve_neg())):
+        for checksum in (ops.bits_checksum, cuda.bits_checksum, reference.bits_checksum):
+            assert torch.equal(checksum([view]), ops.bits_checksum([value.clone()]))
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -89,15 +93,18 @@ def test_every_single_bit_flip_changes_it(backend, dtype):
             assert checksum([edited]).item() != key, (position, bit)
 
 
-def test_one_launch_for_any_number_of_tensors():
-    """yolact_base has 660 weight tensors: one kernel for all of them (after a memset and
-    the table's copy), a block per chunk of 2**16 words up to 2**16 blocks."""
-    tensors = [torch.ones(n) for n in [3, 0, 64] * 220] + [torch.ones(CHUNK + 1)]
-    with cuda.launches() as log:
+@pytest.mark.parametrize("copies", [220, 400])
+def test_one_launch_for_any_number_of_tensors(copies):
+    """yolact_base has 660 weight tensors: one kernel for all of them (after the sums are
+    zeroed and the table copied), a block per chunk of 2**16 words up to 1024 blocks, which
+    then loop over the chunks (800 + 2 chunks: some blocks take two)."""
+    g = torch.Generator().manual_seed(copies)
+    tensors = [torch.randn(n, generator=g) for n in [3, 0, 64] * copies] + [torch.randn(CHUNK + 1, generator=g)]
+    with cuda.schedule(seed=copies), cuda.launches() as log:
         got = cuda.bits_checksum(tensors)
     assert torch.equal(got, reference.bits_checksum(tensors))
     assert [(launch.kernel, launch.grid, launch.block) for launch in log] == [
-        ("bits_checksum", (440 + 2, 1, 1), (256, 1, 1))]
+        ("bits_checksum", (min(2 * copies + 2, 1024), 1, 1), (256, 1, 1))]
     with cuda.launches() as log:
         cuda.bits_checksum([torch.empty(0), torch.empty(0, 4)])
     assert list(log) == []  # nothing to read: no launch
@@ -113,6 +120,11 @@ def test_one_launch_for_any_number_of_tensors():
 def test_bad_arguments(backend, tensors, error, match):
     with pytest.raises(error, match=match):
         BACKENDS[backend](tensors)
+
+
+def test_reference_refuses_an_empty_list_too():
+    with pytest.raises(ValueError, match="at least one tensor"):
+        reference.bits_checksum([])
 
 
 def test_sparse_tensors_are_refused():

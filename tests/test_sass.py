@@ -1,6 +1,7 @@
 """Static checks of the built extension's sm_90 SASS, which the emulation cannot make:
 class_nms's last-block handshake (memory ordering a host never reorders) and the resources
-its launch logic budgets. Skipped when the build has no CUDA kernels or no nvdisasm."""
+its launch logic budgets; bits_checksum's loads and atomic. Skipped when the build has no
+CUDA kernels or no nvdisasm."""
 
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ SELECT_STATIC_BYTES = 4096  # kSelectStaticBytes, csrc/cuda/nms_launch.h
 
 
 @pytest.fixture(scope="module")
-def class_nms_kernels(tmp_path_factory):
+def kernels(tmp_path_factory):
+    """Readable name -> (SASS function, resource usage) of every kernel in the build."""
     if not ops.cuda_kernels_available() or cuda_report.nvidia_tool("nvdisasm") is None:
         pytest.skip("needs the CUDA kernels and nvdisasm/cuobjdump")
     source = (ROOT / "csrc" / "cuda" / "nms_launch.h").read_text()
@@ -27,14 +29,18 @@ def class_nms_kernels(tmp_path_factory):
         cubins = cuda_report.extract_cubins(Path(_C.__file__), "sm_90", tmp_path_factory.mktemp("cubins"))
     except RuntimeError:
         pytest.skip("the build holds no sm_90 code")
-    kernels = {}
+    found = {}
     for cubin in cubins:
         functions, usage = cuda_report.disassemble(cubin)
         names = sass.demangle(list(functions))
         for mangled, function in functions.items():
-            if names[mangled].startswith("class_nms<"):
-                kernels[names[mangled]] = (function, usage.get(mangled, {}))
-    return kernels
+            found[names[mangled]] = (function, usage.get(mangled, {}))
+    return found
+
+
+@pytest.fixture(scope="module")
+def class_nms_kernels(kernels):
+    return {name: found for name, found in kernels.items() if name.startswith("class_nms<")}
 
 
 def test_every_score_dtype_has_a_class_nms(class_nms_kernels):
@@ -54,8 +60,10 @@ def test_class_nms_handshake_fences_and_coherent_loads(class_nms_kernels):
         atomic = atomics[0]
         assert any(i < atomic for i in fences) and any(i > atomic for i in fences), name
         assert "CCTL.IVALL" in opcodes, name
-        before = [op for op in opcodes[:atomic] if op.startswith("BAR.SYNC")]
-        assert before, f"{name}: no barrier before the atomic"
+        last_store = max(i for i, op in enumerate(opcodes[:atomic]) if op.startswith("STG"))
+        assert any(op.startswith("BAR.SYNC") for op in opcodes[last_store:atomic]), \
+            f"{name}: no barrier between the survivors' stores and the atomic"
+        assert any(i > last_store for i in fences if i < atomic), f"{name}: no fence before the atomic"
         assert not [op for op in opcodes if op.startswith("LDG") and "CONSTANT" in op], name
 
 
@@ -65,3 +73,15 @@ def test_class_nms_resources_fit_the_launch_budget(class_nms_kernels):
     for name, (_, usage) in class_nms_kernels.items():
         assert usage.get("REG", 0) <= 64 and usage.get("STACK", 0) == 0, (name, usage)
         assert usage.get("SHARED", 0) <= SELECT_STATIC_BYTES, (name, usage)
+
+
+def test_bits_checksum_reads_global_memory_and_adds_once_per_chunk(kernels):
+    """Its words are read with global loads (a pointer read from the table is generic to the
+    compiler: __ldg makes the loads LDG), one 64-bit device-scope reduction per chunk adds
+    a block's sum, and nothing spills."""
+    function, usage = kernels["bits_checksum"]
+    opcodes = [inst.opcode for inst in sass.kernel_body(function)]
+    assert not [op for op in opcodes if op.split(".")[0] in ("LD", "ST")], "generic loads or stores"
+    reductions = [op for op in opcodes if op.split(".")[0] in ("RED", "REDG", "ATOM", "ATOMG")]
+    assert len(reductions) == 1 and ".64" in reductions[0] and "GPU" in reductions[0], reductions
+    assert usage.get("STACK", 0) == 0 and usage.get("LOCAL", 0) == 0, usage

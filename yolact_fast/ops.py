@@ -180,12 +180,14 @@ def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """A checksum of each tensor's bits, in one kernel launch for all of them (what keys the
     fused inference copy: :mod:`yolact_fast.model.inference`).
 
-    tensors: one tensor at least, all on one device, of any dtype (elements of 1 to 16
-    bytes) and layout. Returns int64 [len(tensors)] on that device: tensor t's bytes read as
-    words of min(element size, 4) bytes in logical order, word i times a 32-bit odd weight
-    drawn from i, the 64-bit products summed modulo 2**64 (bit-cast to int64), the same on
-    every device. A change of one word always changes it; changes of several are missed
-    only if they cancel by chance.
+    tensors: one tensor at least, all on one device: strided tensors of any dtype (elements
+    of 1 to 16 bytes) and strides (conjugate and negative views read as their values).
+    Returns int64 [len(tensors)] on that device: tensor t's bytes read as words of
+    min(element size, 8) bytes in logical order, word i times a 32-bit odd weight drawn
+    from i, summed modulo 2**64 (bit-cast to int64), the same on every device. A change of
+    one word (one element; complex128 has two) always changes it; changes of several are
+    missed only if they cancel by chance. ``torch.ops.yolact_fast.bits_checksum([])``
+    raises the dispatcher's error (no tensor to find a device by); this wrapper a ValueError.
     """
     return _ops.bits_checksum(_args.checksum_args(tensors))
 

@@ -217,13 +217,17 @@ def _checksum_weights(count: int, device) -> torch.Tensor:
 
 
 def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """int64 [len(tensors)]: each tensor's bytes as words of min(element size, 4) bytes,
-    zero-extended, times their weights, summed modulo 2**64 (int64 arithmetic wraps)."""
+    """int64 [len(tensors)]: each tensor's values' bytes as words of min(element size, 8)
+    bytes, zero-extended, times their weights, summed modulo 2**64 (int64 arithmetic wraps)."""
+    if len(tensors) == 0:
+        raise ValueError("tensors must hold at least one tensor")
     sums = []
     for tensor in tensors:
-        width = min(tensor.element_size(), 4)
-        words = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
-        words = words.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[width]).to(torch.int64)
-        words = words & ((1 << (8 * width)) - 1)
+        width = min(tensor.element_size(), 8)
+        values = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
+        words = values.view(torch.uint8).view({1: torch.uint8, 2: torch.int16, 4: torch.int32,
+                                               8: torch.int64}[width]).to(torch.int64)
+        if width < 8:
+            words = words & ((1 << (8 * width)) - 1)
         sums.append((words * _checksum_weights(words.numel(), words.device)).sum())
-    return torch.stack(sums) if sums else torch.empty(0, dtype=torch.int64)
+    return torch.stack(sums)

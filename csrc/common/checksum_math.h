@@ -1,9 +1,10 @@
 // The bits checksum of bits_checksum (CPU kernel, CUDA kernel and the reference in
-// yolact_fast/reference.py): a tensor's bytes read as words of min(element size, 4) bytes,
-// word i times a 32-bit odd weight drawn from i, the 64-bit products summed modulo 2^64.
-// Any change of one word changes the sum; sums of partial sums are the same in any order,
-// so every device and schedule agrees. 32 x 32 -> 64-bit products vectorize on CPUs
-// (PMULUDQ) and are one IMAD.WIDE.U32 on GPUs, where 64-bit multiplies are sequences.
+// yolact_fast/reference.py): a tensor's bytes read as words of min(element size, 8) bytes,
+// word i (zero-extended) times a 32-bit odd weight drawn from i, summed modulo 2^64. An odd
+// weight is invertible modulo 2^64, so any change of one word (one element, but for
+// complex128's two) changes the sum; sums of partial sums are the same in any order, so
+// every device and schedule agrees. Products of words of <= 4 bytes are 32 x 32 -> 64-bit
+// (PMULUDQ on CPUs, one IMAD.WIDE.U32 on GPUs).
 #pragma once
 
 #include <cstdint>
@@ -48,7 +49,7 @@ YF_HD inline uint64_t checksum_span(const Word* words, int64_t begin, int64_t en
   return sum;
 }
 
-// The same over words of `width` bytes (1, 2 or 4) at `data`.
+// The same over words of `width` bytes (1, 2, 4 or 8) at `data`.
 YF_HD inline uint64_t checksum_words(const unsigned char* data, int width, int64_t begin,
                                      int64_t end, int64_t step = 1) {
   switch (width) {
@@ -56,8 +57,10 @@ YF_HD inline uint64_t checksum_words(const unsigned char* data, int width, int64
       return checksum_span(data, begin, end, step);
     case 2:
       return checksum_span(reinterpret_cast<const uint16_t*>(data), begin, end, step);
-    default:
+    case 4:
       return checksum_span(reinterpret_cast<const uint32_t*>(data), begin, end, step);
+    default:
+      return checksum_span(reinterpret_cast<const uint64_t*>(data), begin, end, step);
   }
 }
 

@@ -319,6 +319,10 @@ T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32) {
   return from_bits<T>(warp_collective(WarpOp::kShflXor, mask, to_bits(var), lane_mask, width));
 }
 
+template <class T>
+T __ldg(const T* address) {
+  return *address;
+}
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __ffs(int x) { return __builtin_ffs(x); }

@@ -49,8 +49,10 @@ uint64_t checksum_chunk(const ChecksumTensor& t, int64_t begin, int64_t end) {
       return checksum_blocks(t.data, begin, end);
     case 2:
       return checksum_blocks(reinterpret_cast<const uint16_t*>(t.data), begin, end);
-    default:
+    case 4:
       return checksum_blocks(reinterpret_cast<const uint32_t*>(t.data), begin, end);
+    default:
+      return checksum_blocks(reinterpret_cast<const uint64_t*>(t.data), begin, end);
   }
 }
 

@@ -357,6 +357,31 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
 // across warps in shared memory) and adds it to sums[t] with one 64-bit atomic. Additions
 // modulo 2^64 commute, so the result is the CPU kernel's bit for bit in any block order.
 constexpr int kChecksumThreads = 256;
+constexpr int kChecksumBlockWords = 1 << kChecksumBlockBits;
+constexpr int kChecksumRounds = kChecksumBlockWords / kChecksumThreads;  // per block of words
+static_assert(kChecksumChunkWords % kChecksumBlockWords == 0, "chunks are whole blocks of words");
+
+// The calling thread's share of the words [first, last) of a chunk (first: a multiple of
+// kChecksumChunkWords): words first + threadIdx.x + kChecksumThreads r. The block weight is
+// computed once per block of words, the loads of a block's rounds issued together
+// (unrolled), the index within the chunk 32-bit.
+template <class Word>
+YF_DEVICE inline uint64_t checksum_share(const Word* words, int64_t first, int64_t last) {
+  const Word* chunk = words + first;
+  const int count = int(last - first);  // <= kChecksumChunkWords
+  uint64_t sum = 0;
+  for (int block = 0; block * kChecksumBlockWords < count; ++block) {
+    const uint32_t block_weight = checksum_block_weight(uint64_t((first >> kChecksumBlockBits) + block));
+    YF_UNROLL
+    for (int r = 0; r < kChecksumRounds; ++r) {
+      const int position = r * kChecksumThreads + int(threadIdx.x);
+      const int j = block * kChecksumBlockWords + position;
+      if (j < count)
+        sum += uint64_t(__ldg(chunk + j)) * (checksum_position_weight(uint32_t(position)) ^ block_weight);
+    }
+  }
+  return sum;
+}
 
 YF_GLOBAL void bits_checksum(const ChecksumTensor* table, int64_t count, int64_t chunks,
                              unsigned long long* sums) {
@@ -374,13 +399,26 @@ YF_GLOBAL void bits_checksum(const ChecksumTensor* table, int64_t count, int64_t
     const ChecksumTensor t = table[lo];
     const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
     const int64_t last = min_(first + kChecksumChunkWords, t.words);
-    unsigned long long sum = checksum_words(t.data, int(t.width), first + threadIdx.x, last, blockDim.x);
+    unsigned long long sum;
+    switch (t.width) {  // block-uniform
+      case 1:
+        sum = checksum_share(reinterpret_cast<const unsigned char*>(t.data), first, last);
+        break;
+      case 2:
+        sum = checksum_share(reinterpret_cast<const unsigned short*>(t.data), first, last);
+        break;
+      case 4:
+        sum = checksum_share(reinterpret_cast<const unsigned int*>(t.data), first, last);
+        break;
+      default:
+        sum = checksum_share(reinterpret_cast<const unsigned long long*>(t.data), first, last);
+    }
     for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
     if (lane == 0) warp_sums[warp] = sum;
     __syncthreads();
     if (threadIdx.x == 0) {
       unsigned long long total = 0;
-      for (unsigned w = 0; w < blockDim.x / 32; ++w) total += warp_sums[w];
+      for (int w = 0; w < kChecksumThreads / 32; ++w) total += warp_sums[w];
       atomicAdd(&sums[lo], total);
     }
     __syncthreads();  // warp_sums is rewritten for the next chunk

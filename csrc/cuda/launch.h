@@ -220,8 +220,10 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
 }
 
 // bits_checksum of tensors on one device: [n] int64 (uint64 sums, bit-cast) in one kernel
-// launch for any number of tensors, after a memset of the sums and the copy of the table
-// (from pinned host memory, asynchronous) onto the device. The callers check the arguments.
+// launch for any number of tensors, after the sums are zeroed (a fill) and the table is
+// copied onto the device (from pinned host memory, asynchronously): at most
+// kChecksumBlocks blocks, each looping over chunks. The callers check the arguments.
+constexpr int64_t kChecksumBlocks = 1024;  // 8 resident blocks of 256 threads x 128 SMs
 template <class Launch>
 at::Tensor bits_checksum(const Launch& launch, at::TensorList tensors) {
   const ChecksumPlan plan = checksum_plan(tensors);
@@ -232,7 +234,7 @@ at::Tensor bits_checksum(const Launch& launch, at::TensorList tensors) {
   at::Tensor table = at::empty({table_bytes}, at::TensorOptions().dtype(at::kByte));
   std::memcpy(table.data_ptr(), plan.table.data(), size_t(table_bytes));
   if (!device.is_cpu()) table = table.pin_memory().to(device, /*non_blocking=*/true);
-  const dim3 grid(unsigned(std::min<int64_t>(plan.chunks, 1 << 16)));
+  const dim3 grid(unsigned(std::min(plan.chunks, kChecksumBlocks)));
   launch("bits_checksum", grid, dim3(kernels::kChecksumThreads), 0, &kernels::bits_checksum,
          reinterpret_cast<const ChecksumTensor*>(table.data_ptr()), int64_t(plan.table.size()),
          plan.chunks, reinterpret_cast<unsigned long long*>(sums.data_ptr<int64_t>()));

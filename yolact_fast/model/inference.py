@@ -69,9 +69,9 @@ def weights_key(model: nn.Module) -> tuple:
 def weights_checksum(tensors) -> tuple:
     """:func:`yolact_fast.ops.bits_checksum` of the tensors, grouped by device: one kernel
     launch and one read-back (one synchronization) per device, whatever the number of
-    tensors (yolact_base has 660). Any change of one element's bits is seen, NaN and
-    infinity included; several changes are missed only if they cancel modulo 2**64 by
-    chance. Reads every value once (see the README)."""
+    tensors (yolact_base has 660). Any change of one element's bits is seen (complex128:
+    of one half), NaN and infinity included; several changes are missed only if they
+    cancel modulo 2**64 by chance. Reads every value once (see the README)."""
     by_device: dict = {}
     for tensor in tensors:
         by_device.setdefault(tensor.device, []).append(tensor)
