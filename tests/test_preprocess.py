@@ -73,3 +73,24 @@ def test_large_image_needs_no_float_copy():
 def test_unknown_normalize_mode_is_refused_by_the_config():
     with pytest.raises(ValueError, match=r"normalize must be one of \('imagenet', 'unit'\), got 'bgr'"):
         configs.yolact_demo.replace(normalize="bgr")
+
+
+def test_normalization_constants_are_made_once_per_device():
+    """On a GPU each torch.tensor(..., device=...) is a blocking host-to-device copy: the
+    mean and std are made on the first call for a device only (and are usable with autograd
+    though the first call ran in inference mode)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from yolact_fast.configs import yolact_base
+    from yolact_fast.preprocess import preprocess
+
+    image = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    with torch.inference_mode():
+        first = preprocess([image], yolact_base, "cpu")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        again = preprocess([image], yolact_base, "cpu")
+    assert torch.equal(first, again)
+    assert not [e.name for e in prof.events() if e.name in ("aten::lift_fresh", "aten::lift_fresh_copy")]
+    grad_image = (image.float() / 255).requires_grad_()
+    preprocess([grad_image], yolact_base, "cpu").sum().backward()
+    assert grad_image.grad is not None

@@ -282,3 +282,29 @@ def test_default_model_from_environment(monkeypatch, tmp_path, any_model):
     monkeypatch.setenv("YOLACT_FAST_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         yf.segment(image)
+
+
+def test_segment_leaves_the_fused_copy_in_eval_mode_without_walking_it(any_model, monkeypatch):
+    """The fused copy is made in eval mode and never trained: segment does not walk its
+    modules twice per call to set and restore a mode; the user's model, run in training
+    mode, gives what it gives in eval mode and is left in training mode."""
+    from yolact_fast.model.inference import inference_network
+
+    image = torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    want = yf.segment(image, model=any_model, score_threshold=0.0)
+    fused = inference_network(any_model)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("segment set the fused copy's mode")
+
+    monkeypatch.setattr(fused, "train", refuse)
+    monkeypatch.setattr(fused, "eval", refuse)
+    assert torch.equal(yf.segment(image, model=any_model, score_threshold=0.0).scores, want.scores)
+    monkeypatch.undo()
+    any_model.train()
+    try:
+        eager = yf.segment_eager(image, model=any_model, score_threshold=0.0)
+        assert any_model.training and all(m.training for m in any_model.modules())
+    finally:
+        any_model.eval()
+    assert torch.equal(eager.labels, want.labels)

@@ -10,6 +10,7 @@ images take the whole-image path, bit-identical to the official transform.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence, Tuple
 
 import torch
@@ -35,9 +36,18 @@ def preprocess(images: Sequence[torch.Tensor], config: YolactConfig, device) -> 
     batch = torch.cat([resize(image.to(device), size) for image in images])
     if config.normalize == "unit":
         return batch / 255
-    mean = torch.tensor(IMAGENET_MEAN_BGR[::-1], dtype=torch.float32, device=device)
-    std = torch.tensor(IMAGENET_STD_BGR[::-1], dtype=torch.float32, device=device)
-    return (batch - mean[None, :, None, None]) / std[None, :, None, None]
+    mean, std = _normalization(batch.device)
+    return (batch - mean) / std
+
+
+@functools.lru_cache(maxsize=16)
+def _normalization(device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std in RGB order as float32 [1,3,1,1] on ``device``, made once per
+    device: on a GPU each ``torch.tensor(..., device=...)`` is a blocking host-to-device copy."""
+    with torch.inference_mode(False):  # usable outside inference mode too (training)
+        mean = torch.tensor(IMAGENET_MEAN_BGR[::-1], dtype=torch.float32, device=device)
+        std = torch.tensor(IMAGENET_STD_BGR[::-1], dtype=torch.float32, device=device)
+    return mean[None, :, None, None], std[None, :, None, None]
 
 
 def resize(image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = WHOLE_IMAGE_BYTES,

@@ -94,7 +94,7 @@ def _segment(images, model: Yolact, network: torch.nn.Module, backend: ModuleTyp
              options: SegmentOptions):
     finish = postprocessor(model, backend, options)
     image_list, is_batch = as_image_list(images)
-    with torch.inference_mode(), eval_mode(network):
+    with torch.inference_mode(), network_mode(model, network):
         results = finish(*run_network(image_list, model, network, backend))
     return results if is_batch else results[0]
 
@@ -152,6 +152,13 @@ def postprocess(outputs: YolactOutput, priors: torch.Tensor, image_size: Tuple[i
     if maskiou_net is not None:
         instances = rescore_masks(instances, maskiou_net, outputs.proto, det_coeffs, det_boxes, backend)
     return instances
+
+
+def network_mode(model: Yolact, network: torch.nn.Module):
+    """:func:`eval_mode` for ``model`` itself; nothing for its fused inference copy, which is
+    made in eval mode and never put back in training (walking its ~300 modules twice per
+    call cost ~1.4 ms on a 2-core CPU)."""
+    return eval_mode(network) if network is model else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from .instances import Instances
 from .io import check_image_tensor
 from .model.inference import inference_network
 from .model.resolve import resolve_model
-from .segment import SegmentOptions, eval_mode, postprocessor, run_network
+from .segment import SegmentOptions, network_mode, postprocessor, run_network
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".flv", ".ts", ".gif")
@@ -233,7 +233,7 @@ def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
     pending = collections.deque()
     try:
         for indices, images in _batches(images_in, batch_size):
-            with torch.inference_mode(), eval_mode(network):
+            with torch.inference_mode(), network_mode(model, network):
                 device_images = [image.to(model.device, non_blocking=True) for image in images]
                 raw = run_network(device_images, model, network)
             if post is None:
