@@ -308,3 +308,27 @@ def test_segment_leaves_the_fused_copy_in_eval_mode_without_walking_it(any_model
     finally:
         any_model.eval()
     assert torch.equal(eager.labels, want.labels)
+
+
+def test_a_batch_reads_its_detection_counts_back_once(any_model):
+    """On a GPU each read of a detection count is a synchronization: a batch reads all its
+    images' counts at once (one .tolist(); no more item() reads for 3 images than one image
+    makes), and gets what the images get one by one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(4)
+    images = [torch.randint(0, 256, (3, 50 + 10 * i, 70), dtype=torch.uint8, generator=g) for i in range(3)]
+    yf.segment(images, model=any_model)  # builds the fused copy
+
+    def reads(batch):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            results = yf.segment(batch, model=any_model, score_threshold=0.0)
+        return sum(e.name in ("aten::item", "aten::_local_scalar_dense") for e in prof.events()), results
+
+    one, _ = reads(images[:1])
+    three, batch = reads(images)
+    assert one > 0 and three <= one
+    for image, got in zip(images, batch):
+        alone = yf.segment(image, model=any_model, score_threshold=0.0)
+        assert len(got) == len(alone) > 0
+        assert torch.equal(got.scores, alone.scores) and torch.equal(got.masks, alone.masks)

@@ -16,6 +16,7 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 
+from . import _args
 from . import ops as _ops
 from . import reference as _reference
 from .boxes import boxes_to_pixels
@@ -125,13 +126,31 @@ def postprocessor(model: Yolact, backend: ModuleType = _ops,
     maskiou_net = getattr(model, "maskiou_net", None)
 
     def finish(outputs: YolactOutput, priors, image_sizes) -> List[Instances]:
+        images = [YolactOutput(*(t[i] for t in outputs)) for i in range(len(image_sizes))]
+        detections = detect_images(images, priors, options, backend, model.config)
         return [
-            postprocess(YolactOutput(*(t[i] for t in outputs)), priors, size, options, backend,
-                        model.config, maskiou_net)
-            for i, size in enumerate(image_sizes)
+            instances_of(image, detection, size, backend, model.config, maskiou_net)
+            for image, detection, size in zip(images, detections, image_sizes)
         ]
 
     return finish
+
+
+def detect_images(images: Sequence[YolactOutput], priors: torch.Tensor, options: SegmentOptions,
+                  backend: ModuleType, config: YolactConfig) -> list:
+    """``backend.detect`` of each image's raw outputs: (boxes, coeffs, labels, scores). With
+    :mod:`yolact_fast.ops` and several images, the padded op per image and one read-back of
+    all their counts: on a GPU one synchronization per batch instead of one per image."""
+    def arguments(image: YolactOutput) -> tuple:
+        return (image.loc, image.conf_logits, image.mask_coeffs, priors, config.variances,
+                options.iou_threshold, options.top_k, options.score_threshold,
+                options.max_detections, options.nms)
+
+    if backend is not _ops or len(images) < 2:
+        return [backend.detect(*arguments(image)) for image in images]
+    padded = [torch.ops.yolact_fast.detect(*_args.detect_args(*arguments(image))) for image in images]
+    counts = torch.stack([outputs[-1] for outputs in padded]).tolist()
+    return [tuple(t[:n] for t in outputs[:-1]) for outputs, n in zip(padded, counts)]
 
 
 def postprocess(outputs: YolactOutput, priors: torch.Tensor, image_size: Tuple[int, int],
@@ -140,11 +159,15 @@ def postprocess(outputs: YolactOutput, priors: torch.Tensor, image_size: Tuple[i
     """Raw outputs of one image (loc [P,4], conf_logits [P,C+1], mask_coeffs [P,k],
     proto [ph,pw,k]) -> Instances at ``image_size`` (H, W), with ``backend``'s ops. With a
     ``maskiou_net`` (YOLACT++), masks are re-scored (:func:`yolact_fast.rescore.rescore_masks`)."""
-    det_boxes, det_coeffs, labels, det_scores = backend.detect(
-        outputs.loc, outputs.conf_logits, outputs.mask_coeffs, priors, config.variances,
-        options.iou_threshold, options.top_k, options.score_threshold, options.max_detections,
-        method=options.nms,
-    )
+    detections = detect_images([outputs], priors, options, backend, config)[0]
+    return instances_of(outputs, detections, image_size, backend, config, maskiou_net)
+
+
+def instances_of(outputs: YolactOutput, detections: tuple, image_size: Tuple[int, int],
+                 backend: ModuleType, config: YolactConfig, maskiou_net=None) -> Instances:
+    """One image's detections (boxes, coeffs, labels, scores of ``backend.detect``) ->
+    Instances at ``image_size``: masks pasted from its prototypes, boxes in pixels."""
+    det_boxes, det_coeffs, labels, det_scores = detections
     masks = backend.paste_masks(outputs.proto, det_coeffs, det_boxes, size=image_size)
     # Official boxes are truncated to integers (.long()); keep them as float32 pixels.
     pixel_boxes = boxes_to_pixels(det_boxes, image_size).long().float()
