@@ -232,10 +232,9 @@ void check_checksum_args(at::TensorList tensors) {
   TORCH_CHECK_VALUE(!tensors.empty(), "tensors must hold at least one tensor");
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
-    TORCH_CHECK_VALUE(t.defined(), "tensors[", i, "] is undefined");
-    TORCH_CHECK_VALUE(t.device() == tensors[0].device(), "tensors[", i,
-                      "] must be on the device of tensors[0] (", tensors[0].device(), "), got ",
-                      t.device());
+    const std::string name = "tensors[" + std::to_string(i) + "]";
+    TORCH_CHECK_VALUE(t.defined(), name, " is undefined");
+    check_same_device(tensors[0], "tensors[0]", t, name.c_str());
     const int64_t size = int64_t(t.element_size());
     TORCH_CHECK_TYPE(size == 1 || size == 2 || size == 4 || size == 8 || size == 16, "tensors[", i,
                      "] must have elements of 1, 2, 4, 8 or 16 bytes, got ", t.scalar_type());

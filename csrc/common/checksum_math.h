@@ -23,45 +23,17 @@ YF_HD inline uint32_t fmix32(uint32_t h) {
   return h ^ (h >> 16);
 }
 
-// Word i's 32-bit odd weight: a hash of its position in its block of 2^12 words xor an even
-// hash of the block (the halves of the block index folded: 2^44 words are 64 TiB). A CPU
-// takes the first from a table and hoists the second out of the block's loop, so that the
-// loop vectorizes; a GPU computes both.
+// Word i's 32-bit odd weight is checksum_position_weight(i mod 2^12) xor
+// checksum_block_weight(i >> 12): a hash of its position in its block of 2^12 words (made
+// odd) xor an even hash of the block (the halves of the block index folded: 2^44 words are
+// 64 TiB). A CPU takes the first from a table and hoists the second out of the block's
+// loop, so that the loop vectorizes; a GPU computes both.
 constexpr int kChecksumBlockBits = 12;
 YF_HD inline uint32_t checksum_position_weight(uint32_t position) {
   return fmix32(position + 0x9e3779b9u) | 1u;
 }
 YF_HD inline uint32_t checksum_block_weight(uint64_t block) {
   return fmix32(uint32_t(block) ^ uint32_t(block >> 32) * 0x9e3779b1u) & ~1u;
-}
-YF_HD inline uint32_t checksum_weight(uint64_t i) {
-  const uint32_t position = uint32_t(i) & ((1u << kChecksumBlockBits) - 1);
-  return checksum_position_weight(position) ^ checksum_block_weight(i >> kChecksumBlockBits);
-}
-
-// Sum over words [begin, end) (every step-th) of word x weight, 32 x 32 -> 64-bit
-// products summed modulo 2^64. A changed word changes its product by a nonzero amount
-// below 2^64 in magnitude: never a multiple of 2^64.
-template <class Word>
-YF_HD inline uint64_t checksum_span(const Word* words, int64_t begin, int64_t end, int64_t step) {
-  uint64_t sum = 0;
-  for (int64_t i = begin; i < end; i += step) sum += uint64_t(words[i]) * checksum_weight(uint64_t(i));
-  return sum;
-}
-
-// The same over words of `width` bytes (1, 2, 4 or 8) at `data`.
-YF_HD inline uint64_t checksum_words(const unsigned char* data, int width, int64_t begin,
-                                     int64_t end, int64_t step = 1) {
-  switch (width) {
-    case 1:
-      return checksum_span(data, begin, end, step);
-    case 2:
-      return checksum_span(reinterpret_cast<const uint16_t*>(data), begin, end, step);
-    case 4:
-      return checksum_span(reinterpret_cast<const uint32_t*>(data), begin, end, step);
-    default:
-      return checksum_span(reinterpret_cast<const uint64_t*>(data), begin, end, step);
-  }
 }
 
 // One tensor of a bits_checksum call, contiguous: `words` words of `width` bytes at data;
@@ -74,5 +46,20 @@ struct ChecksumTensor {
   int64_t width;
 };
 constexpr int64_t kChecksumChunkWords = int64_t(1) << 16;
+
+// f(words) with the tensor's words typed by their width: 1, 2, 4 or 8 bytes (unsigned).
+template <class F>
+YF_HD inline uint64_t with_checksum_words(const ChecksumTensor& t, const F& f) {
+  switch (t.width) {
+    case 1:
+      return f(t.data);
+    case 2:
+      return f(reinterpret_cast<const unsigned short*>(t.data));
+    case 4:
+      return f(reinterpret_cast<const unsigned int*>(t.data));
+    default:
+      return f(reinterpret_cast<const unsigned long long*>(t.data));
+  }
+}
 
 }  // namespace yf

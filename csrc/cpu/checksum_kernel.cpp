@@ -23,8 +23,9 @@ const uint32_t* position_weights() {
   return table.data();
 }
 
-// checksum_span(words, begin, end, 1) one block of 2^12 words at a time: the position
-// weights from the table, the block's weight hoisted (a loop the compiler vectorizes).
+// Sum over words [begin, end) of word x weight modulo 2^64, one block of 2^12 words at a
+// time: the position weights from the table, the block's weight hoisted (a loop the
+// compiler vectorizes).
 template <class Word>
 uint64_t checksum_blocks(const Word* words, int64_t begin, int64_t end) {
   const uint32_t* table = position_weights();
@@ -43,19 +44,6 @@ uint64_t checksum_blocks(const Word* words, int64_t begin, int64_t end) {
   return sum;
 }
 
-uint64_t checksum_chunk(const ChecksumTensor& t, int64_t begin, int64_t end) {
-  switch (t.width) {
-    case 1:
-      return checksum_blocks(t.data, begin, end);
-    case 2:
-      return checksum_blocks(reinterpret_cast<const uint16_t*>(t.data), begin, end);
-    case 4:
-      return checksum_blocks(reinterpret_cast<const uint32_t*>(t.data), begin, end);
-    default:
-      return checksum_blocks(reinterpret_cast<const uint64_t*>(t.data), begin, end);
-  }
-}
-
 }  // namespace
 
 at::Tensor bits_checksum(at::TensorList tensors) {
@@ -72,7 +60,8 @@ at::Tensor bits_checksum(at::TensorList tensors) {
       const ChecksumTensor& t = *(it - 1);
       const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
       const int64_t last = std::min(first + kChecksumChunkWords, t.words);
-      const uint64_t sum = checksum_chunk(t, first, last);
+      const uint64_t sum =
+          with_checksum_words(t, [&](const auto* words) { return checksum_blocks(words, first, last); });
       __atomic_fetch_add(&sums[it - 1 - table.begin()], sum, __ATOMIC_RELAXED);
     }
   });

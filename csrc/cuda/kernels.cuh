@@ -399,20 +399,8 @@ YF_GLOBAL void bits_checksum(const ChecksumTensor* table, int64_t count, int64_t
     const ChecksumTensor t = table[lo];
     const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
     const int64_t last = min_(first + kChecksumChunkWords, t.words);
-    unsigned long long sum;
-    switch (t.width) {  // block-uniform
-      case 1:
-        sum = checksum_share(reinterpret_cast<const unsigned char*>(t.data), first, last);
-        break;
-      case 2:
-        sum = checksum_share(reinterpret_cast<const unsigned short*>(t.data), first, last);
-        break;
-      case 4:
-        sum = checksum_share(reinterpret_cast<const unsigned int*>(t.data), first, last);
-        break;
-      default:
-        sum = checksum_share(reinterpret_cast<const unsigned long long*>(t.data), first, last);
-    }
+    unsigned long long sum =  // the width is block-uniform
+        with_checksum_words(t, [&](const auto* words) { return checksum_share(words, first, last); });
     for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
     if (lane == 0) warp_sums[warp] = sum;
     __syncthreads();

@@ -113,6 +113,15 @@ ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int6
   return {select_shared<A>(launch, P, k_pad, (shared_boxes ? boxes : 0) + band), shared_boxes};
 }
 
+// class_nms's count of finished class blocks, which the launch before it zeroes
+// (candidate_flags / detect_scores); the emulation starts it at a count that is not zero.
+template <class Launch>
+at::Tensor classes_done_counter(const Launch& launch, const at::TensorOptions& options) {
+  auto counter = at::empty({}, options.dtype(at::kUInt32));
+  launch.prefill(counter, 7);
+  return counter;
+}
+
 // Per-class NMS of scores [C, P] (row stride P, element type S) over the candidate priors
 // with boxes [P, 4] of B, into out (coefficients and outputs of T); A: arithmetic type.
 // One launch: class_nms, whose last block to finish merges the classes (classes_done: its
@@ -146,8 +155,7 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
                      std::max(shared.select.bytes, merge.bytes), &kernels::class_nms<S, B, A, T>,
                      scores.data_ptr<S>(), is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(),
                      K, k_pad, shared.select.keys, shared.boxes, iou_threshold, greedy, kept,
-                     classes_done, coeffs.data_ptr<T>(),
-                     m_pad, merge.keys, detections);
+                     classes_done, coeffs.data_ptr<T>(), m_pad, merge.keys, detections);
 }
 
 template <class Launch>
@@ -169,8 +177,7 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "fast_nms_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
-    auto classes_done = at::empty({}, boxes.options().dtype(at::kUInt32));
-    launch.prefill(classes_done, 7);  // zeroed by candidate_flags
+    const at::Tensor classes_done = classes_done_counter(launch, boxes.options());
     launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
            &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
            scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
@@ -206,8 +213,7 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
     at::Tensor boxes = at::empty({P, 4}, options_of<A>(loc));
     at::Tensor probs = at::empty({C, P}, options_of<A>(loc));
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
-    auto classes_done = at::empty({}, loc.options().dtype(at::kUInt32));
-    launch.prefill(classes_done, 7);  // zeroed by detect_scores
+    const at::Tensor classes_done = classes_done_counter(launch, loc.options());
     const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
     launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
            &kernels::detect_scores<scalar_t, A>,
