@@ -338,3 +338,27 @@ def test_cuda_build_defaults_have_one_home():
         assert "cuda_toolkit" in text, user
         assert not re.search(r"\d\.\d\+PTX|ARCH_LIST:-\d", text), f"{user} has its own architecture list"
         assert "--dryrun" not in text, f"{user} probes nvcc itself"
+
+
+def test_emulation_workspace_fills_are_not_modelled_as_launches():
+    """The emulation prefills class_nms's workspaces (HostLaunch::prefill; a no-op on a GPU)
+    out of the profiler's sight: the model of the emulated NMS sees its two kernels and the
+    trimmed API's count read-back, and of the padded path the three kernels alone (with the
+    fills counted, the report once showed 55 us for a 43 us path)."""
+    from yolact_fast.testing import emulated_cuda as ops
+
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.rand(60, 2, generator=g).repeat(1, 2) + torch.tensor([0.0, 0.0, 0.3, 0.3])
+    scores = torch.rand(4, 60, generator=g)
+    coeffs = torch.randn(60, 4, generator=g)
+    loc, logits = torch.randn(60, 4, generator=g), torch.randn(60, 5, generator=g)
+    priors = torch.rand(60, 4, generator=g)
+    proto = torch.randn(8, 8, 4, generator=g)
+    shapes = gpu_model.Shapes()
+
+    steps, _ = cuda_report.our_steps(lambda: ops.fast_nms(boxes, scores, coeffs), ops.launches, shapes)
+    assert [s.name for s in steps if s.launches] == ["kernel candidate_flags", "kernel class_nms",
+                                                     "aten::_local_scalar_dense"]
+    x = {"loc": loc, "conf_logits": logits, "mask_coeffs": coeffs, "priors": priors, "proto": proto}
+    steps, _ = cuda_report.our_steps(lambda: cuda_report.post_network_padded(ops, x, (12, 16)), ops.launches, shapes)
+    assert [s.name for s in steps if s.launches] == ["kernel detect_scores", "kernel class_nms", "kernel paste_masks"]

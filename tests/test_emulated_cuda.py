@@ -543,8 +543,8 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
     """class_nms's select and its merge pack the float keys of all items into dynamic shared
     memory (after the k_pad items) when they fit under the opt-in limit; float64 keys and
     float32 ones past the limit (30,000 priors: 240 kB) stay in global memory. Once the
-    select is done, class_nms stages the ranked boxes where the keys were; the merge reuses
-    the same memory. Both paths give the reference's detections."""
+    select is done, class_nms stages the ranked boxes and their areas where the keys were;
+    the merge reuses the same memory. Both paths give the reference's detections."""
     g = gen(43)
     boxes, scores = clustered_boxes(num_priors, g, dtype), random_scores(2, num_priors, g, dtype)
     coeffs = random_coeffs(num_priors, 4, g, dtype)
@@ -553,7 +553,7 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
     assert_nms_equal(got, reference.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100))
     shared = {launch.kernel: launch.shared_bytes for launch in log}
     paths = {launch.kernel: launch.paths for launch in log}
-    item, box = 16, 4 * dtype.itemsize  # (score, int64 index) for float32 and float64 alike
+    item, box = 16, 5 * dtype.itemsize  # (score, int64 index) for float32 and float64 alike; box, area
     packed = dtype == torch.float32 and num_priors * 8 <= 200 * 1024
     merge_packed = dtype == torch.float32
     survivors = 2 * 100  # C x min(max_detections, top_k)
@@ -568,9 +568,9 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
 @pytest.mark.parametrize("method", ["fast", "cluster"])
 def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method, dtype):
     """With 64 KiB of opt-in shared memory per block (compute capability 7.5), 2,000 ranked
-    boxes (31 or 62 KiB) do not fit beside the 2,048 padded ranked items (32 KiB): class_nms
-    reads them through the items' indices from global memory (float32: its keys still packed
-    in shared memory, where greedy's band of 64 bitmask rows then goes). 100 of the 2,000
+    boxes with their areas (39 or 78 KiB) do not fit beside the 2,048 padded ranked items
+    (32 KiB): class_nms reads them through the items' indices from global memory (float32:
+    its keys still packed in shared memory, where greedy's band of 64 bitmask rows then goes). 100 of the 2,000
     priors have no finite box, so 1,900 are ranked (a partial last tile), and more than
     max_detections = 50 survive per class. Both that and the boxes in shared memory
     (227 KiB) give the reference's detections, under shuffled schedules."""
@@ -590,7 +590,7 @@ def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method
         assert_nms_equal(got, want)
         launches[limit] = next(launch for launch in log if launch.kernel == "class_nms")
     items, band = 2048 * 16, 64 * 32 * 8 if method == "cluster" else 0
-    keys, ranked_boxes = 8 * p, 4 * top_k * dtype.itemsize
+    keys, ranked_boxes = 8 * p, -(-5 * top_k * dtype.itemsize // 8) * 8  # boxes, then areas
     packed = ("packed_keys",) if dtype == torch.float32 else ()
     merge_packed = ("merge_packed_keys",) if packed else ()
     merge = 64 * 16 + (8 * 2 * 50 if packed else 0)  # m_pad items, C x max_detections keys

@@ -3,6 +3,7 @@ class_nms's last-block handshake (memory ordering a host never reorders) and the
 its launch logic budgets; bits_checksum's loads and atomic. Skipped when the build has no
 CUDA kernels or no nvdisasm."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from yolact_fast import _C, ops
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import cuda_report  # noqa: E402
+import gpu_model  # noqa: E402
 import sass  # noqa: E402
 
 SELECT_STATIC_BYTES = 4096  # kSelectStaticBytes, csrc/cuda/nms_launch.h
@@ -85,3 +87,53 @@ def test_bits_checksum_reads_global_memory_and_adds_once_per_chunk(kernels):
     reductions = [op for op in opcodes if op.split(".")[0] in ("RED", "REDG", "ATOM", "ATOMG")]
     assert len(reductions) == 1 and ".64" in reductions[0] and "GPU" in reductions[0], reductions
     assert usage.get("STACK", 0) == 0 and usage.get("LOCAL", 0) == 0, usage
+
+
+def _innermost_loops(function):
+    for loop in sass.innermost(sass.loops(function)):
+        yield [inst.opcode for inst in function.between(loop.head, loop.latch)]
+
+
+def test_iou_pair_loop_has_the_instruction_count_the_model_charges(class_nms_kernels):
+    """Fast NMS's loop over a column's rows (boxes staged in shared memory: one LDS.128 for
+    the row's box, one LDS for its area, one division) issues what gpu_model charges per
+    ranked pair, plus the division's slow-path call (MOV + CALL, not taken for normal
+    quotients); min/max are FMNMX (no compare-and-select pairs) and no 64-bit shift or
+    select places a bit (a ballot after the loop does)."""
+    float_kernels = {name: found for name, found in class_nms_kernels.items() if "double" not in name}
+    assert float_kernels
+    for name, (function, _) in float_kernels.items():
+        pair_loops = [loop for loop in _innermost_loops(function)
+                      if sum(op.startswith("MUFU.RCP") for op in loop) == 1
+                      and sum(op == "LDS.128" for op in loop) == 1]
+        assert pair_loops, name
+        shortest = min(pair_loops, key=len)
+        assert len(shortest) <= gpu_model.IOU_PAIR_INSTRUCTIONS + 2, (name, len(shortest))
+        assert len(shortest) >= gpu_model.IOU_PAIR_INSTRUCTIONS - 2, f"{name}: model constant stale"
+        assert sum(op.startswith("FMNMX") for op in shortest) == 6, (name, shortest)
+        assert not [op for op in shortest if op.startswith(("FSEL", "SHF.L.U64", "SEL"))], (name, shortest)
+
+
+def test_first_radix_pass_loads_at_immediate_offsets(class_nms_kernels):
+    """The packed first pass of the select and of the merge (keys stored at their slots:
+    STS.64, histogram increments, 8 flag + 8 score loads per batch) addresses its loads
+    from one pointer per batch with immediate offsets: 64-bit arithmetic (IMAD.WIDE,
+    LEA.HI.X, IMAD.X) for the batch's two pointers, none per item, and at most 30 instructions per item in the loop (both branches
+    counted); with 64-bit clamped indices it was 42."""
+    name = next(n for n in class_nms_kernels if n.startswith("class_nms<float, float, float, float>"))
+    function, _ = class_nms_kernels[name]
+    first_pass = [loop for loop in _innermost_loops(function)
+                  if sum(op.startswith("LDG.E.U8") for op in loop) == sass_batch()
+                  and sum(op.startswith("STS.64") for op in loop) >= sass_batch()
+                  and not any(op.startswith("BAR") for op in loop)]
+    assert len(first_pass) == 2, [len(loop) for loop in first_pass]  # the select's, the merge's
+    for loop in first_pass:
+        wide = [op for op in loop if op.startswith(("IMAD.WIDE", "LEA.HI.X", "IMAD.X", "IADD3.X"))]
+        assert len(wide) <= 3, wide  # the batch's two pointers, not one per item
+        assert len(loop) <= 30 * sass_batch(), len(loop)
+
+
+def sass_batch() -> int:
+    """kScanBatch of csrc/cuda/nms_kernels.cuh."""
+    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
+    return int(re.search(r"constexpr int kScanBatch = (\d+);", source).group(1))

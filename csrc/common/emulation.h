@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/record_function.h>
+
 #include "macros.h"
 
 namespace yf {
@@ -86,8 +88,10 @@ struct HostLaunch {
   // A workspace that kernels must write before they read it starts as `value` (a GPU
   // leaves it as the allocator hands it over): a read of it unwritten gives a wrong answer
   // every time, not only when the allocator returns memory that held a misleading value.
+  // Hidden from the profiler: it is no device work (benchmarks/gpu_model.py counts ATen ops).
   template <class Tensor>
   void prefill(Tensor& workspace, double value) const {
+    at::DisableRecordFunctionGuard unrecorded;
     workspace.fill_(value);
   }
   template <class... KernelArgs, class... Args>

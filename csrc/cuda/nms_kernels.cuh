@@ -178,35 +178,43 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
 // Key byte `digit` (0 = most significant) of item p: its score's order bits, then the
 // bitwise complement of its index (so that lower indices rank first). Keys are unique.
 template <class T>
-YF_HD inline unsigned key_byte(unsigned long long score_bits, int64_t index, int digit) {
+YF_HD inline unsigned key_byte(unsigned long long score_bits, uint32_t index, int digit) {
   constexpr int kScoreBytes = int(sizeof(T));
   if (digit < kScoreBytes) return unsigned(score_bits >> (8 * (kScoreBytes - 1 - digit))) & 255u;
-  return unsigned(~uint32_t(index) >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
+  return (~index >> (8 * (3 - (digit - kScoreBytes)))) & 255u;
 }
 
-// The calling block calls f(i, s[i]) for each i < n with ok[i] (and skip(i) for each i < n
-// without), the thread's items kScanBatch at a time: the batch's flags and scores are
-// loaded before any branch (both unconditionally, at clamped in-bounds indices), so that a
-// warp has kScanBatch load pairs in flight instead of one dependent pair per iteration.
+// The calling block (of kSelectThreads threads) calls f(i, s[i]) for each i < n with ok[i]
+// (and skip(i) for each i < n without), the thread's items kScanBatch at a time: the
+// batch's flags and scores are loaded before any branch (predicated loads at offsets
+// u x kSelectThreads from the batch's first item, immediates in the SASS), so that a warp
+// has kScanBatch load pairs in flight instead of one dependent pair per iteration. Indices
+// are 32-bit (n < 2^31: the launcher checks it; unsigned, as i passes n by up to a batch):
+// with 64-bit ones and loads at clamped indices, the index arithmetic and the addresses took
+// ~10 of the ~40 SASS instructions per item (sm_90).
+constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
 constexpr int kScanBatch = 8;
 
 template <class S, class F, class Skip>
 YF_DEVICE inline void for_each_eligible(const S* s, const uint8_t* ok, int64_t n, const F& f,
                                         const Skip& skip) {
-  const int64_t threads = blockDim.x;
-  for (int64_t base = threadIdx.x; base < n; base += kScanBatch * threads) {
+  constexpr unsigned threads = kSelectThreads;
+  const unsigned count = unsigned(n);
+  for (unsigned base = threadIdx.x; base < count; base += kScanBatch * threads) {
+    const S* batch_scores = s + base;
+    const uint8_t* batch_flags = ok + base;
     uint8_t flags[kScanBatch];
     S scores[kScanBatch];
     YF_UNROLL
     for (int u = 0; u < kScanBatch; ++u) {
-      const int64_t i = base + u * threads, j = i < n ? i : n - 1;
-      flags[u] = ok[j];
-      scores[u] = s[j];
+      const bool in_range = base + u * threads < count;
+      flags[u] = in_range ? batch_flags[u * threads] : uint8_t(0);
+      scores[u] = in_range ? batch_scores[u * threads] : S(0);
     }
     YF_UNROLL
     for (int u = 0; u < kScanBatch; ++u) {
-      const int64_t i = base + u * threads;
-      if (i >= n) continue;
+      const unsigned i = base + u * threads;
+      if (i >= count) continue;
       if (flags[u])
         f(i, scores[u]);
       else
@@ -295,27 +303,27 @@ constexpr int kNarrowBatch = 4;
 constexpr unsigned long long kNoKey = 0;
 
 template <class T, class S, class Keys, class Items, class Slots, class Prefix, class Count>
-YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, int64_t key_base, const Items& items,
+YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, unsigned key_base, const Items& items,
                                          Slots& slots, const Prefix& prefix, const Count& count_key) {
   const unsigned tid = threadIdx.x, threads = blockDim.x;
-  const int64_t stored = slots[1];
+  const unsigned stored = slots[1];
   const unsigned bucket = prefix[0];
-  for (int64_t base = 0; base < stored; base += int64_t(threads) * kNarrowBatch) {  // block-uniform
+  for (unsigned base = 0; base < stored; base += threads * kNarrowBatch) {  // block-uniform
     unsigned long long batch[kNarrowBatch];
     YF_UNROLL
     for (int u = 0; u < kNarrowBatch; ++u) {
-      const int64_t j = base + int64_t(u) * threads + tid;
+      const unsigned j = base + u * threads + tid;
       batch[u] = j < stored ? (unsigned long long)keys[key_base + j] : 0ull;
     }
     __syncthreads();
     YF_UNROLL
     for (int u = 0; u < kNarrowBatch; ++u) {
-      if (base + int64_t(u) * threads + tid >= stored || batch[u] == kNoKey) continue;
+      if (base + u * threads + tid >= stored || batch[u] == kNoKey) continue;
       const unsigned long long bits = batch[u] >> 32;
-      const int64_t i = int64_t(~uint32_t(batch[u]));
+      const uint32_t i = ~uint32_t(batch[u]);
       const unsigned first = key_byte<T>(bits, i, 0);
       if (first > bucket) {
-        items[atomicAdd(&slots[0], 1u)] = Item<T>{T(s[i]), i};  // s, not the key: -0.0 keeps its sign
+        items[atomicAdd(&slots[0], 1u)] = Item<T>{T(s[i]), int64_t(i)};  // s, not the key: -0.0 keeps its sign
       } else if (first == bucket) {
         keys[key_base + atomicAdd(&slots[2], 1u)] = batch[u];
         count_key(bits, i);
@@ -338,21 +346,21 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
   YF_DYNAMIC_SHARED(unsigned long long, keys);  // from keys[key_base]: after the items
-  const int64_t key_base = k_pad * int64_t(sizeof(Item<T>) / sizeof(unsigned long long));
+  const unsigned key_base = unsigned(k_pad) * unsigned(sizeof(Item<T>) / sizeof(unsigned long long));
   const bool packed = kPackedKeys<T> && shared_keys;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
 
   // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
   const auto for_each_key = [&](bool from_packed, const auto& f) {
     if (!from_packed) {
-      for_each_eligible(s, ok, n, [&](int64_t i, S score) { f(order_bits(T(score)), i); },
-                        [](int64_t) {});
+      for_each_eligible(s, ok, n, [&](uint32_t i, S score) { f(order_bits(T(score)), i); },
+                        [](uint32_t) {});
       return;
     }
-    const int64_t stored = slots[1];
-    for (int64_t j = tid; j < stored; j += threads) {
+    const unsigned stored = slots[1];
+    for (unsigned j = tid; j < stored; j += threads) {
       const unsigned long long key = keys[key_base + j];
-      if (key != kNoKey) f(key >> 32, int64_t(~uint32_t(key)));
+      if (key != kNoKey) f(key >> 32, ~uint32_t(key));
     }
   };
 
@@ -371,7 +379,7 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   for (int digit = 0; digit < kDigits; ++digit) {
     for (unsigned b = tid; b < 256; b += threads) histogram[b] = 0;
     __syncthreads();
-    const auto count_key = [&](unsigned long long bits, int64_t i) {
+    const auto count_key = [&](unsigned long long bits, uint32_t i) {
       bool match = true;
       for (int d = 0; d < digit && match; ++d) {
         const unsigned expected = prefix[d];
@@ -379,17 +387,22 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
       }
       if (match) atomicAdd(&histogram[key_byte<T>(bits, i, digit)], 1u);
     };
+    // The packed passes 0 and 1 count with the digit known: no prefix to match in pass 0,
+    // and pass 1 counts only keys whose first byte is prefix[0].
     if (packed && digit == 0) {  // keys at fixed slots: no slot atomics
       for_each_eligible(
           s, ok, n,
-          [&](int64_t i, S score) {
+          [&](uint32_t i, S score) {
             const unsigned long long bits = order_bits(T(score));
             keys[key_base + i] = (bits << 32) | ~uint32_t(i);
-            count_key(bits, i);
+            atomicAdd(&histogram[key_byte<T>(bits, i, 0)], 1u);
           },
-          [&](int64_t i) { keys[key_base + i] = kNoKey; });
+          [&](uint32_t i) { keys[key_base + i] = kNoKey; });
     } else if (packed && digit == 1) {
-      narrow_packed_keys<T>(s, keys, key_base, items, slots, prefix, count_key);
+      narrow_packed_keys<T>(s, keys, key_base, items, slots, prefix,
+                            [&](unsigned long long bits, uint32_t i) {
+                              atomicAdd(&histogram[key_byte<T>(bits, i, 1)], 1u);
+                            });
     } else {
       for_each_key(packed && digit > 0, count_key);
     }
@@ -407,7 +420,7 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   const int64_t count = take_all ? int64_t(total_eligible) : k;
   // Collect the items whose key's first `digits` bytes are >= prefix (all eligible ones
   // with take_all).
-  for_each_key(packed, [&](unsigned long long bits, int64_t i) {
+  for_each_key(packed, [&](unsigned long long bits, uint32_t i) {
     bool selected = take_all;
     for (int d = 0; d < digits && !selected; ++d) {
       const unsigned byte = key_byte<T>(bits, i, d), expected = prefix[d];
@@ -497,49 +510,63 @@ struct Detections {
 // [C, K, K / 64] bitmask through global memory.
 //
 // Dynamic shared memory, after the k_pad ranked items: the select's packed keys
-// (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes
-// (shared_boxes; else read through the items' indices from global memory) and, for greedy,
-// a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <= kMaxWords);
+// (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes and
+// their areas (shared_boxes; else read through the items' indices from global memory) and,
+// for greedy, a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <=
+// kMaxWords);
 // in the last block, the merge's m_pad items and packed keys (merge_keys) reuse it all.
 // Tiles of 64 x 64 ranked pairs left of the diagonal hold no pair i < j and are skipped; a
-// tile is a task of kIouThreads threads, kIouSplit consecutive lanes per row, lane `part`
-// testing columns part, part + kIouSplit, ... (interleaved: the lanes of a row read boxes
-// 16 B apart, no bank conflict; before the split, a thread testing all 64 ran ~7,000
-// dependent instructions per warp, 25 us for 80 classes of 200 on an H100, Nsight Compute).
-// "fast" ORs each warp's bits (8 rows of one tile) into the removed word of the column tile
-// with shared atomics (one per nonzero 32-bit half), all tiles in one sweep; "greedy"
-// computes the tiles of one row band at a time into the band, and warp 0 walks the band's
-// rows in rank order with word w of the removed set in lane w.
-constexpr int kSelectThreads = 1024;  // <= 64 registers per thread: 1 block per SM
+// tile is a task of kIouThreads threads: warp w of a task holds, one per lane, the 32
+// columns of half w % 2 of the column tile (box and area in registers) and tests them
+// against the rows part, part + kIouSplit, ... of the row tile (part = w / 2), each row a
+// broadcast shared load of its box and staged area. "fast" stops a column at its first
+// suppressing row, and a ballot gives the warp's 32 removed bits, ORed into the removed
+// set with one shared atomic; "greedy" ballots each row, so that lane m keeps row
+// part + m kIouSplit's bits over the warp's columns, and computes the tiles of one row band
+// at a time into the band; warp 0 then walks the band's rows in rank order with word w of
+// the removed set in lane w. Before (not measured): a lane per row tested every
+// kIouSplit-th column, ~45 SASS instructions per pair on sm_90 (the column's area
+// recomputed, the bit placed with 64-bit shifts and selects, min/max as compare + select);
+// before that, a thread testing all 64 columns ran ~7,000 dependent instructions per warp,
+// 25 us for 80 classes of 200 on an H100 (Nsight Compute).
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
-constexpr int kIouSplit = 4;
-constexpr int kIouThreads = kTile * kIouSplit;
+constexpr int kIouSplit = 4;  // row parts of a tile
+constexpr int kIouThreads = kTile * kIouSplit;  // a warp per (half of the columns, part)
 constexpr int kMaxWords = 32;  // bitmask words of a class: K <= 2048 (launch::kMaxRanked)
-static_assert(kIouThreads % kWarp == 0 && kSelectThreads % kIouThreads == 0,
-              "a warp's lanes test rows of one tile; a round of tasks is whole tiles");
-static_assert(kWarp % kIouSplit == 0, "a row's lanes share a warp");
+static_assert(kTile == 2 * kWarp, "a column tile is two warps' lanes");
+static_assert(kSelectThreads % kIouThreads == 0, "a round of tasks is whole tiles");
+static_assert(kTile / kIouSplit <= kWarp, "greedy: a lane keeps each row of its part");
 
-// Bits of ranked row i (< n) against the ranked columns 64 col + b, b > i - 64 col, that
-// lane `part` of the row tests (b = part mod kIouSplit); box(r, d) reads coordinate d of
-// ranked box r. Ranked boxes are finite (candidates only): finite_box_suppresses, with row
-// i's area computed once, decides as suppresses() does.
-template <class A, class Box>
-YF_DEVICE inline uint64_t row_suppression_bits(const Box& box, int64_t n, int64_t i, int64_t col,
-                                               int part, A iou_threshold) {
-  uint64_t bits = 0;
-  if (i >= n) return bits;
-  const A x1 = box(i, 0), y1 = box(i, 1), x2 = box(i, 2), y2 = box(i, 3);
-  const A area = (x2 - x1) * (y2 - y1);
-  const int columns = int(min_(int64_t(kTile), n - col * kTile));
-  const int diagonal = int(i - col * kTile);  // test b > diagonal only
-  const int first = diagonal < part ? part : part + ((diagonal - part) / kIouSplit + 1) * kIouSplit;
-  for (int b = first; b < columns; b += kIouSplit) {
-    A box_j[4];
-    for (int d = 0; d < 4; ++d) box_j[d] = box(col * kTile + b, d);
-    const A area_j = (box_j[2] - box_j[0]) * (box_j[3] - box_j[1]);
-    if (finite_box_suppresses(x1, y1, x2, y2, area, box_j, area_j, iou_threshold)) bits |= uint64_t(1) << b;
-  }
-  return bits;
+// Bytes of class_nms's staged ranked boxes: K boxes (4 coordinates of A), then their K
+// areas, rounded up to 8 (the greedy band follows).
+template <class A>
+YF_HD constexpr int64_t staged_boxes_bytes(int64_t K) {
+  return (5 * K * int64_t(sizeof(A)) + 7) / 8 * 8;
+}
+
+// min / max of finite values as one FMNMX each. They can differ from compare-and-select
+// only in the sign of a zero result, which leaves iw and ih below (+0 unless positive) and so
+// the decision unchanged.
+YF_HD inline float finite_min(float a, float b) { return fminf(a, b); }
+YF_HD inline float finite_max(float a, float b) { return fmaxf(a, b); }
+YF_HD inline double finite_min(double a, double b) { return fmin(a, b); }
+YF_HD inline double finite_max(double a, double b) { return fmax(a, b); }
+
+// A ranked box with its area, (x2 - x1) * (y2 - y1).
+template <class A>
+struct AreaBox {
+  A x1, y1, x2, y2, area;
+};
+
+// Whether ranked box a (the higher ranked) suppresses b, for finite boxes: the decision of
+// finite_box_suppresses (and so of suppresses()), bit for bit.
+template <class A>
+YF_DEVICE inline bool area_box_suppresses(const AreaBox<A>& a, const AreaBox<A>& b, A iou_threshold) {
+  const A w = finite_min(a.x2, b.x2) - finite_max(a.x1, b.x1);
+  const A h = finite_min(a.y2, b.y2) - finite_max(a.y1, b.y1);
+  const A iw = w > A(0) ? w : A(0), ih = h > A(0) ? h : A(0);
+  const A inter = iw * ih;
+  return !(inter / (a.area + b.area - inter) <= iou_threshold);
 }
 
 // Word w of the ranked boxes [0, n) that survive: the removed bits (word w of the removed
@@ -559,12 +586,6 @@ YF_DEVICE inline int64_t survivors_before(const Halves& removed, int64_t n, int6
   int64_t count = 0;
   for (int64_t v = 0; v < w; ++v) count += __popcll(survivor_word(removed, n, v));
   return count;
-}
-
-// OR of `bits` over each aligned group of `lanes` lanes (a power of two <= 32) of a whole warp.
-YF_DEVICE inline uint64_t lanes_or(uint64_t bits, int lanes) {
-  for (int offset = 1; offset < lanes; offset *= 2) bits |= __shfl_xor_sync(0xffffffffu, bits, offset);
-  return bits;
 }
 
 // One block, after every class's survivors are written: the top M survivors of all classes
@@ -601,30 +622,56 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   const int64_t c = blockIdx.x, L = kept.L;
   const int64_t n = rank_top_k_block<A>(scores + c * P, eligible, P, K, k_pad, shared_keys);
   YF_DYNAMIC_SHARED(Item<A>, items);
-  YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items
-  YF_DYNAMIC_SHARED(uint64_t, band);   // from band_base: after the boxes
+  YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items; then the areas
+  YF_DYNAMIC_SHARED(uint64_t, band);   // from band_base: after the boxes and areas
+  YF_DYNAMIC_SHARED(unsigned, band_halves);  // the band as 32-bit halves (little-endian)
   // The removed set in 32-bit halves: a shared 32-bit atomicOr is one ATOMS.OR, a 64-bit one
   // a compare-and-swap loop (ATOMS.CAST.SPIN.64) on sm_90.
   YF_SHARED(unsigned, removed, 2 * kMaxWords);
   const int64_t item_bytes = k_pad * int64_t(sizeof(Item<A>));
-  const int64_t box_base = item_bytes / int64_t(sizeof(A));
-  const int64_t band_base = (item_bytes + (shared_boxes ? 4 * K * int64_t(sizeof(A)) : 0)) / 8;
+  const int64_t box_base = item_bytes / int64_t(sizeof(A)), area_base = box_base + 4 * K;
+  const int64_t band_base = (item_bytes + (shared_boxes ? staged_boxes_bytes<A>(K) : 0)) / 8;
   const int64_t words = (n + kTile - 1) / kTile;
   const unsigned tid = threadIdx.x, threads = blockDim.x, lane = tid % kWarp;
 
   if (shared_boxes)
-    for (int64_t e = tid; e < 4 * n; e += threads) {
-      const Item<A> item = items[e / 4];
-      ranked_boxes[box_base + e] = A(boxes[4 * item.index + e % 4]);
+    for (int64_t r = tid; r < n; r += threads) {
+      const Item<A> item = items[r];
+      const int64_t p = item.index;
+      A box[4];
+      for (int d = 0; d < 4; ++d) box[d] = A(boxes[4 * p + d]);
+      for (int d = 0; d < 4; ++d) ranked_boxes[box_base + 4 * r + d] = box[d];
+      ranked_boxes[area_base + r] = (box[2] - box[0]) * (box[3] - box[1]);
     }
   if (kPackedKeys<A> && shared_keys && tid == 0) YF_TAKE_PATH(kKeysInShared, nullptr, 0);
   if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
   if (tid < 2 * kMaxWords) removed[tid] = 0;
   __syncthreads();
-  const auto box = [&](int64_t r, int d) -> A {
-    if (shared_boxes) return ranked_boxes[box_base + 4 * r + d];
-    const Item<A> item = items[r];
-    return A(boxes[4 * item.index + d]);
+  // Ranked box r (< n) with its area: staged in shared memory, else read through its index.
+  // 32-bit indices (r < K <= 2048, shared offsets < 227 KiB): the pair loops' address
+  // arithmetic stays 32-bit.
+  const int boxes_at = int(box_base), areas_at = int(area_base);
+  const auto ranked = [&](int r) -> AreaBox<A> {
+    AreaBox<A> b;
+    if (shared_boxes) {
+      const int at = boxes_at + 4 * r;
+      b = {ranked_boxes[at], ranked_boxes[at + 1], ranked_boxes[at + 2], ranked_boxes[at + 3],
+           ranked_boxes[areas_at + r]};
+    } else {
+      const Item<A> item = items[r];
+      const int64_t p = item.index;
+      b = {A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
+      b.area = (b.x2 - b.x1) * (b.y2 - b.y1);
+    }
+    return b;
+  };
+  // Task `task` of a tile: its part (rows first_row + kIouSplit m of the row tile), its half
+  // of the column tile and this lane's column j.
+  const auto column_of = [&](int64_t task, int64_t col, int* part, int* half) {
+    const int within = int(task % kIouThreads);
+    *part = within / kTile;
+    *half = (within / kWarp) % 2;
+    return int(col) * kTile + *half * kWarp + int(lane);
   };
 
   if (!greedy) {
@@ -637,12 +684,17 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         ++row_tile;
       }
       const int64_t col = row_tile + tile;
-      const int within = int(task % kIouThreads), part = within % kIouSplit;
-      const uint64_t bits = lanes_or(
-          row_suppression_bits<A>(box, n, row_tile * kTile + within / kIouSplit, col, part, iou_threshold),
-          kWarp);
-      if (lane == 0 && unsigned(bits)) atomicOr(&removed[2 * col], unsigned(bits));
-      if (lane == 0 && unsigned(bits >> 32)) atomicOr(&removed[2 * col + 1], unsigned(bits >> 32));
+      int part, half;
+      const int j = column_of(task, col, &part, &half);
+      bool is_removed = false;
+      if (j < n) {
+        const AreaBox<A> b = ranked(j);
+        const int end = min_(j, int(row_tile + 1) * kTile);  // rows i < j of the row tile
+        for (int i = int(row_tile) * kTile + part; i < end && !is_removed; i += kIouSplit)
+          is_removed = area_box_suppresses(ranked(i), b, iou_threshold);
+      }
+      const unsigned bits = __ballot_sync(0xffffffffu, is_removed);
+      if (lane == 0 && bits) atomicOr(&removed[2 * col + half], bits);
     }
   } else {
     uint64_t walked = 0;  // warp 0: word `lane` of the removed set
@@ -650,10 +702,20 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const int64_t tasks = (words - row_tile) * kIouThreads;
       for (int64_t task = tid; task < tasks; task += threads) {
         const int64_t col = row_tile + task / kIouThreads;
-        const int within = int(task % kIouThreads), row = within / kIouSplit, part = within % kIouSplit;
-        const uint64_t bits = lanes_or(
-            row_suppression_bits<A>(box, n, row_tile * kTile + row, col, part, iou_threshold), kIouSplit);
-        if (part == 0) band[band_base + row * words + col] = bits;
+        int part, half;
+        const int j = column_of(task, col, &part, &half);
+        const AreaBox<A> b = j < n ? ranked(j) : AreaBox<A>{};
+        unsigned row_bits = 0;  // lane m: row part + kIouSplit m's bits over the warp's columns
+        for (int m = 0; m < kTile / kIouSplit; ++m) {  // warp-uniform
+          const int i = int(row_tile) * kTile + part + m * kIouSplit;
+          const bool suppressed = j < n && i < j && area_box_suppresses(ranked(i), b, iou_threshold);
+          const unsigned bits = __ballot_sync(0xffffffffu, suppressed);
+          if (int(lane) == m) row_bits = bits;
+        }
+        if (int(lane) < kTile / kIouSplit) {
+          const int64_t row = part + int64_t(lane) * kIouSplit;
+          band_halves[2 * (band_base + row * words + col) + half] = row_bits;
+        }
       }
       __syncthreads();
       if (tid < kWarp) {

@@ -96,7 +96,8 @@ inline void check_ranked_sizes(int64_t C, int64_t P, int64_t K, int64_t M, int64
 }
 
 // Dynamic shared memory of class_nms: select_shared's, with what follows the select: the
-// ranked boxes (when they fit beside the items) and, for greedy, a band of 64 bitmask rows.
+// ranked boxes and their areas (when they fit beside the items) and, for greedy, a band of
+// 64 bitmask rows.
 struct ClassNmsShared {
   SelectShared select;
   bool boxes;
@@ -108,7 +109,7 @@ ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int6
   const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
   const size_t words = size_t((K + kernels::kTile - 1) / kernels::kTile);
   const size_t band = greedy ? kernels::kTile * words * sizeof(uint64_t) : 0;
-  const size_t boxes = 4 * size_t(K) * sizeof(A);
+  const size_t boxes = size_t(kernels::staged_boxes_bytes<A>(K));
   const bool shared_boxes = items + boxes + band <= limit;
   return {select_shared<A>(launch, P, k_pad, (shared_boxes ? boxes : 0) + band), shared_boxes};
 }
