@@ -606,3 +606,28 @@ def test_schedule_rejects_shared_memory_limits_of_no_device(limit):
     with pytest.raises(ValueError, match="opt_in_shared_bytes must be an int in"):
         with cuda.schedule(opt_in_shared_bytes=limit):
             pass
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+@pytest.mark.parametrize("iou_threshold", [0.5, 1 / 3, 0.0, 1.0])
+def test_iou_ties_signed_zeros_and_degenerate_boxes(dtype, method, iou_threshold):
+    """class_nms's pair test (column box in registers, min/max as FMNMX, areas staged)
+    decides as the reference on lattice boxes whose IoUs hit the threshold exactly (1/2,
+    1/3, 0, 1), corners of -0.0 and +0.0, zero-width and inverted boxes (zero or negative
+    areas: a NaN IoU suppresses), across partial and whole 64-box tiles."""
+    g = gen(83)
+    lattice = torch.tensor([-0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0], dtype=dtype)
+    boxes = lattice[torch.randint(0, len(lattice), (150, 4), generator=g)]
+    ordered = torch.rand(150, generator=g) < 0.8  # most boxes ordered, the rest as drawn
+    lo, hi = torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])
+    boxes[ordered] = torch.cat([lo, hi], 1)[ordered]
+    scores = torch.rand(2, 150, generator=g, dtype=dtype) * 0.9 + 0.1
+    coeffs = random_coeffs(150, 3, g, dtype)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    want = twin(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300)
+    assert 0 < len(want[0]) < 300
+    with cuda.schedule(seed=5, check_races=True):
+        got = emulated_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method)
+    assert_nms_equal(got, want)
+    assert_nms_equal(ops.fast_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method), want)
