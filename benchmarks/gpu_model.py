@@ -53,12 +53,16 @@ SCAN_BATCH = 8  # items whose loads a scanning thread issues together (kScanBatc
 # per pass, so the model does not credit that.
 SCAN_INSTRUCTIONS = 35
 ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
-# SASS instructions per ranked pair class_nms<float> tests: Fast NMS's loop over a column's
-# rows on sm_90 runs 37 (the row's box and staged area: LDS.128 + LDS, broadcast; 6 FMNMX,
-# 4 FADD, FMUL, the division's 10 with its slow-path branch, the compare and early exit,
-# the loop; tests/test_sass.py holds it to this constant). Before the column-per-lane
-# layout: 45 (the column's area recomputed, the bit placed with 64-bit shifts and selects).
-IOU_PAIR_INSTRUCTIONS = 37
+# SASS instructions per row a warp of class_nms<float>'s IoU tests steps (one pair per
+# lane): Fast NMS's loop over a column's rows on sm_90 runs 32 (the row's box and staged
+# area: LDS.128 + LDS, broadcast, and their two cursors; 6 FMNMX, 4 FADD, FMUL; the
+# division: MUFU.RCP, FCHK, 5 FFMA, its slow-path branch and BSSY/BSYNC; the threshold
+# reloaded after the slow path's call site, a register move, the compare and early exit;
+# the loop), 34 in the SASS with the slow path's MOV + CALL (not taken for normal
+# quotients). tests/test_sass.py holds the loop to this constant. Before: 37 with the rows
+# indexed (the shared window's address re-formed per row), 45 with a row per lane.
+IOU_PAIR_INSTRUCTIONS = 32
+IOU_SPLIT = 4  # row parts of a 64 x 64 tile, a warp each per half of its columns (kIouSplit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +159,31 @@ def _scan_cycles(n: int, threads: int, batch: int, packed: bool, scans: float) -
     return first + (scans - 1) * later + scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
 
 
+def iou_warp_rows(n: int, greedy: bool = False) -> int:
+    """Rows that the warps of class_nms's IoU tests step for n ranked boxes, each
+    IOU_PAIR_INSTRUCTIONS warp instructions however many of its 32 lanes hold a pair: per
+    64 x 64 tile on or right of the diagonal, a warp per (part, half of the columns) walks
+    the rows part, part + IOU_SPLIT, ... of the row tile; with Fast NMS as far as its last
+    column needs (rows i < j; early exits not counted), greedy all of them. Warps with no
+    column < n take none."""
+    tiles, rows_per_part = math.ceil(n / 64), 64 // IOU_SPLIT
+    total = 0
+    for row_tile in range(tiles):
+        for col in range(row_tile, tiles):
+            for part in range(IOU_SPLIT):
+                for half in range(2):
+                    first_column = 64 * col + 32 * half
+                    if first_column >= n:
+                        continue
+                    if greedy:
+                        total += rows_per_part
+                        continue
+                    last_column = min(first_column + 31, n - 1)
+                    end = min(last_column, 64 * (row_tile + 1))  # rows i < j of the row tile
+                    total += len(range(64 * row_tile + part, end, IOU_SPLIT))
+    return total
+
+
 def latency_us(record: dict, s: Shapes) -> float:
     """Modelled latency of one class_nms launch beyond its bytes (its blocks, one per class,
     and the merge in the last one cannot hide it with other warps): each thread of a block
@@ -165,9 +194,11 @@ def latency_us(record: dict, s: Shapes) -> float:
     later scans read them there: ceil(n / threads) x SHARED_LATENCY_CYCLES, and there are
     fewer of them (SELECT_SCANS_PACKED: pass 1 narrows the keys). Plus the issue of
     SCAN_INSTRUCTIONS per item on the block's one SM (added, not overlapped: an upper side).
-    A class's select scans n = the priors, then issues IOU_PAIR_INSTRUCTIONS per ranked pair
-    i < j and, for greedy (``record["greedy"]``), walks its top_k rows serially; the merge,
-    after the last class, ranks n = classes x min(detections, top_k) slots."""
+    A class's select scans n = the priors, then issues IOU_PAIR_INSTRUCTIONS per warp row of
+    its IoU tests (iou_warp_rows: 4 warp instructions per cycle, idle lanes of diagonal and
+    partial tiles included) and, for greedy (``record["greedy"]``), walks its top_k rows
+    serially; the merge, after the last class, ranks n = classes x min(detections, top_k)
+    slots."""
     threads = _threads(record.get("block"))
     if re.sub(r"<.*", "", record["name"]) != "class_nms" or not threads:
         return 0.0
@@ -175,8 +206,9 @@ def latency_us(record: dict, s: Shapes) -> float:
     paths = record.get("paths", ())
     packed, merge_packed = "packed_keys" in paths, "merge_packed_keys" in paths
     cycles = _scan_cycles(s.priors, threads, batch, packed, SELECT_SCANS_PACKED if packed else SELECT_SCANS)
-    cycles += s.top_k * (s.top_k - 1) / 2 * IOU_PAIR_INSTRUCTIONS / ISSUE_LANES
-    cycles += s.top_k * GREEDY_ROW_CYCLES if record.get("greedy") else 0
+    greedy = bool(record.get("greedy"))
+    cycles += iou_warp_rows(s.top_k, greedy) * IOU_PAIR_INSTRUCTIONS / (ISSUE_LANES / 32)
+    cycles += s.top_k * GREEDY_ROW_CYCLES if greedy else 0
     slots = s.classes * min(s.detections, s.top_k)
     cycles += _scan_cycles(slots, threads, batch, merge_packed,
                            MERGE_SCANS_PACKED if merge_packed else MERGE_SCANS)

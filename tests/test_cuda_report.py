@@ -181,7 +181,7 @@ def test_latency_term_of_the_block_scans():
     s = gpu_model.Shapes()
     to_us = 1e6 / gpu_model.CLOCK_HZ
     issue = gpu_model.SELECT_SCANS * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
-    iou = s.top_k * (s.top_k - 1) / 2 * gpu_model.IOU_PAIR_INSTRUCTIONS / gpu_model.ISSUE_LANES
+    iou = gpu_model.iou_warp_rows(s.top_k) * gpu_model.IOU_PAIR_INSTRUCTIONS / 4
     slots = s.classes * min(s.detections, s.top_k)
     merge_issue = gpu_model.MERGE_SCANS * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
     for threads, batch, rounds, merge_rounds in ((256, 1, 76, 32), (1024, 8, 3, 1)):
@@ -190,7 +190,8 @@ def test_latency_term_of_the_block_scans():
                   + gpu_model.MERGE_SCANS * merge_rounds * gpu_model.GLOBAL_LATENCY_CYCLES + merge_issue)
         assert gpu_model.latency_us(record, s) == pytest.approx(cycles * to_us)
         greedy = gpu_model.latency_us({**record, "greedy": True}, s) - gpu_model.latency_us(record, s)
-        assert greedy == pytest.approx(s.top_k * gpu_model.GREEDY_ROW_CYCLES * to_us)
+        greedy_iou = gpu_model.iou_warp_rows(s.top_k, greedy=True) * gpu_model.IOU_PAIR_INSTRUCTIONS / 4
+        assert greedy == pytest.approx((s.top_k * gpu_model.GREEDY_ROW_CYCLES + greedy_iou - iou) * to_us)
     # keys packed into shared memory by the first pass: the later scans wait on shared loads
     # and pass 1 narrows them, so fewer items are scanned; the same for the merge's keys
     merge = gpu_model.MERGE_SCANS * gpu_model.GLOBAL_LATENCY_CYCLES + merge_issue
@@ -209,6 +210,21 @@ def test_latency_term_of_the_block_scans():
     step = gpu_model.kernel_step({"name": "class_nms", "block": (1024, 1, 1)}, s)
     assert step.latency_us > 0 and step.modelled_us > step.latency_us + gpu_model.LAUNCH_US
     assert gpu_model.latency_us({"name": "paste_masks", "block": (256, 1, 1)}, s) == 0.0
+
+
+def test_iou_warp_rows_follow_the_tiles():
+    """A warp steps a row for all its lanes: whole tiles cost 16 rows per warp (512 pairs),
+    on a diagonal tile the 4 warps of a half walk the rows before its last column, and warps
+    past n none; so 200 ranked boxes take 865 warp rows for 19,900 pairs (27,680 lane
+    slots), greedy 16 rows per warp with a column."""
+    rows = gpu_model.iou_warp_rows
+    assert rows(1) == 0 and rows(2) == 1  # one pair: part 0 of half 0
+    assert rows(64) == 31 + 63  # diagonal tile: rows before column 31, before column 63
+    assert rows(128) - 2 * rows(64) == 8 * 16  # the one off-diagonal tile is whole
+    assert rows(200) == 865
+    assert rows(200, greedy=True) == (6 * 8 + 4 * 4) * 16  # 10 tiles; those of columns 192+: 4 warps
+    pairs = 200 * 199 // 2
+    assert pairs < 32 * rows(200) < 1.5 * pairs
 
 
 def test_official_sequence_is_dominated_by_the_full_resolution_masks():

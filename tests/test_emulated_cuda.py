@@ -608,6 +608,18 @@ def test_schedule_rejects_shared_memory_limits_of_no_device(limit):
             pass
 
 
+def lattice_boxes(n, g, dtype, ordered_share=0.8):
+    """Boxes with corners on a small lattice (-0.0 and +0.0 among them): IoUs hit 1/2, 1/3,
+    0 and 1 exactly; a 1 - ordered_share share keep their corners as drawn (zero-width or
+    inverted boxes, zero or negative areas)."""
+    lattice = torch.tensor([-0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0], dtype=dtype)
+    boxes = lattice[torch.randint(0, len(lattice), (n, 4), generator=g)]
+    ordered = torch.rand(n, generator=g) < ordered_share
+    lo, hi = torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])
+    boxes[ordered] = torch.cat([lo, hi], 1)[ordered]
+    return boxes
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("method", ["fast", "cluster"])
 @pytest.mark.parametrize("iou_threshold", [0.5, 1 / 3, 0.0, 1.0])
@@ -617,17 +629,33 @@ def test_iou_ties_signed_zeros_and_degenerate_boxes(dtype, method, iou_threshold
     1/3, 0, 1), corners of -0.0 and +0.0, zero-width and inverted boxes (zero or negative
     areas: a NaN IoU suppresses), across partial and whole 64-box tiles."""
     g = gen(83)
-    lattice = torch.tensor([-0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0], dtype=dtype)
-    boxes = lattice[torch.randint(0, len(lattice), (150, 4), generator=g)]
-    ordered = torch.rand(150, generator=g) < 0.8  # most boxes ordered, the rest as drawn
-    lo, hi = torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])
-    boxes[ordered] = torch.cat([lo, hi], 1)[ordered]
+    boxes = lattice_boxes(150, g, dtype)
     scores = torch.rand(2, 150, generator=g, dtype=dtype) * 0.9 + 0.1
     coeffs = random_coeffs(150, 3, g, dtype)
     twin = reference.fast_nms if method == "fast" else reference.cluster_nms
     want = twin(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300)
     assert 0 < len(want[0]) < 300
-    with cuda.schedule(seed=5, check_races=True):
+    with cuda.schedule(seed=5, check_races=True), cuda.launches() as log:
         got = emulated_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method)
+    assert "staged_boxes" in next(launch for launch in log if launch.kernel == "class_nms").paths
     assert_nms_equal(got, want)
     assert_nms_equal(ops.fast_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method), want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+@pytest.mark.parametrize("iou_threshold", [0.5, 1 / 3])
+def test_iou_ties_with_boxes_read_from_global_memory(dtype, method, iou_threshold):
+    """The same ties when the 2,000 ranked boxes do not fit in a 64 KiB device's shared
+    memory: class_nms reads them through the items' indices and computes each area as the
+    staged path does (an area off by an ulp there passed every other test)."""
+    g = gen(84)
+    boxes = lattice_boxes(2000, g, dtype, ordered_share=1.0)
+    scores = torch.rand(1, 2000, generator=g, dtype=dtype) * 0.9 + 0.1
+    coeffs = random_coeffs(2000, 3, g, dtype)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    want = twin(boxes, scores, coeffs, iou_threshold, 2000, 0.05, 2000)
+    with cuda.schedule(seed=5, opt_in_shared_bytes=64 * 1024), cuda.launches() as log:
+        got = emulated_nms(boxes, scores, coeffs, iou_threshold, 2000, 0.05, 2000, method)
+    assert "staged_boxes" not in next(launch for launch in log if launch.kernel == "class_nms").paths
+    assert_nms_equal(got, want)

@@ -135,6 +135,13 @@ def test_shuffle_with_an_exited_lane():
         run("shuffle_with_exited_lane", block=(32, 1, 1))
 
 
+def test_kernel_requirement_fails_the_launch():
+    """YF_REQUIRE (a trap on a GPU): class_nms requires blocks of kSelectThreads threads."""
+    assert run("block_size_required", block=(64, 1, 1), arg=64)[:64].eq(1).all()
+    with pytest.raises(RuntimeError, match=r"block_size_required.*requirement failed: blockDim.x == threads_required"):
+        run("block_size_required", block=(32, 1, 1), arg=64)
+
+
 def test_collective_deadlock():
     with pytest.raises(RuntimeError, match="deadlock"):
         run("collective_deadlock", block=(32, 1, 1))

@@ -18,6 +18,7 @@ import gpu_model  # noqa: E402
 import sass  # noqa: E402
 
 SELECT_STATIC_BYTES = 4096  # kSelectStaticBytes, csrc/cuda/nms_launch.h
+NVCC = "SASS of the build's nvcc (these counts were taken with nvcc 13.0)"
 
 
 @pytest.fixture(scope="module")
@@ -95,23 +96,25 @@ def _innermost_loops(function):
 
 
 def test_iou_pair_loop_has_the_instruction_count_the_model_charges(class_nms_kernels):
-    """Fast NMS's loop over a column's rows (boxes staged in shared memory: one LDS.128 for
-    the row's box, one LDS for its area, one division) issues what gpu_model charges per
-    ranked pair, plus the division's slow-path call (MOV + CALL, not taken for normal
-    quotients); min/max are FMNMX (no compare-and-select pairs) and no 64-bit shift or
-    select places a bit (a ballot after the loop does)."""
+    """Fast NMS's loop over a column's rows (boxes staged in shared memory: an LDS.128 for
+    the row's box, an LDS for its area, one division per row) issues at most what
+    gpu_model charges per warp row, besides the division's slow-path call (MOV + CALL, not
+    taken for normal quotients); min/max are FMNMX, with no compare-and-select (FSEL) and no
+    64-bit shift or select placing a bit (a ballot after the loop does). An upper bound only:
+    a better compiler may do with fewer."""
     float_kernels = {name: found for name, found in class_nms_kernels.items() if "double" not in name}
     assert float_kernels
     for name, (function, _) in float_kernels.items():
-        pair_loops = [loop for loop in _innermost_loops(function)
-                      if sum(op.startswith("MUFU.RCP") for op in loop) == 1
-                      and sum(op == "LDS.128" for op in loop) == 1]
-        assert pair_loops, name
-        shortest = min(pair_loops, key=len)
-        assert len(shortest) <= gpu_model.IOU_PAIR_INSTRUCTIONS + 2, (name, len(shortest))
-        assert len(shortest) >= gpu_model.IOU_PAIR_INSTRUCTIONS - 2, f"{name}: model constant stale"
-        assert sum(op.startswith("FMNMX") for op in shortest) == 6, (name, shortest)
-        assert not [op for op in shortest if op.startswith(("FSEL", "SHF.L.U64", "SEL"))], (name, shortest)
+        per_row = []
+        for loop in _innermost_loops(function):
+            divisions = sum(op.startswith("MUFU.RCP") for op in loop)
+            if divisions and "LDS.128" in loop:
+                per_row.append(((len(loop) - 2 * divisions) / divisions, loop))
+        assert per_row, name
+        instructions, loop = min(per_row, key=lambda found: found[0])
+        assert instructions <= gpu_model.IOU_PAIR_INSTRUCTIONS, (name, instructions, NVCC, loop)
+        assert sum(op.startswith("FMNMX") for op in loop) >= 4, (name, NVCC, loop)
+        assert not [op for op in loop if op.startswith(("FSEL", "SHF.L.U64", "SEL"))], (name, NVCC, loop)
 
 
 def test_first_radix_pass_loads_at_immediate_offsets(class_nms_kernels):

@@ -145,6 +145,8 @@ void take_path(Path path, const void* address, size_t bytes);
 
 enum class Access { kRead, kWrite, kAtomic };
 [[noreturn]] void shared_out_of_bounds(const SharedView& view, int64_t index);
+// A kernel's YF_REQUIRE failed: the launch fails with `what` (a GPU traps).
+[[noreturn]] void requirement_failed(const char* what);
 void check_shared_access(const SharedView& view, int64_t index, Access access);
 extern thread_local bool checking_races;  // of the block running on this OS thread
 
@@ -224,6 +226,22 @@ class SharedArray {
   SharedView view_;
 };
 
+// yf::shared_cursor's position in a shared array (macros.h): every access still checked.
+template <class T>
+class SharedCursor {
+ public:
+  SharedCursor(const SharedArray<T>& array, int64_t index) : array_(array), index_(index) {}
+  SharedRef<T> operator[](int64_t offset) const { return array_[index_ + offset]; }
+  SharedCursor& operator+=(int64_t step) {
+    index_ += step;
+    return *this;
+  }
+
+ private:
+  SharedArray<T> array_;
+  int64_t index_;
+};
+
 template <class T, class F>
 T shared_atomic(const SharedPtr<T>& p, F op) {
   if (p.index < 0 || p.index >= p.view.count) shared_out_of_bounds(p.view, p.index);
@@ -270,6 +288,11 @@ T from_bits(uint64_t bits) {
 }
 
 }  // namespace emulation
+
+template <class T>
+emulation::SharedCursor<T> shared_cursor(const emulation::SharedArray<T>& array, int64_t index) {
+  return emulation::SharedCursor<T>(array, index);
+}
 }  // namespace yf
 
 // Static and dynamic shared memory of the running block (see macros.h).

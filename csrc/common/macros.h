@@ -11,7 +11,10 @@
 //   YF_DYNAMIC_SHARED(T, name)  the launch's dynamic shared bytes viewed as T
 // and indexed only as name[i] (read, write, compound assignment, atomicAdd(&name[i], v)),
 // so that the emulation can bounds-check and race-check every access. Under the emulation
-// `auto v = name[i]` binds a reference proxy: write `T v = name[i]`.
+// `auto v = name[i]` binds a reference proxy: write `T v = name[i]`. A loop that walks a
+// shared array takes a cursor, yf::shared_cursor(name, i): cursor[d] is name[i + d] and
+// cursor += k moves it (a pointer under nvcc, so that the loop steps an address instead of
+// forming one per access).
 #pragma once
 
 #include <cstddef>
@@ -51,6 +54,13 @@ inline thread_local dim3 gridDim;
 
 namespace yf {
 
+#if defined(__CUDACC__)
+template <class T>
+__device__ inline T* shared_cursor(T* array, int64_t index) {
+  return array + index;
+}
+#endif
+
 // Dynamic shared memory above the default 48 KiB limit: passing this instead of a byte
 // count to a launch opts the kernel in (cudaFuncAttributeMaxDynamicSharedMemorySize).
 struct LargeSharedBytes {
@@ -65,6 +75,21 @@ struct LargeSharedBytes {
 #else
 #define YF_TAKE_PATH(path, address, bytes) \
   ::yf::emulation::take_path(::yf::emulation::path, address, bytes)
+#endif
+
+// A condition a kernel's code relies on (say its block size): a GPU traps when it does not
+// hold (the launch fails with an unspecified launch failure), the emulation fails the
+// launch with the condition's text.
+#if defined(__CUDACC__)
+#define YF_REQUIRE(condition) \
+  do {                        \
+    if (!(condition)) __trap(); \
+  } while (0)
+#else
+#define YF_REQUIRE(condition) \
+  do {                        \
+    if (!(condition)) ::yf::emulation::requirement_failed(#condition); \
+  } while (0)
 #endif
 
 // Linear index of this thread and total thread count of a 1-D grid (grid-stride loops).

@@ -760,6 +760,10 @@ void shared_out_of_bounds(const SharedView& view, int64_t index) {
          std::to_string(view.count) + " elements at " + std::to_string(index));
 }
 
+void requirement_failed(const char* what) {
+  runner().fail("thread " + str(threadIdx) + ": requirement failed: " + what);
+}
+
 void check_shared_access(const SharedView& view, int64_t index, Access access) {
   runner().check_access(view, index, access);
 }

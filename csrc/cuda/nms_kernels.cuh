@@ -544,9 +544,11 @@ YF_HD constexpr int64_t staged_boxes_bytes(int64_t K) {
   return (5 * K * int64_t(sizeof(A)) + 7) / 8 * 8;
 }
 
-// min / max of finite values as one FMNMX each. They can differ from compare-and-select
-// only in the sign of a zero result, which leaves iw and ih below (+0 unless positive) and so
-// the decision unchanged.
+// min / max of finite values (ranked boxes are: candidates need box_is_finite) as one
+// FMNMX each. They can differ from compare-and-select only in the sign of a zero result. That
+// cannot change the decision: a side's difference is then the same or its negated zero, the
+// clamps (which nvcc also makes FMNMX: iw may be -0) leave +-0 unless positive, and +-0 /
+// union compares with the threshold as 0 does (+-0 / +-0 is NaN either way).
 YF_HD inline float finite_min(float a, float b) { return fminf(a, b); }
 YF_HD inline float finite_max(float a, float b) { return fmaxf(a, b); }
 YF_HD inline double finite_min(double a, double b) { return fmin(a, b); }
@@ -556,6 +558,41 @@ YF_HD inline double finite_max(double a, double b) { return fmax(a, b); }
 template <class A>
 struct AreaBox {
   A x1, y1, x2, y2, area;
+};
+
+// Ranked boxes row, row + kIouSplit, ... of class_nms with their areas: staged ones through
+// shared cursors, which next() steps (under nvcc pointers, kept in registers: indexing the
+// array made the compiler re-form the shared window's address for each row after the
+// division's slow-path call site, 6 more instructions per pair); else read through the
+// items' indices from global memory (the area computed as when staged).
+template <class A, class B, class Items, class Cursor>
+struct RankedRows {
+  Cursor box, area;
+  Items items;
+  const B* boxes;
+  int row;
+  bool staged;
+
+  // The m-th row from here (the cursors do not move).
+  YF_DEVICE AreaBox<A> at(int m) const {
+    if (staged) {
+      const int b = 4 * kIouSplit * m;
+      return {box[b], box[b + 1], box[b + 2], box[b + 3], area[kIouSplit * m]};
+    }
+    const Item<A> item = items[row + kIouSplit * m];
+    const int64_t p = item.index;
+    AreaBox<A> r{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
+    r.area = (r.x2 - r.x1) * (r.y2 - r.y1);
+    return r;
+  }
+  // This row; then step to the next.
+  YF_DEVICE AreaBox<A> next() {
+    const AreaBox<A> r = at(0);
+    box += 4 * kIouSplit;
+    area += kIouSplit;
+    row += kIouSplit;
+    return r;
+  }
 };
 
 // Whether ranked box a (the higher ranked) suppresses b, for finite boxes: the decision of
@@ -619,6 +656,7 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
               int64_t k_pad, bool shared_keys, bool shared_boxes, A iou_threshold, bool greedy,
               ClassSurvivors<A> kept, unsigned* classes_done, const T* coeffs, int64_t m_pad,
               bool merge_keys, Detections<T> out) {
+  YF_REQUIRE(blockDim.x == kSelectThreads);  // for_each_eligible's stride
   const int64_t c = blockIdx.x, L = kept.L;
   const int64_t n = rank_top_k_block<A>(scores + c * P, eligible, P, K, k_pad, shared_keys);
   YF_DYNAMIC_SHARED(Item<A>, items);
@@ -647,26 +685,16 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
   if (tid < 2 * kMaxWords) removed[tid] = 0;
   __syncthreads();
-  // Ranked box r (< n) with its area: staged in shared memory, else read through its index.
-  // 32-bit indices (r < K <= 2048, shared offsets < 227 KiB): the pair loops' address
-  // arithmetic stays 32-bit.
+  // Ranked boxes first, first + kIouSplit, ... (< n) with their areas, in turn
+  // (RankedRows); rows_from(j).next() is box j.
   const int boxes_at = int(box_base), areas_at = int(area_base);
-  const auto ranked = [&](int r) -> AreaBox<A> {
-    AreaBox<A> b;
-    if (shared_boxes) {
-      const int at = boxes_at + 4 * r;
-      b = {ranked_boxes[at], ranked_boxes[at + 1], ranked_boxes[at + 2], ranked_boxes[at + 3],
-           ranked_boxes[areas_at + r]};
-    } else {
-      const Item<A> item = items[r];
-      const int64_t p = item.index;
-      b = {A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
-      b.area = (b.x2 - b.x1) * (b.y2 - b.y1);
-    }
-    return b;
+  const auto rows_from = [&](int first) {
+    return RankedRows<A, B, decltype(items), decltype(shared_cursor(ranked_boxes, 0))>{
+        shared_cursor(ranked_boxes, boxes_at + 4 * first), shared_cursor(ranked_boxes, areas_at + first),
+        items, boxes, first, shared_boxes};
   };
-  // Task `task` of a tile: its part (rows first_row + kIouSplit m of the row tile), its half
-  // of the column tile and this lane's column j.
+  // Task `task` of a tile: its part (rows 64 row_tile + part + kIouSplit m), its half of
+  // the column tile and this lane's column j.
   const auto column_of = [&](int64_t task, int64_t col, int* part, int* half) {
     const int within = int(task % kIouThreads);
     *part = within / kTile;
@@ -688,10 +716,12 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const int j = column_of(task, col, &part, &half);
       bool is_removed = false;
       if (j < n) {
-        const AreaBox<A> b = ranked(j);
+        const AreaBox<A> b = rows_from(j).next();
+        const int first = int(row_tile) * kTile + part;
         const int end = min_(j, int(row_tile + 1) * kTile);  // rows i < j of the row tile
-        for (int i = int(row_tile) * kTile + part; i < end && !is_removed; i += kIouSplit)
-          is_removed = area_box_suppresses(ranked(i), b, iou_threshold);
+        auto rows = rows_from(first);
+        for (int i = first; i < end && !is_removed; i += kIouSplit)
+          is_removed = area_box_suppresses(rows.next(), b, iou_threshold);
       }
       const unsigned bits = __ballot_sync(0xffffffffu, is_removed);
       if (lane == 0 && bits) atomicOr(&removed[2 * col + half], bits);
@@ -704,11 +734,13 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         const int64_t col = row_tile + task / kIouThreads;
         int part, half;
         const int j = column_of(task, col, &part, &half);
-        const AreaBox<A> b = j < n ? ranked(j) : AreaBox<A>{};
+        const AreaBox<A> b = j < n ? rows_from(j).next() : AreaBox<A>{};
+        const int first = int(row_tile) * kTile + part;
+        auto rows = rows_from(first);
         unsigned row_bits = 0;  // lane m: row part + kIouSplit m's bits over the warp's columns
         for (int m = 0; m < kTile / kIouSplit; ++m) {  // warp-uniform
-          const int i = int(row_tile) * kTile + part + m * kIouSplit;
-          const bool suppressed = j < n && i < j && area_box_suppresses(ranked(i), b, iou_threshold);
+          const int i = first + m * kIouSplit;
+          const bool suppressed = j < n && i < j && area_box_suppresses(rows.at(m), b, iou_threshold);
           const unsigned bits = __ballot_sync(0xffffffffu, suppressed);
           if (int(lane) == m) row_bits = bits;
         }

@@ -177,6 +177,12 @@ YF_GLOBAL void quad_store_at(int64_t* out, int64_t offset) {
   block_out(out)[tid()] = 1;
 }
 
+// A kernel written for blocks of `arg` threads (YF_REQUIRE), launched with any.
+YF_GLOBAL void block_size_required(int64_t* out, int64_t threads_required) {
+  YF_REQUIRE(blockDim.x == threads_required);
+  block_out(out)[tid()] = 1;
+}
+
 const std::map<std::string, Kernel>& kernels() {
   static const std::map<std::string, Kernel> table = {
       {"reverse", &reverse},
@@ -199,6 +205,7 @@ const std::map<std::string, Kernel>& kernels() {
       {"collective_deadlock", &collective_deadlock},
       {"vector_load_at", &vector_load_at},
       {"quad_store_at", &quad_store_at},
+      {"block_size_required", &block_size_required},
   };
   return table;
 }
