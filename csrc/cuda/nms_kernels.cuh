@@ -513,8 +513,8 @@ struct Detections {
 // (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes and
 // their areas (shared_boxes; else read through the items' indices from global memory) and,
 // for greedy, a band of kTile bitmask rows (kTile x words words, words = ceil(K / 64) <=
-// kMaxWords);
-// in the last block, the merge's m_pad items and packed keys (merge_keys) reuse it all.
+// kMaxWords); in the last block, the merge's m_pad items and packed keys (merge_keys) reuse
+// it all.
 // Tiles of 64 x 64 ranked pairs left of the diagonal hold no pair i < j and are skipped; a
 // tile is a task of kIouThreads threads: warp w of a task holds, one per lane, the 32
 // columns of half w % 2 of the column tile (box and area in registers) and tests them
