@@ -159,14 +159,24 @@ def _scan_cycles(n: int, threads: int, batch: int, packed: bool, scans: float) -
     return first + (scans - 1) * later + scans * n * SCAN_INSTRUCTIONS / ISSUE_LANES
 
 
+def lanes_per_column(columns: int) -> int:
+    """lanes_per_column of csrc/cuda/nms_kernels.cuh: lanes sharing a column of a warp whose
+    half of a column tile holds ``columns`` ranked boxes (float32 kernels)."""
+    lanes = 1
+    while lanes < 64 // IOU_SPLIT and columns * 2 * lanes <= 32:
+        lanes *= 2
+    return lanes
+
+
 def iou_warp_rows(n: int, greedy: bool = False) -> int:
-    """Rows that the warps of class_nms's IoU tests step for n ranked boxes, each
+    """Row steps that the warps of class_nms's IoU tests take for n ranked boxes, each
     IOU_PAIR_INSTRUCTIONS warp instructions however many of its 32 lanes hold a pair: per
-    64 x 64 tile on or right of the diagonal, a warp per (part, half of the columns) walks
-    the rows part, part + IOU_SPLIT, ... of the row tile; with Fast NMS as far as its last
-    column needs (rows i < j; early exits not counted), greedy all of them. Warps with no
-    column < n take none."""
-    tiles, rows_per_part = math.ceil(n / 64), 64 // IOU_SPLIT
+    64 x 64 tile on or right of the diagonal, a warp per (part, half of the columns); lane
+    group g of its lanes_per_column(c) groups walks the rows part + IOU_SPLIT (g + lanes m)
+    of the row tile, with Fast NMS as far as the warp's last column needs (rows i < j;
+    early exits not counted), greedy all 16 / lanes steps. Warps with no column < n take
+    none."""
+    tiles = math.ceil(n / 64)
     total = 0
     for row_tile in range(tiles):
         for col in range(row_tile, tiles):
@@ -175,12 +185,13 @@ def iou_warp_rows(n: int, greedy: bool = False) -> int:
                     first_column = 64 * col + 32 * half
                     if first_column >= n:
                         continue
+                    lanes = lanes_per_column(n - first_column)
                     if greedy:
-                        total += rows_per_part
+                        total += 64 // IOU_SPLIT // lanes
                         continue
-                    last_column = min(first_column + 31, n - 1)
+                    last_column = min(first_column + 32 // lanes - 1, n - 1)
                     end = min(last_column, 64 * (row_tile + 1))  # rows i < j of the row tile
-                    total += len(range(64 * row_tile + part, end, IOU_SPLIT))
+                    total += len(range(64 * row_tile + part, end, IOU_SPLIT * lanes))
     return total
 
 

@@ -213,18 +213,22 @@ def test_latency_term_of_the_block_scans():
 
 
 def test_iou_warp_rows_follow_the_tiles():
-    """A warp steps a row for all its lanes: whole tiles cost 16 rows per warp (512 pairs),
-    on a diagonal tile the 4 warps of a half walk the rows before its last column, and warps
-    past n none; so 200 ranked boxes take 865 warp rows for 19,900 pairs (27,680 lane
-    slots), greedy 16 rows per warp with a column."""
-    rows = gpu_model.iou_warp_rows
+    """A warp steps a row for all its lanes: whole tiles cost 16 steps per warp (512 pairs),
+    on a diagonal tile the 4 warps of a half walk the rows before its last column, warps
+    past n none, and a narrow half of c <= 16 columns splits each column's rows between
+    lanes_per_column(c) lanes (16 / lanes steps); so 200 ranked boxes (an 8-column last
+    tile: 4 lanes a column) take 718 steps for 19,900 pairs, greedy 832."""
+    rows, lanes = gpu_model.iou_warp_rows, gpu_model.lanes_per_column
+    assert [lanes(c) for c in (32, 17, 16, 9, 8, 5, 4, 3, 2, 1, 0)] == [1, 1, 2, 2, 4, 4, 8, 8, 16, 16, 16]
+    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
+    assert "while (lanes < kTile / kIouSplit && columns * 2 * lanes <= kWarp) lanes *= 2;" in source
     assert rows(1) == 0 and rows(2) == 1  # one pair: part 0 of half 0
     assert rows(64) == 31 + 63  # diagonal tile: rows before column 31, before column 63
     assert rows(128) - 2 * rows(64) == 8 * 16  # the one off-diagonal tile is whole
-    assert rows(200) == 865
-    assert rows(200, greedy=True) == (6 * 8 + 4 * 4) * 16  # 10 tiles; those of columns 192+: 4 warps
+    assert rows(200) == 718
+    assert rows(200, greedy=True) == 6 * 8 * 16 + 4 * 4 * 4  # 10 tiles; columns 192-199: 4 warps, 4 steps
     pairs = 200 * 199 // 2
-    assert pairs < 32 * rows(200) < 1.5 * pairs
+    assert pairs < 32 * rows(200) < 1.2 * pairs
 
 
 def test_official_sequence_is_dominated_by_the_full_resolution_masks():

@@ -659,3 +659,22 @@ def test_iou_ties_with_boxes_read_from_global_memory(dtype, method, iou_threshol
         got = emulated_nms(boxes, scores, coeffs, iou_threshold, 2000, 0.05, 2000, method)
     assert "staged_boxes" not in next(launch for launch in log if launch.kernel == "class_nms").paths
     assert_nms_equal(got, want)
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_narrow_last_tiles_split_rows_between_lanes(method):
+    """A column tile's half with c <= 16 ranked boxes gives each column 32 / c rounded down
+    to a power of two (<= 16) lanes that split its rows (lanes_per_column): every width of
+    the last half (1 to 32 columns, at the diagonal and right of full row tiles) decides as
+    the reference, Fast NMS (removed bits ORed over a column's lanes) and greedy (each row's
+    bits picked out of the ballot's groups)."""
+    g = gen(91)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    for n in list(range(1, 34)) + [40, 48, 63, 64, 65, 72, 80, 95, 96, 97, 100, 112, 127, 129, 136, 144, 160, 161, 200]:
+        boxes = clustered_boxes(n, g, torch.float32)
+        scores = torch.rand(2, n, generator=g) * 0.9 + 0.1
+        coeffs = random_coeffs(n, 2, g, torch.float32)
+        want = twin(boxes, scores, coeffs, 0.5, n, 0.05, 2 * n)
+        with cuda.schedule(seed=n % 4, check_races=True):
+            got = emulated_nms(boxes, scores, coeffs, 0.5, n, 0.05, 2 * n, method)
+        assert_nms_equal(got, want)

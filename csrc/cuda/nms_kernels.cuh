@@ -519,12 +519,13 @@ struct Detections {
 // tile is a task of kIouThreads threads: warp w of a task holds, one per lane, the 32
 // columns of half w % 2 of the column tile (box and area in registers) and tests them
 // against the rows part, part + kIouSplit, ... of the row tile (part = w / 2), each row a
-// broadcast shared load of its box and staged area. "fast" stops a column at its first
-// suppressing row, and a ballot gives the warp's 32 removed bits, ORed into the removed
-// set with one shared atomic; "greedy" ballots each row, so that lane m keeps row
-// part + m kIouSplit's bits over the warp's columns, and computes the tiles of one row band
-// at a time into the band; warp 0 then walks the band's rows in rank order with word w of
-// the removed set in lane w. Before (not measured): a lane per row tested every
+// broadcast shared load of its box and staged area; in a half of c <= 16 columns (the
+// last tile's) each column has lanes_per_column(c) lanes that split its rows. "fast" stops
+// a column at its first suppressing row, ORs its lanes' flags (shuffles) and a ballot gives
+// the warp's removed bits, ORed into the removed set with one shared atomic; "greedy"
+// ballots each row step, so that lane m keeps row part + m kIouSplit's bits over the warp's
+// columns, and computes the tiles of one row band at a time into the band; warp 0 then
+// walks the band's rows in rank order with word w of the removed set in lane w. Before (not measured): a lane per row tested every
 // kIouSplit-th column, ~45 SASS instructions per pair on sm_90 (the column's area
 // recomputed, the bit placed with 64-bit shifts and selects, min/max as compare + select);
 // before that, a thread testing all 64 columns ran ~7,000 dependent instructions per warp,
@@ -560,7 +561,7 @@ struct AreaBox {
   A x1, y1, x2, y2, area;
 };
 
-// Ranked boxes row, row + kIouSplit, ... of class_nms with their areas: staged ones through
+// Ranked boxes row, row + step, ... of class_nms with their areas: staged ones through
 // shared cursors, which next() steps (under nvcc pointers, kept in registers: indexing the
 // array made the compiler re-form the shared window's address for each row after the
 // division's slow-path call site, 6 more instructions per pair); else read through the
@@ -570,16 +571,16 @@ struct RankedRows {
   Cursor box, area;
   Items items;
   const B* boxes;
-  int row;
+  int row, step;
   bool staged;
 
   // The m-th row from here (the cursors do not move).
   YF_DEVICE AreaBox<A> at(int m) const {
     if (staged) {
-      const int b = 4 * kIouSplit * m;
-      return {box[b], box[b + 1], box[b + 2], box[b + 3], area[kIouSplit * m]};
+      const int b = 4 * step * m;
+      return {box[b], box[b + 1], box[b + 2], box[b + 3], area[step * m]};
     }
-    const Item<A> item = items[row + kIouSplit * m];
+    const Item<A> item = items[row + step * m];
     const int64_t p = item.index;
     AreaBox<A> r{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
     r.area = (r.x2 - r.x1) * (r.y2 - r.y1);
@@ -588,12 +589,25 @@ struct RankedRows {
   // This row; then step to the next.
   YF_DEVICE AreaBox<A> next() {
     const AreaBox<A> r = at(0);
-    box += 4 * kIouSplit;
-    area += kIouSplit;
-    row += kIouSplit;
+    box += 4 * step;
+    area += step;
+    row += step;
     return r;
   }
 };
+
+// Lanes per column of a warp whose half of a column tile holds `columns` ranked boxes
+// (none: <= 0): 1 for 17 to 32; for a narrower half (the last tile's), a power of two up to
+// 16 with columns x lanes <= 32, the lanes of a column splitting its rows, so that the warp
+// takes 16 / lanes row steps instead of 16 with most lanes idle.
+YF_HD inline int lanes_per_column(int columns) {
+  int lanes = 1;
+  while (lanes < kTile / kIouSplit && columns * 2 * lanes <= kWarp) lanes *= 2;
+  return lanes;
+}
+
+// The low `count` (1 to 32) bits set.
+YF_HD inline unsigned low_bits(int count) { return count >= 32 ? ~0u : (1u << count) - 1u; }
 
 // Whether ranked box a (the higher ranked) suppresses b, for finite boxes: the decision of
 // finite_box_suppresses (and so of suppresses()), bit for bit.
@@ -685,21 +699,33 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
   if (tid < 2 * kMaxWords) removed[tid] = 0;
   __syncthreads();
-  // Ranked boxes first, first + kIouSplit, ... (< n) with their areas, in turn
-  // (RankedRows); rows_from(j).next() is box j.
+  // Ranked boxes first, first + step, ... (< n) with their areas, in turn (RankedRows);
+  // rows_from(j, 1).next() is box j.
   const int boxes_at = int(box_base), areas_at = int(area_base);
-  const auto rows_from = [&](int first) {
+  const auto rows_from = [&](int first, int step) {
     return RankedRows<A, B, decltype(items), decltype(shared_cursor(ranked_boxes, 0))>{
         shared_cursor(ranked_boxes, boxes_at + 4 * first), shared_cursor(ranked_boxes, areas_at + first),
-        items, boxes, first, shared_boxes};
+        items, boxes, first, step, shared_boxes};
   };
-  // Task `task` of a tile: its part (rows 64 row_tile + part + kIouSplit m), its half of
-  // the column tile and this lane's column j.
-  const auto column_of = [&](int64_t task, int64_t col, int* part, int* half) {
+  // Task `task` of a tile: its part, its half of the column tile, the lanes per column of
+  // that half (lanes_per_column) and this lane's group in them (rows 64 row_tile + part +
+  // kIouSplit (group + lanes m)), and its column j (>= n: none).
+  struct IouTask {
+    int part, half, lanes, group, j;
+  };
+  const auto task_of = [&](int64_t task, int64_t col) {
+    IouTask t;
     const int within = int(task % kIouThreads);
-    *part = within / kTile;
-    *half = (within / kWarp) % 2;
-    return int(col) * kTile + *half * kWarp + int(lane);
+    t.part = within / kTile;
+    t.half = (within / kWarp) % 2;
+    const int first_column = int(col) * kTile + t.half * kWarp;
+    // warp-uniform; float64 keeps a lane per column (its registers are at the 64 of
+    // 1024-thread blocks: the lane groups' state made it spill)
+    t.lanes = sizeof(A) > 4 ? 1 : lanes_per_column(int(n) - first_column);
+    const int columns = kWarp / t.lanes;
+    t.group = int(lane) / columns;
+    t.j = first_column + int(lane) % columns;
+    return t;
   };
 
   if (!greedy) {
@@ -712,19 +738,21 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         ++row_tile;
       }
       const int64_t col = row_tile + tile;
-      int part, half;
-      const int j = column_of(task, col, &part, &half);
+      const IouTask t = task_of(task, col);
       bool is_removed = false;
-      if (j < n) {
-        const AreaBox<A> b = rows_from(j).next();
-        const int first = int(row_tile) * kTile + part;
-        const int end = min_(j, int(row_tile + 1) * kTile);  // rows i < j of the row tile
-        auto rows = rows_from(first);
-        for (int i = first; i < end && !is_removed; i += kIouSplit)
+      if (t.j < n) {
+        const AreaBox<A> b = rows_from(t.j, 1).next();
+        const int first = int(row_tile) * kTile + t.part + kIouSplit * t.group, step = kIouSplit * t.lanes;
+        const int end = min_(t.j, int(row_tile + 1) * kTile);  // rows i < j of the row tile
+        auto rows = rows_from(first, step);
+        for (int i = first; i < end && !is_removed; i += step)
           is_removed = area_box_suppresses(rows.next(), b, iou_threshold);
       }
-      const unsigned bits = __ballot_sync(0xffffffffu, is_removed);
-      if (lane == 0 && bits) atomicOr(&removed[2 * col + half], bits);
+      const int columns = kWarp / t.lanes;  // lanes l and l + columns share a column
+      for (int offset = columns; offset < kWarp; offset *= 2)
+        is_removed |= bool(__shfl_xor_sync(0xffffffffu, int(is_removed), offset));
+      const unsigned bits = __ballot_sync(0xffffffffu, is_removed) & low_bits(columns);
+      if (lane == 0 && bits) atomicOr(&removed[2 * col + t.half], bits);
     }
   } else {
     uint64_t walked = 0;  // warp 0: word `lane` of the removed set
@@ -732,21 +760,28 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const int64_t tasks = (words - row_tile) * kIouThreads;
       for (int64_t task = tid; task < tasks; task += threads) {
         const int64_t col = row_tile + task / kIouThreads;
-        int part, half;
-        const int j = column_of(task, col, &part, &half);
-        const AreaBox<A> b = j < n ? rows_from(j).next() : AreaBox<A>{};
-        const int first = int(row_tile) * kTile + part;
-        auto rows = rows_from(first);
-        unsigned row_bits = 0;  // lane m: row part + kIouSplit m's bits over the warp's columns
+        const IouTask t = task_of(task, col);
+        const AreaBox<A> b = t.j < n ? rows_from(t.j, 1).next() : AreaBox<A>{};
+        const int first = int(row_tile) * kTile + t.part + kIouSplit * t.group, step = kIouSplit * t.lanes;
+        const int columns = kWarp / t.lanes;
+        auto rows = rows_from(first, step);
+        // Lane r keeps row part + kIouSplit r's bits over the warp's columns: group g of the
+        // ballot of step m (its `columns` bits from g x columns) is row part + kIouSplit (g +
+        // lanes m).
+        unsigned row_bits = 0;
+        const int steps = kTile / kIouSplit / t.lanes;
+        YF_UNROLL
         for (int m = 0; m < kTile / kIouSplit; ++m) {  // warp-uniform
-          const int i = first + m * kIouSplit;
-          const bool suppressed = j < n && i < j && area_box_suppresses(rows.at(m), b, iou_threshold);
+          if (m == steps) break;
+          const int i = first + step * m;
+          const bool suppressed = t.j < n && i < t.j && area_box_suppresses(rows.at(m), b, iou_threshold);
           const unsigned bits = __ballot_sync(0xffffffffu, suppressed);
-          if (int(lane) == m) row_bits = bits;
+          const int group = int(lane) - t.lanes * m;
+          if (group >= 0 && group < t.lanes) row_bits = (bits >> (group * columns)) & low_bits(columns);
         }
         if (int(lane) < kTile / kIouSplit) {
-          const int64_t row = part + int64_t(lane) * kIouSplit;
-          band_halves[2 * (band_base + row * words + col) + half] = row_bits;
+          const int64_t row = t.part + int64_t(lane) * kIouSplit;
+          band_halves[2 * (band_base + row * words + col) + t.half] = row_bits;
         }
       }
       __syncthreads();
