@@ -174,8 +174,9 @@ def iou_warp_rows(n: int, greedy: bool = False) -> int:
     64 x 64 tile on or right of the diagonal, a warp per (part, half of the columns); lane
     group g of its lanes_per_column(c) groups walks the rows part + IOU_SPLIT (g + lanes m)
     of the row tile, with Fast NMS as far as the warp's last column needs (rows i < j;
-    early exits not counted), greedy all 16 / lanes steps. Warps with no column < n take
-    none."""
+    early exits not counted), greedy all 16 / lanes steps. Warps with no column < n are
+    counted as none (in the kernel: a greedy step of empty ballots; the log2(lanes) shuffles
+    of a narrow Fast NMS warp are not counted either: under a step per warp)."""
     tiles = math.ceil(n / 64)
     total = 0
     for row_tile in range(tiles):

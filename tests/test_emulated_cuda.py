@@ -678,3 +678,47 @@ def test_narrow_last_tiles_split_rows_between_lanes(method):
         with cuda.schedule(seed=n % 4, check_races=True):
             got = emulated_nms(boxes, scores, coeffs, 0.5, n, 0.05, 2 * n, method)
         assert_nms_equal(got, want)
+
+
+def copied_suppressors(n, copies, g, dtype=torch.float32):
+    """n disjoint boxes ranked by index (one class, scores falling with the index), of which
+    the `copies` columns each copy the box of one random earlier row: their only
+    suppressors are that row and its other copies, so a lane group that skips its rows, or
+    a flag that does not reach the column's bit, changes the detections."""
+    boxes = torch.tensor([[10.0 * k, 0.0, 10.0 * k + 5, 5.0] for k in range(n)], dtype=dtype)
+    for j in copies:
+        boxes[j] = boxes[int(torch.randint(0, j, (1,), generator=g))]
+    scores = (1 - torch.arange(n, dtype=dtype) / (n + 1))[None]
+    return boxes, scores, random_coeffs(n, 2, g, dtype)
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_each_lane_group_finds_a_columns_only_suppressor(method):
+    """Every column of a narrow last half (1 to 16 columns, after one or two row tiles)
+    copies one earlier row's box: whichever lane group holds that row must report it."""
+    g = gen(92)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    for n in [64 * tiles + width for tiles in (1, 2) for width in range(1, 17)]:
+        last_half = range(n - (n % 32 or 32), n)
+        boxes, scores, coeffs = copied_suppressors(n, last_half, g)
+        want = twin(boxes, scores, coeffs, 0.5, n, 0.05, n)
+        assert len(want[0]) < n
+        with cuda.schedule(seed=n % 3, check_races=True):
+            got = emulated_nms(boxes, scores, coeffs, 0.5, n, 0.05, n, method)
+        assert_nms_equal(got, want)
+
+
+@pytest.mark.parametrize("method", ["fast", "cluster"])
+def test_lane_groups_with_boxes_read_from_global_memory(method):
+    """The same with 1,985 / 1,987 / 1,992 ranked boxes on a 64 KiB device: the last half's
+    1, 3 or 8 columns take 16, 8 or 4 lanes each, reading rows through the items' indices."""
+    g = gen(93)
+    twin = reference.fast_nms if method == "fast" else reference.cluster_nms
+    for n in (1985, 1987, 1992):
+        copies = list(range(n - n % 32, n)) + torch.randint(1, n, (200,), generator=g).tolist()
+        boxes, scores, coeffs = copied_suppressors(n, sorted(set(copies)), g)
+        want = twin(boxes, scores, coeffs, 0.5, n, 0.05, n)
+        with cuda.schedule(seed=1, opt_in_shared_bytes=64 * 1024), cuda.launches() as log:
+            got = emulated_nms(boxes, scores, coeffs, 0.5, n, 0.05, n, method)
+        assert "staged_boxes" not in next(launch for launch in log if launch.kernel == "class_nms").paths
+        assert_nms_equal(got, want)

@@ -596,10 +596,11 @@ struct RankedRows {
   }
 };
 
-// Lanes per column of a warp whose half of a column tile holds `columns` ranked boxes
-// (none: <= 0): 1 for 17 to 32; for a narrower half (the last tile's), a power of two up to
-// 16 with columns x lanes <= 32, the lanes of a column splitting its rows, so that the warp
-// takes 16 / lanes row steps instead of 16 with most lanes idle.
+// Lanes per column of a warp whose half of a column tile holds `columns` ranked boxes: 1
+// for 17 to 32; for a narrower half (the last tile's), a power of two up to 16 with
+// columns x lanes <= 32, the lanes of a column splitting its rows, so that the warp takes
+// 16 / lanes row steps instead of 16 with most lanes idle. An empty half (columns <= 0)
+// gets 16: its greedy warps take one step of empty ballots.
 YF_HD inline int lanes_per_column(int columns) {
   int lanes = 1;
   while (lanes < kTile / kIouSplit && columns * 2 * lanes <= kWarp) lanes *= 2;
