@@ -1,6 +1,7 @@
 """Static checks of the built extension's sm_90 SASS, which the emulation cannot make:
-class_nms's last-block handshake (memory ordering a host never reorders) and the resources
-its launch logic budgets; bits_checksum's loads and atomic. Skipped when the build has no
+class_nms's last-block handshake (memory ordering a host never reorders), the resources
+its launch logic budgets, its IoU row step against the model's constant and its first
+radix pass's addressing; bits_checksum's loads and atomic. Skipped when the build has no
 CUDA kernels or no nvdisasm."""
 
 import re
@@ -121,8 +122,9 @@ def test_first_radix_pass_loads_at_immediate_offsets(class_nms_kernels):
     """The packed first pass of the select and of the merge (keys stored at their slots:
     STS.64, histogram increments, 8 flag + 8 score loads per batch) addresses its loads
     from one pointer per batch with immediate offsets: 64-bit arithmetic (IMAD.WIDE,
-    LEA.HI.X, IMAD.X) for the batch's two pointers, none per item, and at most 30 instructions per item in the loop (both branches
-    counted); with 64-bit clamped indices it was 42."""
+    LEA.HI.X, IMAD.X) for the batch's two pointers, none per item, and at most 30
+    instructions per item in the loop (both branches counted); with 64-bit clamped indices
+    it was 42."""
     name = next(n for n in class_nms_kernels if n.startswith("class_nms<float, float, float, float>"))
     function, _ = class_nms_kernels[name]
     first_pass = [loop for loop in _innermost_loops(function)
