@@ -42,6 +42,11 @@ def cached_equal_recomputed(loc, logits, coeffs, priors, cap, args):
     return cached
 
 
+def class_nms_launch(log):
+    """The class_nms launch of a launches() log."""
+    return next(launch for launch in log if launch.kernel == "class_nms")
+
+
 def emulated_nms(boxes, scores, coeffs, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast"):
     *out, count = cuda._kernels.fast_nms(boxes, scores, coeffs, iou, top_k, score, max_det, method)
     n = int(count)
@@ -349,7 +354,7 @@ def test_nms_and_detect_launch_two_kernels():
     with cuda.launches() as log:
         cuda.fast_nms(boxes, scores, coeffs, method="cluster")
     assert [launch.kernel for launch in log] == ["candidate_flags"] + NMS_KERNELS
-    per_class = next(launch for launch in log if launch.kernel == "class_nms")
+    per_class = class_nms_launch(log)
     assert (per_class.grid, per_class.block) == ((4, 1, 1), (1024, 1, 1))  # a block per class
 
 
@@ -588,7 +593,7 @@ def test_class_nms_reads_ranked_boxes_from_global_memory_on_small_devices(method
         with cuda.schedule(seed=seed, opt_in_shared_bytes=limit), cuda.launches() as log:
             got = emulated_nms(boxes, scores, coeffs, *args, method)
         assert_nms_equal(got, want)
-        launches[limit] = next(launch for launch in log if launch.kernel == "class_nms")
+        launches[limit] = class_nms_launch(log)
     items, band = 2048 * 16, 64 * 32 * 8 if method == "cluster" else 0
     keys, ranked_boxes = 8 * p, -(-5 * top_k * dtype.itemsize // 8) * 8  # boxes, then areas
     packed = ("packed_keys",) if dtype == torch.float32 else ()
@@ -637,7 +642,7 @@ def test_iou_ties_signed_zeros_and_degenerate_boxes(dtype, method, iou_threshold
     assert 0 < len(want[0]) < 300
     with cuda.schedule(seed=5, check_races=True), cuda.launches() as log:
         got = emulated_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method)
-    assert "staged_boxes" in next(launch for launch in log if launch.kernel == "class_nms").paths
+    assert "staged_boxes" in class_nms_launch(log).paths
     assert_nms_equal(got, want)
     assert_nms_equal(ops.fast_nms(boxes, scores, coeffs, iou_threshold, 200, 0.05, 300, method), want)
 
@@ -657,7 +662,7 @@ def test_iou_ties_with_boxes_read_from_global_memory(dtype, method, iou_threshol
     want = twin(boxes, scores, coeffs, iou_threshold, 2000, 0.05, 2000)
     with cuda.schedule(seed=5, opt_in_shared_bytes=64 * 1024), cuda.launches() as log:
         got = emulated_nms(boxes, scores, coeffs, iou_threshold, 2000, 0.05, 2000, method)
-    assert "staged_boxes" not in next(launch for launch in log if launch.kernel == "class_nms").paths
+    assert "staged_boxes" not in class_nms_launch(log).paths
     assert_nms_equal(got, want)
 
 
@@ -720,5 +725,5 @@ def test_lane_groups_with_boxes_read_from_global_memory(method):
         want = twin(boxes, scores, coeffs, 0.5, n, 0.05, n)
         with cuda.schedule(seed=1, opt_in_shared_bytes=64 * 1024), cuda.launches() as log:
             got = emulated_nms(boxes, scores, coeffs, 0.5, n, 0.05, n, method)
-        assert "staged_boxes" not in next(launch for launch in log if launch.kernel == "class_nms").paths
+        assert "staged_boxes" not in class_nms_launch(log).paths
         assert_nms_equal(got, want)

@@ -525,9 +525,10 @@ struct Detections {
 // the warp's removed bits, ORed into the removed set with one shared atomic; "greedy"
 // ballots each row step, so that lane m keeps row part + m kIouSplit's bits over the warp's
 // columns, and computes the tiles of one row band at a time into the band; warp 0 then
-// walks the band's rows in rank order with word w of the removed set in lane w. Before (not measured): a lane per row tested every
-// kIouSplit-th column, ~45 SASS instructions per pair on sm_90 (the column's area
-// recomputed, the bit placed with 64-bit shifts and selects, min/max as compare + select);
+// walks the band's rows in rank order with word w of the removed set in lane w. Before
+// (not measured): a lane per row tested every kIouSplit-th column, ~45 SASS instructions
+// per pair on sm_90 (the column's area recomputed, the bit placed with 64-bit shifts and
+// selects, min/max as compare + select);
 // before that, a thread testing all 64 columns ran ~7,000 dependent instructions per warp,
 // 25 us for 80 classes of 200 on an H100 (Nsight Compute).
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
@@ -561,11 +562,20 @@ struct AreaBox {
   A x1, y1, x2, y2, area;
 };
 
+// Box p of boxes [P, 4] (of B) in A, with its area: what class_nms stages and what it reads
+// when the boxes are not staged.
+template <class A, class B>
+YF_DEVICE inline AreaBox<A> area_box_at(const B* boxes, int64_t p) {
+  AreaBox<A> b{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
+  b.area = (b.x2 - b.x1) * (b.y2 - b.y1);
+  return b;
+}
+
 // Ranked boxes row, row + step, ... of class_nms with their areas: staged ones through
 // shared cursors, which next() steps (under nvcc pointers, kept in registers: indexing the
 // array made the compiler re-form the shared window's address for each row after the
 // division's slow-path call site, 6 more instructions per pair); else read through the
-// items' indices from global memory (the area computed as when staged).
+// items' indices from global memory (area_box_at, as staged).
 template <class A, class B, class Items, class Cursor>
 struct RankedRows {
   Cursor box, area;
@@ -581,10 +591,7 @@ struct RankedRows {
       return {box[b], box[b + 1], box[b + 2], box[b + 3], area[step * m]};
     }
     const Item<A> item = items[row + step * m];
-    const int64_t p = item.index;
-    AreaBox<A> r{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
-    r.area = (r.x2 - r.x1) * (r.y2 - r.y1);
-    return r;
+    return area_box_at<A>(boxes, item.index);
   }
   // This row; then step to the next.
   YF_DEVICE AreaBox<A> next() {
@@ -690,11 +697,12 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   if (shared_boxes)
     for (int64_t r = tid; r < n; r += threads) {
       const Item<A> item = items[r];
-      const int64_t p = item.index;
-      A box[4];
-      for (int d = 0; d < 4; ++d) box[d] = A(boxes[4 * p + d]);
-      for (int d = 0; d < 4; ++d) ranked_boxes[box_base + 4 * r + d] = box[d];
-      ranked_boxes[area_base + r] = (box[2] - box[0]) * (box[3] - box[1]);
+      const AreaBox<A> b = area_box_at<A>(boxes, item.index);
+      ranked_boxes[box_base + 4 * r] = b.x1;
+      ranked_boxes[box_base + 4 * r + 1] = b.y1;
+      ranked_boxes[box_base + 4 * r + 2] = b.x2;
+      ranked_boxes[box_base + 4 * r + 3] = b.y2;
+      ranked_boxes[area_base + r] = b.area;
     }
   if (kPackedKeys<A> && shared_keys && tid == 0) YF_TAKE_PATH(kKeysInShared, nullptr, 0);
   if (shared_boxes && tid == 0) YF_TAKE_PATH(kBoxesInShared, nullptr, 0);
@@ -708,13 +716,14 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         shared_cursor(ranked_boxes, boxes_at + 4 * first), shared_cursor(ranked_boxes, areas_at + first),
         items, boxes, first, step, shared_boxes};
   };
-  // Task `task` of a tile: its part, its half of the column tile, the lanes per column of
-  // that half (lanes_per_column) and this lane's group in them (rows 64 row_tile + part +
-  // kIouSplit (group + lanes m)), and its column j (>= n: none).
+  // Task `task` of tile (row_tile, col): its part of the row tile and half of the column
+  // tile, the lanes per column of that half (lanes_per_column; a column's lanes are those
+  // `columns` apart), this lane's rows (first, first + step, ...: the part's rows of its lane
+  // group) and its column j (>= n: none).
   struct IouTask {
-    int part, half, lanes, group, j;
+    int part, half, lanes, columns, first, step, j;
   };
-  const auto task_of = [&](int64_t task, int64_t col) {
+  const auto task_of = [&](int64_t task, int64_t row_tile, int64_t col) {
     IouTask t;
     const int within = int(task % kIouThreads);
     t.part = within / kTile;
@@ -723,9 +732,10 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
     // warp-uniform; float64 keeps a lane per column (its registers are at the 64 of
     // 1024-thread blocks: the lane groups' state made it spill)
     t.lanes = sizeof(A) > 4 ? 1 : lanes_per_column(int(n) - first_column);
-    const int columns = kWarp / t.lanes;
-    t.group = int(lane) / columns;
-    t.j = first_column + int(lane) % columns;
+    t.columns = kWarp / t.lanes;
+    t.first = int(row_tile) * kTile + t.part + kIouSplit * (int(lane) / t.columns);
+    t.step = kIouSplit * t.lanes;
+    t.j = first_column + int(lane) % t.columns;
     return t;
   };
 
@@ -739,20 +749,18 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         ++row_tile;
       }
       const int64_t col = row_tile + tile;
-      const IouTask t = task_of(task, col);
+      const IouTask t = task_of(task, row_tile, col);
       bool is_removed = false;
       if (t.j < n) {
         const AreaBox<A> b = rows_from(t.j, 1).next();
-        const int first = int(row_tile) * kTile + t.part + kIouSplit * t.group, step = kIouSplit * t.lanes;
         const int end = min_(t.j, int(row_tile + 1) * kTile);  // rows i < j of the row tile
-        auto rows = rows_from(first, step);
-        for (int i = first; i < end && !is_removed; i += step)
+        auto rows = rows_from(t.first, t.step);
+        for (int i = t.first; i < end && !is_removed; i += t.step)
           is_removed = area_box_suppresses(rows.next(), b, iou_threshold);
       }
-      const int columns = kWarp / t.lanes;  // lanes l and l + columns share a column
-      for (int offset = columns; offset < kWarp; offset *= 2)
+      for (int offset = t.columns; offset < kWarp; offset *= 2)  // OR over a column's lanes
         is_removed |= bool(__shfl_xor_sync(0xffffffffu, int(is_removed), offset));
-      const unsigned bits = __ballot_sync(0xffffffffu, is_removed) & low_bits(columns);
+      const unsigned bits = __ballot_sync(0xffffffffu, is_removed) & low_bits(t.columns);
       if (lane == 0 && bits) atomicOr(&removed[2 * col + t.half], bits);
     }
   } else {
@@ -761,11 +769,9 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
       const int64_t tasks = (words - row_tile) * kIouThreads;
       for (int64_t task = tid; task < tasks; task += threads) {
         const int64_t col = row_tile + task / kIouThreads;
-        const IouTask t = task_of(task, col);
+        const IouTask t = task_of(task, row_tile, col);
         const AreaBox<A> b = t.j < n ? rows_from(t.j, 1).next() : AreaBox<A>{};
-        const int first = int(row_tile) * kTile + t.part + kIouSplit * t.group, step = kIouSplit * t.lanes;
-        const int columns = kWarp / t.lanes;
-        auto rows = rows_from(first, step);
+        auto rows = rows_from(t.first, t.step);
         // Lane r keeps row part + kIouSplit r's bits over the warp's columns: group g of the
         // ballot of step m (its `columns` bits from g x columns) is row part + kIouSplit (g +
         // lanes m).
@@ -774,11 +780,11 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         YF_UNROLL
         for (int m = 0; m < kTile / kIouSplit; ++m) {  // warp-uniform
           if (m == steps) break;
-          const int i = first + step * m;
+          const int i = t.first + t.step * m;
           const bool suppressed = t.j < n && i < t.j && area_box_suppresses(rows.at(m), b, iou_threshold);
           const unsigned bits = __ballot_sync(0xffffffffu, suppressed);
           const int group = int(lane) - t.lanes * m;
-          if (group >= 0 && group < t.lanes) row_bits = (bits >> (group * columns)) & low_bits(columns);
+          if (group >= 0 && group < t.lanes) row_bits = (bits >> (group * t.columns)) & low_bits(t.columns);
         }
         if (int(lane) < kTile / kIouSplit) {
           const int64_t row = t.part + int64_t(lane) * kIouSplit;
