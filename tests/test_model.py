@@ -10,7 +10,7 @@ from yolact_fast.data.synthetic import golden_image
 from yolact_fast import configs
 from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 
 from golden_data import load_golden_array, load_golden_json
 from comparisons import match_detections
@@ -73,7 +73,7 @@ def test_golden_backbone_fpn_and_head(golden, rule_model):
 
 def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
-    fused = inference_network(model)  # the copy segment() uses (cached on the model)
+    fused = get_engine(model).module  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):

@@ -276,10 +276,10 @@ def test_plus_checkpoint_file_infers_its_config(tmp_path):
 
 
 def test_fused_copy_keeps_deformable_convs(plus_results):
-    from yolact_fast.model.inference import inference_network
+    from yolact_fast.engine import get_engine
 
     model, _, _ = plus_results
-    fused = inference_network(model)
+    fused = get_engine(model).module
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert sum(isinstance(m, ModulatedDeformConv2d) for m in fused.modules()) == sum(
         isinstance(m, ModulatedDeformConv2d) for m in model.modules()) > 0

@@ -41,7 +41,7 @@ from .preprocess import preprocess
 from .model.resolve import resolve_model
 from .segment import SegmentOptions
 
-__all__ = ["onnx", "onnx_model", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
+__all__ = ["onnx", "onnx_model", "network_onnx", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
            "postprocess_graph",
            "load_aoti"]
 
@@ -116,11 +116,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     """:func:`onnx` without the file: the checked ``onnx.ModelProto``."""
     onnx_lib = _require("onnx")
     model = resolve_model(model)
-    dtype = next(model.parameters()).dtype
-    if dtype != torch.float32:
-        raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
-    if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
-        raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
+    _check_exportable(model, opset)
     options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
         _refuse_rescoring(model)
@@ -147,6 +143,24 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     onnx_lib.helper.set_model_props(graph_model, metadata)
     onnx_lib.checker.check_model(graph_model)
     return graph_model
+
+
+def _check_exportable(model: Yolact, opset) -> None:
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
+    if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
+        raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
+
+
+def network_onnx(model, opset: int = DEFAULT_OPSET):
+    """The network alone as an ``onnx.ModelProto`` with its raw outputs, for runtimes that run
+    the network while :mod:`yolact_fast.ops` post-processes (the inference engine): input
+    ``images`` float32 [B,3,S,S] preprocessed, outputs ``raw_loc`` [B,P,4], ``raw_conf_logits``
+    [B,P,C], ``raw_mask_coeffs`` [B,P,k], ``raw_proto`` [B,ph,pw,k] (YolactOutput's fields)."""
+    model = resolve_model(model)
+    _check_exportable(model, opset)
+    return _network_graph(model, opset, dynamic_batch=True)
 
 
 def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
