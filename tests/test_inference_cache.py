@@ -119,9 +119,8 @@ def test_edits_after_a_nan_weight_are_seen(model):
 
 def test_checksum_is_one_op_call_and_one_read_back_per_device():
     """On a GPU the checksum must not cost a launch sequence and a synchronization per tensor
-    (yolact_base has 660: 148 ms per segment call on an H100 when each was read back, ~170
-    launches when they were concatenated in chunks): one bits_checksum call (one kernel,
-    test_checksum.py) and one read-back for all the tensors of a device."""
+    (yolact_base has 660): one bits_checksum call (one kernel, test_checksum.py) and one
+    read-back for all the tensors of a device."""
     from torch.profiler import ProfilerActivity, profile
 
     from yolact_fast.model.inference import weights_checksum
