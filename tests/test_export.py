@@ -23,7 +23,7 @@ from golden_data import golden_masks, golden_rgb, load_golden
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-STRICT = dict(score_tol=1e-4, box_tol=1.0, min_iou=0.99)  # the parity criteria
+STRICT = dict(score_tol=1e-4, box_tol=1.0, min_iou=0.99)  # parity with segment: score, box (px), mask IoU
 
 
 def assert_same_detections(actual, expected):

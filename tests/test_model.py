@@ -108,8 +108,8 @@ def test_packed_convolutions_equal_plain_ones(rule_model):
 
 
 def test_fused_copy_layout_is_channels_last_on_the_cpu_only():
-    """channels_last (and oneDNN packing) are CPU choices: on an H100 the channels_last float32
-    copy made yf.segment 43 ms against 15 ms for the model in the default layout. A model on
+    """channels_last (and oneDNN packing) are CPU choices: on a GPU the channels_last float32
+    copy was slower than the model in the default layout (docs/benchmarks.md). A model on
     another device (meta stands in for a GPU here) keeps the default layout, and segment
     feeds each copy its own input_memory_format."""
     cpu_copy = inference_copy(yf.load("demo"), pack_cpu=False)
