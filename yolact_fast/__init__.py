@@ -11,3 +11,4 @@ from .video import segment_video  # noqa: E402,F401
 from .visualize import draw  # noqa: E402,F401
 from . import data  # noqa: E402,F401
 from . import export  # noqa: E402,F401  (onnx/onnxruntime imported only when used)
+from .jobs import segment_files  # noqa: E402,F401
