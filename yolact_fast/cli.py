@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the current directory)")
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--device", default="cpu",
+                          help="cpu, cuda (under torchrun: cuda:LOCAL_RANK) or cuda:N (default cpu)")
+    evaluate.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                          help="torchrun: a rank that fails or stalls ends the others after this long "
+                               "(default 900)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     export = commands.add_parser("export", help="write an ONNX file or an AOTInductor package")
@@ -264,6 +269,8 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
+    """One process, or one of a ``torchrun`` launch: each rank segments a share of the
+    images and rank 0 computes AP from the results of all."""
     import tempfile
 
     import torch
@@ -272,15 +279,26 @@ def run_eval(args) -> int:
     from .data import open_dataset
     from .evaluate import evaluate
     from .files import atomic_output, output_folder
+    from .train import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = output_folder(args.out or ".")
-    model = yf.load(args.weights, config=args.config)
-    with tempfile.TemporaryDirectory() as cache:
-        # Synthetic data is written as COCO first, so it is read by the same loader as user data.
-        dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args))
+    device = _per_process_device(args.device)
+    timeout_s = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
+    joined = distributed.init_from_environment(device, timeout_s)
+    try:
+        main_process = distributed.Processes.current().is_main
+        out = output_folder(args.out or ".") if main_process else None
+        model = yf.load(args.weights, config=args.config, device=device)
+        with tempfile.TemporaryDirectory() as cache:
+            # Synthetic data is written as COCO first, so it is read by the same loader as user data.
+            dataset = open_dataset(args.data, args.images, cache_dir=cache)
+            metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args))
+    finally:
+        if joined:
+            distributed.shutdown()
+    if not main_process:
+        return 0
     results = metrics.pop("results")
     with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
