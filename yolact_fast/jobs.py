@@ -170,6 +170,9 @@ def _on_rank_zero(processes, compute):
 def _plan(inputs, out, resume, settings) -> Plan:
     sources, skipped = find_sources(inputs)
     outputs = output_paths(sources, out)
+    if os.path.islink(os.path.join(out, PARTS)):
+        raise ValueError(f"{os.path.join(out, PARTS)!r} is a symbolic link; links below --out are never "
+                         "followed: remove it or choose another --out")
     output_folder(out)
     jobs, image_ids = [], 0
     for source, paths in zip(sources, outputs):
