@@ -122,12 +122,14 @@ def _settings(model, config, every, start, end, draw_threshold, options) -> dict
     """What makes an earlier output valid for ``resume`` (JSON-normalised for comparison)."""
     from .model.resolve import weights_source
     from .model.yolact import Yolact
+    from .segment import SegmentOptions
 
     weights = (f"<{model.config.name} model>" if isinstance(model, Yolact)
                else os.fspath(weights_source(model)) if isinstance(weights_source(model), (str, os.PathLike))
                else repr(model))
+    defaults = {field.name: field.default for field in dataclasses.fields(SegmentOptions)}
     settings = dict(weights=weights, config=str(config), every=every, start=start, end=end,
-                    draw_threshold=draw_threshold, options=options)
+                    draw_threshold=draw_threshold, options={**defaults, **options})
     return json.loads(json.dumps(settings, sort_keys=True, default=repr))
 
 
