@@ -187,3 +187,17 @@ def test_resume_redoes_an_input_whose_record_has_other_settings(inputs, single, 
     assert again["resumed"] == 1 and again["instances"] == first["instances"]
     other = yf.segment_files(str(image), tmp_path, "demo", resume=True, score_threshold=0.5)
     assert other["resumed"] == 0 and other["instances"] < first["instances"]
+
+
+def test_eval_in_two_processes_gives_the_results_and_ap_of_one(tmp_path):
+    from yolact_fast.cli import main
+
+    options = ["--weights", "demo", "--data", "synthetic:6:0:96", "--quiet"]
+    assert main(["eval", *options, "--out", str(tmp_path / "one")]) == 0
+    result = torchrun("-m", "yolact_fast", "eval", *options, "--out", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("mask AP") == 1  # rank 0 computes and prints AP
+    one, two = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two"))
+    assert one == two and one["images"] == 6 and one["segm"]["AP"] > 0
+    for name in ("results.json", "bbox_results.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()

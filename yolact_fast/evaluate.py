@@ -52,6 +52,7 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
     share = range(processes.rank, len(dataset), processes.world_size)
     mine = _predict_images(model, dataset, share, score_threshold, progress and processes.is_main)
     gathered = processes.gather(mine)
+    processes.barrier()  # no rank leaves the group while rank 0 still completes the gather
     if gathered is None:
         return None
     per_image = sorted((item for part in gathered for item in part), key=lambda item: item[0])

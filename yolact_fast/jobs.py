@@ -112,7 +112,9 @@ def segment_files(
         counts, interrupted = _run_share(share, model, processes, plan.settings, batch_size, every, start, end,
                                          float(draw_threshold), progress and processes.is_main, options)
         counts = processes.sum_counts(counts)  # every rank is done past this point
-        return _on_rank_zero(processes, lambda: _merge(plan, counts, interrupted, processes.world_size))
+        summary = _on_rank_zero(processes, lambda: _merge(plan, counts, interrupted, processes.world_size))
+        processes.barrier()  # no rank leaves the group while another still completes the broadcast
+        return summary
     finally:
         if joined:
             distributed.shutdown()
@@ -124,9 +126,11 @@ def _settings(model, config, every, start, end, draw_threshold, options) -> dict
     from .model.yolact import Yolact
     from .segment import SegmentOptions
 
-    weights = (f"<{model.config.name} model>" if isinstance(model, Yolact)
-               else os.fspath(weights_source(model)) if isinstance(weights_source(model), (str, os.PathLike))
-               else repr(model))
+    if isinstance(model, Yolact):
+        weights = f"a {model.config.name} model"
+    else:
+        source = weights_source(model)
+        weights = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     defaults = {field.name: field.default for field in dataclasses.fields(SegmentOptions)}
     settings = dict(weights=weights, config=str(config), every=every, start=start, end=end,
                     draw_threshold=draw_threshold, options={**defaults, **options})
@@ -260,10 +264,9 @@ def _run_share(share, model, processes, settings, batch_size, every, start, end,
     unreadable input is reported with the rank and the input, then raised."""
     _remove_temporaries(share)
     counts: Counter = Counter()
-    position = _Position(share)
     images = [job for job in share if job.source.kind == "image"]
     streams = [job for job in share if job.source.kind != "image"]
-    position.share = images + streams
+    position = _Position(images + streams)  # the order they are done in
     try:
         interrupted = _segment_images(images, model, batch_size, draw_threshold, counts, position,
                                       processes.rank, progress, settings, options)
@@ -271,7 +274,7 @@ def _run_share(share, model, processes, settings, batch_size, every, start, end,
             if interrupted:
                 break
             interrupted = _segment_stream(job, model, batch_size, every, start, end, draw_threshold, counts,
-                                          position, processes.rank, settings, options)
+                                          position, processes.rank, progress, settings, options)
             position.index += 1
     except Exception as error:
         who = f"rank {processes.rank}" if processes.world_size > 1 else "segment"
@@ -378,7 +381,7 @@ class _NoFrames(ValueError):
 
 
 def _segment_stream(job, model, batch_size, every, start, end, draw_threshold, counts, position, rank,
-                    settings, options) -> bool:
+                    progress, settings, options) -> bool:
     """Annotated video and per-frame JSON lines of a video, stream or camera, then its record:
     whether it was interrupted (both files then hold the frames done so far, and no record
     is written)."""
@@ -400,8 +403,9 @@ def _segment_stream(job, model, batch_size, every, start, end, draw_threshold, c
     try:
         with atomic_output(paths["video"]) as video_file, atomic_output(paths["results"], "w") as lines:
             writer = VideoWriter(video_file, video.fps / every)
+            shown = tqdm(video, desc=source.name, unit="frame", disable=not progress, file=sys.stderr)
             try:
-                for index, frame, instances in tqdm(video, desc=source.name, unit="frame", file=sys.stderr):
+                for index, frame, instances in shown:
                     record = {"frame_index": index, "annotations": instances.to_coco(index)}
                     writer.write(draw(frame, instances[instances.scores >= draw_threshold]))
                     lines.write(json.dumps(record) + "\n")
