@@ -174,14 +174,9 @@ def run_segment(args) -> int:
     if summary["failed"] and not summary["interrupted"]:
         print(f"yolact-fast segment: {len(summary['failed'])} input(s) could not be processed "
               f"(run again with --resume to retry them)", file=sys.stderr)
-    return _segment_status(summary)
-
-
-def _segment_status(summary) -> int:
-    """The exit status: 130 when interrupted, 1 when an input has no complete output, else 0."""
     if summary["interrupted"]:
         return INTERRUPTED
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failed"] else 0  # an input without complete outputs
 
 
 def _per_process_device(device):
