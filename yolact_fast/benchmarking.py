@@ -101,7 +101,8 @@ def rows_for_machine(device: str) -> List[Tuple[str, str]]:
     the baselines: the official-equivalent eager path and the exported graph."""
     if device.startswith("cuda"):
         precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.get_device_capability(device)[0] >= 8 else [])
-        return [("torch", p) for p in precisions] + [("eager", "fp32")]
+        # The external runtimes' rows say they run on the CPU only.
+        return [("torch", p) for p in precisions] + [(r, "fp32") for r in EXTERNAL_RUNTIMES] + [("eager", "fp32")]
     precisions = ["fp32"] + (["bf16"] if native_bf16_cpu() else [])
     rows = [("torch", p) for p in precisions]
     rows += [("onnxruntime", "fp32")] + [("openvino", p) for p in precisions]
@@ -145,14 +146,28 @@ def benchmark(weights: str = "demo", image_size: Optional[Tuple[int, int]] = Non
     return results
 
 
+#: Seconds one row's process may take (engine build, exports and timings included).
+ROW_TIMEOUT_S = 3600
+
+
 def _run_row_process(spec: dict) -> Row:
     command = [sys.executable, "-m", "yolact_fast.benchmarking", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    failed = Row(spec["runtime"], spec["precision"], batch=spec["batch"])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=ROW_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        failed.error = f"no result within {ROW_TIMEOUT_S} s"
+        return failed
     lines = done.stdout.strip().splitlines()
     if done.returncode == 0 and lines:
-        return Row(**json.loads(lines[-1]))
-    why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    return Row(spec["runtime"], spec["precision"], error=why)
+        try:
+            return Row(**json.loads(lines[-1]))
+        except (ValueError, TypeError) as error:
+            failed.error = f"unreadable result ({error}): {lines[-1][:200]}"
+            return failed
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    failed.error = f"exit status {done.returncode}: {last}"
+    return failed
 
 
 def _load_detections(path: Optional[str]) -> Optional[List[Instances]]:

@@ -13,10 +13,9 @@ from typing import Callable, Dict, Hashable, Optional, Tuple
 import torch
 
 from ..model import Yolact
-from .networks import (CudaGraphNetwork, Network, OnnxRuntimeNetwork, OpenVinoNetwork, time_networks,
-                       torch_variants)
-from .options import (EXTERNAL_RUNTIMES, check_runtime, import_runtime, resolve_precision, runtime_installed,
-                      runtime_supports)
+from .networks import (CudaGraphNetwork, Network, OnnxRuntimeNetwork, OpenVinoNetwork, network_scope,
+                       time_networks, torch_variants)
+from .options import EXTERNAL_RUNTIMES, import_runtime, resolve_precision, runtime_installed, runtime_supports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Engine:
     """A model's network for one (device, precision, runtime), with the weights it was built
     from (``identity``: :func:`yolact_fast.engine.cache.weights_identity`)."""
 
-    def __init__(self, network: Network, info: EngineInfo, identity: tuple):
+    def __init__(self, network: Network, info: EngineInfo, identity):
         self.network, self.info, self.identity = network, info, identity
 
     @property
@@ -53,7 +52,10 @@ class Engine:
         return getattr(network, "module", None)
 
     def scope(self):
-        """:func:`network_scope` of the engine's device."""
+        """:func:`~yolact_fast.engine.networks.network_scope` of the engine's device, for a
+        network run eagerly (a CUDA graph's replay needs none)."""
+        if self.info.cuda_graphs:
+            return contextlib.nullcontext()
         return network_scope(torch.device(self.info.device))
 
 
@@ -67,12 +69,14 @@ _choices: Dict[Hashable, Tuple[str, Tuple[Tuple[str, float], ...]]] = {}
 _choices_lock = threading.Lock()
 
 
-def build_engine(model: Yolact, precision: str, runtime: str, identity: tuple) -> Engine:
+def build_engine(model: Yolact, precision: str, runtime: str, identity) -> Engine:
     start = time.perf_counter()
     device = model.device
-    resolved = resolve_precision(precision, device)
-    candidates, skipped = _candidates(model, resolved, check_runtime(runtime))
-    name, network, timings = _fastest(model, resolved, candidates, skipped)
+    resolved = resolve_precision(precision, device, runtime)
+    candidates, skipped = _candidates(model, resolved, runtime)
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):  # new layers draw initial weights: leave the caller's RNG
+        name, network, timings = _fastest(model, resolved, candidates, skipped)
     graphs = device.type == "cuda" and name.startswith("torch/") and os.environ.get(CUDA_GRAPHS_ENV, "1") != "0"
     if graphs:
         network = CudaGraphNetwork(network)
@@ -99,9 +103,6 @@ def _candidates(model: Yolact, precision: str, runtime: str):
             else:
                 runtimes.append(name)
     else:
-        supported, why = runtime_supports(runtime, precision, device)
-        if not supported:
-            raise ValueError(why)
         if runtime != "torch":
             import_runtime(runtime)  # the ImportError naming the extra
         runtimes = [runtime]
@@ -121,7 +122,8 @@ def _fastest(model: Yolact, precision: str, candidates: Dict[str, Callable[[], N
     """Build the candidates and keep the fastest on one image of the model's input size; a
     choice made before in this process for the same config and machine is reused unbuilt."""
     device = model.device
-    memo = (model.config, str(device), torch.get_num_threads(), precision, tuple(sorted(candidates)))
+    memo = (model.config, str(device), next(model.parameters()).dtype, torch.get_num_threads(), precision,
+            tuple(sorted(candidates)))
     with _choices_lock:
         known = _choices.get(memo)
     if len(candidates) == 1 or known is not None:
@@ -136,9 +138,9 @@ def _fastest(model: Yolact, precision: str, candidates: Dict[str, Callable[[], N
                 raise
             skipped[name] = f"{type(error).__name__}: {error}"
     size = model.config.max_size
-    batch = torch.rand(1, 3, size, size, device=device, generator=None) * 4 - 2
-    with network_scope(device):
-        timings = time_networks(networks, batch)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batch = torch.rand(1, 3, size, size, device=device, generator=generator) * 4 - 2
+    timings = time_networks(networks, batch)
     name = min(timings, key=timings.get)
     measured = tuple(sorted(timings.items(), key=lambda item: item[1]))
     with _choices_lock:
@@ -154,14 +156,6 @@ def _build(name: str, build: Callable[[], Network]) -> Network:
             raise
         raise RuntimeError(f"runtime={name!r} cannot run this model: {type(error).__name__}: {error}; "
                            "use runtime='torch'") from error
-
-
-def network_scope(device: torch.device):
-    """What a network needs set while it runs on ``device``, restored afterwards: on CUDA,
-    cuDNN's autotuner, and no TF32 (fp32 means fp32)."""
-    if device.type == "cuda":
-        return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
-    return contextlib.nullcontext()
 
 
 def clear_choices() -> None:

@@ -13,6 +13,7 @@ from torch import nn
 
 from .build import Engine, build_engine
 from .identity import check_unchanged, weights_identity
+from .options import check_runtime, resolve_precision
 
 #: Engines kept at most, over all models; the least recently used is dropped first.
 MAX_ENGINES = 8
@@ -33,15 +34,21 @@ class _Slot:
 def get_engine(model: nn.Module, precision: str = "fp32", runtime: str = "torch") -> Engine:
     """The engine of ``model`` for these options: the cached one while the model's weights are
     unchanged, else a new one (the old one is dropped first, to free its memory)."""
-    key = (str(model.device), precision, runtime)
+    runtime = check_runtime(runtime)
+    key = (str(model.device), resolve_precision(precision, model.device, runtime), runtime)
     with _lock:
         slot = _slots.setdefault(model, {}).setdefault(key, _Slot())
-    identity = weights_identity(model)
     with slot.lock:
-        if slot.engine is None or slot.engine.identity != identity:
+        identity = weights_identity(model)
+        if slot.engine is None or not slot.engine.identity.matches(model):
             slot.engine = None
-            engine = build_engine(model, precision, runtime, identity)
-            check_unchanged(model, identity)  # a copy made while they changed is torn
+            try:
+                engine = build_engine(model, key[1], runtime, identity)
+                check_unchanged(model, identity)  # a copy made while they changed is torn
+            except BaseException:
+                with _lock:
+                    _slots.get(model, {}).pop(key, None)
+                raise
             slot.engine = engine
         engine = slot.engine
     _mark_used(model, key)
@@ -49,8 +56,11 @@ def get_engine(model: nn.Module, precision: str = "fp32", runtime: str = "torch"
 
 
 def _mark_used(model: nn.Module, key: Hashable) -> None:
-    """Move (model, key) to the recent end; drop the least recently used beyond MAX_ENGINES."""
+    """Move (model, key) to the recent end; drop the least recently used beyond MAX_ENGINES
+    (and the entries of models that no longer exist)."""
     with _lock:
+        for entry in [entry for entry, (ref, _) in _recent.items() if ref() is None]:
+            del _recent[entry]
         entry = (id(model), key)
         _recent.pop(entry, None)
         _recent[entry] = (weakref.ref(model), key)

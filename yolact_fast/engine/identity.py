@@ -11,23 +11,44 @@ freezing requires too.
 from __future__ import annotations
 
 import itertools
+import weakref
 
 from torch import nn
 
 
-def weights_identity(model: nn.Module) -> tuple:
-    """Identity, storage address and version counter of every parameter and buffer (see the
-    module docstring); reads no tensor value."""
-    return tuple(
-        (id(t), t.data_ptr(), None if t.is_inference() else t._version, t.dtype)
-        for t in itertools.chain(model.parameters(), model.buffers())
-    )
+class WeightsIdentity:
+    """Each parameter and buffer of a model as (weak reference, storage address, version
+    counter, dtype). Weak references rather than ``id``: a freed tensor's id and address can
+    come back for a new one, which must not look unchanged."""
+
+    def __init__(self, model: nn.Module):
+        self.entries = tuple(_entry(t) for t in _tensors(model))
+
+    def matches(self, model: nn.Module) -> bool:
+        tensors = list(_tensors(model))
+        return len(tensors) == len(self.entries) and all(
+            ref() is t and (ptr, version, dtype) == _entry(t)[1:]
+            for t, (ref, ptr, version, dtype) in zip(tensors, self.entries)
+        )
 
 
-def check_unchanged(model: nn.Module, identity: tuple) -> None:
+def _tensors(model: nn.Module):
+    return itertools.chain(model.parameters(), model.buffers())
+
+
+def _entry(t):
+    return weakref.ref(t), t.data_ptr(), None if t.is_inference() else t._version, t.dtype
+
+
+def weights_identity(model: nn.Module) -> WeightsIdentity:
+    """The :class:`WeightsIdentity` of ``model`` now; reads no tensor value."""
+    return WeightsIdentity(model)
+
+
+def check_unchanged(model: nn.Module, identity: WeightsIdentity) -> None:
     """RuntimeError if ``model``'s weights are not those of ``identity`` any more: they were
     changed while a call used a copy of them (from another thread)."""
-    if weights_identity(model) != identity:
+    if not identity.matches(model):
         raise RuntimeError(
             f"the weights of the {model.config.name} model changed during the call (another thread?), "
             "so its results would not be those of either the old or the new weights alone: stop "

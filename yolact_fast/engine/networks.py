@@ -9,6 +9,8 @@ for every model and machine, so the engine times them (:func:`time_networks`).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import statistics
 import threading
 import time
@@ -57,37 +59,74 @@ def torch_variants(model: Yolact, precision: str) -> Dict[str, Callable[[], Netw
     return variants
 
 
+_cuda_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def network_scope(device: torch.device):
+    """What an eager or capturing network needs while it runs on ``device``: on CUDA, cuDNN's
+    autotuner on and TF32 off (fp32 means fp32), the user's other cuDNN flags kept. These
+    are process-wide settings, so the scope holds a lock: eager CUDA engines and captures
+    run one at a time, and the settings are restored when the scope ends. Replaying a
+    captured graph needs no scope."""
+    if device.type != "cuda":
+        yield
+        return
+    with _cuda_lock, torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False,
+                                                 deterministic=torch.backends.cudnn.deterministic):
+        yield
+
+
 class CudaGraphNetwork:
     """``network`` replayed from a CUDA graph per input shape: one launch of the whole forward
-    instead of one per operator. The static outputs are cloned, so a batch's results stay
-    valid while the next batch runs (the video pipeline overlaps them)."""
+    instead of one per operator. Graphs are captured and replayed on a private stream that
+    waits for the caller's stream and is waited on by it, so calls from threads with their
+    own streams are ordered. The static outputs are cloned, so a batch's results stay valid
+    while the next batch runs. At most ``max_graphs`` shapes are kept (least recent dropped);
+    they share one memory pool."""
 
-    def __init__(self, network: Network, warmup: int = 2):
-        self.network, self.warmup = network, warmup
-        self.graphs: Dict[Tuple[Tuple[int, ...], torch.dtype], tuple] = {}
+    def __init__(self, network: Network, warmup: int = 2, max_graphs: int = 8):
+        self.network, self.warmup, self.max_graphs = network, warmup, max_graphs
+        self.graphs: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
         self.lock = threading.Lock()
+        self.stream: Optional[torch.cuda.Stream] = None
+        self.pool = None
 
     def __call__(self, batch: torch.Tensor) -> YolactOutput:
-        with self.lock:
+        with self.lock, torch.cuda.device(batch.device):
+            if self.stream is None:
+                self.stream = torch.cuda.Stream(batch.device)
+            caller = torch.cuda.current_stream(batch.device)
             key = (tuple(batch.shape), batch.dtype)
             if key not in self.graphs:
-                self.graphs[key] = self._capture(batch)
+                self.graphs[key] = self._capture(batch, caller)
+                while len(self.graphs) > self.max_graphs:
+                    self.graphs.popitem(last=False)
+            self.graphs.move_to_end(key)
             graph, static_input, static_output = self.graphs[key]
-            static_input.copy_(batch)
-            graph.replay()
-            return YolactOutput(*(t.clone() for t in static_output))
+            self.stream.wait_stream(caller)
+            batch.record_stream(self.stream)
+            with torch.cuda.stream(self.stream):
+                static_input.copy_(batch)
+                graph.replay()
+                outputs = YolactOutput(*(t.clone() for t in static_output))
+            caller.wait_stream(self.stream)
+            for output in outputs:
+                output.record_stream(caller)
+            return outputs
 
-    def _capture(self, batch: torch.Tensor):
-        static_input = batch.clone()
-        side = torch.cuda.Stream(batch.device)
-        side.wait_stream(torch.cuda.current_stream(batch.device))
-        with torch.cuda.stream(side):  # warm-up: cuDNN autotuning and allocations outside the graph
-            for _ in range(self.warmup):
+    def _capture(self, batch: torch.Tensor, caller: torch.cuda.Stream):
+        self.stream.wait_stream(caller)
+        with network_scope(batch.device), torch.cuda.stream(self.stream):
+            static_input = batch.clone()
+            for _ in range(self.warmup):  # cuDNN autotuning and allocations outside the graph
                 self.network(static_input)
-        torch.cuda.current_stream(batch.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_output = self.network(static_input)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream, capture_error_mode="thread_local"):
+                static_output = self.network(static_input)
+        if self.pool is None:
+            self.pool = graph.pool()
+        caller.wait_stream(self.stream)
         return graph, static_input, static_output
 
 
@@ -144,7 +183,7 @@ def time_networks(networks: Dict[str, Network], batch: torch.Tensor, rounds: int
     affects all of them alike)."""
     sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
     times: Dict[str, list] = {name: [] for name in networks}
-    with torch.inference_mode():
+    with torch.inference_mode(), network_scope(batch.device):
         for network in networks.values():
             network(batch)
         for _ in range(rounds):

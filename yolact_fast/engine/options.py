@@ -13,6 +13,8 @@ RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")
 EXTERNAL_RUNTIMES = ("onnxruntime", "openvino")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: The precisions each external runtime runs (on the CPU).
+RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
 #: The optional extra that installs each runtime, and the module it imports.
 RUNTIME_EXTRAS = {"onnxruntime": ("onnxruntime", "onnxruntime"), "openvino": ("openvino", "openvino")}
 
@@ -40,14 +42,24 @@ def cuda_bf16(device: torch.device) -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``precision`` for a model on ``device``: "auto" becomes the fastest precision the device
-    runs well (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32); one it cannot run well
-    is a ValueError naming both."""
-    precision = check_precision(precision)
+def resolve_precision(precision: str, device: torch.device, runtime: str = "torch") -> str:
+    """``precision`` for a model on ``device`` run by ``runtime``: "auto" becomes the fastest
+    precision they run well (fp16 on CUDA GPUs of compute capability 7.0+, bf16 on CPUs with
+    native bf16, else fp32; onnxruntime: fp32); one they cannot run well is a ValueError
+    naming the precision and the device or runtime."""
+    precision, runtime = check_precision(precision), check_runtime(runtime)
+    if runtime in EXTERNAL_RUNTIMES:
+        supported, why = runtime_supports(runtime, "fp32", device)
+        if not supported:
+            raise ValueError(why)
+        if precision == "auto":
+            precision = "bf16" if "bf16" in RUNTIME_PRECISIONS[runtime] and native_bf16_cpu() else "fp32"
+        supported, why = runtime_supports(runtime, precision, device)
+        if not supported:
+            raise ValueError(why)
     if device.type == "cuda":
         if precision == "auto":
-            return "fp16"
+            return "fp16" if torch.cuda.get_device_capability(device)[0] >= 7 else "fp32"
         if precision == "bf16" and not cuda_bf16(device):
             raise ValueError(f"precision='bf16' needs a GPU of compute capability 8.0 or newer; "
                              f"{device} is {torch.cuda.get_device_name(device)}: use 'fp16' or 'fp32'")
@@ -87,6 +99,7 @@ def runtime_supports(runtime: str, precision: str, device: torch.device) -> Tupl
         return True, ""
     if device.type != "cpu":
         return False, f"runtime={runtime!r} runs models on the CPU, this one is on {device}"
-    if runtime == "onnxruntime" and precision != "fp32":
-        return False, f"runtime='onnxruntime' runs precision='fp32' on the CPU, not {precision!r}"
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        return False, (f"runtime={runtime!r} runs precision {' or '.join(map(repr, RUNTIME_PRECISIONS[runtime]))} "
+                       f"on the CPU, not {precision!r}")
     return True, ""

@@ -56,6 +56,12 @@ class ModulatedDeformConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset, mask = self.offset_and_mask(x)
+        if x.dtype == torch.bfloat16 or (x.dtype == torch.float16 and x.device.type == "cpu"):
+            # torchvision's deform_conv2d has no kernel for these: run it in float32.
+            tensors = (x, offset, self.weight, self.bias, mask)
+            x, offset, weight, bias, mask = (t if t is None else t.float() for t in tensors)
+            out = _deform_conv2d()(x, offset, weight, bias, self.stride, self.padding, self.dilation, mask=mask)
+            return out.to(tensors[0].dtype)
         return _deform_conv2d()(x, offset, self.weight, self.bias, self.stride, self.padding,
                                 self.dilation, mask=mask)
 
