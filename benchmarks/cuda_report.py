@@ -242,7 +242,7 @@ def post_network_padded(ops, x, size):
     """post_network with the padded detect op (``torch.ops.yolact_fast.detect``'s, here its
     emulated twin): no count read back to the host, so a CUDA graph can capture the path;
     the masks of all max_detections slots (empty past the count)."""
-    from yolact_fast import _args
+    from yolact_fast.ops import _args
 
     boxes, coeffs, _, _, _ = ops._kernels.detect(*_args.detect_args(
         x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"], (0.1, 0.2), 0.5, 200, 0.05, 100, "fast"))

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from . import ops as _ops
-from ._args import image_size_arg
-from .boxes import boxes_to_pixels
+from .ops._args import image_size_arg
+from .ops.boxes import boxes_to_pixels
 from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
 from .files import atomic_output
 from .instances import Instances

@@ -23,7 +23,7 @@ from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import ops as _ops
-from ._args import as_int
+from .ops._args import as_int
 from .instances import Instances
 from .io import check_image_tensor
 from .model.inference import inference_network

@@ -24,7 +24,8 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from .. import _C, _args
+from .. import _C
+from ..ops import _args
 from ..configs import YolactConfig
 
 __all__ = [

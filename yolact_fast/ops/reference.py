@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .boxes import box_iou, crop_bounds
-from .configs import YolactConfig, anchor_sizes, feature_sizes
+from ..configs import YolactConfig, anchor_sizes, feature_sizes
 
 
 def make_priors(config: YolactConfig, image_size: Tuple[int, int], device=None) -> torch.Tensor:
