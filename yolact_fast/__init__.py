@@ -1,7 +1,6 @@
 """yolact_fast: YOLACT instance segmentation with fused CPU and CUDA kernels."""
 
-from . import configs, ops  # noqa: F401
-from .ops import reference  # noqa: F401
+from . import configs, ops, reference  # noqa: F401
 
 __version__ = "0.1.0"
 from .model import Yolact, load  # noqa: E402,F401
