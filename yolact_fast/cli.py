@@ -142,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def run_segment(args) -> int:
     import yolact_fast as yf
-    from .files import find_sources, output_paths
+    from .sources import find_sources, output_paths
     from .model.resolve import weights_source
     from .video import check_frame_options
 

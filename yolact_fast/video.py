@@ -30,8 +30,6 @@ from .model.inference import inference_network
 from .model.resolve import resolve_model
 from .segment import SegmentOptions, network_mode, postprocessor, run_network
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".flv", ".ts", ".gif")
 H264_ENCODERS = ("libx264", "h264")
 FALLBACK_ENCODER = "mpeg4"
 DEFAULT_FPS = 30
