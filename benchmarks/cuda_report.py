@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -38,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 import gpu_model  # noqa: E402
 import sass  # noqa: E402
-# setup.py's compile_args() for nvcc (and torch's COMMON_NVCC_FLAGS, added below): keep in step
-# (tests/test_cuda_report.py checks that setup.py still passes these).
-NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-DYF_WITH_CUDA", "-DNDEBUG"]
+_toolkit_spec = importlib.util.spec_from_file_location("yolact_fast_cuda_toolkit", ROOT / "scripts" / "cuda_toolkit.py")
+cuda_toolkit = importlib.util.module_from_spec(_toolkit_spec)
+_toolkit_spec.loader.exec_module(cuda_toolkit)
+# setup.py's compile_args() for nvcc in a release build (torch's COMMON_NVCC_FLAGS are added below)
+NVCC_FLAGS = ["-O3", *cuda_toolkit.NVCC_FLAGS, "-DYF_WITH_CUDA", "-DNDEBUG"]
 STORE_PATH_GOAL = 20
 POST_NETWORK_GOAL_US = 40.0
 

@@ -32,7 +32,7 @@
 
 #include <ATen/record_function.h>
 
-#include "macros.h"
+#include "../common/macros.h"
 
 namespace yf {
 namespace emulation {
