@@ -1,4 +1,4 @@
-"""benchmarks/cuda_report.py: SASS parsing on canned text, the roofline model, and (when nvcc
+"""tools/cuda_report.py: SASS parsing on canned text, the roofline model, and (when nvcc
 is installed) one kernel compiled and reported end to end."""
 
 import math
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import cuda_report  # noqa: E402
 import gpu_model  # noqa: E402

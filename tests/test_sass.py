@@ -12,7 +12,7 @@ import pytest
 from yolact_fast import _C, _emulation, ops
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tools"))
 import cuda_report  # noqa: E402
 import gpu_model  # noqa: E402
 import sass  # noqa: E402

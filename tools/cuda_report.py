@@ -1,6 +1,6 @@
 """GPU evidence without a GPU: the SASS of the CUDA kernels and a modelled H100 roofline.
 
-    python benchmarks/cuda_report.py [--arch sm_90] [--json out.json] [--markdown]
+    python tools/cuda_report.py [--arch sm_90] [--json out.json] [--markdown]
                                      [--binary PATH | --source CHECKOUT]
 
 1. SASS (static, from the compiler): csrc/cuda/*.cu are compiled with nvcc to a cubin for
@@ -8,9 +8,9 @@
    yolact_fast/_C*.so, are used), disassembled with nvdisasm / cuobjdump (they ship in the
    triton wheel torch installs), and per kernel the report gives registers, stack/local
    bytes (spills), static shared bytes and the instruction mix of its hot loop
-   (benchmarks/sass.py defines the terms). For the mask paste kernel: SASS instructions per
+   (tools/sass.py defines the terms). For the mask paste kernel: SASS instructions per
    output pixel on the store path (goal <= 20) and FP64 in its per-element code (goal: none).
-2. Modelled H100 time per op (benchmarks/gpu_model.py): the CUDA launch code runs on CPU
+2. Modelled H100 time per op (tools/gpu_model.py): the CUDA launch code runs on CPU
    tensors under the host emulation on the official shapes; its kernel launches and the ATen
    ops it calls are recorded and charged bytes / 3.35 TB/s + 3 us per launch, beside the
    same model of the official PyTorch op sequence. Goal: post-network <= 40 us (modelled).
