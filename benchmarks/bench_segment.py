@@ -17,7 +17,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast.model.weight_rule import rule_weights
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 from yolact_fast.preprocess import preprocess
 
 ROUNDS = 5
@@ -67,7 +67,7 @@ def test_forward_eager(benchmark, model, image):
 
 @pytest.mark.benchmark(group="network forward yolact_base 550x550")
 def test_forward_fused_channels_last(benchmark, model, image):
-    network = inference_network(model)
+    network = get_engine(model).module
     batch = preprocess([image], model.config, "cpu").contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         _run(benchmark, network, batch)
@@ -85,7 +85,7 @@ def test_segment_plus(benchmark, plus_model, image):
     inst = _run(benchmark, yf.segment, image, model=plus_model)
     assert len(inst) == 100
     _speedup(benchmark, "test_segment_plus_eager_official_equivalent")
-    _deform_share(benchmark, inference_network(plus_model), image)
+    _deform_share(benchmark, get_engine(plus_model).module, image)
 
 
 def _deform_share(benchmark, network, image):

@@ -147,7 +147,7 @@ def segment_times():
     import yolact_fast as yf
     from yolact_fast.data.synthetic import golden_image
     from yolact_fast.model.fuse import inference_copy
-    from yolact_fast.model.inference import weights_key
+    from yolact_fast.engine import weights_identity
     from yolact_fast.model.weight_rule import rule_weights
     from yolact_fast.preprocess import preprocess
 
@@ -160,7 +160,7 @@ def segment_times():
         parts = {
             "segment": lambda: yf.segment(image, model=model),
             "segment_eager": lambda: yf.segment_eager(image, model=model),
-            "weights_key": lambda: weights_key(model),
+            "weights_identity": lambda: weights_identity(model),
             "forward model": lambda: model.eval()(batch),
             "forward fused channels_last": lambda: fused_last(batch_last),
             "forward fused default layout": lambda: fused_plain(batch),

@@ -1,6 +1,6 @@
 """Post-network path on the golden yolact_base raw outputs, timed by process CPU time (best
 of N, one thread): robust to other processes on a shared machine, unlike wall-clock
-pytest-benchmark runs. Prints the official sequence, the previous kernel path (decode,
+pytest-benchmark runs. Prints the official sequence, the separate-op kernel path (decode,
 torch softmax + transpose, fast_nms, paste_masks) and detect + paste_masks, with ratios.
 
     python benchmarks/post_network_cpu_time.py [threads]
@@ -42,7 +42,7 @@ def main(threads=1):
         boxes, det_coeffs, _, _ = reference.detect(loc, logits, coeffs, priors)
         return reference.paste_masks(proto, det_coeffs, boxes, SIZE)
 
-    def previous():
+    def separate_ops():
         scores = torch.softmax(logits, -1)[:, 1:].t().contiguous()
         boxes, det_coeffs, _, _ = ops.fast_nms(ops.decode_boxes(loc, priors), scores, coeffs)
         return ops.paste_masks(proto, det_coeffs, boxes, SIZE)
@@ -53,7 +53,7 @@ def main(threads=1):
 
     base = best_cpu_ms(official, 5)
     print(f"{threads} thread(s), process CPU time, best of N: official sequence {base:.1f} ms")
-    for name, fn in (("previous kernels", previous), ("detect + paste_masks", fused),
+    for name, fn in (("separate ops", separate_ops), ("detect + paste_masks", fused),
                      ("detect alone", lambda: ops.detect(loc, logits, coeffs, priors))):
         ms = best_cpu_ms(fn, 40)
         print(f"  {name:<22} {ms:7.2f} ms  {base / ms:6.1f}x")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Refreshes tests/data/golden, the vendored copy of the golden files the tests use, from
-# ../shared/golden (the source). tests/test_golden_data.py checks the two are equal.
+# Refreshes tests/data/golden, the golden files the tests use, from their source folder
+# ../shared/golden beside the checkout; tests/test_golden_data.py checks the two are equal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=../shared/golden

@@ -1,9 +1,10 @@
 """Where the golden data of the official implementation comes from.
 
-The source is ``../shared/golden`` (beside the repository, where the project keeps it);
-``tests/data/golden`` is a vendored copy of the files the tests use, so a bare clone runs
-the same checks. ``YOLACT_FAST_GOLDEN`` names another folder to use first. A file is taken
-from the first folder that has it; golden cases are the union of the folders' cases.
+``tests/data/golden`` holds the files the tests use (docs/golden-data.md describes them).
+``YOLACT_FAST_GOLDEN`` names another folder to use first, and a ``shared/golden`` folder
+beside the checkout, the source the vendored files are copied from, is used when present.
+A file is taken from the first folder that has it; golden cases are the union of the
+folders' cases.
 """
 
 import json

@@ -76,11 +76,15 @@ def test_checkpoint_path_loaded_once_per_file_version(tmp_path, monkeypatch, mod
         resolve_module.resolve_model(str(tmp_path / "missing.pth"))
 
 
-def test_half_model_gives_a_clear_error(model_and_result):
-    model, _ = model_and_result
+def test_half_model_runs_in_segment_and_is_refused_by_the_eager_path(model_and_result):
+    """segment's engine copies a float16 model to its own precision (fp32 by default); the
+    official-equivalent eager path runs the model itself, in float32 only."""
+    model, result = model_and_result
     half = copy.deepcopy(model).half()
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    assert yf.segment(image, model=half).scores.dtype == torch.float32
     with pytest.raises(TypeError, match="float32 models"):
-        yf.segment(torch.zeros(3, 8, 8, dtype=torch.uint8), model=half)
+        yf.segment_eager(image, half)
 
 
 def test_option_types(model_and_result):

@@ -45,8 +45,8 @@ def test_cuda_kernels_match_cpu():
 
 
 def test_gpu_session_script_parses_and_refuses_unknown_stages(tmp_path):
-    """scripts/gpu_session.sh runs on a lent GPU machine, where a syntax error or a silently
-    skipped stage costs device time that cannot be had back."""
+    """scripts/gpu_session.sh runs only where a GPU is present, so its syntax and its refusal
+    of a misspelt stage (rather than skipping it silently) are checked here."""
     import subprocess
     from pathlib import Path
 

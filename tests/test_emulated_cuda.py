@@ -412,7 +412,7 @@ def test_nms_device_limits():
     assert len(cuda.fast_nms(*small, top_k=10**6, max_detections=10**6)[0]) > 0
 
 
-# --- review findings (issue 8): ties at zero, grid limits, 32-bit indices, barriers ----------
+# --- ties at zero, grid limits, 32-bit indices, barriers ------------------------------------
 
 SEEDS = [0, 1, 2]
 

@@ -13,7 +13,7 @@ from yolact_fast import export, reference
 from yolact_fast.cli import main as cli_main
 from yolact_fast.configs import proto_size
 from yolact_fast.data import synthetic_shapes
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 from yolact_fast.preprocess import preprocess
 from yolact_fast.segment import SegmentOptions, postprocess
 
@@ -23,7 +23,7 @@ from golden_data import golden_masks, golden_rgb, load_golden
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-STRICT = dict(score_tol=1e-4, box_tol=1.0, min_iou=0.99)  # the parity criteria
+STRICT = dict(score_tol=1e-4, box_tol=1.0, min_iou=0.99)  # parity with segment: score, box (px), mask IoU
 
 
 def assert_same_detections(actual, expected):
@@ -281,7 +281,7 @@ def test_torch_export_of_segment_and_network(demo):
     network = export.torch_export(demo, (120, 160), postprocess=False)
     batch = preprocess([image], demo.config, "cpu")
     with torch.inference_mode():
-        fused = inference_network(demo)
+        fused = get_engine(demo).module
         expected = fused(batch.contiguous(memory_format=fused.input_memory_format))
     for got, want in zip(network.module()(batch), expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

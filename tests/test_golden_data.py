@@ -1,5 +1,5 @@
-"""The vendored golden files (tests/data/golden) are the shared ones, byte for byte, so that
-a bare clone runs the same checks as a checkout with ../shared beside it."""
+"""The vendored golden files (tests/data/golden) hold the cases the tests use and, where their
+source folder is present beside the checkout, equal it byte for byte."""
 
 import hashlib
 

@@ -1,5 +1,5 @@
-"""The four places where the loss once differed from the official MultiBoxLoss (issue 15):
-the masks_to_train rescale, masks_to_train per config, semantic targets downsampled once from
+"""Four details of the official MultiBoxLoss that the loss reproduces: the masks_to_train
+rescale, masks_to_train per config, semantic targets downsampled once from
 the input size, and mask targets through the input size (the official Resize) first."""
 
 import numpy as np

@@ -10,7 +10,7 @@ from yolact_fast.data.synthetic import golden_image
 from yolact_fast import configs
 from yolact_fast.model.fuse import fold_batchnorm, inference_copy
 from yolact_fast.model.weight_rule import rule_weights, weight_roles
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 
 from golden_data import load_golden_array, load_golden_json
 from comparisons import match_detections
@@ -73,7 +73,7 @@ def test_golden_backbone_fpn_and_head(golden, rule_model):
 
 def test_fused_inference_copy_matches_golden(golden, rule_model):
     model = golden_case_model(golden, rule_model)
-    fused = inference_network(model)  # the copy segment() uses (cached on the model)
+    fused = get_engine(model).module  # the copy segment() uses (cached on the model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):
@@ -108,8 +108,8 @@ def test_packed_convolutions_equal_plain_ones(rule_model):
 
 
 def test_fused_copy_layout_is_channels_last_on_the_cpu_only():
-    """channels_last (and oneDNN packing) are CPU choices: on an H100 the channels_last float32
-    copy made yf.segment 43 ms against 15 ms for the model in the default layout. A model on
+    """channels_last (and oneDNN packing) are CPU choices: on a GPU the channels_last float32
+    copy was slower than the model in the default layout (docs/benchmarks.md). A model on
     another device (meta stands in for a GPU here) keeps the default layout, and segment
     feeds each copy its own input_memory_format."""
     cpu_copy = inference_copy(yf.load("demo"), pack_cpu=False)

@@ -1,4 +1,4 @@
-"""The kernels reproduce the official implementation's recorded outputs (../shared/golden)."""
+"""The kernels reproduce the official implementation's recorded outputs (tests/data/golden)."""
 
 import torch
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import yolact_fast as yf
 from yolact_fast.data.synthetic import golden_image
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 from yolact_fast.preprocess import preprocess
 from yolact_fast.segment import SegmentOptions
 
@@ -85,7 +85,7 @@ def test_batch_runs_network_once_and_matches_single(golden_results):
     model, image, inst = golden_results
     small = image[:, 50:250, 100:400]
     calls = []
-    network = inference_network(model)
+    network = get_engine(model).module
     handle = network.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         results = yf.segment([image, small], model=model)
@@ -288,11 +288,11 @@ def test_segment_leaves_the_fused_copy_in_eval_mode_without_walking_it(any_model
     """The fused copy is made in eval mode and never trained: segment does not walk its
     modules twice per call to set and restore a mode; the user's model, run in training
     mode, gives what it gives in eval mode and is left in training mode."""
-    from yolact_fast.model.inference import inference_network
+    from yolact_fast.engine import get_engine
 
     image = torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     want = yf.segment(image, model=any_model, score_threshold=0.0)
-    fused = inference_network(any_model)
+    fused = get_engine(any_model).module
 
     def refuse(*args, **kwargs):
         raise AssertionError("segment set the fused copy's mode")

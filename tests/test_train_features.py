@@ -1,4 +1,4 @@
-"""Training options of issue 10 in one process: mixed precision, BatchNorm freezing, a
+"""Training options in one process: mixed precision, BatchNorm freezing, a
 pretrained backbone, the global batch size, progress bars."""
 
 import json

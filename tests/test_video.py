@@ -11,7 +11,7 @@ import torch
 
 import yolact_fast as yf
 from yolact_fast.video import VideoWriter, segment_frames, segment_video
-from yolact_fast.model.inference import inference_network
+from yolact_fast.engine import get_engine
 
 from inputs import read_video, shape_frames, write_video
 
@@ -150,7 +150,7 @@ def test_mixed_sizes_are_batched_by_size(demo_model):
     small, large = shape_frames(2, (64, 80)), shape_frames(2, (96, 128), seed=900)
     images = [small[0], large[0], large[1], small[1]]
     calls = []
-    network = inference_network(demo_model)
+    network = get_engine(demo_model).module
     handle = network.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     try:
         results = list(segment_frames(enumerate(images), model=demo_model, batch_size=4))

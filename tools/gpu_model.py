@@ -59,8 +59,7 @@ ISSUE_LANES = 4 * 32  # per SM and cycle: 4 schedulers x 32 lanes
 # division: MUFU.RCP, FCHK, 5 FFMA, its slow-path branch and BSSY/BSYNC; the threshold
 # reloaded after the slow path's call site, a register move, the compare and early exit;
 # the loop), 34 in the SASS with the slow path's MOV + CALL (not taken for normal
-# quotients). tests/test_sass.py holds the loop to this constant. Before: 37 with the rows
-# indexed (the shared window's address re-formed per row), 45 with a row per lane.
+# quotients). tests/test_sass.py holds the loop to this constant.
 IOU_PAIR_INSTRUCTIONS = 32
 IOU_SPLIT = 4  # row parts of a 64 x 64 tile, a warp each per half of its columns (kIouSplit)
 

@@ -1,4 +1,4 @@
-"""Command line: ``yolact-fast segment``, ``demo``, ``train``, ``eval`` and ``export``."""
+"""Command line: ``yolact-fast segment``, ``demo``, ``train``, ``eval``, ``export`` and ``benchmark``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,18 @@ RANDOM_DEMO_WEIGHT_SEED = 0
 INTERRUPTED = 130  # the shell's exit status after SIGINT
 DATA_HELP = ("a COCO json, a directory with annotations.json and images/, or "
              "synthetic:N[:SEED[:SIZE]] (generated shapes)")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--precision and --runtime, as yf.segment's keywords (see yolact_fast.engine)."""
+    from .engine import PRECISIONS, RUNTIMES
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="network precision (default fp32; bf16 on CPUs with native bf16 and on "
+                             "CUDA, fp16 on CUDA, auto: the fastest safe one for the device)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="what runs the network (default torch; onnxruntime and openvino are "
+                             "optional extras; auto: the fastest installed one, measured)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--start", type=int, default=0, help="videos: first frame index (default 0)")
     seg.add_argument("--end", type=int, default=None, help="videos: stop before this frame index")
     seg.add_argument("--device", default="cpu")
+    add_engine_options(seg)
 
     demo = commands.add_parser(
         "demo", help="segment a generated synthetic-shapes image with the embedded demo model"
@@ -95,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(evaluate)
+
+    bench = commands.add_parser(
+        "benchmark", help="time every runtime x precision available here, each in its own process")
+    bench.add_argument("--weights", default="demo", help="'demo', a yolact_fast model.pt or an official .pth")
+    bench.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                       help="image size (default: the model's input size, square)")
+    bench.add_argument("--batch", type=int, default=8, help="batch size of the throughput column (default 8)")
+    bench.add_argument("--runs", type=int, default=20, help="timed calls per row (default 20)")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bench.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
 
     export = commands.add_parser("export", help="write an ONNX file or an AOTInductor package")
     export.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
@@ -131,6 +156,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_eval(args)
         if args.command == "export":
             return run_export(args)
+        if args.command == "benchmark":
+            return run_benchmark(args)
         return run_demo(args)
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"yolact-fast {args.command}: error: {error}", file=sys.stderr)
@@ -184,7 +211,8 @@ def _segment_images(jobs, model, args, skipped):
                 print(f"skipped: {error}", file=sys.stderr)
 
     annotations, records, interrupted = [], [], False
-    results = segment_frames(read(), model, args.batch_size, score_threshold=args.score_threshold)
+    results = segment_frames(read(), model, args.batch_size, score_threshold=args.score_threshold,
+                             precision=args.precision, runtime=args.runtime)
     progress = tqdm(results, total=len(jobs), desc="images", unit="img", disable=len(jobs) < 2,
                     file=sys.stderr)
     try:
@@ -228,7 +256,8 @@ def _segment_stream(source, paths, model, args, skipped):
 
     video = segment_video(source.location, model=model, batch_size=args.batch_size,
                           every=args.every, start=args.start, end=args.end,
-                          score_threshold=args.score_threshold)
+                          score_threshold=args.score_threshold, precision=args.precision,
+                          runtime=args.runtime)
     frames = instances_found = 0
     interrupted = False
     with atomic_output(paths["video"]) as video_file, atomic_output(paths["results"], "w") as lines:
@@ -252,6 +281,15 @@ def _segment_stream(source, paths, model, args, skipped):
     for reason, count in video.skipped.items():
         skipped[f"{source.name}: {reason}"] = count
     return frames, instances_found, interrupted
+
+
+def run_benchmark(args) -> int:
+    from .benchmarking import benchmark, format_table
+
+    rows = benchmark(args.weights, tuple(args.image_size) if args.image_size else None, args.batch,
+                     args.device, args.runs, args.threads, json_path=args.json)
+    print(format_table(rows))
+    return 0
 
 
 def run_demo(args) -> int:
@@ -345,7 +383,8 @@ def run_eval(args) -> int:
     with tempfile.TemporaryDirectory() as cache:
         # Synthetic data is written as COCO first, so it is read by the same loader as user data.
         dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args))
+        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args),
+                           precision=args.precision, runtime=args.runtime)
     results = metrics.pop("results")
     with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)

@@ -33,10 +33,12 @@ def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[S
     return {name: float(max(v, 0.0)) if v >= 0 else -1.0 for name, v in zip(STAT_NAMES, evaluator.stats)}
 
 
-def predict(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> tuple:
+def predict(model, dataset, score_threshold: float = 0.05, progress: bool = False, precision: str = "fp32",
+            runtime: str = "torch") -> tuple:
     """({"segm": COCO results (boxes and masks, scored with ``scores``), "bbox": box results
     scored with ``box_scores``} of ``model`` on every image of ``dataset``, number of unreadable
-    images). The two scores differ for YOLACT++ (re-scored masks), as in the official eval."""
+    images). The two scores differ for YOLACT++ (re-scored masks), as in the official eval.
+    ``precision`` and ``runtime`` as in :func:`yolact_fast.segment`."""
     from tqdm import tqdm
 
     from .segment import segment
@@ -53,16 +55,18 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
             unreadable += 1
             continue
         image, target = sample
-        instances = segment(image, model=model, score_threshold=score_threshold)
+        instances = segment(image, model=model, score_threshold=score_threshold, precision=precision,
+                            runtime=runtime)
         for iou_type, kind_results in results.items():
             kind_results += instances.to_coco(int(target["image_id"]), dataset.category_ids, iou_type)
     return results, unreadable
 
 
-def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False) -> Dict[str, object]:
+def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False, precision: str = "fp32",
+             runtime: str = "torch") -> Dict[str, object]:
     """{"bbox": stats, "segm": stats, "results": COCO results (boxes and masks),
     "bbox_results": box results, "images": n, "unreadable": n} (see :func:`predict`)."""
-    results, unreadable = predict(model, dataset, score_threshold, progress)
+    results, unreadable = predict(model, dataset, score_threshold, progress, precision, runtime)
     image_ids = dataset.image_ids
     return {
         "bbox": coco_eval(dataset.coco, results["bbox"], "bbox", image_ids),

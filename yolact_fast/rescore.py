@@ -15,8 +15,9 @@ def predicted_mask_iou(maskiou_net: nn.Module, proto: torch.Tensor, coeffs: torc
     """float32 [n]: ``maskiou_net``'s IoU prediction for each detection's class, from its
     cropped mask at proto resolution (proto [ph,pw,k], coeffs [n,k], boxes [n,4] relative
     x1,y1,x2,y2, labels int64 [n])."""
-    masks = ops_module.assemble_masks(proto, coeffs, boxes)  # [n,ph,pw]
-    per_class = maskiou_net(masks.unsqueeze(1))  # [n,C]
+    masks = ops_module.assemble_masks(proto, coeffs, boxes)  # [n,ph,pw], in proto's dtype
+    weight = next(maskiou_net.parameters())
+    per_class = maskiou_net(masks.unsqueeze(1).to(weight.dtype))  # [n,C]
     return per_class.gather(1, labels.view(-1, 1)).squeeze(1)
 
 

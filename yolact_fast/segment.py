@@ -1,9 +1,10 @@
 """One call from image(s) to :class:`Instances`.
 
-``segment`` runs the fused inference copy of the model (BatchNorm folded; channels_last on the CPU) and the
-post-network ops from :mod:`yolact_fast.ops`. ``segment_eager`` is the official-equivalent path
-(unfused model, :mod:`yolact_fast.reference` ops) used as the comparison baseline. Both are
-the same orchestration: :func:`run_network`, then :func:`postprocess` per image.
+``segment`` runs the model's inference engine (:mod:`yolact_fast.engine`: a fused copy of the
+network in the precision and runtime asked for, built once) and the post-network ops from
+:mod:`yolact_fast.ops`. ``segment_eager`` is the official-equivalent path (unfused model,
+:mod:`yolact_fast.reference` ops) used as the comparison baseline. Both are the same
+orchestration: :func:`run_network`, then :func:`postprocess` per image.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .configs import YolactConfig
 from .instances import Instances
 from .io import as_image_list
 from .model import Yolact, YolactOutput
-from .model.inference import inference_network
+from .engine import check_unchanged, get_engine
 from .model.resolve import resolve_model
 from .preprocess import preprocess
 from .rescore import rescore_masks
@@ -61,18 +62,30 @@ def segment(
     top_k: int = 200,
     max_detections: int = 100,
     nms: str = "fast",
+    precision: str = "fp32",
+    runtime: str = "torch",
 ) -> Union[Instances, List[Instances]]:
     """Instances in ``images`` (one image -> Instances; a list or [B,3,H,W] -> list).
 
     Images: uint8 [3,H,W] RGB or float [3,H,W] in [0,1] tensors, numpy HxWx3 uint8 RGB, PIL
     images or file paths; they run on the model's device, as one batch. ``model``: a
     :class:`Yolact`, a checkpoint path, or None for ``$YOLACT_FAST_WEIGHTS`` if set, else the
-    embedded demo model (``yf.load("demo")``, five synthetic shape classes). The options are
-    those of :class:`SegmentOptions`.
+    embedded demo model (``yf.load("demo")``, five synthetic shape classes). The detection
+    options are those of :class:`SegmentOptions`.
+
+    ``precision`` ("fp32", "bf16", "fp16", "auto") and ``runtime`` ("torch", "onnxruntime",
+    "openvino", "auto") choose the network's engine (:mod:`yolact_fast.engine`), built on the
+    first call and reused while the model's weights are unchanged;
+    :func:`yolact_fast.engine_info` says what it runs. fp32 with the torch runtime is the
+    official-parity default.
     """
     options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     model = resolve_model(model)
-    return _segment(images, model, inference_network(model), _ops, options)
+    engine = get_engine(model, precision, runtime)
+    with engine.scope():
+        results = _segment(images, model, engine.network, _ops, options)
+    check_unchanged(model, engine.identity)
+    return results
 
 
 def segment_eager(
@@ -88,6 +101,9 @@ def segment_eager(
     pure-PyTorch reference ops (the benchmark baseline)."""
     options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     model = resolve_model(model)
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise TypeError(f"segment_eager runs float32 models, this one is {dtype}: call model.float()")
     return _segment(images, model, model, _reference, options)
 
 
@@ -120,9 +136,6 @@ def postprocessor(model: Yolact, backend: ModuleType = _ops,
     :mod:`yolact_fast.reference`); callable from any thread, the caller sets inference mode."""
     if not isinstance(options, SegmentOptions):
         raise TypeError(f"options must be a SegmentOptions, got {type(options).__name__}")
-    dtype = next(model.parameters()).dtype
-    if dtype != torch.float32:
-        raise TypeError(f"segment runs float32 models, this one is {dtype}: call model.float()")
     maskiou_net = getattr(model, "maskiou_net", None)
 
     def finish(outputs: YolactOutput, priors, image_sizes) -> List[Instances]:
@@ -177,10 +190,10 @@ def instances_of(outputs: YolactOutput, detections: tuple, image_size: Tuple[int
     return instances
 
 
-def network_mode(model: Yolact, network: torch.nn.Module):
-    """:func:`eval_mode` for ``model`` itself; nothing for its fused inference copy, which is
-    made in eval mode and never put back in training (walking its ~300 modules twice per
-    call cost ~1.4 ms on a 2-core CPU)."""
+def network_mode(model: Yolact, network):
+    """:func:`eval_mode` for ``model`` itself; nothing for an engine's network, whose copy of
+    the model is made in eval mode and never put back in training (walking ~300 modules twice
+    per call would cost ~1 ms on a CPU)."""
     return eval_mode(network) if network is model else contextlib.nullcontext()
 
 

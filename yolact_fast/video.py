@@ -26,7 +26,7 @@ from . import ops as _ops
 from .ops._args import as_int
 from .instances import Instances
 from .io import check_image_tensor
-from .model.inference import inference_network
+from .engine import check_unchanged, get_engine
 from .model.resolve import resolve_model
 from .segment import SegmentOptions, network_mode, postprocessor, run_network
 
@@ -55,20 +55,23 @@ def segment_video(
     start: int = 0,
     end: Optional[int] = None,
     overlap: bool = True,
+    precision: str = "fp32",
+    runtime: str = "torch",
     **options,
 ) -> "VideoSegmentation":
     """Instances in each frame of a video file, URL or camera: iterate the result for
     ``(frame_index, frame, Instances)``, frame uint8 [3,H,W] RGB on the CPU.
 
     ``source``: a video file, a URL PyAV can open (``rtsp://...``), or a camera index (int).
-    ``model`` as in :func:`yolact_fast.segment`; ``options`` are its keyword options
-    (score_threshold, iou_threshold, top_k, max_detections, nms). Frames ``start, start +
+    ``model``, ``precision`` and ``runtime`` as in :func:`yolact_fast.segment`; ``options``
+    are its detection options (score_threshold, iou_threshold, top_k, max_detections, nms). Frames ``start, start +
     every, ...`` before ``end`` (source frame indices, end excluded) are segmented, in batches
     of ``batch_size`` frames of one size. ``overlap=False`` post-processes each batch before
     the next one enters the network (the comparison baseline). The container is opened now:
     a missing, unreadable or stream-less source raises here (FileNotFoundError, ValueError).
     """
-    return VideoSegmentation(source, model, batch_size, every, start, end, overlap, options)
+    return VideoSegmentation(source, model, batch_size, every, start, end, overlap, options,
+                             precision, runtime)
 
 
 class VideoSegmentation:
@@ -77,12 +80,15 @@ class VideoSegmentation:
     ``frame_count`` is the container's estimate (0 when unknown), ``skipped`` counts what
     could not be decoded. Iterate once; ``close()`` (or ``with``) stops the threads early."""
 
-    def __init__(self, source, model, batch_size, every, start, end, overlap, options):
+    def __init__(self, source, model, batch_size, every, start, end, overlap, options,
+                 precision="fp32", runtime="torch"):
         import_av()
         check_frame_options(batch_size, every, start, end)
         self.source = source
         self._model = resolve_model(model)
         self._finish = postprocessor(self._model, _ops, SegmentOptions(**options))
+        self._engine_options = {"precision": precision, "runtime": runtime}
+        get_engine(self._model, **self._engine_options)  # bad options raise here, before decoding
         self._batch_size, self._overlap = batch_size, overlap
         self._container, self._stream = open_video(source)
         codec = self._stream.codec_context
@@ -98,7 +104,8 @@ class VideoSegmentation:
             raise RuntimeError("a VideoSegmentation can be iterated once; call segment_video again")
         frames = _decoded_frames(self._container, self._stream, *self._range, self.skipped)
         self._iterator = segment_frames(frames, self._model, self._batch_size, self._overlap,
-                                        finish=self._finish, on_exit=self._container.close)
+                                        finish=self._finish, on_exit=self._container.close,
+                                        **self._engine_options)
         return self._iterator
 
     def close(self) -> None:
@@ -203,6 +210,8 @@ def segment_frames(
     overlap: bool = True,
     finish=None,
     on_exit=None,
+    precision: str = "fp32",
+    runtime: str = "torch",
     **options,
 ) -> Iterator[Tuple[int, torch.Tensor, Instances]]:
     """``(index, frame, Instances)`` for an iterable of ``(index, [3,H,W] image)``, in order.
@@ -213,17 +222,19 @@ def segment_frames(
     queues join them, so the consumer's own work (drawing, encoding) overlaps too and memory
     stays flat. ``finish`` is a ready :func:`yolact_fast.segment.postprocessor` (else built
     from ``options``); ``on_exit`` runs once the network thread is done (ended, failed, or
-    closed: ``close()`` the returned generator to stop early)."""
+    closed: ``close()`` the returned generator to stop early). ``precision`` and ``runtime``
+    choose the engine as in :func:`yolact_fast.segment`."""
     batch_size = as_int(batch_size, "batch_size", 1)
     model = resolve_model(model)
     finish = finish or postprocessor(model, _ops, SegmentOptions(**options))
-    stages = _network_stage(frames, model, batch_size, overlap, finish, on_exit)
+    engine = get_engine(model, precision, runtime)
+    stages = _network_stage(frames, model, engine, batch_size, overlap, finish, on_exit)
     return _in_background(stages, 2 * batch_size, "yolact-network")
 
 
-def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
+def _network_stage(frames, model, engine, batch_size, overlap, finish, on_exit):
     """Runs in the network thread: batches from the reader thread, results in order."""
-    network = inference_network(model)
+    network = engine.network
     pin = model.device.type == "cuda"
     images_in = _in_background(frames, 2 * batch_size, "yolact-decode",
                                prepare=lambda item: _checked(item, pin))
@@ -231,9 +242,10 @@ def _network_stage(frames, model, batch_size, overlap, finish, on_exit):
     pending = collections.deque()
     try:
         for indices, images in _batches(images_in, batch_size):
-            with torch.inference_mode(), network_mode(model, network):
+            with torch.inference_mode(), network_mode(model, network), engine.scope():
                 device_images = [image.to(model.device, non_blocking=True) for image in images]
                 raw = run_network(device_images, model, network)
+            check_unchanged(model, engine.identity)
             if post is None:
                 pending.append((indices, images, _Done(_postprocess(finish, raw))))
             else:

@@ -84,8 +84,8 @@ constexpr int kSumLanes = 8;  // partial sums of the softmax denominator
 // exp(logit - max) of each row is kept in shared memory (24-32 KiB, within the 48 KiB of
 // static shared memory beside the tile) when a row's C + 1 logits fit: each logit is read
 // once and each exp computed once, by all 32 lanes, instead of once for the sum (on 8 lanes,
-// in the CPU's order) and again for the probabilities. detect_scores was bound by
-// instruction issue on an H100 (IPC 2.8, DRAM 9%; Nsight Compute).
+// in the CPU's order) and again for the probabilities: the kernel is bound by instruction
+// issue, not by memory.
 template <class A>
 constexpr int kCachedLogits = sizeof(A) == 4 ? 256 : 96;  // float: 32 KiB; double: 24 KiB
 
@@ -245,9 +245,7 @@ constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 // bucket's items are all selected; state[2] = total eligible (pass 0). Lane l sums buckets
 // 255 - 8l down to 248 - 8l, a shuffle scan gives each lane the count above its buckets, and
 // the lane where the count crosses the rank walks its 8: a few hundred cycles per pass where
-// a single thread's walk took 2-5 thousand (SASS), with 1023 threads waiting at the barrier.
-// Barrier waits were 44% of the select kernel's stall cycles on an H100 (Nsight Compute);
-// that walk is one part of them, beside the bitonic sort's barriers and load imbalance.
+// a single thread's walk takes 2-5 thousand (SASS), with 1023 threads waiting at the barrier.
 constexpr int kBucketsPerLane = 256 / kWarp;
 
 template <class Histogram, class State, class Prefix>  // shared arrays (emulation: SharedArray)
@@ -505,9 +503,8 @@ struct Detections {
 // iff any higher-ranked box suppresses it; "greedy": iff a kept one does), and the first L
 // survivors in rank order to `kept` (padding past them: score 0, index 0, written so that
 // the merge's batched loads read only written memory). The last block to finish (counted
-// in *classes_done, zeroed by the launch before) then merges: merge_detections. Four
-// launches before (select, IoU tiles, survivors, merge) passed the ranked boxes and a
-// [C, K, K / 64] bitmask through global memory.
+// in *classes_done, zeroed by the launch before) then merges: merge_detections. No ranked
+// boxes or [C, K, K / 64] bitmask go through global memory.
 //
 // Dynamic shared memory, after the k_pad ranked items: the select's packed keys
 // (shared_keys), then, once the items are ranked and the keys dead, the ranked boxes and
@@ -525,12 +522,9 @@ struct Detections {
 // the warp's removed bits, ORed into the removed set with one shared atomic; "greedy"
 // ballots each row step, so that lane m keeps row part + m kIouSplit's bits over the warp's
 // columns, and computes the tiles of one row band at a time into the band; warp 0 then
-// walks the band's rows in rank order with word w of the removed set in lane w. Before
-// (not measured): a lane per row tested every kIouSplit-th column, ~45 SASS instructions
-// per pair on sm_90 (the column's area recomputed, the bit placed with 64-bit shifts and
-// selects, min/max as compare + select);
-// before that, a thread testing all 64 columns ran ~7,000 dependent instructions per warp,
-// 25 us for 80 classes of 200 on an H100 (Nsight Compute).
+// walks the band's rows in rank order with word w of the removed set in lane w. A column
+// per lane keeps its box and area in registers, places a bit with a ballot (no 64-bit shifts
+// and selects) and uses min/max instructions.
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
 constexpr int kIouSplit = 4;  // row parts of a tile
 constexpr int kIouThreads = kTile * kIouSplit;  // a warp per (half of the columns, part)

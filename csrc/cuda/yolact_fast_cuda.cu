@@ -45,7 +45,7 @@ struct DeviceLaunch {
   // Raises the kernel's dynamic shared memory limit on this device to all the opt-in allows
   // beside its static shared memory, once per (kernel, device): one limit valid for every
   // launch size, so that host threads launching the same kernel with different sizes never
-  // lower it under each other (setting it to each launch's size before the launch did).
+  // lower it under each other (as setting it to each launch's size before the launch would).
   void allow_opt_in_shared(const void* kernel) const {
     static std::mutex mutex;
     static std::set<std::pair<const void*, int>> allowed;

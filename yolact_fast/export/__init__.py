@@ -15,6 +15,7 @@ from .onnx_graph import (
     RAW_OUTPUTS,
     SEGMENT_OUTPUTS,
     SUPPORTED_OPSETS,
+    network_onnx,
     onnx,
     onnx_model,
     postprocess_graph,
@@ -23,7 +24,7 @@ from .onnxruntime_runner import OnnxSegmenter, onnxruntime_segmenter
 from .program import SegmentProgram, aoti_package, load_aoti, segment_program, torch_export
 
 __all__ = [
-    "onnx", "onnx_model", "postprocess_graph", "OnnxSegmenter", "onnxruntime_segmenter",
+    "onnx", "onnx_model", "network_onnx", "postprocess_graph", "OnnxSegmenter", "onnxruntime_segmenter",
     "SegmentProgram", "segment_program", "torch_export", "aoti_package", "load_aoti",
     "DEFAULT_OPSET", "SUPPORTED_OPSETS", "SEGMENT_OUTPUTS", "NETWORK_OUTPUTS", "RAW_OUTPUTS",
 ]

@@ -77,11 +77,7 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     """:func:`onnx` without the file: the checked ``onnx.ModelProto``."""
     onnx_lib = require("onnx")
     model = resolve_model(model)
-    dtype = next(model.parameters()).dtype
-    if dtype != torch.float32:
-        raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
-    if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
-        raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
+    _check_exportable(model, opset)
     options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
         refuse_rescoring(model)
@@ -108,6 +104,24 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
     onnx_lib.helper.set_model_props(graph_model, metadata)
     onnx_lib.checker.check_model(graph_model)
     return graph_model
+
+
+def _check_exportable(model: Yolact, opset) -> None:
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise TypeError(f"export takes float32 models, this one is {dtype}: call model.float()")
+    if isinstance(opset, bool) or opset not in SUPPORTED_OPSETS:
+        raise ValueError(f"opset must be one of {list(SUPPORTED_OPSETS)}, got {opset!r}")
+
+
+def network_onnx(model, opset: int = DEFAULT_OPSET):
+    """The network alone as an ``onnx.ModelProto`` with its raw outputs, for runtimes that run
+    the network while :mod:`yolact_fast.ops` post-processes (the inference engine): input
+    ``images`` float32 [B,3,S,S] preprocessed, outputs ``raw_loc`` [B,P,4], ``raw_conf_logits``
+    [B,P,C], ``raw_mask_coeffs`` [B,P,k], ``raw_proto`` [B,ph,pw,k] (YolactOutput's fields)."""
+    model = resolve_model(model)
+    _check_exportable(model, opset)
+    return _network_graph(model, opset, dynamic_batch=True)
 
 
 def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):

@@ -62,9 +62,9 @@ def onnxruntime_segmenter(model, threads: Optional[int] = None, **options) -> On
     """``yf.segment`` through onnxruntime: ``model`` exported in memory (dynamic image size),
     then run by :class:`OnnxSegmenter`; ``options`` as :func:`yolact_fast.segment`.
 
-    The one faster compiled path measured here (``benchmarks/bench_export.py``, README): same
-    detections as ``segment`` (tests/test_export.py), about 1.1x its speed for yolact_base at
-    480x640 on 2 threads, after a one-off export and session set-up of tens of seconds.
+    Same detections as ``segment`` (tests/test_export.py); on a 2-core CPU it ran yolact_base at
+    480x640 about 1.1x as fast as ``segment`` after a one-off export and session set-up of tens
+    of seconds (docs/deployment.md, ``benchmarks/bench_export.py``).
     """
     serialized = onnx_model(model, **options).SerializeToString()
     return OnnxSegmenter(serialized, threads=threads)

@@ -1,14 +1,11 @@
 """An inference copy of a :class:`Yolact`: BatchNorm folded into the convolutions, the three
-head convolutions merged into one; on the CPU, channels_last weights, and convolutions get
-oneDNN weights packed once (instead of at every call) with ReLU / LeakyReLU and the ResNet
-residual sum fused into them. On a GPU the copy keeps the default layout: on an H100,
-``yf.segment`` with a channels_last float32 copy took 43 ms per 480x640 image against 15 ms
-for the unfused model in the default layout with the reference post-processing
-(benchmarks/results/h100_2026-11-24.md). The layout is a suspect, not a measured cause; the
-default layout's worst case is the eager forward, which has the same layout and BatchNorms.
+head convolutions merged into one; optionally channels_last weights, a lower precision, and
+(CPU) convolutions with oneDNN weights packed once (instead of at every call) with ReLU /
+LeakyReLU and the ResNet residual sum fused into them. The inference engine
+(:mod:`yolact_fast.engine`) builds the variants and keeps the fastest measured one.
 
-The copy computes the same function up to float rounding (differences ~1e-5 relative);
-``Yolact`` itself keeps the official, unfused structure so checkpoints load strictly.
+The copy computes the same function up to float rounding (differences ~1e-5 relative in
+float32); ``Yolact`` itself keeps the official, unfused structure so checkpoints load strictly.
 """
 
 from __future__ import annotations
@@ -103,14 +100,19 @@ class MergedPredictionHead(nn.Module):
         )
 
 
-def inference_copy(model: Yolact, channels_last: Optional[bool] = None, pack_cpu: bool = True) -> Yolact:
+def inference_copy(model: Yolact, channels_last: Optional[bool] = None, pack_cpu: bool = True,
+                   dtype: Optional[torch.dtype] = None) -> Yolact:
     """A fused eval-mode copy of ``model`` for inference (see module docstring).
 
     ``channels_last``: convert the weights to channels_last (None: when the model is on the
     CPU). The copy's ``input_memory_format`` is the layout its inputs should have.
 
-    ``pack_cpu``: pack the convolutions for oneDNN when the model is a float32 CPU model
-    (falls back to plain convolutions, with a warning, where this PyTorch build cannot).
+    ``pack_cpu``: pack the convolutions for oneDNN when the model is a float32 or bfloat16
+    CPU model (falls back to plain convolutions, with a warning, where this PyTorch build
+    cannot).
+
+    ``dtype``: the copy's floating-point type (None: the model's); BatchNorm is folded in
+    float64 first, then the weights are rounded once to ``dtype``.
     """
     fused = copy.deepcopy(model).eval()
     for parameter in fused.parameters():
@@ -118,6 +120,8 @@ def inference_copy(model: Yolact, channels_last: Optional[bool] = None, pack_cpu
     fold_all_batchnorms(fused.backbone)
     fused.prediction_layers[0] = MergedPredictionHead(fused.prediction_layers[0])
     del fused.semantic_seg_conv  # training only
+    if dtype is not None:
+        fused.to(dtype)
     if channels_last is None:
         channels_last = next(model.parameters()).device.type == "cpu"
     fused.input_memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -128,7 +132,7 @@ def inference_copy(model: Yolact, channels_last: Optional[bool] = None, pack_cpu
             pack_convolutions(fused)
         except RuntimeError as error:  # an unusual oneDNN build: keep the plain convolutions
             warnings.warn(f"oneDNN weight packing unavailable, using plain convolutions: {error}")
-            return inference_copy(model, channels_last, pack_cpu=False)
+            return inference_copy(model, channels_last, pack_cpu=False, dtype=dtype)
     return fused
 
 
@@ -136,7 +140,7 @@ def can_pack(model: nn.Module) -> bool:
     parameter = next(model.parameters())
     return (
         parameter.device.type == "cpu"
-        and parameter.dtype == torch.float32
+        and parameter.dtype in (torch.float32, torch.bfloat16)
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     )
@@ -207,7 +211,8 @@ def _conv_input_shapes(model: Yolact) -> Dict[nn.Module, Tuple[int, ...]]:
         for m in model.modules() if isinstance(m, nn.Conv2d)
     ]
     size = model.config.max_size
-    example = torch.zeros(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+    parameter = next(model.parameters())
+    example = torch.zeros(1, 3, size, size, dtype=parameter.dtype).contiguous(memory_format=torch.channels_last)
     try:
         with torch.inference_mode():
             proto = model(example).proto

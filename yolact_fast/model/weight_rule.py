@@ -1,4 +1,4 @@
-"""The deterministic weight rule of the golden data (``golden/README.md``).
+"""The deterministic weight rule of the golden data (docs/golden-data.md).
 
 Random but reproducible official-layout weights: every key gets its own PCG64 generator seeded
 with ``[seed, crc32(key)]``, so the values do not depend on the key order. Used by the parity
