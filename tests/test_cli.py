@@ -100,11 +100,24 @@ def test_segment_refuses_oversized_images_and_goes_on(tmp_path, capsys):
     save_shape_image(tmp_path / "in" / "a.png", 1)
     png_claiming_size(tmp_path / "in" / "b.png", 20000, 20000)
     png_claiming_size(tmp_path / "in" / "c.png", 9000, 9000)
-    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 1  # 2 inputs not done
     captured = capsys.readouterr()
     assert "'unreadable images': 2" in captured.out
     assert "b.png' is too large" in captured.err and "MAX_IMAGE_PIXELS" in captured.err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "results.json"]
+    assert "2 input(s) could not be processed" in captured.err
+    assert visible(tmp_path / "out") == ["a.png", "results.json"]
+
+
+def test_segment_exits_nonzero_when_its_only_input_is_skipped(tmp_path, capsys):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    assert main(["segment", str(tmp_path / "broken.png"), "--out", str(tmp_path / "out")]) == 1
+    assert "1 input(s) could not be processed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == {"images": [], "annotations": []}
+
+
+def visible(folder):
+    """The names in ``folder`` but .parts (the records of complete inputs)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".parts")
 
 
 def test_demo_segments_a_synthetic_image_with_the_trained_model(tmp_path, capsys):
@@ -142,9 +155,9 @@ def test_folder_is_searched_recursively_and_same_names_get_their_own_outputs(tmp
     (folder / "notes.txt").write_text("not an image")
     (folder / "sub" / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    assert main(["segment", str(folder), "--out", str(out), "--batch-size", "2"]) == 0  # demo model
+    assert main(["segment", str(folder), "--out", str(out), "--batch-size", "2"]) == 1  # broken.png not done
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert written == ["a.png", "a_1.png", "results.json", "sub/a.png"]
+    assert [w for w in written if not w.startswith(".parts/")] == ["a.png", "a_1.png", "results.json", "sub/a.png"]
     assert Image.open(out / "sub" / "a.png").size == (128, 96)
     results = json.loads((out / "results.json").read_text())
     names = {im["id"]: im["file_name"] for im in results["images"]}
@@ -161,7 +174,7 @@ def test_glob_patterns(tmp_path):
         save_shape_image(tmp_path / "in" / name, 5)
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "in" / "x*.png"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "x1.png", "x2.png"]
+    assert visible(out) == ["results.json", "x1.png", "x2.png"]
     assert main(["segment", str(tmp_path / "in" / "z*.png"), "--out", str(out)]) == 1
 
 
@@ -204,7 +217,7 @@ def test_outputs_replace_planted_links_instead_of_following_them(tmp_path):
     assert victim.read_text() == "keep me"
     assert not (out / "a.png").is_symlink() and Image.open(out / "a.png").size == (256, 256)
     assert not (out / "results.json").is_symlink()
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "results.json"]  # no temporary left
+    assert visible(out) == ["a.png", "results.json"]  # no temporary left
 
 
 @pytest.mark.parametrize("link_at", ["sub", os.path.join("sub", "deeper")])
@@ -224,7 +237,7 @@ def test_folder_links_below_out_are_refused_before_writing(tmp_path, capsys, lin
     chosen = tmp_path / "chosen"
     chosen.symlink_to(victim, target_is_directory=True)
     assert main(["segment", str(tmp_path / "in" / "a.png"), "--out", str(chosen)]) == 0
-    assert sorted(p.name for p in victim.iterdir()) == ["a.png", "results.json"]
+    assert visible(victim) == ["a.png", "results.json"]
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +255,7 @@ def test_video_in_annotated_video_and_json_lines_out(shapes_video, tmp_path):
     assert [line["frame_index"] for line in lines] == [1, 3, 5]
     assert sum(len(line["annotations"]) for line in lines) > 0
     assert all(a["image_id"] == line["frame_index"] for line in lines for a in line["annotations"])
-    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]
+    assert visible(out) == ["clip.jsonl", "clip.mp4"]
 
 
 def test_video_range_without_frames_is_an_error(shapes_video, tmp_path, capsys):
@@ -279,7 +292,7 @@ def test_interrupted_video_run_keeps_a_playable_partial_video(shapes_video, tmp_
     assert len(frames) == 3
     lines = (out / "clip.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame_index"] for line in lines] == [0, 1, 2]
-    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]
+    assert visible(out) == ["clip.jsonl", "clip.mp4"]
 
 
 def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp_path):
@@ -314,12 +327,12 @@ def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp
 
 
 def test_interrupted_image_run_writes_the_results_so_far(tmp_path, monkeypatch):
-    from yolact_fast import cli
+    from yolact_fast import jobs
 
     for seed in range(3):
         save_shape_image(tmp_path / "in" / f"{seed}.png", seed)
     saved = []
-    original = cli._save_overlay
+    original = jobs.save_overlay
 
     def save_then_interrupt(*args):
         if len(saved) == 1:
@@ -327,12 +340,12 @@ def test_interrupted_image_run_writes_the_results_so_far(tmp_path, monkeypatch):
         saved.append(1)
         original(*args)
 
-    monkeypatch.setattr(cli, "_save_overlay", save_then_interrupt)
+    monkeypatch.setattr(jobs, "save_overlay", save_then_interrupt)
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "in"), "--out", str(out), "--batch-size", "1"]) == 130
     results = json.loads((out / "results.json").read_text())
     assert [im["id"] for im in results["images"]] == [0]
-    assert sorted(p.name for p in out.iterdir()) == ["0.png", "results.json"]
+    assert visible(out) == ["0.png", "results.json"]
 
 
 def test_source_kinds_and_names(tmp_path):

@@ -12,3 +12,4 @@ from .visualize import draw  # noqa: E402,F401
 from . import data  # noqa: E402,F401
 from . import export  # noqa: E402,F401  (onnx/onnxruntime imported only when used)
 from .benchmarking import benchmark  # noqa: E402,F401
+from .jobs import segment_files  # noqa: E402,F401

@@ -52,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--every", type=int, default=1, help="videos: segment every N-th frame")
     seg.add_argument("--start", type=int, default=0, help="videos: first frame index (default 0)")
     seg.add_argument("--end", type=int, default=None, help="videos: stop before this frame index")
-    seg.add_argument("--device", default="cpu")
+    seg.add_argument("--device", default="cpu",
+                     help="cpu, cuda (under torchrun: cuda:LOCAL_RANK) or cuda:N (default cpu)")
+    seg.add_argument("--resume", action="store_true",
+                     help="skip the inputs whose outputs in --out are complete (from an earlier run, "
+                          "under any number of processes)")
+    seg.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                     help="torchrun: a rank that fails or stalls ends the others after this long "
+                          "(default 900)")
     add_engine_options(seg)
 
     demo = commands.add_parser(
@@ -107,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the current directory)")
     evaluate.add_argument("--score-threshold", type=float, default=0.05)
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--device", default="cpu",
+                          help="cpu, cuda (under torchrun: cuda:LOCAL_RANK) or cuda:N (default cpu)")
+    evaluate.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                          help="torchrun: a rank that fails or stalls ends the others after this long "
+                               "(default 900)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_options(evaluate)
 
@@ -168,119 +180,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_segment(args) -> int:
-    import yolact_fast as yf
-    from .sources import find_sources, output_paths
-    from .model.resolve import weights_source
-    from .video import check_frame_options
+    """One process, or one of a ``torchrun`` launch (each segments its share of the inputs)."""
+    from .jobs import segment_files
 
-    check_frame_options(args.batch_size, args.every, args.start, args.end)
-    sources, skipped = find_sources(args.inputs)
-    outputs = output_paths(sources, args.out)
-    model = yf.load(weights_source(args.weights or None), config=args.config, device=args.device)
-    os.makedirs(args.out, exist_ok=True)
-    images = [(s, o) for s, o in zip(sources, outputs) if s.kind == "image"]
-    streams = [(s, o) for s, o in zip(sources, outputs) if s.kind != "image"]
-    done, interrupted = _segment_images(images, model, args, skipped) if images else (0, False)
-    frames, instances = 0, done
-    for source, paths in streams:
-        if interrupted:
-            break
-        count, found, interrupted = _segment_stream(source, paths, model, args, skipped)
-        frames, instances = frames + count, instances + found
-    skipped_text = f", skipped {dict(skipped)}" if skipped else ""
-    print(f"{len(images)} image(s), {len(streams)} video(s) ({frames} frames), {instances} instances"
-          f"{skipped_text} -> {args.out}"
-          + (" [interrupted: outputs so far were written]" if interrupted else ""))
-    return INTERRUPTED if interrupted else 0
-
-
-def _segment_images(jobs, model, args, skipped):
-    """Overlays and results.json for image sources: (instances found, interrupted)."""
-    from tqdm import tqdm
-
-    from .files import atomic_output
-    from .io import read_image
-    from .video import segment_frames
-
-    def read():
-        for image_id, (source, _) in enumerate(jobs):
-            try:
-                yield image_id, read_image(source.location)
-            except ValueError as error:
-                skipped["unreadable images"] = skipped.get("unreadable images", 0) + 1
-                print(f"skipped: {error}", file=sys.stderr)
-
-    annotations, records, interrupted = [], [], False
-    results = segment_frames(read(), model, args.batch_size, score_threshold=args.score_threshold,
-                             precision=args.precision, runtime=args.runtime)
-    progress = tqdm(results, total=len(jobs), desc="images", unit="img", disable=len(jobs) < 2,
-                    file=sys.stderr)
-    try:
-        for image_id, image, instances in progress:
-            coco = instances.to_coco(image_id)
-            _save_overlay(image, instances, jobs[image_id][1]["overlay"], args.draw_threshold)
-            annotations += coco
-            records.append({"id": image_id, "file_name": str(jobs[image_id][0].location)})
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        results.close()
-    with atomic_output(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"images": records, "annotations": annotations}, f)
-    return len(annotations), interrupted
+    summary = segment_files(args.inputs, args.out, args.weights or None, config=args.config,
+                            device=_per_process_device(args.device), batch_size=args.batch_size,
+                            every=args.every, start=args.start, end=args.end,
+                            draw_threshold=args.draw_threshold, resume=args.resume,
+                            timeout_s=args.dist_timeout, progress=True,
+                            score_threshold=args.score_threshold, precision=args.precision,
+                            runtime=args.runtime)
+    if summary["world_size"] > 1 and not _is_rank_zero():
+        return 0  # rank 0 gives the job's status: a failing rank would make torchrun stop rank 0
+    skipped = summary["skipped"]
+    notes = "".join([f", skipped {skipped}" if skipped else "",
+                     f", {summary['resumed']} done before" if summary["resumed"] else "",
+                     f" in {summary['world_size']} processes" if summary["world_size"] > 1 else ""])
+    print(f"{summary['images']} image(s), {summary['videos']} video(s) ({summary['frames']} frames), "
+          f"{summary['instances']} instances{notes} -> {summary['out']}"
+          + (" [interrupted: outputs so far were written]" if summary["interrupted"] else ""))
+    if summary["failed"] and not summary["interrupted"]:
+        print(f"yolact-fast segment: {len(summary['failed'])} input(s) could not be processed "
+              f"(run again with --resume to retry them)", file=sys.stderr)
+    if summary["interrupted"]:
+        return INTERRUPTED
+    return 1 if summary["failed"] else 0  # an input without complete outputs
 
 
-def _save_overlay(image, instances, path, draw_threshold) -> None:
-    from .visualize import draw
+def _per_process_device(device):
+    from .train.distributed import process_device
 
-    _save_png(draw(image, instances[instances.scores >= draw_threshold]), path)
-
-
-def _save_png(image, path) -> None:
-    """uint8 [3,H,W] -> a PNG file, written atomically."""
-    from .files import atomic_output
-    from .visualize import to_pil
-
-    with atomic_output(path) as f:
-        to_pil(image).save(f, format="PNG")
+    return process_device(device, "--device")
 
 
-def _segment_stream(source, paths, model, args, skipped):
-    """Annotated video and per-frame JSON lines of a video, stream or camera source:
-    (frames, instances, interrupted). Interrupted, both files hold the frames done so far."""
-    from tqdm import tqdm
-
-    from .files import atomic_output
-    from .video import VideoWriter, segment_video
-    from .visualize import draw
-
-    video = segment_video(source.location, model=model, batch_size=args.batch_size,
-                          every=args.every, start=args.start, end=args.end,
-                          score_threshold=args.score_threshold, precision=args.precision,
-                          runtime=args.runtime)
-    frames = instances_found = 0
-    interrupted = False
-    with atomic_output(paths["video"]) as video_file, atomic_output(paths["results"], "w") as lines:
-        writer = VideoWriter(video_file, video.fps / args.every)
-        try:
-            for index, frame, instances in tqdm(video, desc=source.name, unit="frame", file=sys.stderr):
-                record = {"frame_index": index, "annotations": instances.to_coco(index)}
-                writer.write(draw(frame, instances[instances.scores >= args.draw_threshold]))
-                lines.write(json.dumps(record) + "\n")
-                frames, instances_found = frames + 1, instances_found + len(instances)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            video.close()
-            writer.close()
-        if frames == 0:  # nothing to keep: the temporary files are removed
-            if interrupted:
-                raise KeyboardInterrupt
-            raise ValueError(f"no frames decoded from {source.location!r} "
-                             f"(frames {args.start}..{args.end}, every {args.every})")
-    for reason, count in video.skipped.items():
-        skipped[f"{source.name}: {reason}"] = count
-    return frames, instances_found, interrupted
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run_benchmark(args) -> int:
@@ -298,6 +232,7 @@ def run_demo(args) -> int:
     import yolact_fast as yf
     from .data import synthetic_shapes
     from .files import output_folder
+    from .jobs import save_png
     from .visualize import draw
 
     output_folder(args.out)
@@ -306,9 +241,9 @@ def run_demo(args) -> int:
     image, _ = synthetic_shapes(1, seed, (model.config.max_size, model.config.max_size))[0]
     instances = yf.segment(image, model=model)
     shown = instances[instances.scores >= args.draw_threshold]
-    _save_png(image, os.path.join(args.out, "demo_input.png"))
+    save_png(image, os.path.join(args.out, "demo_input.png"))
     path = os.path.join(args.out, "demo.png")
-    _save_png(draw(image, shown), path)
+    save_png(draw(image, shown), path)
     found = ", ".join(f"{n} {s:.2f}" for n, s in zip(shown.label_names, shown.scores.tolist()))
     print(f"demo model ({model.config.name}): {len(shown)} instance(s) with score >= "
           f"{args.draw_threshold} [{found}] -> {path}")
@@ -343,9 +278,8 @@ def run_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     output_folder(args.out)
-    if distributed.launched_by_torchrun() and args.device and torch.device(args.device).index is not None:
-        raise ValueError(f"--device {args.device} under torchrun would put every process on one device: "
-                         "pass --device cuda (each process takes cuda:LOCAL_RANK)")
+    if args.device:
+        distributed.process_device(args.device, "--device")
     timeout_s = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
     joined = distributed.init_from_environment(args.device, timeout_s)
     try:
@@ -367,6 +301,8 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
+    """One process, or one of a ``torchrun`` launch: each rank segments a share of the
+    images and rank 0 computes AP from the results of all."""
     import tempfile
 
     import torch
@@ -375,16 +311,27 @@ def run_eval(args) -> int:
     from .data import open_dataset
     from .evaluate import evaluate
     from .files import atomic_output, output_folder
+    from .train import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = output_folder(args.out or ".")
-    model = yf.load(args.weights, config=args.config)
-    with tempfile.TemporaryDirectory() as cache:
-        # Synthetic data is written as COCO first, so it is read by the same loader as user data.
-        dataset = open_dataset(args.data, args.images, cache_dir=cache)
-        metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args),
-                           precision=args.precision, runtime=args.runtime)
+    device = _per_process_device(args.device)
+    timeout_s = distributed.DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
+    joined = distributed.init_from_environment(device, timeout_s)
+    try:
+        main_process = distributed.Processes.current().is_main
+        out = output_folder(args.out or ".") if main_process else None
+        model = yf.load(args.weights, config=args.config, device=device)
+        with tempfile.TemporaryDirectory() as cache:
+            # Synthetic data is written as COCO first, so it is read by the same loader as user data.
+            dataset = open_dataset(args.data, args.images, cache_dir=cache)
+            metrics = evaluate(model, dataset, args.score_threshold, progress=show_progress(args),
+                               precision=args.precision, runtime=args.runtime)
+    finally:
+        if joined:
+            distributed.shutdown()
+    if not main_process:
+        return 0
     results = metrics.pop("results")
     with atomic_output(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f)
@@ -424,6 +371,7 @@ def run_random_demo(args) -> int:
     from .configs import get_config
     from .data.synthetic import golden_image
     from .files import output_folder
+    from .jobs import save_png
     from .model.weight_rule import rule_weights
     from .visualize import draw
 
@@ -435,9 +383,9 @@ def run_random_demo(args) -> int:
     seed, height, width = DEMO_IMAGE
     image = golden_image(seed if args.seed is None else args.seed, height, width)
     instances = yf.segment(image, model=model)
-    _save_png(image, os.path.join(args.out, "demo_input.png"))
+    save_png(image, os.path.join(args.out, "demo_input.png"))
     path = os.path.join(args.out, "demo_random_weights.png")
-    _save_png(draw(image, instances[:RANDOM_DEMO_TOP]), path)
+    save_png(draw(image, instances[:RANDOM_DEMO_TOP]), path)
     print(f"{len(instances)} instances (top {min(RANDOM_DEMO_TOP, len(instances))} drawn) -> {path}")
     return 0
 

@@ -38,35 +38,68 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
     """({"segm": COCO results (boxes and masks, scored with ``scores``), "bbox": box results
     scored with ``box_scores``} of ``model`` on every image of ``dataset``, number of unreadable
     images). The two scores differ for YOLACT++ (re-scored masks), as in the official eval.
-    ``precision`` and ``runtime`` as in :func:`yolact_fast.segment`."""
-    from tqdm import tqdm
+    ``precision`` and ``runtime`` as in :func:`yolact_fast.segment`.
 
-    from .segment import segment
+    Under torchrun (a joined process group) each rank segments images ``rank, rank +
+    world_size, ...`` and rank 0 returns the results of all, in image order (the other ranks
+    return None)."""
+    from .train.distributed import Processes
 
     if len(model.config.class_names) != len(dataset.category_ids):
         raise ValueError(
             f"the model has {len(model.config.class_names)} classes but the dataset has "
             f"{len(dataset.category_ids)} categories"
         )
+    processes = Processes.current()
+    share = range(processes.rank, len(dataset), processes.world_size)
+    mine = _predict_images(model, dataset, share, progress and processes.is_main,
+                           score_threshold=score_threshold, precision=precision, runtime=runtime)
+    gathered = processes.gather(mine)
+    processes.barrier()  # no rank leaves the group while rank 0 still completes the gather
+    if gathered is None:
+        return None
+    per_image = sorted((item for part in gathered for item in part), key=lambda item: item[0])
     results, unreadable = {"segm": [], "bbox": []}, 0
-    for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress, file=sys.stderr):
-        sample = dataset.load(index)
-        if sample is None:
+    for _, image_results in per_image:
+        if image_results is None:
             unreadable += 1
             continue
-        image, target = sample
-        instances = segment(image, model=model, score_threshold=score_threshold, precision=precision,
-                            runtime=runtime)
         for iou_type, kind_results in results.items():
-            kind_results += instances.to_coco(int(target["image_id"]), dataset.category_ids, iou_type)
+            kind_results += image_results[iou_type]
     return results, unreadable
 
 
+def _predict_images(model, dataset, indices, progress, **options) -> list:
+    """[(index, {"segm": [...], "bbox": [...]} or None when unreadable)] of images ``indices``
+    (``options``: :func:`yolact_fast.segment`'s keywords)."""
+    from tqdm import tqdm
+
+    from .segment import segment
+
+    predictions = []
+    for index in tqdm(indices, desc="eval", unit="img", disable=not progress, file=sys.stderr):
+        sample = dataset.load(index)
+        if sample is None:
+            predictions.append((index, None))
+            continue
+        image, target = sample
+        instances = segment(image, model=model, **options)
+        image_id = int(target["image_id"])
+        predictions.append((index, {iou_type: instances.to_coco(image_id, dataset.category_ids, iou_type)
+                                    for iou_type in ("segm", "bbox")}))
+    return predictions
+
+
 def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False, precision: str = "fp32",
-             runtime: str = "torch") -> Dict[str, object]:
+             runtime: str = "torch") -> Optional[Dict[str, object]]:
     """{"bbox": stats, "segm": stats, "results": COCO results (boxes and masks),
-    "bbox_results": box results, "images": n, "unreadable": n} (see :func:`predict`)."""
-    results, unreadable = predict(model, dataset, score_threshold, progress, precision, runtime)
+    "bbox_results": box results, "images": n, "unreadable": n} (see :func:`predict`). Under
+    torchrun the images are shared out over the ranks and AP is computed once, on rank 0,
+    from the results of all; the other ranks return None."""
+    predicted = predict(model, dataset, score_threshold, progress, precision, runtime)
+    if predicted is None:
+        return None
+    results, unreadable = predicted
     image_ids = dataset.image_ids
     return {
         "bbox": coco_eval(dataset.coco, results["bbox"], "bbox", image_ids),

@@ -1,4 +1,5 @@
-"""Training in several processes with torch.distributed, as launched by ``torchrun``.
+"""Several processes with torch.distributed, as launched by ``torchrun``: training, and
+segmenting or evaluating a share of the inputs each (:mod:`yolact_fast.jobs`).
 
 ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for every process;
 :func:`init_from_environment` joins the default process group from them (gloo on CPU, nccl on
@@ -35,6 +36,15 @@ def training_device(name: Optional[str | torch.device] = None) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
+
+
+def process_device(name: Optional[str | torch.device] = None, option: str = "device") -> torch.device:
+    """:func:`training_device` of ``name``; ValueError naming ``option`` for a device with an
+    index under torchrun, which would put every process on that one device."""
+    if launched_by_torchrun() and name is not None and torch.device(name).index is not None:
+        raise ValueError(f"{option} {name} under torchrun would put every process on one device: "
+                         f"pass {option} cuda (each process takes cuda:LOCAL_RANK)")
+    return training_device(name)
 
 
 def init_from_environment(device: Optional[str | torch.device] = None,
@@ -107,6 +117,22 @@ class Processes:
         """Wait for every process."""
         if self.world_size > 1:
             dist.barrier()
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` (any picklable object), in every process."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value) -> Optional[list]:
+        """Every process's ``value`` in rank order on rank 0; None on the other ranks."""
+        if self.world_size == 1:
+            return [value]
+        gathered = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
 
     def sum_counts(self, counts: Counter) -> Counter:
         """Counters summed over the processes."""
