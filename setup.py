@@ -1,4 +1,5 @@
-"""Build of the yolact_fast extension.
+"""Build of the yolact_fast extensions: ``yolact_fast._C`` (the ops) and
+``yolact_fast._emulation`` (the CUDA kernels under a host emulation, for tests).
 
 CPU kernels are always built. The CUDA kernels are added when a GPU and nvcc are
 found, or when FORCE_CUDA=1 (then nvcc must exist). Environment:
@@ -81,7 +82,7 @@ def compile_args(with_cuda):
         link += sanitizers
     args = {"cxx": cxx}
     if with_cuda:
-        args["nvcc"] = opt + ["--fmad=false", "--expt-relaxed-constexpr"]
+        args["nvcc"] = opt + list(cuda_toolkit.NVCC_FLAGS)
         cxx.append("-DYF_WITH_CUDA")
         args["nvcc"].append("-DYF_WITH_CUDA")
     if not debug and not sanitize:
@@ -98,22 +99,34 @@ def get_extensions():
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_toolkit.DEFAULT_CUDA_ARCHS
     sources = ["csrc/yolact_fast.cpp", "csrc/checks.cpp", "csrc/python_module.cpp"]
-    sources += sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/testing/*.cpp"))
+    sources += sorted(glob.glob("csrc/cpu/*.cpp"))
     extension = cpp_extension.CppExtension
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         extension = cpp_extension.CUDAExtension
     cflags, ldflags = compile_args(with_cuda)
+    emulation_cflags, _ = compile_args(False)
+    # Headers too, so that an in-place rebuild notices a changed kernel header.
+    headers = sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True))
     return [
         extension(
             "yolact_fast._C",
             sources,
             include_dirs=[os.path.abspath("csrc")] + (cuda_wheel_includes() if with_cuda else []),
-            # Headers too, so that an in-place rebuild notices a changed kernel header.
-            depends=sorted(glob.glob("csrc/**/*.h", recursive=True) + glob.glob("csrc/**/*.cuh", recursive=True)),
+            depends=headers,
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-        )
+        ),
+        # The CUDA launchers and kernels compiled for the host emulation, and its self-test
+        # kernels: for yolact_fast.testing and the tests, kept out of the shipped _C.
+        cpp_extension.CppExtension(
+            "yolact_fast._emulation",
+            ["csrc/checks.cpp"] + sorted(glob.glob("csrc/emulation/*.cpp")),
+            include_dirs=[os.path.abspath("csrc")],
+            depends=headers,
+            extra_compile_args=emulation_cflags,
+            extra_link_args=ldflags,
+        ),
     ]
 
 

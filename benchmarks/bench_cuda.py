@@ -6,7 +6,7 @@ beside the official-equivalent eager path. Every timed call ends with
 
 Run on a machine with a GPU and a CUDA build of the extension:
     pytest benchmarks/bench_cuda.py --benchmark-columns=median,min,rounds
-Skipped without a GPU. benchmarks/cuda_report.py gives the static (modelled) picture.
+Skipped without a GPU. tools/cuda_report.py gives the static (modelled) picture.
 """
 
 import os

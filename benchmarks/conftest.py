@@ -1,6 +1,12 @@
-"""Fixtures shared by the benchmarks (yolact_base with rule weights, the 480x640 golden
-image); prints, after the pytest-benchmark tables, each benchmark's speed relative to the
-baseline of its group (the entry whose name contains "reference" or "eager")."""
+"""Options and fixtures shared by the pytest-benchmark suites (yolact_base with rule weights,
+the 480x640 golden image); prints, after the pytest-benchmark tables, each benchmark's speed
+relative to the baseline of its group (the entry whose name contains "reference" or "eager").
+
+    pytest benchmarks --device cpu --threads 2      # the CPU suites on 2 threads (default)
+    pytest benchmarks --device cuda                 # bench_cuda.py only (needs a GPU)
+
+Results go to benchmarks/results/<machine>/<date>/ with the command that produced them.
+"""
 
 import sys
 from pathlib import Path
@@ -9,7 +15,35 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # inputs.py, golden_data.py
-torch.set_num_threads(2)
+DEVICES = ("cpu", "cuda", "all")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("yolact_fast benchmarks")
+    group.addoption("--device", choices=DEVICES, default="all",
+                    help="run the suites of this device only: cpu (all but bench_cuda.py), cuda (bench_cuda.py)")
+    group.addoption("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads")
+    if threads < 1:
+        raise pytest.UsageError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def suite_device(item) -> str:
+    return "cuda" if "cuda" in Path(str(item.fspath)).stem else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("--device")
+    if wanted == "all":
+        return
+    deselected = [item for item in items if suite_device(item) != wanted]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if suite_device(item) == wanted]
 
 
 @pytest.fixture(scope="session")

@@ -38,24 +38,4 @@ at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const 
 at::Tensor bits_checksum(at::TensorList tensors);
 }  // namespace cpu
 
-// The CUDA launchers run on CPU tensors with a host emulation of the grid (tests only).
-namespace emulated_cuda {
-at::Tensor make_priors(const at::Tensor& anchor_wh, at::IntArrayRef feature_sizes,
-                       at::IntArrayRef anchors_per_level);
-at::Tensor decode_boxes(const at::Tensor& loc, const at::Tensor& priors, double variance_xy,
-                        double variance_wh);
-NmsResult fast_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& coeffs,
-                   double iou_threshold, int64_t top_k, double score_threshold,
-                   int64_t max_detections, std::string method);
-NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits, const at::Tensor& coeffs,
-                 const at::Tensor& priors, double variance_xy, double variance_wh,
-                 double iou_threshold, int64_t top_k, double score_threshold,
-                 int64_t max_detections, std::string method);
-at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
-                          const at::Tensor& boxes, double crop_padding);
-at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const at::Tensor& boxes,
-                       at::IntArrayRef size, double threshold, double crop_padding);
-at::Tensor bits_checksum(at::TensorList tensors);
-}  // namespace emulated_cuda
-
 }  // namespace yf

@@ -1,5 +1,5 @@
-"""The one home of two CUDA build facts, read by setup.py, scripts/cuda_env.sh and
-scripts/cmake_build.sh:
+"""The one home of the CUDA build facts, read by setup.py, scripts/cuda_env.sh,
+scripts/cmake_build.sh and tools/cuda_report.py:
 
     python scripts/cuda_toolkit.py archs   # default TORCH_CUDA_ARCH_LIST (no GPU visible)
     python scripts/cuda_toolkit.py home    # root of the toolkit the nvcc on PATH runs
@@ -17,6 +17,9 @@ import sys
 import tempfile
 
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+# nvcc flags of the kernels besides optimisation and defines: no fused multiply-add (the CPU
+# kernels and the reference round each product), constexpr host functions in device code.
+NVCC_FLAGS = ("--fmad=false", "--expt-relaxed-constexpr")
 
 
 def toolkit_of_nvcc():

@@ -8,7 +8,7 @@ only the step it interrupts:
   batch        images/s at batch 8 (fp16 and each other precision)
   compile      torch.compile(mode="max-autotune") of the network beside the engine's network
   post_network benchmarks/gpu_timings.py: post-network graph replay and per-kernel times
-  exercise     benchmarks/gpu_exercise.py: every CUDA op against the CPU kernels
+  exercise     tests/gpu_exercise.py: every CUDA op against the CPU kernels
 
 ``--dry-run`` runs every step's own code on the CPU at tiny sizes (the demo model, 64x64
 images, torch.compile with the eager backend, the GPU scripts compiled but not run) so the
@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_SCRIPTS = {"post_network": "benchmarks/gpu_timings.py", "exercise": "benchmarks/gpu_exercise.py"}
+GPU_SCRIPTS = {"post_network": "benchmarks/gpu_timings.py", "exercise": "tests/gpu_exercise.py"}
 
 
 class Check:

@@ -5,7 +5,7 @@
 # file: the device tool brings back at most 8):
 #   info      GPU, driver, torch, nvcc
 #   build     FORCE_CUDA build for the GPU present
-#   exercise  benchmarks/gpu_exercise.py: every CUDA op against the CPU kernel
+#   exercise  tests/gpu_exercise.py: every CUDA op against the CPU kernel
 #   tests     the pytest cases that run on the GPU (the "cuda" backend and the GPU-only tests)
 #   timings   benchmarks/gpu_timings.py: graph-replayed and eager device times, per-kernel table
 #   sanitize  compute-sanitizer memcheck, racecheck, synccheck, initcheck over gpu_exercise --quick
@@ -40,7 +40,11 @@ stage() {  # stage NAME SECONDS COMMAND...: runs COMMAND under min(SECONDS, time
   tail -n "${TAIL:-25}" /tmp/yf_stage.log
 }
 
-built() { ls yolact_fast/_C.cpython-"$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"-*.so >/dev/null 2>&1; }
+built() {  # both extension modules, _C and _emulation, for this Python
+  local v
+  v=$(timeout 30 "$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+  ls yolact_fast/_C.cpython-"$v"-*.so yolact_fast/_emulation.cpython-"$v"-*.so >/dev/null 2>&1
+}
 
 if [ $# -eq 0 ]; then
   echo "usage: OUT=DIR bash scripts/gpu_session.sh STAGE... (info build exercise tests timings sanitize bench ncu stalls suite)"
@@ -51,11 +55,11 @@ for name in "$@"; do
   case $name in
     info) stage info 120 bash -c 'echo "python: $(command -v python)"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv; nvcc --version | tail -2; nproc; time python -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"' ;;
     build)
-      if built; then echo "=== build: using the carried $(ls yolact_fast/_C*.so)"; continue; fi
+      if built; then echo "=== build: using the carried" yolact_fast/_C*.so yolact_fast/_emulation*.so; continue; fi
       # shellcheck disable=SC1091
       stage build 480 bash -c '. scripts/cuda_env.sh && FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) python setup.py build_ext --inplace'
       ;;
-    exercise) stage exercise 240 python benchmarks/gpu_exercise.py ;;
+    exercise) stage exercise 240 python tests/gpu_exercise.py ;;
     tests) stage tests 300 python -m pytest -q -p no:cacheprovider \
              tests/test_ops_reference.py tests/test_build.py tests/test_ops_errors.py tests/test_plus.py \
              -k "cuda and not emulated_cuda" ;;
@@ -63,7 +67,7 @@ for name in "$@"; do
     sanitize)
       for tool in memcheck racecheck synccheck initcheck; do
         stage "sanitize_$tool" 150 compute-sanitizer --tool "$tool" --error-exitcode 3 \
-          python benchmarks/gpu_exercise.py --quick
+          python tests/gpu_exercise.py --quick
       done ;;
     bench) stage bench 300 python -m pytest -q -p no:cacheprovider benchmarks/bench_cuda.py \
              --benchmark-columns=median,min,rounds --benchmark-json="$OUT/bench_cuda.json" ;;

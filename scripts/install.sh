@@ -28,4 +28,4 @@ if ! YOLACT_FAST_SKIP_EXT=1 pip install -q --no-build-isolation --no-deps -e . >
   tail -n 40 build/install.log
   exit 1
 fi
-echo "yolact_fast installed (extension: $(ls yolact_fast/_C*.so))"
+echo "yolact_fast installed (extensions: $(echo yolact_fast/_C*.so yolact_fast/_emulation*.so))"

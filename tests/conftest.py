@@ -6,6 +6,18 @@ from golden_data import GOLDEN_DIRS, golden_cases, load_golden
 GOLDEN_CASES = golden_cases()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a GPU and the extension's CUDA kernels: skipped otherwise."""
+    from yolact_fast import ops
+
+    if torch.cuda.is_available() and ops.cuda_kernels_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and the extension built with its CUDA kernels")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", params=GOLDEN_CASES or ["<missing>"])
 def golden(request):
     if request.param == "<missing>":

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inputs import (clustered_boxes, random_boxes, random_coeffs, random_head, random_proto,  # noqa: E402
                     random_scores)
-from yolact_fast import _C, ops, reference  # noqa: E402
+from yolact_fast import _emulation, ops, reference  # noqa: E402
 
-EMULATED = _C.emulated_cuda
+EMULATED = _emulation.emulated_cuda
 DTYPES = (torch.float32, torch.float64)
 SPECIALS = (math.nan, math.inf, -math.inf, 1e30, -1e30, 0.0, -0.0)
 

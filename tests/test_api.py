@@ -1,4 +1,4 @@
-"""Public API details: copyable models after segment(), Instances indexing, configs
+"""Public API details: module names, copyable models after segment(), Instances indexing, configs
 built from lists, model-path caching, half models, priors per device."""
 
 import copy
@@ -101,3 +101,13 @@ def test_priors_cached_per_device_and_returned_fresh():
     assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
     with pytest.raises(ValueError, match="variances must be a pair"):
         ops.decode_boxes(torch.zeros(1, 4), torch.zeros(1, 4), variances=1)
+
+
+def test_public_modules_keep_their_names():
+    import importlib
+
+    import yolact_fast.testing  # noqa: F401  (not imported by yolact_fast itself)
+
+    assert importlib.import_module("yolact_fast.reference") is yf.reference is yf.ops.reference
+    assert callable(yf.reference.fast_nms) and callable(yf.data.synthetic_shapes)
+    assert callable(yf.export.onnx) and callable(yf.testing.emulated_cuda.paste_masks)

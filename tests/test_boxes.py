@@ -1,10 +1,10 @@
-"""yolact_fast.boxes against torchvision.ops and hand-worked cases, degenerate boxes included."""
+"""yolact_fast.ops.boxes against torchvision.ops and hand-worked cases, degenerate boxes included."""
 
 import pytest
 import torch
 import torchvision
 
-from yolact_fast.boxes import box_convert, box_ioa, box_iou, boxes_to_pixels, crop_bounds, point_form
+from yolact_fast.ops.boxes import box_convert, box_ioa, box_iou, boxes_to_pixels, crop_bounds, point_form
 
 from inputs import gen, random_boxes
 

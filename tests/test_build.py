@@ -1,4 +1,4 @@
-"""The extension as built: every op has its CPU kernel, and the CUDA kernels when the
+"""The extensions as built: every op has its CPU kernel, and the CUDA kernels when the
 build included them (CI builds with FORCE_CUDA=1 and sets YOLACT_FAST_EXPECT_CUDA=1)."""
 
 import os
@@ -57,3 +57,12 @@ def test_gpu_session_script_parses_and_refuses_unknown_stages(tmp_path):
     assert result.returncode == 2 and "unknown stage no_such_stage" in result.stdout
     bare = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)})
     assert bare.returncode == 2 and "usage:" in bare.stdout  # no stage named: nothing runs silently
+
+
+def test_emulation_is_a_module_of_its_own():
+    """The shipped _C holds the ops only; the emulated CUDA kernels and the planted-bug
+    self-test kernels are in yolact_fast._emulation (for yolact_fast.testing and tests)."""
+    from yolact_fast import _emulation
+
+    assert not {"emulated_cuda", "emulation", "selftest"} & set(dir(_C))
+    assert {"emulated_cuda", "selftest", "options", "begin_recording"} <= set(dir(_emulation))

@@ -349,7 +349,7 @@ def test_interrupted_image_run_writes_the_results_so_far(tmp_path, monkeypatch):
 
 
 def test_source_kinds_and_names(tmp_path):
-    from yolact_fast.files import find_sources, output_paths
+    from yolact_fast.sources import find_sources, output_paths
 
     save_shape_image(tmp_path / "a" / "x.png", 1)
     (tmp_path / "b").mkdir()
@@ -372,7 +372,7 @@ def test_source_kinds_and_names(tmp_path):
 # must end; matches agree with glob's where there are no links.
 LINK_LOOP_GLOB = """
 import glob, os
-from yolact_fast.files import _glob, find_sources
+from yolact_fast.sources import _glob, find_sources
 os.makedirs("g/sub/.hidden")
 for name in ("g/a.png", "g/sub/b.png", "g/sub/.hidden/c.png", "g/.d.png", "g/sub/e.txt"):
     open(name, "w").close()

@@ -13,7 +13,7 @@ DOCS = sorted(["README.md", "CHANGELOG.md"]
               + [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))])
 
 # Top-level folders whose paths the docs name; a path is checked when it starts with one.
-TOP_FOLDERS = ("yolact_fast", "csrc", "scripts", "tests", "benchmarks", "docs", ".ci")
+TOP_FOLDERS = ("yolact_fast", "csrc", "scripts", "tests", "benchmarks", "tools", "docs", ".ci")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolact_fast import configs, ops, reference
+from yolact_fast import _emulation, configs, ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
 from inputs import (clustered_boxes, misaligned_copy, random_boxes, random_coeffs, random_head, random_proto,
                     random_scores)
@@ -30,8 +30,8 @@ def cached_equal_recomputed(loc, logits, coeffs, priors, cap, args):
     """detect's detections from `logits` (at most `cap` per row: detect_scores keeps their
     exps in shared memory) after checking that they equal, bit for bit, those from the same
     rows padded with -inf logits (exp 0) past the cap (exps recomputed)."""
-    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
-    assert "kCachedLogits = sizeof(A) == 4 ? 256 : 96;" in source  # the caps straddled here
+    constants = _emulation.emulated_cuda.kernel_constants
+    assert cap in (constants["cached_logits_float"], constants["cached_logits_double"])  # straddled here
     assert logits.shape[1] <= cap
     pad = torch.full((logits.shape[0], cap - logits.shape[1] + 1), -float("inf"), dtype=logits.dtype)
     cached = emulated_detect(loc, logits, coeffs, priors, *args)

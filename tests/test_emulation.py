@@ -1,4 +1,4 @@
-"""The host emulation of CUDA blocks (csrc/common/emulation.h) catches planted bugs
+"""The host emulation of CUDA blocks (csrc/emulation/emulation.h) catches planted bugs
 (missing barrier, races, out-of-bounds shared indices, unwritten shared reads, over-limit
 launches, deadlocked warp collectives), runs barriers, shared memory and warp collectives
 as the GPU does, and shuffles the schedule by seed."""
@@ -6,10 +6,10 @@ as the GPU does, and shuffles the schedule by seed."""
 import pytest
 import torch
 
-from yolact_fast import _C
+from yolact_fast import _emulation
 from yolact_fast.testing import emulated_cuda as ecuda
 
-selftest = _C.emulation.selftest
+selftest = _emulation.selftest
 
 
 def run(name, block=(64, 1, 1), grid=(1, 1, 1), **kwargs):
@@ -218,15 +218,15 @@ def test_blocks_run_in_an_order_the_seed_shuffles():
 
 
 def test_schedule_restores_the_previous_settings():
-    before = _C.emulation.options()
+    before = _emulation.options()
     with ecuda.schedule(seed=7, check_races=False, opt_in_shared_bytes=99 * 1024):
-        assert _C.emulation.options() == (7, False, 99 * 1024)
+        assert _emulation.options() == (7, False, 99 * 1024)
         with ecuda.schedule(seed=8):  # the device stays that of the enclosing block
-            assert _C.emulation.options() == (8, True, 99 * 1024)
+            assert _emulation.options() == (8, True, 99 * 1024)
             with ecuda.schedule(opt_in_shared_bytes=64 * 1024):
-                assert _C.emulation.options() == (0, True, 64 * 1024)
-        assert _C.emulation.options() == (7, False, 99 * 1024)
-    assert _C.emulation.options() == before
+                assert _emulation.options() == (0, True, 64 * 1024)
+        assert _emulation.options() == (7, False, 99 * 1024)
+    assert _emulation.options() == before
     with pytest.raises(ValueError, match="seed"):
         with ecuda.schedule(seed=-1):
             pass

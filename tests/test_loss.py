@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from yolact_fast import reference
-from yolact_fast.boxes import box_iou, point_form
+from yolact_fast.ops.boxes import box_iou, point_form
 from yolact_fast.model import YolactOutput
 from yolact_fast.train.loss import (
     LossWeights, encode, mask_loss_single, match, ohem_negatives, prepare_targets, semantic_loss_single,

@@ -4,21 +4,20 @@ its launch logic budgets, its IoU row step against the model's constant and its 
 radix pass's addressing; bits_checksum's loads and atomic. Skipped when the build has no
 CUDA kernels or no nvdisasm."""
 
-import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from yolact_fast import _C, ops
+from yolact_fast import _C, _emulation, ops
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tools"))
 import cuda_report  # noqa: E402
 import gpu_model  # noqa: E402
 import sass  # noqa: E402
 
-SELECT_STATIC_BYTES = 4096  # kSelectStaticBytes, csrc/cuda/nms_launch.h
+SELECT_STATIC_BYTES = _emulation.emulated_cuda.kernel_constants["select_static_bytes"]
 NVCC = "SASS of the build's nvcc (these counts were taken with nvcc 13.0)"
 
 
@@ -27,8 +26,6 @@ def kernels(tmp_path_factory):
     """Readable name -> (SASS function, resource usage) of every kernel in the build."""
     if not ops.cuda_kernels_available() or cuda_report.nvidia_tool("nvdisasm") is None:
         pytest.skip("needs the CUDA kernels and nvdisasm/cuobjdump")
-    source = (ROOT / "csrc" / "cuda" / "nms_launch.h").read_text()
-    assert f"constexpr size_t kSelectStaticBytes = {SELECT_STATIC_BYTES};" in source
     try:
         cubins = cuda_report.extract_cubins(Path(_C.__file__), "sm_90", tmp_path_factory.mktemp("cubins"))
     except RuntimeError:
@@ -140,5 +137,4 @@ def test_first_radix_pass_loads_at_immediate_offsets(class_nms_kernels):
 
 def sass_batch() -> int:
     """kScanBatch of csrc/cuda/nms_kernels.cuh."""
-    source = (ROOT / "csrc" / "cuda" / "nms_kernels.cuh").read_text()
-    return int(re.search(r"constexpr int kScanBatch = (\d+);", source).group(1))
+    return _emulation.emulated_cuda.kernel_constants["scan_batch"]

@@ -23,7 +23,8 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Union
 
-from .files import Source, atomic_output, find_sources, output_folder, output_paths
+from .files import atomic_output, output_folder
+from .sources import Source, find_sources, output_paths
 
 PARTS = ".parts"  # per-input records, below --out
 RESULTS = "results.json"

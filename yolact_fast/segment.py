@@ -17,10 +17,10 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 
-from . import _args
 from . import ops as _ops
-from . import reference as _reference
-from .boxes import boxes_to_pixels
+from .ops import _args
+from .ops import reference as _reference
+from .ops.boxes import boxes_to_pixels
 from .configs import YolactConfig
 from .instances import Instances
 from .io import as_image_list

@@ -23,15 +23,13 @@ from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 import torch
 
 from . import ops as _ops
-from ._args import as_int
+from .ops._args import as_int
 from .instances import Instances
 from .io import check_image_tensor
 from .engine import check_unchanged, get_engine
 from .model.resolve import resolve_model
 from .segment import SegmentOptions, network_mode, postprocessor, run_network
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".flv", ".ts", ".gif")
 H264_ENCODERS = ("libx264", "h264")
 FALLBACK_ENCODER = "mpeg4"
 DEFAULT_FPS = 30

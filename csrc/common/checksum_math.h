@@ -1,5 +1,5 @@
 // The bits checksum of bits_checksum (CPU kernel, CUDA kernel and the reference in
-// yolact_fast/reference.py): a tensor's bytes read as words of min(element size, 8) bytes,
+// yolact_fast/ops/reference.py): a tensor's bytes read as words of min(element size, 8) bytes,
 // word i (zero-extended) times a 32-bit odd weight drawn from i, summed modulo 2^64. An odd
 // weight is invertible modulo 2^64, so any change of one word (one element, but for
 // complex128's two) changes the sum; sums of partial sums are the same in any order, so

@@ -4,7 +4,7 @@
 // use block or warp primitives (__syncthreads, shuffles, shared memory): device-only under
 // nvcc, plain functions under the emulation. Kernels (YF_GLOBAL) are written
 // once: nvcc compiles them for the GPU, and a host compiler compiles them against the
-// emulation of csrc/common/emulation.h, which runs each block's threads as fibers. There
+// emulation of csrc/emulation/emulation.h, which runs each block's threads as fibers. There
 // blockIdx/threadIdx/blockDim/gridDim are thread-local variables the emulation sets, and
 // shared memory is declared only through
 //   YF_SHARED(T, name, N)       a static __shared__ T name[N]

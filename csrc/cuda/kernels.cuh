@@ -1,10 +1,10 @@
 // CUDA kernels. They compile under nvcc and, for tests, under a host compiler where
-// csrc/common/emulation.h runs each block's threads as fibers (shared memory through
+// csrc/emulation/emulation.h runs each block's threads as fibers (shared memory through
 // YF_SHARED / YF_DYNAMIC_SHARED only: see macros.h).
 #pragma once
 
 #if !defined(__CUDACC__)
-#include "../common/emulation.h"
+#include "../emulation/emulation.h"
 #endif
 
 #include "../common/box_math.h"

@@ -1,6 +1,6 @@
 // CUDA kernels of fast_nms / detect (launch logic: nms_launch.h). Cooperative blocks:
 // they compile under nvcc and, for tests, under the fiber emulation of
-// csrc/common/emulation.h (shared memory only through YF_SHARED / YF_DYNAMIC_SHARED).
+// csrc/emulation/emulation.h (shared memory only through YF_SHARED / YF_DYNAMIC_SHARED).
 //
 //   scores:     candidate_flags (fast_nms) | detect_scores (decode + softmax, detect)
 //   per class:  class_nms, one block of 1024 threads per class: the top k by a radix

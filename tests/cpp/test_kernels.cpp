@@ -8,6 +8,7 @@
 
 #include "common/box_math.h"
 #include "common/mask_math.h"
+#include "emulation/emulated_cuda.h"
 #include "ops.h"
 
 namespace {

@@ -198,7 +198,8 @@ def _transform(points, cx, cy, rx, ry, rotation) -> list:
 def golden_image(seed: int, height: int, width: int) -> torch.Tensor:
     """The synthetic image of the golden data (``make_image`` in docs/golden-data.md): a
     bilinear colour gradient with 4-8 filled ellipses/rectangles and Gaussian noise, as uint8
-    [3,H,W] RGB (the golden ``image`` arrays hold it as BGR HxWx3)."""
+    [3,H,W] RGB (the golden ``image`` arrays hold it as BGR HxWx3). Also the input of
+    ``yolact-fast demo --random-weights``, with the weights of :mod:`yolact_fast.model.weight_rule`."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     corners = rng.uniform(0, 255, size=(4, 3))

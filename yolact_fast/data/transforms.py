@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from ..boxes import box_iou
+from ..ops.boxes import box_iou
 
 Target = Dict[str, torch.Tensor]
 Sample = Tuple[torch.Tensor, Target]

@@ -24,7 +24,8 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from .. import _C, _args
+from .. import _emulation
+from ..ops import _args
 from ..configs import YolactConfig
 
 __all__ = [
@@ -41,8 +42,7 @@ __all__ = [
     "Launch",
 ]
 
-_kernels = _C.emulated_cuda
-_emulation = _C.emulation
+_kernels = _emulation.emulated_cuda
 
 
 class Launch(NamedTuple):

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
-from ..boxes import box_convert, box_ioa, box_iou, point_form
+from ..ops.boxes import box_convert, box_ioa, box_iou, point_form
 from ..configs import YolactConfig, yolact_base
 
 Target = Dict[str, torch.Tensor]

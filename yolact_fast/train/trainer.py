@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from .._args import as_int
+from ..ops._args import as_int
 from ..configs import YolactConfig, feature_sizes, get_config, proto_size
 from ..data.transforms import Augment
 from ..files import append_output, atomic_output, output_folder

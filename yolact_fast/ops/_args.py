@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .configs import YolactConfig, anchor_sizes, feature_sizes
+from ..configs import YolactConfig, anchor_sizes, feature_sizes
 
 
 def check_tensor(value, name: str) -> None:

@@ -16,8 +16,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from . import _C, _args, _autograd, _meta  # noqa: F401  (ops, autograd formulas, fake kernels)
-from .configs import YolactConfig
+from .. import _C
+from . import _args, _autograd, _meta  # noqa: F401  (autograd formulas, fake kernels)
+from ..configs import YolactConfig
 
 __all__ = [
     "make_priors",

@@ -1,6 +1,6 @@
 """GPU evidence without a GPU: the SASS of the CUDA kernels and a modelled H100 roofline.
 
-    python benchmarks/cuda_report.py [--arch sm_90] [--json out.json] [--markdown]
+    python tools/cuda_report.py [--arch sm_90] [--json out.json] [--markdown]
                                      [--binary PATH | --source CHECKOUT]
 
 1. SASS (static, from the compiler): csrc/cuda/*.cu are compiled with nvcc to a cubin for
@@ -8,9 +8,9 @@
    yolact_fast/_C*.so, are used), disassembled with nvdisasm / cuobjdump (they ship in the
    triton wheel torch installs), and per kernel the report gives registers, stack/local
    bytes (spills), static shared bytes and the instruction mix of its hot loop
-   (benchmarks/sass.py defines the terms). For the mask paste kernel: SASS instructions per
+   (tools/sass.py defines the terms). For the mask paste kernel: SASS instructions per
    output pixel on the store path (budget <= 20) and FP64 in its per-element code (budget: none).
-2. Modelled H100 time per op (benchmarks/gpu_model.py): the CUDA launch code runs on CPU
+2. Modelled H100 time per op (tools/gpu_model.py): the CUDA launch code runs on CPU
    tensors under the host emulation on the official shapes; its kernel launches and the ATen
    ops it calls are recorded and charged bytes / 3.35 TB/s + 3 us per launch, beside the
    same model of the official PyTorch op sequence, against a budget of 40 us for the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -39,9 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 import gpu_model  # noqa: E402
 import sass  # noqa: E402
-# setup.py's compile_args() for nvcc (and torch's COMMON_NVCC_FLAGS, added below): keep in step
-# (tests/test_cuda_report.py checks that setup.py still passes these).
-NVCC_FLAGS = ["-O3", "--fmad=false", "--expt-relaxed-constexpr", "-DYF_WITH_CUDA", "-DNDEBUG"]
+_toolkit_spec = importlib.util.spec_from_file_location("yolact_fast_cuda_toolkit", ROOT / "scripts" / "cuda_toolkit.py")
+cuda_toolkit = importlib.util.module_from_spec(_toolkit_spec)
+_toolkit_spec.loader.exec_module(cuda_toolkit)
+# setup.py's compile_args() for nvcc in a release build (torch's COMMON_NVCC_FLAGS are added below)
+NVCC_FLAGS = ["-O3", *cuda_toolkit.NVCC_FLAGS, "-DYF_WITH_CUDA", "-DNDEBUG"]
 STORE_PATH_BUDGET = 20
 POST_NETWORK_BUDGET_US = 40.0
 
@@ -243,7 +246,7 @@ def post_network_padded(ops, x, size):
     """post_network with the padded detect op (``torch.ops.yolact_fast.detect``'s, here its
     emulated twin): no count read back to the host, so a CUDA graph can capture the path;
     the masks of all max_detections slots (empty past the count)."""
-    from yolact_fast import _args
+    from yolact_fast.ops import _args
 
     boxes, coeffs, _, _, _ = ops._kernels.detect(*_args.detect_args(
         x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"], (0.1, 0.2), 0.5, 200, 0.05, 100, "fast"))

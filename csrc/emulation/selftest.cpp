@@ -1,12 +1,12 @@
 // Kernels with planted bugs (and correct twins) that tests/test_emulation.py runs to show
-// that the host emulation catches each kind of bug. Built into the Python module only,
-// never into the CUDA build.
+// that the host emulation catches each kind of bug. Built into yolact_fast._emulation only,
+// never into yolact_fast._C.
 #include <torch/extension.h>
 
 #include <map>
 #include <string>
 
-#include "../common/emulation.h"
+#include "emulation.h"
 
 namespace yf {
 namespace selftest {

@@ -2,9 +2,10 @@
 official ones (19,248 priors, 80 classes, 138x138x32 prototypes), empty inputs, degenerate
 boxes, k not a multiple of 8, misaligned views and the reduced dtypes. Small enough to run
 under compute-sanitizer (memcheck, racecheck, synccheck, initcheck). Needs a GPU and a
-CUDA build; exits 1 on any mismatch.
+CUDA build; tests/test_gpu_exercise.py runs it (marker ``cuda``), or as a script, which
+exits 1 on any mismatch:
 
-    python benchmarks/gpu_exercise.py [--quick]
+    python tests/gpu_exercise.py [--quick]
 """
 
 import argparse
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # inputs.py
 from inputs import gen, misaligned_copy, random_boxes, random_coeffs, random_proto, random_scores  # noqa: E402
 
 from yolact_fast import ops  # noqa: E402
@@ -107,12 +108,15 @@ def mask_cases(quick):
                   ops.paste_masks(*on_gpu(*args), (h, w)), mask_tolerance=1e-3)
 
 
+CASES = (nms_cases, detect_cases, mask_cases)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer and smaller cases (for compute-sanitizer)")
     quick = parser.parse_args().quick
     assert torch.cuda.is_available() and ops.cuda_kernels_available(), "needs a GPU and a CUDA build"
-    for cases in (nms_cases, detect_cases, mask_cases):
+    for cases in CASES:
         cases(quick)
         torch.cuda.synchronize()
     print(f"gpu_exercise: {len(FAILURES)} failures")

@@ -1,8 +1,9 @@
 // The CUDA launch logic and kernels (csrc/cuda/launch.h, kernels.cuh) run on CPU tensors
-// under the host emulation of csrc/common/emulation.h: yolact_fast.testing.emulated_cuda.
+// under the host emulation of csrc/emulation/emulation.h: yolact_fast.testing.emulated_cuda.
+#include "emulated_cuda.h"
+
 #include "../cuda/launch.h"
 #include "../cuda/nms_launch.h"
-#include "../ops.h"
 
 namespace yf {
 namespace emulated_cuda {
@@ -70,6 +71,20 @@ at::Tensor bits_checksum(at::TensorList tensors) {
   check_cpu(tensors[0], "tensors[0]");
   return launch::bits_checksum(kHost, tensors);
 }
+
+std::map<std::string, int64_t> kernel_constants() {
+  return {
+      {"select_static_bytes", int64_t(launch::kSelectStaticBytes)},
+      {"select_threads", kernels::kSelectThreads},
+      {"scan_batch", kernels::kScanBatch},
+      {"cached_logits_float", kernels::kCachedLogits<float>},
+      {"cached_logits_double", kernels::kCachedLogits<double>},
+      {"iou_tile", kernels::kTile},
+      {"iou_split", kernels::kIouSplit},
+  };
+}
+
+int lanes_per_column(int columns) { return kernels::lanes_per_column(columns); }
 
 }  // namespace emulated_cuda
 }  // namespace yf

@@ -1,7 +1,7 @@
-// The runtime of the host emulation of CUDA blocks (csrc/common/emulation.h): fibers,
+// The runtime of the host emulation of CUDA blocks (csrc/emulation/emulation.h): fibers,
 // the seeded scheduler, warp collectives, shared memory with bounds and race checks,
 // launch-limit checks and the launch log.
-#include "../common/emulation.h"
+#include "emulation.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>

@@ -1,51 +1,31 @@
-"""Deployment: ONNX graphs (run by onnxruntime), ``torch.export`` programs and AOTInductor packages.
-
-:func:`onnx` writes the whole of :func:`yolact_fast.segment` (preprocessing, network, decode,
-softmax, candidate selection, per-class top-k, NMS, mask assembly, crop, resize, threshold) as
-standard ONNX operators, or the network alone. The post-network graph follows
+"""ONNX graphs of :func:`yolact_fast.segment` (preprocessing, network, decode, softmax, candidate
+selection, per-class top-k, NMS, mask assembly, crop, resize, threshold) as standard ONNX
+operators, or of the network alone. The post-network graph follows
 :mod:`yolact_fast.reference` operation by operation (same float32 arithmetic, same tie-breaking:
-ONNX ``TopK`` puts the lower index first among equal values, as a stable sort does).
-
-:func:`segment_program` is the same path as a ``torch.nn.Module`` over the ``yolact_fast`` ops
-(static padded outputs plus a count), which ``torch.export`` captures through the ops' fake
-kernels; :func:`aoti_package` compiles it with AOTInductor.
-
-``onnx`` and ``onnxruntime`` are optional: ``pip install 'yolact_fast[export]'``.
-"""
+ONNX ``TopK`` puts the lower index first among equal values, as a stable sort does)."""
 
 from __future__ import annotations
 
-import importlib
 import dataclasses
 import io
 import json
 import os
-import shutil
-import tempfile
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from . import ops as _ops
-from ._args import image_size_arg
-from .boxes import boxes_to_pixels
-from .configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
-from .files import atomic_output
-from .instances import Instances
-from .io import as_image_list
-from .model import Yolact
-from .model.fuse import inference_copy
-from .preprocess import preprocess
-from .model.resolve import resolve_model
-from .segment import SegmentOptions
+from .. import ops as _ops
+from ..configs import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, YolactConfig, proto_size
+from ..files import atomic_output
+from ..model import Yolact
+from ..model.fuse import inference_copy
+from ..model.resolve import resolve_model
+from ..ops._args import image_size_arg
+from ..segment import SegmentOptions
+from ._optional import refuse_rescoring, require
 
-__all__ = ["onnx", "onnx_model", "network_onnx", "OnnxSegmenter", "onnxruntime_segmenter", "segment_program", "torch_export", "aoti_package",
-           "postprocess_graph",
-           "load_aoti"]
-
-EXTRA = "export"
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(17, 21)
 #: Names of the graph outputs: with post-processing, and of the network alone (official names).
@@ -54,25 +34,6 @@ NETWORK_OUTPUTS = ("loc", "conf", "mask", "proto", "priors")
 #: Tensor names of the exported network's outputs inside the graphs (YolactOutput's fields).
 RAW_OUTPUTS = ("raw_loc", "raw_conf_logits", "raw_mask_coeffs", "raw_proto")
 
-
-def _refuse_rescoring(model: Yolact) -> None:
-    if getattr(model, "maskiou_net", None) is not None:
-        raise NotImplementedError(
-            f"{model.config.name}: the YOLACT++ mask re-scoring (maskiou_net) is not exported yet; "
-            "export the network alone (postprocess=False) and re-score with yolact_fast.rescore")
-
-
-def _require(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as error:
-        raise ImportError(
-            f"yolact_fast.export needs the optional package {module_name!r}: "
-            f"pip install 'yolact_fast[{EXTRA}]' (installs onnx and onnxruntime)"
-        ) from error
-
-
-# --- ONNX export ----------------------------------------------------------------------------
 
 def onnx(
     model,
@@ -114,12 +75,12 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
                iou_threshold=0.5, top_k=200, max_detections=100, opset=DEFAULT_OPSET,
                batched_input=False):
     """:func:`onnx` without the file: the checked ``onnx.ModelProto``."""
-    onnx_lib = _require("onnx")
+    onnx_lib = require("onnx")
     model = resolve_model(model)
     _check_exportable(model, opset)
     options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
     if postprocess:
-        _refuse_rescoring(model)
+        refuse_rescoring(model)
     if image_size is not None:
         if not postprocess:
             raise ValueError("image_size applies to postprocess=True graphs; the network alone "
@@ -169,7 +130,7 @@ def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
     Exported from the BatchNorm-folded copy (no oneDNN packing, NCHW) by the TorchScript-based
     exporter, which handles this static network without the onnxscript dependency.
     """
-    onnx_lib = _require("onnx")
+    onnx_lib = require("onnx")
     network = inference_copy(model, channels_last=False, pack_cpu=False)
     size = model.config.max_size
     example = torch.zeros(1, 3, size, size, device=model.device)
@@ -187,7 +148,7 @@ class _GraphBuilder:
     """Appends nodes and constants to an exported network graph, with unique names."""
 
     def __init__(self, model, opset: int):
-        self.onnx = _require("onnx")
+        self.onnx = require("onnx")
         self.model = model
         self.graph = model.graph
         self.opset = opset
@@ -313,7 +274,7 @@ def postprocess_graph(config: YolactConfig, nms: str = "fast", score_threshold: 
                       opset: int = DEFAULT_OPSET):
     """The post-network graph alone (inputs: :data:`RAW_OUTPUTS` of one image, with a batch dim
     of one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
-    onnx_lib = _require("onnx")
+    onnx_lib = require("onnx")
     helper, t = onnx_lib.helper, onnx_lib.TensorProto
     ph, pw = proto_size((config.max_size,) * 2)
     shapes = ([1, "priors", 4], [1, "priors", config.num_classes], [1, "priors", config.mask_dim],
@@ -471,164 +432,3 @@ def _boxes_to_pixels(g: _GraphBuilder, boxes: str, image_hw: str) -> str:
     stacked = g.op("Concat", *(g.unsqueeze(v, 1) for v in (x1, y1, x2, y2)), axis=1)
     truncated = g.op("Cast", stacked, to=g.onnx.TensorProto.INT64)  # toward zero, as .long()
     return g.op("Cast", truncated, to=g.onnx.TensorProto.FLOAT)
-
-
-class OnnxSegmenter:
-    """An exported ``postprocess=True`` ONNX file run by onnxruntime (CPU by default).
-
-    ``segmenter(image)`` -> :class:`Instances`, as :func:`yolact_fast.segment`; images are uint8
-    (tensors [3,H,W], numpy HxWx3, PIL images or file paths; a list gives a list).
-    ``threads``: onnxruntime intra-op threads (default: torch's thread count).
-    """
-
-    def __init__(self, path, threads: Optional[int] = None, providers: Optional[List[str]] = None):
-        """``path``: an ONNX file, or its serialized bytes."""
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        source = path if isinstance(path, bytes) else os.fspath(path)
-        self.session = ort.InferenceSession(source, options,
-                                            providers=providers or ["CPUExecutionProvider"])
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if json.loads(metadata.get("yolact_fast.postprocess", "false")) is not True:
-            raise ValueError("the ONNX model is not a postprocess=True yolact_fast export")
-        self.class_names = tuple(json.loads(metadata["yolact_fast.class_names"]))
-        self.input_shape = self.session.get_inputs()[0].shape
-
-    def __call__(self, images):
-        image_list, is_batch = as_image_list(images)
-        results = [self._run(image) for image in image_list]
-        return results if is_batch else results[0]
-
-    def _run(self, image: torch.Tensor) -> Instances:
-        if image.dtype != torch.uint8:
-            raise TypeError(f"image must be uint8 for the ONNX graph, got {image.dtype}")
-        array = image.cpu().contiguous().numpy()
-        expected = self.input_shape
-        if len(expected) == 4:  # exported with batched_input=True
-            array = array[None]
-        fixed = [(i, d) for i, d in enumerate(expected) if isinstance(d, int)]
-        if any(array.shape[i] != d for i, d in fixed):
-            raise ValueError(f"image must be {expected} (the exported image_size), "
-                             f"got {list(array.shape)}")
-        boxes, scores, labels, masks = self.session.run(list(SEGMENT_OUTPUTS), {"image": array})
-        return Instances(torch.from_numpy(boxes), torch.from_numpy(scores),
-                         torch.from_numpy(labels), torch.from_numpy(masks), self.class_names)
-
-
-def onnxruntime_segmenter(model, threads: Optional[int] = None, **options) -> OnnxSegmenter:
-    """``yf.segment`` through onnxruntime: ``model`` exported in memory (dynamic image size),
-    then run by :class:`OnnxSegmenter`; ``options`` as :func:`yolact_fast.segment`.
-
-    Same detections as ``segment`` (tests/test_export.py); on a 2-core CPU it ran yolact_base at
-    480x640 about 1.1x as fast as ``segment`` after a one-off export and session set-up of tens
-    of seconds (docs/deployment.md, ``benchmarks/bench_export.py``).
-    """
-    serialized = onnx_model(model, **options).SerializeToString()
-    return OnnxSegmenter(serialized, threads=threads)
-
-
-# --- torch.export and AOTInductor -----------------------------------------------------------
-
-class SegmentProgram(torch.nn.Module):
-    """``yf.segment`` for one image as a module with static output shapes, over the
-    ``yolact_fast`` ops (whose fake kernels let ``torch.export`` trace it).
-
-    forward(image uint8 [3,H,W]) -> (boxes [D,4] pixels, scores [D], labels [D] int64,
-    masks bool [D,H,W], count [] int64); rows >= count are padding. D = ``max_detections``
-    (or fewer when fewer boxes can exist).
-    """
-
-    def __init__(self, model: Yolact, nms: str = "fast", score_threshold: float = 0.05,
-                 iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100):
-        super().__init__()
-        options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
-        self.config = model.config
-        self.network = inference_copy(model, pack_cpu=False)  # channels_last on the CPU only
-        size = (model.config.max_size,) * 2
-        self.register_buffer("priors", _ops.make_priors(model.config, size, model.device))
-        self.options = (options.iou_threshold, options.top_k, options.score_threshold,
-                        options.max_detections, options.nms)
-
-    def forward(self, image: torch.Tensor):
-        yolact_ops = torch.ops.yolact_fast
-        batch = preprocess([image], self.config, image.device)
-        out = self.network(batch.contiguous(memory_format=self.network.input_memory_format))
-        det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.detect(
-            out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors,
-            *self.config.variances, *self.options)
-        size = image.shape[-2:]
-        masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]],
-                                       0.5, 1.0)
-        pixel_boxes = boxes_to_pixels(det_boxes, (size[0], size[1])).long().float()
-        return pixel_boxes, det_scores, labels, masks, count
-
-
-def segment_program(model, **options) -> SegmentProgram:
-    """A :class:`SegmentProgram` of ``model`` (Yolact, checkpoint path or "demo"); ``options``
-    as :func:`yolact_fast.segment` (nms, score_threshold, iou_threshold, top_k, max_detections)."""
-    model = resolve_model(model)
-    _refuse_rescoring(model)
-    return SegmentProgram(model, **options).eval()
-
-
-def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
-                 **options) -> torch.export.ExportedProgram:
-    """``torch.export`` of the whole segment path (:class:`SegmentProgram`, input uint8
-    [3,H,W] with (H, W) = ``image_size``) or, with ``postprocess=False``, of the network alone
-    (the fused copy; input float [1,3,S,S]).
-
-    The image size is static: ``paste_masks`` takes its output size as ``int[2]``.
-    """
-    model = resolve_model(model)
-    height, width = image_size_arg(image_size)
-    if postprocess:
-        module = segment_program(model, **options)
-        example = torch.zeros(3, height, width, dtype=torch.uint8, device=model.device)
-    else:
-        if options:
-            raise ValueError(f"options {sorted(options)} apply to postprocess=True programs")
-        module = inference_copy(model, pack_cpu=False)  # channels_last on the CPU only
-        size = model.config.max_size
-        example = torch.zeros(1, 3, size, size, device=model.device)
-    with torch.no_grad():
-        return torch.export.export(module, (example,))
-
-
-def aoti_package(model, path, image_size: Tuple[int, int], **options) -> str:
-    """Compile the whole segment path at ``image_size`` with AOTInductor into a ``.pt2``
-    package at ``path``; ``options`` as :func:`yolact_fast.segment`.
-
-    Load it with :func:`load_aoti` (Python) or ``torch::inductor::AOTIModelPackageLoader``
-    (C++, with the yolact_fast ops library loaded: see the README). Returns ``path``.
-    """
-    from torch._inductor import aoti_compile_and_package
-
-    program = torch_export(model, image_size, postprocess=True, **options)
-    with tempfile.TemporaryDirectory() as folder, torch.no_grad():  # compiled aside, then written atomically
-        package = aoti_compile_and_package(program, package_path=os.path.join(folder, "package.pt2"))
-        with open(package, "rb") as compiled, atomic_output(os.fspath(path)) as file:
-            shutil.copyfileobj(compiled, file)
-    return os.fspath(path)
-
-
-class _AotiSegmenter:
-    """A loaded AOTInductor package: ``segmenter(image uint8 [3,H,W])`` -> Instances."""
-
-    def __init__(self, path, class_names: Sequence[str]):
-        from torch._inductor import aoti_load_package
-
-        self.runner = aoti_load_package(os.fspath(path))
-        self.class_names = tuple(class_names)
-
-    def __call__(self, image: torch.Tensor) -> Instances:
-        with torch.inference_mode():
-            boxes, scores, labels, masks, count = self.runner(image)
-        n = int(count)
-        return Instances(boxes[:n], scores[:n], labels[:n], masks[:n], self.class_names)
-
-
-def load_aoti(path, class_names: Sequence[str]) -> _AotiSegmenter:
-    """Load an :func:`aoti_package` file; calls give :class:`Instances`."""
-    return _AotiSegmenter(path, class_names)

@@ -7,7 +7,7 @@ Boxes get no gradient (the crop is piecewise constant in them).
 
 import torch
 
-from . import _C  # noqa: F401  (defines the op schemas)
+from .. import _C  # noqa: F401  (defines the op schemas)
 
 
 def _setup_context(ctx, inputs, output):

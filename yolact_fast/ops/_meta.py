@@ -10,7 +10,7 @@ static length and returns the count separately), so no data-dependent sizes aris
 
 import torch
 
-from . import _C  # the op schemas and the C++ rules
+from .. import _C  # the op schemas and the C++ rules
 
 _MAX_ALLOCATION_BYTES = _C.max_allocation_bytes  # csrc/checks.h kMaxAllocationBytes
 _FLOATS = (torch.float32, torch.float64)

@@ -32,7 +32,7 @@
 
 #include <ATen/record_function.h>
 
-#include "macros.h"
+#include "../common/macros.h"
 
 namespace yf {
 namespace emulation {
@@ -88,7 +88,7 @@ struct HostLaunch {
   // A workspace that kernels must write before they read it starts as `value` (a GPU
   // leaves it as the allocator hands it over): a read of it unwritten gives a wrong answer
   // every time, not only when the allocator returns memory that held a misleading value.
-  // Hidden from the profiler: it is no device work (benchmarks/gpu_model.py counts ATen ops).
+  // Hidden from the profiler: it is no device work (tools/gpu_model.py counts ATen ops).
   template <class Tensor>
   void prefill(Tensor& workspace, double value) const {
     at::DisableRecordFunctionGuard unrecorded;
