@@ -39,9 +39,9 @@ def get_engine(model: nn.Module, precision: str = "fp32", runtime: str = "torch"
     with _lock:
         slot = _slots.setdefault(model, {}).setdefault(key, _Slot())
     with slot.lock:
-        identity = weights_identity(model)
         if slot.engine is None or not slot.engine.identity.matches(model):
             slot.engine = None
+            identity = weights_identity(model)
             try:
                 engine = build_engine(model, key[1], runtime, identity)
                 check_unchanged(model, identity)  # a copy made while they changed is torn

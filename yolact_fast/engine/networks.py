@@ -142,6 +142,8 @@ class OnnxRuntimeNetwork:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Its threads would spin after each run while torch's post-processing wants the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         serialized = network_onnx(model).SerializeToString()
         self.session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
 
@@ -177,20 +179,25 @@ class OpenVinoNetwork:
         return YolactOutput(*(torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(4)))
 
 
-def time_networks(networks: Dict[str, Network], batch: torch.Tensor, rounds: int = 3) -> Dict[str, float]:
-    """Median milliseconds of each network on ``batch``: one warm-up call each, then
-    ``rounds`` rounds that call them in turn (interleaved, so a change of machine load
-    affects all of them alike)."""
+def time_networks(networks: Dict[str, Network], batch: torch.Tensor, budget_s: float = 2.0,
+                  max_rounds: int = 10) -> Dict[str, float]:
+    """Median milliseconds of each network on ``batch``: one warm-up call each, then rounds
+    that call them in turn (interleaved, so a change of machine load affects all of them
+    alike), 3 to ``max_rounds`` of them as ``budget_s`` allows."""
     sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
     times: Dict[str, list] = {name: [] for name in networks}
+
+    def call(network) -> float:
+        sync()
+        start = time.perf_counter()
+        network(batch)
+        sync()
+        return time.perf_counter() - start
+
     with torch.inference_mode(), network_scope(batch.device):
-        for network in networks.values():
-            network(batch)
+        round_s = sum(call(network) for network in networks.values())
+        rounds = max(3, min(max_rounds, int(budget_s / max(round_s, 1e-6))))
         for _ in range(rounds):
             for name, network in networks.items():
-                sync()
-                start = time.perf_counter()
-                network(batch)
-                sync()
-                times[name].append((time.perf_counter() - start) * 1e3)
+                times[name].append(call(network) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -148,32 +148,43 @@ def can_pack(model: nn.Module) -> bool:
 
 class PackedConv2d(nn.Module):
     """A conv with its weight pre-packed for oneDNN and an optional fused activation
-    ("relu", or "leaky_relu" with ``scalars=[slope]``). Same values as conv + activation."""
+    ("relu", or "leaky_relu" with ``scalars=[slope]``). Same values as conv + activation.
 
-    def __init__(self, conv: nn.Conv2d, input_shape: Tuple[int, ...], activation: str = "none",
+    oneDNN picks the packed layout from the input's spatial size, so a conv that sees several
+    sizes (the prediction head, shared by the five pyramid levels) keeps one packing per size:
+    a weight packed for another size would be reordered again at every call (with a slow
+    generic reorder: ~3 ms per call of the demo model's head)."""
+
+    def __init__(self, conv: nn.Conv2d, input_shapes: Sequence[Tuple[int, ...]], activation: str = "none",
                  scalars: Optional[List[float]] = None):
         super().__init__()
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.padding, self.stride = list(conv.padding), list(conv.stride)
         self.dilation, self.groups = list(conv.dilation), conv.groups
         self.activation, self.scalars = activation, list(scalars or [])
-        weight = conv.weight.detach().contiguous()
-        # Plain attributes: the packed (opaque) tensor cannot be a parameter or be copied.
-        self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(input_shape)
-        )
+        weight = conv.weight.detach().contiguous().to_mkldnn()
+        # Plain attributes: the packed (opaque) tensors cannot be parameters or be copied.
+        self.packed_weights = {
+            tuple(shape[2:]): torch._C._nn.mkldnn_reorder_conv2d_weight(
+                weight, self.padding, self.stride, self.dilation, self.groups, list(shape))
+            for shape in input_shapes
+        }
+        self.packed_weight = next(iter(self.packed_weights.values()))  # for sizes not seen when packing
         self.bias_ = None if conv.bias is None else conv.bias.detach().clone()
+
+    def _weight(self, x: torch.Tensor):
+        return self.packed_weights.get(tuple(x.shape[2:]), self.packed_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
-            x, self.packed_weight, self.bias_, self.padding, self.stride, self.dilation,
+            x, self._weight(x), self.bias_, self.padding, self.stride, self.dilation,
             self.groups, self.activation, self.scalars, "",
         )
 
     def forward_add_relu(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """relu(conv(x) + other) in one oneDNN call."""
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, self.packed_weight, self.bias_, self.padding, self.stride, self.dilation,
+            x, other, self._weight(x), self.bias_, self.padding, self.stride, self.dilation,
             self.groups, "add", 1.0, "relu", [], "",
         )
 
@@ -185,7 +196,7 @@ class PackedBottleneck(nn.Module):
     """A BN-folded :class:`Bottleneck` with packed convs: ReLUs and the residual sum fused.
     A deformable 3x3 conv stays torchvision's (its offset conv is packed later)."""
 
-    def __init__(self, block: Bottleneck, shapes: Dict[nn.Module, Tuple[int, ...]]):
+    def __init__(self, block: Bottleneck, shapes: Dict[nn.Module, List[Tuple[int, ...]]]):
         super().__init__()
         self.conv1 = PackedConv2d(block.conv1, shapes[block.conv1], "relu")
         if isinstance(block.conv2, ModulatedDeformConv2d):
@@ -202,14 +213,17 @@ class PackedBottleneck(nn.Module):
         return self.conv3.forward_add_relu(self.conv2(self.conv1(x)), residual)
 
 
-def _conv_input_shapes(model: Yolact) -> Dict[nn.Module, Tuple[int, ...]]:
-    """Input shape of every conv for one image at the model's size (a packing hint only:
-    other sizes and batch sizes still work)."""
-    shapes = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda m, args: shapes.__setitem__(m, tuple(args[0].shape)))
-        for m in model.modules() if isinstance(m, nn.Conv2d)
-    ]
+def _conv_input_shapes(model: Yolact) -> Dict[nn.Module, List[Tuple[int, ...]]]:
+    """The input shapes every conv sees for one image at the model's size (a packing hint
+    only: other sizes and batch sizes still work)."""
+    shapes: Dict[nn.Module, List[Tuple[int, ...]]] = {}
+
+    def record(module, args):
+        seen = shapes.setdefault(module, [])
+        if tuple(args[0].shape) not in seen:
+            seen.append(tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
     size = model.config.max_size
     parameter = next(model.parameters())
     example = torch.zeros(1, 3, size, size, dtype=parameter.dtype).contiguous(memory_format=torch.channels_last)
