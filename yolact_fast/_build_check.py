@@ -24,8 +24,7 @@ def release(version: str) -> str:
     return version.split("+", 1)[0]
 
 
-def check_torch(built_torch: str, built_cuda: Optional[str], running_torch: str,
-                running_cuda: Optional[str]) -> None:
+def check_torch(built_torch: str, built_cuda: Optional[str], running_torch: str, running_cuda: Optional[str]) -> None:
     """Raise ImportError unless an extension compiled against torch ``built_torch`` (with CUDA
     kernels for CUDA ``built_cuda``, None without) loads under ``running_torch``: the same
     release, and for CUDA kernels the same CUDA version (a CPU-only build runs on the CPU and
