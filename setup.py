@@ -20,7 +20,7 @@ import os
 import sysconfig
 
 import torch
-from setuptools import find_packages, setup
+from setuptools import setup
 from torch.utils import cpp_extension
 
 
@@ -130,21 +130,26 @@ def get_extensions():
     ]
 
 
+class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+    """Also records the torch the extension is compiled against, in _build_info.py next to
+    it (yolact_fast/_build_check.py compares it with the torch that imports the package)."""
+
+    def run(self):
+        super().run()
+        if not self.extensions:
+            return
+        with_cuda = any(source.endswith(".cu") for ext in self.extensions for source in ext.sources)
+        path = os.path.join(os.path.dirname(self.get_ext_fullpath("yolact_fast._C")), "_build_info.py")
+        with open(path, "w") as file:
+            file.write(
+                "# Written by setup.py when the extension was compiled: the torch it was compiled against.\n"
+                f"TORCH_VERSION = {torch.__version__!r}\n"
+                f"CUDA_VERSION = {torch.version.cuda if with_cuda else None!r}  # None: no CUDA kernels\n"
+            )
+
+
+# The package's metadata is in pyproject.toml; this file builds the extension only.
 setup(
-    name="yolact_fast",
-    version="0.1.0",
-    description="YOLACT instance segmentation with fused CPU and CUDA kernels",
-    packages=find_packages(include=["yolact_fast", "yolact_fast.*"]),
-    package_data={"yolact_fast": ["weights/*.pt", "weights/*.json"]},
-    python_requires=">=3.9",
-    install_requires=["torch", "numpy", "pycocotools", "pillow", "tqdm"],
-    extras_require={
-        "export": ["onnx>=1.16", "onnxruntime>=1.18"],  # yf.export.onnx, onnxruntime runs
-        "video": ["av>=12"],  # PyAV: segment_video, video input/output in the CLI
-        "plus": ["torchvision"],  # YOLACT++ (yolact_plus_*): deformable convs by torchvision.ops.deform_conv2d
-    },
     ext_modules=get_extensions(),
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
-    entry_points={"console_scripts": ["yolact-fast = yolact_fast.cli:main"]},
-    zip_safe=False,
+    cmdclass={"build_ext": BuildExtension},
 )

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export YOLACT_FAST_GOLDEN=${YOLACT_FAST_GOLDEN:-$(cd .. && pwd)/shared/golden}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-git ls-files -z csrc yolact_fast tests setup.py pyproject.toml | xargs -0 cp --parents -t "$work"
+git ls-files -z csrc yolact_fast tests setup.py pyproject.toml README.md LICENSE | xargs -0 cp --parents -t "$work"
 cd "$work"
 FORCE_CUDA=0 SANITIZE=1 MAX_JOBS=${MAX_JOBS:-2} python setup.py -q build_ext --inplace >build.log 2>&1 \
   || { tail -n 60 build.log; exit 1; }

@@ -231,6 +231,40 @@ def test_every_other_pil_mode_is_converted_to_rgb(mode):
     assert torch.equal(yf.io.as_image_tensor(image), expected)
 
 
+
+IMAGE = torch.randint(1, 256, (3, 8, 12), dtype=torch.uint8)  # no zeros: as many values per batch (CSR)
+WITHOUT_VALUES = {
+    "sparse_coo": lambda t: t.to_sparse(),
+    "sparse_csr": lambda t: t.to_sparse_csr(),
+    "sparse_csc": lambda t: t.to_sparse_csc(),
+    "sparse_bsr": lambda t: t.to_sparse_bsr((2, 2)),
+    "sparse_bsc": lambda t: t.to_sparse_bsc((2, 2)),
+    "meta": lambda t: t.to("meta"),
+    "nested": lambda t: torch.nested.nested_tensor(list(t) if t.ndim == 4 else [t], layout=torch.jagged),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return yf.load("demo")
+
+
+@pytest.mark.parametrize("kind", sorted(WITHOUT_VALUES))
+@pytest.mark.parametrize("form", ["image", "float image", "batch", "list"])
+def test_images_without_dense_values_are_refused_by_name(kind, form, demo_model):
+    """Sparse, nested and meta tensors reached ATen's kernels (NotImplementedError) before."""
+    image = IMAGE.float() / 255 if form == "float image" else IMAGE
+    convert = WITHOUT_VALUES[kind]
+    if form == "batch":
+        images = convert(torch.stack([image, image]))
+    elif form == "list":
+        images = [image, convert(image)]
+    else:
+        images = convert(image)
+    with pytest.raises(ValueError, match=r"^images must be dense \(strided\) tensors on the CPU or a CUDA device"):
+        yf.segment(images, model=demo_model)
+
+
 HOSTILE_ALLOCATIONS = """
 import resource, sys, torch
 import yolact_fast as yf

@@ -1,6 +1,9 @@
 """yolact_fast: YOLACT instance segmentation with fused CPU and CUDA kernels."""
 
-from . import configs, ops, reference  # noqa: F401
+from . import _build_check
+
+_build_check.check_extension_torch()  # before anything loads the extension (_C): ops, reference, ...
+from . import configs, ops, reference  # noqa: E402,F401
 
 __version__ = "0.1.0"
 from .model import Yolact, load  # noqa: E402,F401

@@ -131,8 +131,20 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
     return check_image_tensor(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1))
 
 
+def check_dense(images: torch.Tensor) -> None:
+    """Refuse tensors without values to read: sparse (any layout), nested and meta tensors."""
+    expected = "images must be dense (strided) tensors on the CPU or a CUDA device"
+    if images.is_nested:
+        raise ValueError(f"{expected}, got a nested tensor: pass a list of [3,H,W] tensors")
+    if images.layout != torch.strided:
+        raise ValueError(f"{expected}, got layout {images.layout} (call .to_dense())")
+    if images.is_meta:
+        raise ValueError(f"{expected}, got a tensor on the meta device (it holds no values)")
+
+
 def check_image_tensor(image: torch.Tensor) -> torch.Tensor:
     """Validate a [3,H,W] tensor; float images become float32. Returns the image."""
+    check_dense(image)
     if image.ndim != 3:
         raise ValueError(f"image tensors must be [3,H,W], got shape {tuple(image.shape)}")
     if image.shape[0] != 3:
@@ -162,6 +174,8 @@ def check_image_tensor(image: torch.Tensor) -> torch.Tensor:
 def as_image_list(images) -> tuple:
     """(list of [3,H,W] tensors, whether the input was a batch). A [B,3,H,W] tensor or a
     list/tuple is a batch; anything else is one image."""
+    if isinstance(images, torch.Tensor):
+        check_dense(images)
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         if images.shape[0] == 0:
             raise ValueError("empty batch: shape [0,3,H,W]")
