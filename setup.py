@@ -64,9 +64,7 @@ def cuda_wheel_includes():
 def want_cuda():
     if env_flag("FORCE_CUDA"):
         if cpp_extension.CUDA_HOME is None:
-            raise RuntimeError(
-                "FORCE_CUDA=1 but no CUDA toolkit was found: put nvcc on PATH or set CUDA_HOME"
-            )
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found: put nvcc on PATH or set CUDA_HOME")
         return True
     return torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
 

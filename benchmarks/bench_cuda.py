@@ -48,8 +48,7 @@ def run(benchmark, function, *args, **kwargs):
 @pytest.fixture(scope="module")
 def golden():
     data = np.load(GOLDEN / CASE)
-    g = {k: torch.from_numpy(np.ascontiguousarray(data[k])).to(CUDA)
-         for k in data.files if k not in ("meta", "image")}
+    g = {k: torch.from_numpy(np.ascontiguousarray(data[k])).to(CUDA) for k in data.files if k not in ("meta", "image")}
     g["scores"] = torch.softmax(g["conf_logits"], -1).t()[1:].contiguous()
     return g
 
@@ -61,6 +60,7 @@ def coco_like():
 
 
 # --- priors and decode -------------------------------------------------------------------------
+
 
 @pytest.mark.benchmark(group="cuda make_priors yolact_base 550x550 (uncached)")
 def test_cuda_make_priors_kernel(benchmark):
@@ -79,6 +79,7 @@ def test_cuda_decode_kernel(benchmark, golden):
 
 
 # --- NMS ---------------------------------------------------------------------------------------
+
 
 def nms_args(golden):
     return golden["decoded_boxes"], golden["scores"], golden["mask_coeffs"]
@@ -123,6 +124,7 @@ def test_cuda_nms_torchvision_batched_nms(benchmark, golden):
 
 
 if hasattr(ops, "detect"):
+
     @pytest.mark.benchmark(group="cuda nms 19248 priors x 80 classes")
     def test_cuda_detect_kernel(benchmark, golden):
         """decode + softmax + candidate selection + Fast NMS from the raw head outputs."""
@@ -130,6 +132,7 @@ if hasattr(ops, "detect"):
 
 
 # --- masks -------------------------------------------------------------------------------------
+
 
 @pytest.mark.benchmark(group="cuda assemble_masks 100 dets (golden)")
 def test_cuda_assemble_reference(benchmark, golden):
@@ -174,6 +177,7 @@ def test_cuda_paste_kernel_coco_like(benchmark, coco_like):
 
 # --- post-network path and segment ----------------------------------------------------------------
 
+
 def post_network_reference(golden):
     boxes = reference.decode_boxes(golden["loc"], golden["priors"])
     scores = torch.softmax(golden["conf_logits"], dim=-1)[:, 1:].t().contiguous()
@@ -184,8 +188,9 @@ def post_network_reference(golden):
 def post_network_kernels(golden):
     """As segment runs it on a GPU: padded NMS outputs, no host synchronisation."""
     if hasattr(ops, "detect"):
-        boxes, coeffs, labels, scores = ops.detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"],
-                                                   golden["priors"])
+        boxes, coeffs, labels, scores = ops.detect(
+            golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"]
+        )
     else:
         boxes = ops.decode_boxes(golden["loc"], golden["priors"])
         scores = torch.softmax(golden["conf_logits"], dim=-1)[:, 1:].t().contiguous()

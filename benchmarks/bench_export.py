@@ -62,13 +62,13 @@ def runners(model, image, expected, tmp_path_factory):
     """name -> one-argument callable (the image), each checked against yf.segment once."""
     folder = tmp_path_factory.mktemp("export")
     builds = {
-        "onnxruntime": lambda: export.OnnxSegmenter(
-            export.onnx(model, folder / "yolact_base.onnx"), threads=2),
-        "inductor_freezing": lambda: functools.partial(_call_program, torch.compile(
-            export.segment_program(model), options={"freezing": True})),
+        "onnxruntime": lambda: export.OnnxSegmenter(export.onnx(model, folder / "yolact_base.onnx"), threads=2),
+        "inductor_freezing": lambda: functools.partial(
+            _call_program, torch.compile(export.segment_program(model), options={"freezing": True})
+        ),
         "aoti_package": lambda: export.load_aoti(
-            export.aoti_package(model, folder / "yolact_base.pt2", tuple(image.shape[1:])),
-            model.config.class_names),
+            export.aoti_package(model, folder / "yolact_base.pt2", tuple(image.shape[1:])), model.config.class_names
+        ),
     }
     result = {"segment": functools.partial(yf.segment, model=model)}
     for name, build in builds.items():
@@ -81,9 +81,9 @@ def runners(model, image, expected, tmp_path_factory):
 def _run(benchmark, runners, name, image):
     if name in setup_seconds:
         benchmark.extra_info["build_s"], benchmark.extra_info["first_call_s"] = (
-            round(v, 2) for v in setup_seconds[name])
-    return benchmark.pedantic(runners[name], args=(image,), rounds=ROUNDS, iterations=1,
-                              warmup_rounds=1)
+            round(v, 2) for v in setup_seconds[name]
+        )
+    return benchmark.pedantic(runners[name], args=(image,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.benchmark(group=GROUP)

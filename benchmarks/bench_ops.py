@@ -5,7 +5,6 @@ pure-PyTorch reference and, where one exists, a peer from torchvision.
 Run: pytest benchmarks/bench_ops.py --benchmark-columns=median,min,rounds
 """
 
-
 import pytest
 import torch
 import torchvision
@@ -34,6 +33,7 @@ def coco_like():
 
 # --- decode -----------------------------------------------------------------------
 
+
 @pytest.mark.benchmark(group="decode_boxes 19248 priors")
 def test_decode_reference(benchmark, golden):
     benchmark(reference.decode_boxes, golden["loc"], golden["priors"])
@@ -45,6 +45,7 @@ def test_decode_kernel(benchmark, golden):
 
 
 # --- NMS --------------------------------------------------------------------------
+
 
 def nms_args(golden):
     return golden["decoded_boxes"], golden["scores"], golden["mask_coeffs"]
@@ -85,6 +86,7 @@ def test_nms_torchvision_batched_nms(benchmark, golden):
 
 
 # --- detect: decode + softmax + NMS from the raw head outputs ------------------------
+
 
 def detect_args(golden):
     return golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"]
@@ -127,6 +129,7 @@ def test_detect_torchvision_batched_nms(benchmark, golden):
 
 # --- masks ------------------------------------------------------------------------
 
+
 @pytest.mark.benchmark(group="assemble_masks 100 dets (golden)")
 def test_assemble_reference(benchmark, golden):
     benchmark(reference.assemble_masks, golden["proto"], golden["det_mask_coeffs"], golden["det_box"])
@@ -159,6 +162,7 @@ def test_paste_kernel_coco_like(benchmark, coco_like):
 
 # --- the whole post-network path ----------------------------------------------------
 
+
 def post_network_reference(golden):
     """The official sequence: decode, softmax, Fast NMS, masks pasted at full size."""
     boxes, coeffs, labels, scores = reference.detect(*detect_args(golden))
@@ -181,6 +185,7 @@ def test_post_network_kernels(benchmark, golden):
 
 
 # --- the fused copy's key: a checksum of every weight -----------------------------------
+
 
 @pytest.fixture(scope="module")
 def base_weights():

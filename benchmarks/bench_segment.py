@@ -30,8 +30,7 @@ def plus_model():
 
 
 def _run(benchmark, function, *args, **kwargs):
-    result = benchmark.pedantic(function, args=args, kwargs=kwargs, rounds=ROUNDS, iterations=1,
-                                warmup_rounds=1)
+    result = benchmark.pedantic(function, args=args, kwargs=kwargs, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     if benchmark.stats is not None:  # None under --benchmark-disable
         medians[benchmark.name] = benchmark.stats.stats.median
     return result
@@ -118,7 +117,13 @@ def _deform_share(benchmark, network, image):
         for hook in hooks:
             hook.remove()
     total, deform_s = sorted(totals)[1], sorted(deform)[1]
-    benchmark.extra_info.update(forward_s=round(total, 4), deform_conv_s=round(deform_s, 4),
-                                deform_conv_share=round(deform_s / total, 3), deform_convs=len(modules))
-    print(f"\nyolact_plus_base fused forward {total * 1e3:.0f} ms, of which {len(modules)} deformable "
-          f"convs {deform_s * 1e3:.0f} ms ({100 * deform_s / total:.0f}%)")
+    benchmark.extra_info.update(
+        forward_s=round(total, 4),
+        deform_conv_s=round(deform_s, 4),
+        deform_conv_share=round(deform_s / total, 3),
+        deform_convs=len(modules),
+    )
+    print(
+        f"\nyolact_plus_base fused forward {total * 1e3:.0f} ms, of which {len(modules)} deformable "
+        f"convs {deform_s * 1e3:.0f} ms ({100 * deform_s / total:.0f}%)"
+    )

@@ -36,9 +36,21 @@ def folder(tmp_path_factory):
 def test_segment_ddp_images_per_second(benchmark, folder, tmp_path, processes):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     env.pop("YOLACT_FAST_WEIGHTS", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "-m", "yolact_fast", "segment", str(folder), "--out", str(tmp_path / "out"),
-               "--batch-size", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "yolact_fast",
+        "segment",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--batch-size",
+        "4",
+    ]
 
     def launch():
         started = time.perf_counter()

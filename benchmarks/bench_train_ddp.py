@@ -22,8 +22,16 @@ WORKER = REPO / "tests" / "ddp_worker.py"
 @pytest.mark.parametrize("processes", [1, 2])
 def test_train_ddp_images_per_second(benchmark, tmp_path, processes):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               str(WORKER), str(tmp_path), "bench"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        str(WORKER),
+        str(tmp_path),
+        "bench",
+    ]
 
     def launch():
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=True)
@@ -31,5 +39,7 @@ def test_train_ddp_images_per_second(benchmark, tmp_path, processes):
 
     summary = benchmark.pedantic(launch, rounds=1, iterations=1)
     benchmark.extra_info["images_per_s"] = summary["images_per_s"]
-    print(f"\n{processes} process(es): {summary['images_per_s']} images/s "
-          f"({summary['steps']} steps in {summary['seconds']} s)")
+    print(
+        f"\n{processes} process(es): {summary['images_per_s']} images/s "
+        f"({summary['steps']} steps in {summary['seconds']} s)"
+    )

@@ -22,11 +22,14 @@ def _sample(generator):
     for i in range(MASKS):
         x, y = (int(torch.randint(0, limit, (1,), generator=generator)) for limit in (500, 350))
         w, h = (int(torch.randint(10, 130, (1,), generator=generator)) for _ in range(2))
-        masks[i, y:y + h, x:x + w] = True
+        masks[i, y : y + h, x : x + w] = True
         boxes.append([x, y, x + w, y + h])
     image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=generator)
-    target = {"masks": masks, "boxes": torch.tensor(boxes, dtype=torch.float32),
-              "labels": torch.zeros(MASKS, dtype=torch.int64)}
+    target = {
+        "masks": masks,
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.zeros(MASKS, dtype=torch.int64),
+    }
     return image, target
 
 
@@ -42,11 +45,13 @@ def test_batches_per_second(benchmark, samples, workers):
     all of it in the training process, the reference)."""
     benchmark.name = f"loader workers={workers}" + (" (reference)" if workers == 0 else "")
     benchmark.group = "training batches, 8 x 480x640 images, 20 masks each"
-    loader = torch.utils.data.DataLoader(samples, batch_size=BATCH, num_workers=workers,
-                                         collate_fn=BatchCollator(configs.yolact_base))
+    loader = torch.utils.data.DataLoader(
+        samples, batch_size=BATCH, num_workers=workers, collate_fn=BatchCollator(configs.yolact_base)
+    )
 
     def per_batch():
         for batch in loader:
             assert batch.size == BATCH
+
     benchmark.pedantic(per_batch, rounds=3, iterations=1)
     benchmark.extra_info["batches_per_round"] = BATCHES

@@ -48,8 +48,7 @@ def videos(tmp_path_factory):
 
 def _decoded(path):
     with av.open(str(path)) as container:
-        return [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1)
-                for f in container.decode(video=0)]
+        return [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in container.decode(video=0)]
 
 
 def _measure(benchmark, name, function):
@@ -64,9 +63,11 @@ def _measure(benchmark, name, function):
         fps = count / benchmark.stats.stats.median
         benchmark.extra_info["frames_per_second"] = round(fps, 3)
         benchmark.extra_info["cpu_seconds_per_frame"] = round(cpu_per_frame, 3)
-        print(f"\n{benchmark.name}: {fps:.2f} frames/s, {cpu_per_frame:.2f} CPU s/frame "
-              f"({count} frames, {time.perf_counter() - started:.1f} s in all; load average "
-              f"{os.getloadavg()[0]:.1f})")
+        print(
+            f"\n{benchmark.name}: {fps:.2f} frames/s, {cpu_per_frame:.2f} CPU s/frame "
+            f"({count} frames, {time.perf_counter() - started:.1f} s in all; load average "
+            f"{os.getloadavg()[0]:.1f})"
+        )
 
 
 def _pipeline(path, model, overlap):

@@ -20,8 +20,12 @@ DEVICES = ("cpu", "cuda", "all")
 
 def pytest_addoption(parser):
     group = parser.getgroup("yolact_fast benchmarks")
-    group.addoption("--device", choices=DEVICES, default="all",
-                    help="run the suites of this device only: cpu (all but bench_cuda.py), cuda (bench_cuda.py)")
+    group.addoption(
+        "--device",
+        choices=DEVICES,
+        default="all",
+        help="run the suites of this device only: cpu (all but bench_cuda.py), cuda (bench_cuda.py)",
+    )
     group.addoption("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
 
 
@@ -84,6 +88,4 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(f"{group}:")
         for bench in sorted(members, key=lambda b: b.stats.median):
             ratio = base.stats.median / bench.stats.median
-            terminalreporter.write_line(
-                f"  {bench.name:<48} {bench.stats.median * 1e3:9.2f} ms  {ratio:7.2f}x"
-            )
+            terminalreporter.write_line(f"  {bench.name:<48} {bench.stats.median * 1e3:9.2f} ms  {ratio:7.2f}x")

@@ -24,8 +24,13 @@ from inputs import coco_like_detections, gen  # noqa: E402
 
 from yolact_fast import ops, reference  # noqa: E402
 from yolact_fast.configs import get_config  # noqa: E402
-from bench_cuda import (batched_nms_candidates, interpolate_gt, nms_args, padded_nms,  # noqa: E402
-                        post_network_reference)
+from bench_cuda import (
+    batched_nms_candidates,
+    interpolate_gt,
+    nms_args,
+    padded_nms,  # noqa: E402
+    post_network_reference,
+)
 
 _ops = torch.ops.yolact_fast
 SIZE = [480, 640]
@@ -58,8 +63,9 @@ def graphed(function):
 
 
 def golden_inputs():
-    g = {k: v.cuda() for k, v in load_golden("golden_yolact_base_s0_480x640.npz").items()
-         if isinstance(v, torch.Tensor)}
+    g = {
+        k: v.cuda() for k, v in load_golden("golden_yolact_base_s0_480x640.npz").items() if isinstance(v, torch.Tensor)
+    }
     g["scores"] = torch.softmax(g["conf_logits"], -1)[:, 1:].t().contiguous()
     return g
 
@@ -69,8 +75,7 @@ def cases(g):
     nms_options = (0.5, 200, 0.05, 100)
 
     def detect(method="fast"):
-        return _ops.detect(g["loc"], g["conf_logits"], g["mask_coeffs"], g["priors"], *variances,
-                           *nms_options, method)
+        return _ops.detect(g["loc"], g["conf_logits"], g["mask_coeffs"], g["priors"], *variances, *nms_options, method)
 
     def post_network():
         boxes, coeffs, labels, scores, count = detect()
@@ -82,25 +87,35 @@ def cases(g):
     flat_boxes, flat_scores, classes = batched_nms_candidates(g)
     return {
         # name: (function, capturable)
-        "make_priors (uncached)": (lambda: ops.make_priors(
-            get_config("yolact_base"), (550, 550), "cuda:0", cached=False), False),
+        "make_priors (uncached)": (
+            lambda: ops.make_priors(get_config("yolact_base"), (550, 550), "cuda:0", cached=False),
+            False,
+        ),
         "decode_boxes kernel": (lambda: _ops.decode_boxes(g["loc"], g["priors"], *variances), True),
         "decode_boxes reference": (lambda: reference.decode_boxes(g["loc"], g["priors"]), True),
         "fast_nms kernel (padded)": (lambda: padded_nms(*nms_args(g)), True),
         "cluster_nms kernel (padded)": (lambda: padded_nms(*nms_args(g), method="cluster"), True),
         "fast_nms reference (official)": (lambda: reference.fast_nms(*nms_args(g)), False),
         "torchvision batched_nms (top-200 given)": (
-            lambda: torchvision.ops.batched_nms(flat_boxes, flat_scores, classes, 0.5)[:100], False),
+            lambda: torchvision.ops.batched_nms(flat_boxes, flat_scores, classes, 0.5)[:100],
+            False,
+        ),
         "detect kernel (padded)": (detect, True),
         "assemble_masks kernel": (lambda: _ops.assemble_masks(g["proto"], det_coeffs, det_boxes, 1.0), True),
         "assemble_masks reference": (lambda: reference.assemble_masks(g["proto"], det_coeffs, det_boxes), True),
-        "paste_masks kernel (golden)": (lambda: _ops.paste_masks(g["proto"], det_coeffs, det_boxes, SIZE, 0.5, 1.0),
-                                        True),
-        "paste_masks reference (golden)": (lambda: reference.paste_masks(g["proto"], det_coeffs, det_boxes,
-                                                                         tuple(SIZE)), True),
+        "paste_masks kernel (golden)": (
+            lambda: _ops.paste_masks(g["proto"], det_coeffs, det_boxes, SIZE, 0.5, 1.0),
+            True,
+        ),
+        "paste_masks reference (golden)": (
+            lambda: reference.paste_masks(g["proto"], det_coeffs, det_boxes, tuple(SIZE)),
+            True,
+        ),
         "F.interpolate+threshold peer (golden)": (lambda: interpolate_gt(assembled, SIZE), True),
-        "paste_masks kernel (COCO-like)": (lambda: _ops.paste_masks(proto_cl, coeffs_cl, boxes_cl, SIZE, 0.5, 1.0),
-                                           True),
+        "paste_masks kernel (COCO-like)": (
+            lambda: _ops.paste_masks(proto_cl, coeffs_cl, boxes_cl, SIZE, 0.5, 1.0),
+            True,
+        ),
         "post-network kernels (detect+paste)": (post_network, True),
         "post-network official (eager)": (lambda: post_network_reference(g), False),
     }
@@ -109,6 +124,7 @@ def cases(g):
 def profile_kernels(function, iterations=20):
     """Per-kernel device time (us per call) of ``function`` from the PyTorch profiler."""
     from torch.profiler import ProfilerActivity, profile
+
     function()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -198,23 +214,36 @@ def main():
     post = cases(g)["post-network kernels (detect+paste)"][0]
     kernels = profile_kernels(post)
     segment = segment_times()
-    print(f"\n{torch.cuda.get_device_name()}  torch {torch.__version__}  "
-          f"SMs {torch.cuda.get_device_properties(0).multi_processor_count}")
+    print(
+        f"\n{torch.cuda.get_device_name()}  torch {torch.__version__}  "
+        f"SMs {torch.cuda.get_device_properties(0).multi_processor_count}"
+    )
     print(f"{'case':45s} {'graph med':>10s} {'graph min':>10s} {'eager med':>10s} {'eager min':>10s}  (us)")
     for name, e in results.items():
         gm = f"{e['graph_median_us']:10.1f}" if "graph_median_us" in e else f"{'-':>10s}"
         gn = f"{e['graph_min_us']:10.1f}" if "graph_min_us" in e else f"{'-':>10s}"
-        print(f"{name:45s} {gm} {gn} {e['eager_median_us']:10.1f} {e['eager_min_us']:10.1f}"
-              + (f"  [{e['graph_error']}]" if "graph_error" in e else ""))
+        print(
+            f"{name:45s} {gm} {gn} {e['eager_median_us']:10.1f} {e['eager_min_us']:10.1f}"
+            + (f"  [{e['graph_error']}]" if "graph_error" in e else "")
+        )
     for name, (median, best) in segment.items():
         print(f"yolact_base 480x640 {name:30s}: median {median:7.2f} ms, min {best:7.2f} ms")
     print("\npost-network kernels, per call (PyTorch profiler, device time):")
     for key, us, count in kernels:
         print(f"  {us:8.2f} us  x{count:4.1f}  {key[:110]}")
     if args.json:
-        args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                         "results": results, "post_network_kernels": kernels,
-                                         "segment_ms": segment}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": torch.cuda.get_device_name(),
+                    "torch": torch.__version__,
+                    "results": results,
+                    "post_network_kernels": kernels,
+                    "segment_ms": segment,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

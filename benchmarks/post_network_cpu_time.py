@@ -35,8 +35,10 @@ def best_cpu_ms(fn, rounds):
 def main(threads=1):
     torch.set_num_threads(threads)
     data = np.load(golden_path("golden_yolact_base_s0_480x640.npz"))
-    loc, logits, coeffs, priors, proto = (torch.from_numpy(np.ascontiguousarray(data[k]))
-                                          for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto"))
+    loc, logits, coeffs, priors, proto = (
+        torch.from_numpy(np.ascontiguousarray(data[k]))
+        for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")
+    )
 
     def official():
         boxes, det_coeffs, _, _ = reference.detect(loc, logits, coeffs, priors)
@@ -53,8 +55,11 @@ def main(threads=1):
 
     base = best_cpu_ms(official, 5)
     print(f"{threads} thread(s), process CPU time, best of N: official sequence {base:.1f} ms")
-    for name, fn in (("separate ops", separate_ops), ("detect + paste_masks", fused),
-                     ("detect alone", lambda: ops.detect(loc, logits, coeffs, priors))):
+    for name, fn in (
+        ("separate ops", separate_ops),
+        ("detect + paste_masks", fused),
+        ("detect alone", lambda: ops.detect(loc, logits, coeffs, priors)),
+    ):
         ms = best_cpu_ms(fn, 40)
         print(f"  {name:<22} {ms:7.2f} ms  {base / ms:6.1f}x")
 

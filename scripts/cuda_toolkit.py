@@ -27,8 +27,9 @@ def toolkit_of_nvcc():
     with tempfile.TemporaryDirectory() as tmp:
         open(os.path.join(tmp, "probe.cu"), "w").close()
         try:
-            dry = subprocess.run(["nvcc", "--dryrun", "-c", "probe.cu"], cwd=tmp,
-                                 capture_output=True, text=True, timeout=60)
+            dry = subprocess.run(
+                ["nvcc", "--dryrun", "-c", "probe.cu"], cwd=tmp, capture_output=True, text=True, timeout=60
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
     match = re.search(r"^#\$ _HERE_=(.*)/bin$", dry.stdout + dry.stderr, re.MULTILINE)

@@ -38,8 +38,13 @@ GPU_SCRIPTS = {"post_network": "benchmarks/gpu_timings.py", "exercise": "tests/g
 class Check:
     def __init__(self, out: Path, dry_run: bool, deadline: float):
         self.out, self.dry_run, self.deadline = out, dry_run, time.monotonic() + deadline
-        self.report = {"dry_run": dry_run, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                       "host": platform.node(), "python": platform.python_version(), "steps": {}}
+        self.report = {
+            "dry_run": dry_run,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "steps": {},
+        }
         self.device = "cpu" if dry_run else "cuda"
 
     def left(self) -> float:
@@ -54,8 +59,11 @@ class Check:
                 result = function()
                 entry = {"ok": True, **(result or {})}
             except Exception as error:  # recorded; the next steps still run
-                entry = {"ok": False, "error": f"{type(error).__name__}: {error}",
-                         "traceback": traceback.format_exc()[-2000:]}
+                entry = {
+                    "ok": False,
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc()[-2000:],
+                }
             entry["seconds"] = round(time.monotonic() - start, 1)
             self.report["steps"][name] = entry
             print(f"=== {name}: {'ok' if entry['ok'] else entry['error']} ({entry['seconds']} s)", flush=True)
@@ -71,23 +79,30 @@ class Check:
     def build(self):
         if self.dry_run:
             import yolact_fast  # noqa: F401  (the existing build imports)
+
             return {"skipped": "dry run: the extension already built here is used"}
         import torch
 
         major, minor = torch.cuda.get_device_capability()
-        env = dict(os.environ, FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=f"{major}.{minor}",
-                   MAX_JOBS=str(os.cpu_count() or 4))
+        env = dict(
+            os.environ, FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=f"{major}.{minor}", MAX_JOBS=str(os.cpu_count() or 4)
+        )
         # cuda_env.sh: CUDA_HOME of the nvcc found and the headers of torch's CUDA wheels.
         command = ["bash", "-c", f". scripts/cuda_env.sh && {sys.executable} setup.py build_ext --inplace"]
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=max(30, self.left() - 60))
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(30, self.left() - 60)
+        )
         (self.out / "build.log").write_text(done.stdout[-20000:] + done.stderr[-20000:])
         if done.returncode != 0:
             raise RuntimeError(f"build failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
         import torch as _torch
 
-        return {"arch": f"{major}.{minor}", "torch": _torch.__version__, "cuda": _torch.version.cuda,
-                "gpu": _torch.cuda.get_device_name()}
+        return {
+            "arch": f"{major}.{minor}",
+            "torch": _torch.__version__,
+            "cuda": _torch.version.cuda,
+            "gpu": _torch.cuda.get_device_name(),
+        }
 
     def _model_and_images(self, count=1):
         import torch
@@ -122,8 +137,12 @@ class Check:
         model, images, torch = self._model_and_images(2)
         runs = 3 if self.dry_run else 20
         reference = [yf.segment_eager(image, model) for image in images]
-        results = {"segment_eager fp32": {"ms": _median_ms(lambda: yf.segment_eager(images[0], model), runs, self.device),
-                                          "detections": [len(r) for r in reference]}}
+        results = {
+            "segment_eager fp32": {
+                "ms": _median_ms(lambda: yf.segment_eager(images[0], model), runs, self.device),
+                "detections": [len(r) for r in reference],
+            }
+        }
         for graphs in ("1", "0"):
             os.environ["YOLACT_FAST_CUDA_GRAPHS"] = graphs
             for precision in self._precisions():
@@ -167,7 +186,9 @@ class Check:
         dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
         batch_in = batch.to(dtype).contiguous(memory_format=module.input_memory_format)
         start = time.monotonic()
-        compiled = torch.compile(module, backend="eager") if self.dry_run else torch.compile(module, mode="max-autotune")
+        compiled = (
+            torch.compile(module, backend="eager") if self.dry_run else torch.compile(module, mode="max-autotune")
+        )
         with torch.inference_mode():
             compiled(batch_in)
             compile_s = time.monotonic() - start
@@ -175,8 +196,13 @@ class Check:
             with engine.scope():
                 ours = _median_ms(lambda: engine.network(batch), runs, self.device)
             theirs = _median_ms(lambda: compiled(batch_in), runs, self.device)
-        return {"precision": precision, "engine_ms": ours, "compiled_ms": theirs, "compile_seconds": round(compile_s, 1),
-                "engine": str(yf.engine_info(model, precision=precision))}
+        return {
+            "precision": precision,
+            "engine_ms": ours,
+            "compiled_ms": theirs,
+            "compile_seconds": round(compile_s, 1),
+            "engine": str(yf.engine_info(model, precision=precision)),
+        }
 
     def in_subprocess(self, name, limit):
         """Step ``name`` in a child process, stopped after ``limit`` seconds (or the deadline):
@@ -196,7 +222,9 @@ class Check:
         if self.dry_run:
             py_compile.compile(str(path), doraise=True)
             return {"skipped": f"dry run: {GPU_SCRIPTS[name]} compiled, not run (needs CUDA)"}
-        command = [sys.executable, str(path)] + (["--json", str(self.out / f"{name}.json")] if name == "post_network" else [])
+        command = [sys.executable, str(path)] + (
+            ["--json", str(self.out / f"{name}.json")] if name == "post_network" else []
+        )
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=max(10, self.left() - 5))
         (self.out / f"{name}.log").write_text(done.stdout[-50000:] + done.stderr[-20000:])
         if done.returncode != 0:

@@ -10,8 +10,18 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-KEPT = ("image", "classes", "box_scores", "mask_scores", "maskiou", "display_order", "boxes",
-        "masks_packed", "masks_shape", "meta")
+KEPT = (
+    "image",
+    "classes",
+    "box_scores",
+    "mask_scores",
+    "maskiou",
+    "display_order",
+    "boxes",
+    "masks_packed",
+    "masks_shape",
+    "meta",
+)
 
 
 def main(golden_dir: Path) -> None:

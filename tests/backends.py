@@ -28,6 +28,7 @@ def _on_cuda(fn):
         args = [_to(a, "cuda") for a in args]
         kwargs = {k: _to(v, "cuda") for k, v in kwargs.items()}
         return _to(fn(*args, **kwargs), "cpu")
+
     return call
 
 

@@ -28,12 +28,16 @@ from yolact_fast.train.distributed import shutdown
 
 TINY = configs.yolact_demo.replace(
     backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
-    max_size=64, fpn_features=16, proto_width=16, mask_dim=8,
+    max_size=64,
+    fpn_features=16,
+    proto_width=16,
+    mask_dim=8,
     pred_scales=((8, 11), (16, 23), (32, 45), (64, 90), (128, 181)),
 )
 # Global batch 4 (2 per process), 8 images: 2 steps per epoch, 4 steps in all.
-OPTIONS = TrainOptions(epochs=2, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
-                       checkpoint_every=1, seed=3)
+OPTIONS = TrainOptions(
+    epochs=2, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None, checkpoint_every=1, seed=3
+)
 # Process-group timeout: short where the stalled rank must end the run, generous elsewhere
 # (a 5 s timeout aborted a healthy run once when other jobs loaded the 2 cores).
 STALL_TIMEOUT_S, TIMEOUT_S = 5, 60
@@ -45,12 +49,14 @@ def dataset(n=8):
 
 def recorder(weights: list, out_dir: str, rank: int, stall: bool = False):
     """on_step: keep a copy of the weights; rank 0 keeps last.pt of step 3 (mid-epoch 2)."""
+
     def on_step(step, model):
         weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         if rank == 0 and step == 3:
             os.replace(os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "step3.pt"))
         if stall and rank == 1:
             time.sleep(600)
+
     return on_step
 
 
@@ -59,8 +65,14 @@ def main(out_dir: str, mode: str = "") -> None:
     init_from_environment("cpu", timeout_s=STALL_TIMEOUT_S if mode == "stall" else TIMEOUT_S)
     rank = Processes.current().rank
     if mode == "bench":
-        summary, _ = train(TINY, dataset(96), out_dir, dataclasses.replace(OPTIONS, epochs=1, checkpoint_every=10**6),
-                           progress=False, device="cpu")
+        summary, _ = train(
+            TINY,
+            dataset(96),
+            out_dir,
+            dataclasses.replace(OPTIONS, epochs=1, checkpoint_every=10**6),
+            progress=False,
+            device="cpu",
+        )
         if rank == 0:
             print(json.dumps(summary))
         shutdown()
@@ -72,8 +84,15 @@ def main(out_dir: str, mode: str = "") -> None:
         trainer.save_weights = lambda *args: (time.sleep(1), save_weights(*args))
     if mode == "bad_rank":
         data, options = bad_rank_dataset(rank), dataclasses.replace(OPTIONS, epochs=1)
-    summary, _ = train(TINY, data, out_dir, options, progress=False, device="cpu",
-                       on_step=recorder(weights, out_dir, rank, stall=mode == "stall"))
+    summary, _ = train(
+        TINY,
+        data,
+        out_dir,
+        options,
+        progress=False,
+        device="cpu",
+        on_step=recorder(weights, out_dir, rank, stall=mode == "stall"),
+    )
     torch.save(weights, os.path.join(out_dir, f"weights_rank{rank}.pt"))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"summary": summary, "model_pt_visible": os.path.exists(summary["weights"])}, f)
@@ -96,6 +115,7 @@ def bad_rank_dataset(rank: int) -> list:
                 self.poisoned = True
                 semantic = semantic * float("nan")
             return outputs, semantic
+
         trainer.TrainingNetwork.forward = nan_once
     return data
 

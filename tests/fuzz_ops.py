@@ -26,8 +26,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inputs import (clustered_boxes, random_boxes, random_coeffs, random_head, random_proto,  # noqa: E402
-                    random_scores)
+from inputs import (
+    clustered_boxes,
+    random_boxes,
+    random_coeffs,
+    random_head,
+    random_proto,  # noqa: E402
+    random_scores,
+)
 from yolact_fast import _emulation, ops, reference  # noqa: E402
 
 EMULATED = _emulation.emulated_cuda
@@ -63,9 +69,7 @@ class Case:
 
 
 def equal_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and bool(
-        ((a == b) | (torch.isnan(a) & torch.isnan(b))).all()
-    )
+    return a.shape == b.shape and a.dtype == b.dtype and bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
 
 
 def fail(op: str, case: Case, message: str):
@@ -73,6 +77,7 @@ def fail(op: str, case: Case, message: str):
 
 
 # --- one case per op ------------------------------------------------------------------
+
 
 def fuzz_decode_boxes(case: Case):
     dtype = case.pick(DTYPES)
@@ -120,8 +125,16 @@ def fuzz_fast_nms(case: Case):
     got = ops.fast_nms(boxes, scores, coeffs, **args, method=method)
     if not all(equal_nan(g, w) for g, w in zip(got, want)):
         fail("fast_nms", case, f"CPU kernel ({method}) differs from the reference")
-    *padded, count = EMULATED.fast_nms(boxes, scores, coeffs, args["iou_threshold"], args["top_k"],
-                                       args["score_threshold"], args["max_detections"], method)
+    *padded, count = EMULATED.fast_nms(
+        boxes,
+        scores,
+        coeffs,
+        args["iou_threshold"],
+        args["top_k"],
+        args["score_threshold"],
+        args["max_detections"],
+        method,
+    )
     n = int(count)
     if not all(equal_nan(p[:n], w) for p, w in zip(padded, want)):
         fail("fast_nms", case, f"emulated CUDA kernel ({method}) differs from the reference")
@@ -162,8 +175,9 @@ def detections_mismatch(got, want, rtol=2e-6, box_rtol=0.0):
 def fuzz_detect(case: Case):
     dtype = case.pick(DTYPES)
     P, C, k = case.int(0, 250), case.int(0, 5), case.int(1, 4)
-    loc, logits, coeffs, priors = random_head(P, C, k, case.g, dtype, concentration=case.pick([0.5, 4.0, 20.0]),
-                                              clustered=case.chance(0.5))
+    loc, logits, coeffs, priors = random_head(
+        P, C, k, case.g, dtype, concentration=case.pick([0.5, 4.0, 20.0]), clustered=case.chance(0.5)
+    )
     loc = case.sprinkle(loc, case.pick([0, 0.01, 0.1]))
     logits = case.sprinkle(logits, case.pick([0, 0.01]), (math.nan, math.inf, -math.inf, 0.0, 1e30))
     if case.chance(0.2):  # many exact logit ties
@@ -176,9 +190,18 @@ def fuzz_detect(case: Case):
     problem = detections_mismatch(ops.detect(loc, logits, coeffs, priors, variances, **args), want)
     if problem:
         fail("detect", case, f"CPU kernel: {problem}")
-    *padded, count = EMULATED.detect(loc, logits, coeffs, priors, *variances, args["iou_threshold"],
-                                     args["top_k"], args["score_threshold"], args["max_detections"],
-                                     args["method"])
+    *padded, count = EMULATED.detect(
+        loc,
+        logits,
+        coeffs,
+        priors,
+        *variances,
+        args["iou_threshold"],
+        args["top_k"],
+        args["score_threshold"],
+        args["max_detections"],
+        args["method"],
+    )
     n = int(count)
     problem = detections_mismatch(tuple(t[:n] for t in padded), want, box_rtol=1e-6)
     if problem:
@@ -206,8 +229,7 @@ def footprint_violations(masks: torch.Tensor, boxes: torch.Tensor, proto_hw, pad
     if masks.numel() == 0:
         return False
     support = reference.crop(torch.ones(H, W, boxes.shape[0], dtype=boxes.dtype), boxes, padding)
-    support = F.interpolate(support.permute(2, 0, 1)[None], masks.shape[-2:], mode="bilinear",
-                            align_corners=False)[0]
+    support = F.interpolate(support.permute(2, 0, 1)[None], masks.shape[-2:], mode="bilinear", align_corners=False)[0]
     return bool((masks & ~(support > 0)).any())
 
 
@@ -215,8 +237,10 @@ def fuzz_assemble_masks(case: Case):
     extreme = case.chance(0.3)
     proto, coeffs, boxes, padding = mask_inputs(case, extreme)
     want = reference.assemble_masks(proto, coeffs, boxes, padding)
-    for name, got in (("CPU", ops.assemble_masks(proto, coeffs, boxes, padding)),
-                      ("emulated CUDA", EMULATED.assemble_masks(proto, coeffs, boxes, padding))):
+    for name, got in (
+        ("CPU", ops.assemble_masks(proto, coeffs, boxes, padding)),
+        ("emulated CUDA", EMULATED.assemble_masks(proto, coeffs, boxes, padding)),
+    ):
         if got.shape != want.shape or got.dtype != want.dtype:
             fail("assemble_masks", case, f"{name}: shape/dtype {got.shape} {got.dtype}")
         outside = (want == 0) & (got != 0) & ~torch.isnan(got)
@@ -234,8 +258,10 @@ def fuzz_paste_masks(case: Case):
     threshold = case.pick([0.0, 0.5, 0.999, 1.0])
     want = reference.paste_masks(proto, coeffs, boxes, size, threshold, padding)
     values = None
-    for name, got in (("CPU", ops.paste_masks(proto, coeffs, boxes, size, threshold, padding)),
-                      ("emulated CUDA", EMULATED.paste_masks(proto, coeffs, boxes, list(size), threshold, padding))):
+    for name, got in (
+        ("CPU", ops.paste_masks(proto, coeffs, boxes, size, threshold, padding)),
+        ("emulated CUDA", EMULATED.paste_masks(proto, coeffs, boxes, list(size), threshold, padding)),
+    ):
         if got.shape != want.shape or got.dtype != torch.bool:
             fail("paste_masks", case, f"{name}: shape/dtype {got.shape} {got.dtype}")
         if footprint_violations(got, boxes, proto.shape[:2], padding):

@@ -77,35 +77,58 @@ def detect_cases(quick):
             cpu = ops.detect(*args)
             gpu = ops.detect(*on_gpu(*args))
             # scores may differ by a few ulps (vectorized exp): compare counts and boxes closely
-            check(f"detect classes={classes} {dtype} count", torch.tensor(cpu[0].shape[0]),
-                  torch.tensor(gpu[0].shape[0]))
+            check(
+                f"detect classes={classes} {dtype} count", torch.tensor(cpu[0].shape[0]), torch.tensor(gpu[0].shape[0])
+            )
             if cpu[0].shape == gpu[0].shape:
                 tol = 1e-5 if dtype == torch.float32 else 1e-2
                 check(f"detect classes={classes} {dtype}", cpu, gpu, exact=False, atol=tol)
     loc = torch.randn(p, 4, generator=gen(7))
-    check("decode_boxes", ops.decode_boxes(loc, priors), ops.decode_boxes(*on_gpu(loc, priors)),
-          exact=False, atol=1e-5)
+    check("decode_boxes", ops.decode_boxes(loc, priors), ops.decode_boxes(*on_gpu(loc, priors)), exact=False, atol=1e-5)
 
 
 def mask_cases(quick):
-    shapes = [(0, 32, 138, 480, 640), (1, 32, 138, 480, 640), (100, 32, 138, 480, 640),
-              (17, 31, 69, 427, 320), (40, 8, 5, 33, 17), (100, 64, 138, 1080, 1920)]
+    shapes = [
+        (0, 32, 138, 480, 640),
+        (1, 32, 138, 480, 640),
+        (100, 32, 138, 480, 640),
+        (17, 31, 69, 427, 320),
+        (40, 8, 5, 33, 17),
+        (100, 64, 138, 1080, 1920),
+    ]
     if quick:
         shapes = shapes[:5]
     for seed, (n, k, s, h, w) in enumerate(shapes):
         g = gen(200 + seed)
         proto, coeffs, boxes = random_proto(s, s, k, g), random_coeffs(n, k, g), random_boxes(n, g)
         for variant in ("plain", "misaligned"):
-            args = (proto, coeffs, boxes) if variant == "plain" else tuple(misaligned_copy(t) for t in (proto, coeffs, boxes))
+            args = (
+                (proto, coeffs, boxes)
+                if variant == "plain"
+                else tuple(misaligned_copy(t) for t in (proto, coeffs, boxes))
+            )
             name = f"n={n} k={k} proto={s} out={h}x{w} {variant}"
-            check(f"assemble_masks {name}", ops.assemble_masks(*args), ops.assemble_masks(*on_gpu(*args)),
-                  exact=False, atol=1e-5)
-            check(f"paste_masks {name}", ops.paste_masks(*args, (h, w)), ops.paste_masks(*on_gpu(*args), (h, w)),
-                  mask_tolerance=1e-4)
+            check(
+                f"assemble_masks {name}",
+                ops.assemble_masks(*args),
+                ops.assemble_masks(*on_gpu(*args)),
+                exact=False,
+                atol=1e-5,
+            )
+            check(
+                f"paste_masks {name}",
+                ops.paste_masks(*args, (h, w)),
+                ops.paste_masks(*on_gpu(*args), (h, w)),
+                mask_tolerance=1e-4,
+            )
         for dtype in (torch.float16, torch.bfloat16):
             args = [t.to(dtype) for t in (proto, coeffs, boxes)]
-            check(f"paste_masks {dtype} n={n}", ops.paste_masks(*args, (h, w)),
-                  ops.paste_masks(*on_gpu(*args), (h, w)), mask_tolerance=1e-3)
+            check(
+                f"paste_masks {dtype} n={n}",
+                ops.paste_masks(*args, (h, w)),
+                ops.paste_masks(*on_gpu(*args), (h, w)),
+                mask_tolerance=1e-3,
+            )
 
 
 CASES = (nms_cases, detect_cases, mask_cases)

@@ -74,8 +74,7 @@ def clustered_boxes(num_priors, generator, dtype=torch.float32):
     return (centres[pick] + jitter).to(dtype)
 
 
-def random_head(num_priors, num_classes, k, generator, dtype=torch.float32, concentration=4.0,
-                clustered=False):
+def random_head(num_priors, num_classes, k, generator, dtype=torch.float32, concentration=4.0, clustered=False):
     """One image's raw head outputs: loc [P, 4], conf_logits [P, C + 1], coeffs [P, k] and
     priors [P, 4] (cx, cy, w, h)."""
     if clustered:  # priors near a few centres, so that NMS has work
@@ -115,8 +114,15 @@ def perfect_results(dataset):
             if ann["iscrowd"]:
                 continue
             mask = rle.decode(ann["segmentation"], image["height"], image["width"])
-            results.append({"image_id": image_id, "category_id": ann["category_id"], "bbox": list(ann["bbox"]),
-                            "score": 1.0, "segmentation": rle.encode(mask[None])[0]})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": ann["category_id"],
+                    "bbox": list(ann["bbox"]),
+                    "score": 1.0,
+                    "segmentation": rle.encode(mask[None])[0],
+                }
+            )
     return results
 
 
@@ -125,8 +131,7 @@ def shape_frames(count, size=(128, 160), seed=700):
     from yolact_fast.data import synthetic_shapes
 
     frames = [synthetic_shapes(1, seed=seed + i)[0][0] for i in range(count)]
-    return [torch.nn.functional.interpolate(f[None].float(), size, mode="nearest")[0].to(torch.uint8)
-            for f in frames]
+    return [torch.nn.functional.interpolate(f[None].float(), size, mode="nearest")[0].to(torch.uint8) for f in frames]
 
 
 def write_video(path, frames, container_format="mp4", codec="mpeg4", fps=10):

@@ -17,7 +17,7 @@ from yolact_fast.cli import main
 
 def arguments(mode: str, out: str, inputs: list, rank: int) -> list:
     if mode == "inputs":
-        return ["segment", *inputs[min(rank, len(inputs) - 1):], "--out", out]
+        return ["segment", *inputs[min(rank, len(inputs) - 1) :], "--out", out]
     if mode == "options":
         return ["segment", *inputs, "--out", out, "--score-threshold", "0.3" if rank else "0.05"]
     if mode == "unshared":

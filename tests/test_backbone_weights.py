@@ -17,8 +17,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _torchvision_layout(backbone_state):
     """Our backbone's keys in torchvision's layout (layers.N -> layer{N+1}), plus an fc."""
-    state = {re.sub(r"^layers\.(\d)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v
-             for k, v in backbone_state.items()}
+    state = {
+        re.sub(r"^layers\.(\d)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v for k, v in backbone_state.items()
+    }
     state["fc.weight"], state["fc.bias"] = torch.randn(1000, 2048), torch.randn(1000)
     return state
 

@@ -9,8 +9,15 @@ from yolact_fast.benchmarking import format_table, rows_for_machine
 
 def test_rows_run_in_their_own_processes_and_report(tmp_path):
     path = tmp_path / "rows.json"
-    rows = yf.benchmark("demo", image_size=(64, 80), batch=2, runs=2, images=2, json_path=path,
-                        rows=[("torch", "fp32"), ("onnxruntime", "fp16"), ("eager", "fp32")])
+    rows = yf.benchmark(
+        "demo",
+        image_size=(64, 80),
+        batch=2,
+        runs=2,
+        images=2,
+        json_path=path,
+        rows=[("torch", "fp32"), ("onnxruntime", "fp16"), ("eager", "fp32")],
+    )
     by_name = {(row.runtime, row.precision): row for row in rows}
     reference, failed, eager = by_name[("torch", "fp32")], by_name[("onnxruntime", "fp16")], by_name[("eager", "fp32")]
     assert reference.error == "" and reference.agreement == 1.0 and reference.engine.startswith("torch/")

@@ -48,8 +48,9 @@ def test_box_ioa_hand_cases():
 @pytest.mark.parametrize("fmt_in,fmt_out", [("xyxy", "cxcywh"), ("cxcywh", "xyxy"), ("xyxy", "xyxy")])
 def test_box_convert_matches_torchvision(fmt_in, fmt_out):
     boxes = ordered_boxes(50, 2)
-    torch.testing.assert_close(box_convert(boxes, fmt_in, fmt_out),
-                               torchvision.ops.box_convert(boxes, fmt_in, fmt_out), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        box_convert(boxes, fmt_in, fmt_out), torchvision.ops.box_convert(boxes, fmt_in, fmt_out), rtol=1e-6, atol=1e-7
+    )
     assert torch.equal(box_convert(boxes, "cxcywh", "xyxy"), point_form(boxes))
     with pytest.raises(ValueError, match="box formats"):
         box_convert(boxes, "xywh", "xyxy")

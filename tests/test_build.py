@@ -32,6 +32,7 @@ def test_cuda_kernel_registered_when_built(name):
 def test_cuda_kernels_match_cpu():
     from inputs import gen
     from inputs import random_boxes, random_coeffs, random_proto, random_scores
+
     g = gen(0)
     boxes, scores, coeffs = random_boxes(2000, g), random_scores(20, 2000, g), random_coeffs(2000, 32, g)
     cpu = ops.fast_nms(boxes, scores, coeffs)
@@ -52,10 +53,13 @@ def test_gpu_session_script_parses_and_refuses_unknown_stages(tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_session.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    result = subprocess.run(["bash", str(script), "no_such_stage"], capture_output=True, text=True,
-                            env={**os.environ, "OUT": str(tmp_path)})
+    result = subprocess.run(
+        ["bash", str(script), "no_such_stage"], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)}
+    )
     assert result.returncode == 2 and "unknown stage no_such_stage" in result.stdout
-    bare = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)})
+    bare = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path)}
+    )
     assert bare.returncode == 2 and "usage:" in bare.stdout  # no stage named: nothing runs silently
 
 

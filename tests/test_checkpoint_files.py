@@ -43,14 +43,17 @@ def _write(path, kind):
     return path
 
 
-@pytest.mark.parametrize("kind,what", [
-    ("random bytes", "neither a zip archive nor a pickle"),
-    ("empty", "the file is empty"),
-    ("json", "neither a zip archive nor a pickle"),
-    ("zip", "a zip archive, but not one written by torch.save"),
-    ("plain pickle", "a Python pickle holding objects other than tensors"),
-    ("pickled objects", "a Python pickle holding objects other than tensors"),
-])
+@pytest.mark.parametrize(
+    "kind,what",
+    [
+        ("random bytes", "neither a zip archive nor a pickle"),
+        ("empty", "the file is empty"),
+        ("json", "neither a zip archive nor a pickle"),
+        ("zip", "a zip archive, but not one written by torch.save"),
+        ("plain pickle", "a Python pickle holding objects other than tensors"),
+        ("pickled objects", "a Python pickle holding objects other than tensors"),
+    ],
+)
 def test_garbage_file_says_what_it_is_not(tmp_path, kind, what):
     path = _write(tmp_path / "weights.pth", kind)
     with pytest.raises(RuntimeError) as error:
@@ -68,10 +71,16 @@ def test_garbage_open_file_is_read_from_its_start(tmp_path):
             yf.load(file)
 
 
-@pytest.mark.parametrize("content,match", [
-    ({"a": 1, "b": "text"}, r"'.*weights.pth' does not hold a state dict.*0 of them tensors: not a YOLACT state dict"),
-    ([torch.zeros(1)], "does not hold a state dict.*list: not a YOLACT state dict"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (
+            {"a": 1, "b": "text"},
+            r"'.*weights.pth' does not hold a state dict.*0 of them tensors: not a YOLACT state dict",
+        ),
+        ([torch.zeros(1)], "does not hold a state dict.*list: not a YOLACT state dict"),
+    ],
+)
 def test_torch_file_without_a_state_dict(tmp_path, content, match):
     path = tmp_path / "weights.pth"
     torch.save(content, path)
@@ -162,8 +171,14 @@ def test_lying_checkpoint_allocates_nothing_large(tmp_path, demo_state_dict):
             print("ValueError", error)
     """)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
-                          cwd=os.path.dirname(os.path.dirname(yf.__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(yf.__file__)),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ValueError") and key in done.stdout
     assert resource.RLIMIT_AS  # the limit exists on this platform
@@ -177,8 +192,10 @@ def test_garbage_streams_without_a_name():
         def readinto(self, buffer):
             return 0
 
-    for stream, reason in ((io.BytesIO(b"garbage"), "neither a zip archive nor a pickle"),
-                           (Unseekable(), "not seekable")):
+    for stream, reason in (
+        (io.BytesIO(b"garbage"), "neither a zip archive nor a pickle"),
+        (Unseekable(), "not seekable"),
+    ):
         with pytest.raises(RuntimeError, match=f"from an unnamed file: not a torch checkpoint .*{reason}"):
             yf.load(stream)
 

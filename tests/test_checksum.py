@@ -9,8 +9,20 @@ from yolact_fast import ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
 
 CHUNK = 1 << 16  # kChecksumChunkWords (csrc/common/checksum_math.h): a CUDA block's words
-DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.float16, torch.bfloat16, torch.int32,
-          torch.float32, torch.int64, torch.float64, torch.complex64, torch.complex128]
+DTYPES = [
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.float16,
+    torch.bfloat16,
+    torch.int32,
+    torch.float32,
+    torch.int64,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+]
 BACKENDS = {"cpu": ops.bits_checksum, "emulated_cuda": cuda.bits_checksum}
 
 
@@ -104,19 +116,23 @@ def test_one_launch_for_any_number_of_tensors(copies):
         got = cuda.bits_checksum(tensors)
     assert torch.equal(got, reference.bits_checksum(tensors))
     assert [(launch.kernel, launch.grid, launch.block) for launch in log] == [
-        ("bits_checksum", (min(2 * copies + 2, 1024), 1, 1), (256, 1, 1))]
+        ("bits_checksum", (min(2 * copies + 2, 1024), 1, 1), (256, 1, 1))
+    ]
     with cuda.launches() as log:
         cuda.bits_checksum([torch.empty(0), torch.empty(0, 4)])
     assert list(log) == []  # nothing to read: no launch
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-@pytest.mark.parametrize("tensors, error, match", [
-    ([], ValueError, "at least one tensor"),
-    (torch.zeros(3), TypeError, "tensors must be a sequence"),
-    ([torch.zeros(3), 4], TypeError, r"tensors\[1\] must be a torch.Tensor"),
-    ([torch.zeros(3), torch.zeros(2, device="meta")], ValueError, r"tensors\[1\] must be on the device"),
-])
+@pytest.mark.parametrize(
+    "tensors, error, match",
+    [
+        ([], ValueError, "at least one tensor"),
+        (torch.zeros(3), TypeError, "tensors must be a sequence"),
+        ([torch.zeros(3), 4], TypeError, r"tensors\[1\] must be a torch.Tensor"),
+        ([torch.zeros(3), torch.zeros(2, device="meta")], ValueError, r"tensors\[1\] must be on the device"),
+    ],
+)
 def test_bad_arguments(backend, tensors, error, match):
     with pytest.raises(error, match=match):
         BACKENDS[backend](tensors)

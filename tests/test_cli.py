@@ -37,8 +37,9 @@ def images(tmp_path_factory):
 
 def test_segment_writes_overlays_and_coco_json(checkpoint, images, tmp_path, rule_model):
     out = tmp_path / "out"
-    code = main(["segment", *map(str, images), "--weights", str(checkpoint), "--out", str(out),
-                 "--score-threshold", "0.2"])
+    code = main(
+        ["segment", *map(str, images), "--weights", str(checkpoint), "--out", str(out), "--score-threshold", "0.2"]
+    )
     assert code == 0
     for path in images:
         overlay = Image.open(out / (path.stem + ".png"))
@@ -61,8 +62,9 @@ def test_segment_errors_are_reported(images, tmp_path, capsys):
 
 
 def test_segment_unknown_config(checkpoint, images, tmp_path, capsys):
-    assert main(["segment", str(images[0]), "--weights", str(checkpoint), "--config", "nope",
-                 "--out", str(tmp_path)]) == 1
+    assert (
+        main(["segment", str(images[0]), "--weights", str(checkpoint), "--config", "nope", "--out", str(tmp_path)]) == 1
+    )
     assert "unknown config 'nope'" in capsys.readouterr().err
 
 
@@ -90,7 +92,7 @@ def test_demo_keeps_the_users_seed(tmp_path):
         assert main(["demo", "--out", str(tmp_path / "b"), *options]) == 0
         seeded = np.asarray(Image.open(tmp_path / "a" / name))
         assert not np.array_equal(seeded, np.asarray(Image.open(tmp_path / "b" / name)))
-        expected = (synthetic_shapes(1, 7, (256, 256))[0][0] if not options else golden_image(7, 480, 640))
+        expected = synthetic_shapes(1, 7, (256, 256))[0][0] if not options else golden_image(7, 480, 640)
         assert np.array_equal(seeded, expected.permute(1, 2, 0).numpy())
 
 
@@ -137,6 +139,7 @@ def test_python_dash_m_entry_point():
 
 # --- sources: folders, globs, videos, cameras; outputs never shared, written atomically -----
 
+
 def save_shape_image(path, seed, size=None):
     image = yf.data.synthetic_shapes(1, seed=seed)[0][0]
     if size is not None:
@@ -178,10 +181,13 @@ def test_glob_patterns(tmp_path):
     assert main(["segment", str(tmp_path / "in" / "z*.png"), "--out", str(out)]) == 1
 
 
-@pytest.mark.parametrize("layout,out,message", [
-    (("a.png", "a.jpg"), "out", "would both write"),
-    (("a.png",), ".", "would replace the input"),
-])
+@pytest.mark.parametrize(
+    "layout,out,message",
+    [
+        (("a.png", "a.jpg"), "out", "would both write"),
+        (("a.png",), ".", "would replace the input"),
+    ],
+)
 def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys, layout, out, message):
     for name in layout:
         save_shape_image(tmp_path / name, 1)
@@ -355,16 +361,26 @@ def test_source_kinds_and_names(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "clip.MKV").write_bytes(b"")
     (tmp_path / "b" / "notes.txt").write_text("")
-    arguments = [str(tmp_path / "a"), str(tmp_path / "b" / "*"), "rtsp://host/live", "2",
-                 str(tmp_path / "a" / "x.png")]  # the image again: kept once
+    arguments = [
+        str(tmp_path / "a"),
+        str(tmp_path / "b" / "*"),
+        "rtsp://host/live",
+        "2",
+        str(tmp_path / "a" / "x.png"),
+    ]  # the image again: kept once
     sources, skipped = find_sources(arguments)
     assert [(s.kind, s.name) for s in sources] == [
-        ("image", os.path.join("a", "x")), ("video", os.path.join("b", "clip")),
-        ("stream", "stream0"), ("camera", "camera2")]
+        ("image", os.path.join("a", "x")),
+        ("video", os.path.join("b", "clip")),
+        ("stream", "stream0"),
+        ("camera", "camera2"),
+    ]
     assert skipped == {"not an image or video": 1}
     paths = output_paths(sources, str(tmp_path / "out"))
-    assert paths[1] == {"video": str(tmp_path / "out" / "b" / "clip.mp4"),
-                        "results": str(tmp_path / "out" / "b" / "clip.jsonl")}
+    assert paths[1] == {
+        "video": str(tmp_path / "out" / "b" / "clip.mp4"),
+        "results": str(tmp_path / "out" / "b" / "clip.jsonl"),
+    }
     assert paths[3]["video"].endswith("camera2.mp4")
 
 
@@ -390,5 +406,10 @@ assert sorted(s.name for s in sources) == ["a", os.path.join("sub", "b")] and sk
 
 
 def test_recursive_globs_do_not_follow_link_loops(tmp_path):
-    subprocess.run([sys.executable, "-c", LINK_LOOP_GLOB.format()], cwd=tmp_path, check=True, timeout=120,
-                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    subprocess.run(
+        [sys.executable, "-c", LINK_LOOP_GLOB.format()],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))},
+    )

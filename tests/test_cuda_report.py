@@ -145,22 +145,29 @@ def test_resource_usage_and_names():
     usage = sass.parse_resource_usage(CANNED_USAGE)
     assert usage[MANGLED]["REG"] == 32 and usage[MANGLED]["STACK"] == 16
     assert usage[MANGLED]["SHARED"] == 1024 and usage[MANGLED]["LOCAL"] == 8
-    assert sass.short_name("void yf::kernels::(anonymous namespace)::paste_masks<float>(float const*, bool*)") \
+    assert (
+        sass.short_name("void yf::kernels::(anonymous namespace)::paste_masks<float>(float const*, bool*)")
         == "paste_masks<float>"
+    )
     assert sass.short_name("yf::kernels::(anonymous namespace)::scan(unsigned long const*)") == "scan"
-    assert [sass.access_bits(op) for op in ("STG.E.U8", "LDG.E", "LDG.E.64.CONSTANT", "STS.128", "LDS.S16")] \
-        == [8, 32, 64, 128, 16]
+    assert [sass.access_bits(op) for op in ("STG.E.U8", "LDG.E", "LDG.E.64.CONSTANT", "STS.128", "LDS.S16")] == [
+        8,
+        32,
+        64,
+        128,
+        16,
+    ]
 
 
 def test_kernel_report_row(function):
-    row = cuda_report.kernel_report(function, sass.parse_resource_usage(CANNED_USAGE)[MANGLED],
-                                    "paste_masks<float>")
+    row = cuda_report.kernel_report(function, sass.parse_resource_usage(CANNED_USAGE)[MANGLED], "paste_masks<float>")
     assert row["registers"] == 32 and row["static_shared_bytes"] == 1024 and row["local_bytes"] == 8
     assert row["per_element_fp64"] == 3
     assert row["store_path"] == {"instructions": 15, "bytes_stored": 1, "per_byte": 15.0}
 
 
 # --- the roofline model ------------------------------------------------------------------------
+
 
 def test_step_model():
     step = gpu_model.Step("x", 2, 3.35e6, 0.0)
@@ -183,8 +190,13 @@ def test_latency_term_of_the_block_scans():
     merge_issue = gpu_model.MERGE_SCANS * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
     for threads, batch, rounds, merge_rounds in ((256, 1, 76, 32), (1024, 8, 3, 1)):
         record = {"name": "class_nms<float, float, float>", "block": (threads, 1, 1), "scan_batch": batch}
-        cycles = (gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES + issue + iou
-                  + gpu_model.MERGE_SCANS * merge_rounds * gpu_model.GLOBAL_LATENCY_CYCLES + merge_issue)
+        cycles = (
+            gpu_model.SELECT_SCANS * rounds * gpu_model.GLOBAL_LATENCY_CYCLES
+            + issue
+            + iou
+            + gpu_model.MERGE_SCANS * merge_rounds * gpu_model.GLOBAL_LATENCY_CYCLES
+            + merge_issue
+        )
         assert gpu_model.latency_us(record, s) == pytest.approx(cycles * to_us)
         greedy = gpu_model.latency_us({**record, "greedy": True}, s) - gpu_model.latency_us(record, s)
         greedy_iou = gpu_model.iou_warp_rows(s.top_k, greedy=True) * gpu_model.IOU_PAIR_INSTRUCTIONS / 4
@@ -195,13 +207,20 @@ def test_latency_term_of_the_block_scans():
     packed = {"name": "class_nms", "block": (1024, 1, 1), "paths": ["packed_keys"]}
     scans = gpu_model.SELECT_SCANS_PACKED
     assert 2 < scans < gpu_model.SELECT_SCANS
-    cycles = (3 * gpu_model.GLOBAL_LATENCY_CYCLES + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
-              + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES + iou)
+    cycles = (
+        3 * gpu_model.GLOBAL_LATENCY_CYCLES
+        + (scans - 1) * 19 * gpu_model.SHARED_LATENCY_CYCLES
+        + scans * s.priors * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
+        + iou
+    )
     assert gpu_model.latency_us(packed, s) == pytest.approx((cycles + merge) * to_us)
     merge_scans = gpu_model.MERGE_SCANS_PACKED
     assert merge_scans < gpu_model.MERGE_SCANS
-    packed_merge = (gpu_model.GLOBAL_LATENCY_CYCLES + (merge_scans - 1) * 8 * gpu_model.SHARED_LATENCY_CYCLES
-                    + merge_scans * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES)
+    packed_merge = (
+        gpu_model.GLOBAL_LATENCY_CYCLES
+        + (merge_scans - 1) * 8 * gpu_model.SHARED_LATENCY_CYCLES
+        + merge_scans * slots * gpu_model.SCAN_INSTRUCTIONS / gpu_model.ISSUE_LANES
+    )
     both = {**packed, "paths": ["packed_keys", "staged_boxes", "merge_packed_keys"]}
     assert gpu_model.latency_us(both, s) == pytest.approx((cycles + packed_merge) * to_us)
     step = gpu_model.kernel_step({"name": "class_nms", "block": (1024, 1, 1)}, s)
@@ -284,8 +303,9 @@ __global__ void scale_rows(const float* in, double* acc, unsigned char* out, lon
 """
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None or cuda_report.nvidia_tool("nvdisasm") is None,
-                    reason="needs nvcc and nvdisasm")
+@pytest.mark.skipif(
+    shutil.which("nvcc") is None or cuda_report.nvidia_tool("nvdisasm") is None, reason="needs nvcc and nvdisasm"
+)
 def test_compile_and_report_one_kernel(tmp_path):
     source = tmp_path / "tiny.cu"
     source.write_text(TINY_KERNEL)
@@ -319,8 +339,9 @@ def test_official_launch_counts_match_the_reference_ops_profiled():
             call()
         return gpu_model.total(gpu_model.aten_steps(prof.profiler.function_events))["launches"]
 
-    official = {op: gpu_model.total(steps)["launches"]
-                for op, steps in gpu_model.official_steps(gpu_model.Shapes()).items()}
+    official = {
+        op: gpu_model.total(steps)["launches"] for op, steps in gpu_model.official_steps(gpu_model.Shapes()).items()
+    }
     assert launches(lambda: reference.decode_boxes(loc, priors)) == official["decode_boxes"]
     assert launches(lambda: reference.paste_masks(proto, det_coeffs, det_boxes, (20, 24))) == official["paste_masks"]
     # the reference adds the finite-box test (isfinite, all, and: +3) and gathers the
@@ -339,6 +360,7 @@ def test_footprint_fraction():
 
 
 # --- build defaults: one home ------------------------------------------------------------------
+
 
 def test_cuda_build_defaults_have_one_home():
     """The default architectures (CI builds all five) and the nvcc probe live in
@@ -373,8 +395,11 @@ def test_emulation_workspace_fills_are_not_modelled_as_launches():
     shapes = gpu_model.Shapes()
 
     steps, _ = cuda_report.our_steps(lambda: ops.fast_nms(boxes, scores, coeffs), ops.launches, shapes)
-    assert [s.name for s in steps if s.launches] == ["kernel candidate_flags", "kernel class_nms",
-                                                     "aten::_local_scalar_dense"]
+    assert [s.name for s in steps if s.launches] == [
+        "kernel candidate_flags",
+        "kernel class_nms",
+        "aten::_local_scalar_dense",
+    ]
     x = {"loc": loc, "conf_logits": logits, "mask_coeffs": coeffs, "priors": priors, "proto": proto}
     steps, _ = cuda_report.our_steps(lambda: cuda_report.post_network_padded(ops, x, (12, 16)), ops.launches, shapes)
     assert [s.name for s in steps if s.launches] == ["kernel detect_scores", "kernel class_nms", "kernel paste_masks"]

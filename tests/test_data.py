@@ -10,7 +10,14 @@ from PIL import Image
 
 from yolact_fast.configs import SHAPE_CLASSES
 from yolact_fast.data import (
-    Augment, CocoDataset, expand, mirror, open_dataset, random_crop, synthetic_shapes, write_coco,
+    Augment,
+    CocoDataset,
+    expand,
+    mirror,
+    open_dataset,
+    random_crop,
+    synthetic_shapes,
+    write_coco,
 )
 from yolact_fast.data.transforms import mask_boxes, photometric_distort
 from yolact_fast.data.spec import parse_synthetic
@@ -89,8 +96,11 @@ def _coco(tmp_path, annotations, images=None, categories=None):
     for image in images:
         if not (tmp_path / image["file_name"]).exists() and image["file_name"] != "missing.png":
             _write_image(tmp_path / image["file_name"], image["height"], image["width"])
-    data = {"images": images, "annotations": annotations,
-            "categories": categories or [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]}
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": categories or [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}],
+    }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(data))
     return str(path)
@@ -104,12 +114,33 @@ def test_polygon_rle_and_crowd(tmp_path):
     rle = mask_utils.encode(rle_mask)
     rle["counts"] = rle["counts"].decode("ascii")
     annotations = [
-        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [0, 0, 10, 10], "iscrowd": 0,
-         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "area": 100},
-        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [20, 2, 8, 4], "iscrowd": 0,
-         "segmentation": rle, "area": 32},
-        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [12, 12, 6, 6], "iscrowd": 1,
-         "segmentation": rle, "area": 36},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 7,
+            "bbox": [0, 0, 10, 10],
+            "iscrowd": 0,
+            "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            "area": 100,
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [20, 2, 8, 4],
+            "iscrowd": 0,
+            "segmentation": rle,
+            "area": 32,
+        },
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [12, 12, 6, 6],
+            "iscrowd": 1,
+            "segmentation": rle,
+            "area": 36,
+        },
     ]
     dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations))
     image, target = dataset[0]
@@ -122,22 +153,35 @@ def test_polygon_rle_and_crowd(tmp_path):
 
 
 def test_bad_annotations_are_skipped_and_counted(tmp_path):
-    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
-              {"id": 2, "file_name": "missing.png", "height": 20, "width": 30}]
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+        {"id": 2, "file_name": "missing.png", "height": 20, "width": 30},
+    ]
     good = [[0, 0, 10, 0, 10, 10, 0, 10]]
     annotations = [
         {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "segmentation": good, "iscrowd": 0},
         {"id": 2, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0, 4], "segmentation": good, "iscrowd": 0},
-        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": _rle(np.zeros((20, 30))),
-         "iscrowd": 0},
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [0, 0, 5, 5],
+            "segmentation": _rle(np.zeros((20, 30))),
+            "iscrowd": 0,
+        },
         {"id": 4, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
         {"id": 5, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": [], "iscrowd": 0},
         {"id": 6, "image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 5], "segmentation": good, "iscrowd": 0},
     ]
     with pytest.warns(UserWarning, match="skipped") as warned:
         dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations, images))
-    assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "empty_mask": 1,
-                                     "unknown_category": 1, "bad_annotation": 1}
+    assert dict(dataset.skipped) == {
+        "missing_image": 1,
+        "zero_area_box": 1,
+        "empty_mask": 1,
+        "unknown_category": 1,
+        "bad_annotation": 1,
+    }
     assert "'segmentation' is an empty list of polygons" in str(warned[0].message)
     assert len(dataset) == 1
     _, target = dataset[0]
@@ -150,15 +194,22 @@ def test_eval_ignores_what_the_loader_skips(tmp_path):
     from yolact_fast.evaluate import coco_eval
 
     square = [[0, 0, 10, 0, 10, 10, 0, 10]]
-    annotations = [dict(GOOD_ANNOTATION, segmentation=square),
-                   dict(GOOD_ANNOTATION, id=2, segmentation=[]),
-                   dict(GOOD_ANNOTATION, id=3, bbox=[5, 5, 0, 0]),
-                   dict(GOOD_ANNOTATION, id=4, category_id=99),
-                   dict(GOOD_ANNOTATION, id=5, segmentation=_rle(np.zeros((20, 30))))]
+    annotations = [
+        dict(GOOD_ANNOTATION, segmentation=square),
+        dict(GOOD_ANNOTATION, id=2, segmentation=[]),
+        dict(GOOD_ANNOTATION, id=3, bbox=[5, 5, 0, 0]),
+        dict(GOOD_ANNOTATION, id=4, category_id=99),
+        dict(GOOD_ANNOTATION, id=5, segmentation=_rle(np.zeros((20, 30)))),
+    ]
     with pytest.warns(UserWarning, match="skipped"):
         dataset = CocoDataset(str(tmp_path), _coco(tmp_path, annotations))
-    result = {"image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 1.0,
-              "segmentation": _rle(np.pad(np.ones((10, 10)), ((0, 10), (0, 20))))}
+    result = {
+        "image_id": 1,
+        "category_id": 3,
+        "bbox": [0, 0, 10, 10],
+        "score": 1.0,
+        "segmentation": _rle(np.pad(np.ones((10, 10)), ((0, 10), (0, 20)))),
+    }
     for iou_type in ("bbox", "segm"):
         assert coco_eval(dataset.coco, [result], iou_type, dataset.image_ids)["AP"] == pytest.approx(1.0)
 
@@ -168,11 +219,15 @@ def test_images_whose_masks_pass_the_byte_cap_are_skipped(tmp_path, monkeypatch)
     again from the image file's real size when the item loads."""
     from yolact_fast.data import coco, rle
 
-    images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30},
-              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
-    annotations = ([dict(GOOD_ANNOTATION, id=i) for i in range(1, 4)]
-                   + [dict(GOOD_ANNOTATION, id=i, image_id=2) for i in range(4, 6)]
-                   + [dict(GOOD_ANNOTATION, id=6, image_id=2, iscrowd=1)])  # crowd regions are no mask
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+        {"id": 2, "file_name": "b.png", "height": 20, "width": 30},
+    ]
+    annotations = (
+        [dict(GOOD_ANNOTATION, id=i) for i in range(1, 4)]
+        + [dict(GOOD_ANNOTATION, id=i, image_id=2) for i in range(4, 6)]
+        + [dict(GOOD_ANNOTATION, id=6, image_id=2, iscrowd=1)]
+    )  # crowd regions are no mask
     monkeypatch.setattr(coco, "MAX_MASK_BYTES", 2 * 20 * 30)
     monkeypatch.setattr(rle, "decode", None)  # the checks of __init__ never build a mask
     path = _coco(tmp_path, annotations, images)
@@ -188,8 +243,14 @@ def test_images_whose_masks_pass_the_byte_cap_are_skipped(tmp_path, monkeypatch)
 
 
 GOOD_POLYGON = [[0, 0, 10, 0, 10, 10, 0, 10]]
-GOOD_ANNOTATION = {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10],
-                   "segmentation": GOOD_POLYGON, "iscrowd": 0}
+GOOD_ANNOTATION = {
+    "id": 1,
+    "image_id": 1,
+    "category_id": 3,
+    "bbox": [0, 0, 10, 10],
+    "segmentation": GOOD_POLYGON,
+    "iscrowd": 0,
+}
 
 
 def _rle(mask):
@@ -205,8 +266,11 @@ def _loads_with_skips(tmp_path, annotations_text, images=None):
     for image in images:
         if isinstance(image, dict) and isinstance(image.get("file_name"), str):
             _write_image(tmp_path / image["file_name"], 20, 30)
-    text = ('{"images": %s, "categories": [{"id": 3, "name": "a"}], "annotations": [%s, %s]}'
-            % (json.dumps(images), json.dumps(GOOD_ANNOTATION), annotations_text))
+    text = '{"images": %s, "categories": [{"id": 3, "name": "a"}], "annotations": [%s, %s]}' % (
+        json.dumps(images),
+        json.dumps(GOOD_ANNOTATION),
+        annotations_text,
+    )
     (tmp_path / "ann.json").write_text(text)
     with pytest.warns(UserWarning, match="skipped") as warned:
         dataset = CocoDataset(str(tmp_path), str(tmp_path / "ann.json"))
@@ -218,40 +282,43 @@ def _annotation(**changes):
     return json.dumps({k: v for k, v in record.items() if v != "<drop>"})
 
 
-@pytest.mark.parametrize("text,field", [
-    (_annotation(segmentation=[[0, 0, "NaN", 0, 10, 10]]).replace('"NaN"', "NaN"), "polygon 0"),
-    (_annotation(segmentation=[[0, 0, 1e30, 0, 10, 10]]), "polygon 0"),
-    (_annotation(segmentation=[[0, 0, 10, 0, 10, 10, 0, -1e9]]), "polygon 0"),
-    (_annotation(segmentation=[[0, 0, 10, 10]]), "polygon 0"),  # pycocotools reads 4 numbers as a box
-    (_annotation(segmentation=[5]), "polygon 0"),
-    (_annotation(segmentation="abc"), "'segmentation'"),
-    (_annotation(bbox=[0, 0, 1, 1]).replace("[0, 0, 1, 1]", "[0, 0, 1e400, 1]"), "'bbox'"),
-    (_annotation(bbox=[0, 0, 5]), "'bbox'"),
-    (_annotation(bbox=["0", 0, 5, 5]), "'bbox'"),
-    (_annotation(bbox=[0, 0, 5e9, 5]), "'bbox'"),
-    (_annotation(bbox="<drop>"), "'bbox'"),
-    (_annotation(image_id="<drop>"), "'image_id'"),
-    (_annotation(id="<drop>"), "'id'"),
-    (_annotation(category_id="<drop>"), "'category_id'"),
-    (_annotation(category_id="3"), "'category_id'"),
-    (_annotation(id=2.5), "'id'"),
-    (_annotation(image_id=True), "'image_id'"),
-    (_annotation(id=2**64), "'id'"),
-    (_annotation(image_id=9), "names no (valid) image"),
-    (_annotation(id=1), "used by an earlier annotation"),
-    (_annotation(iscrowd="yes"), "'iscrowd'"),
-    (_annotation(area="big"), "'area'"),
-    ('"not an object"', "not an object"),
-    ("null", "not an object"),
-    ("[1, 2]", "not an object"),
-    (_annotation(segmentation={"size": [20, 30], "counts": [5, 10**9]}), "RLE"),
-    (_annotation(segmentation={"size": [20, 30], "counts": [-5, 605]}), "RLE"),
-    (_annotation(segmentation={"size": [2000, 3000], "counts": [6000000]}), "RLE size"),
-    (_annotation(segmentation={"size": [20, 30], "counts": "~~~~"}), "RLE counts"),
-    (_annotation(segmentation={"size": [20, 30], "counts": "0n"}), "RLE counts"),  # 'n' continues
-    (_annotation(segmentation={"size": [20, 30], "counts": _rle(np.ones((10, 61)))["counts"]}), "RLE"),
-    (_annotation(segmentation={"size": [20, 30], "counts": None}), "RLE counts"),
-])
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        (_annotation(segmentation=[[0, 0, "NaN", 0, 10, 10]]).replace('"NaN"', "NaN"), "polygon 0"),
+        (_annotation(segmentation=[[0, 0, 1e30, 0, 10, 10]]), "polygon 0"),
+        (_annotation(segmentation=[[0, 0, 10, 0, 10, 10, 0, -1e9]]), "polygon 0"),
+        (_annotation(segmentation=[[0, 0, 10, 10]]), "polygon 0"),  # pycocotools reads 4 numbers as a box
+        (_annotation(segmentation=[5]), "polygon 0"),
+        (_annotation(segmentation="abc"), "'segmentation'"),
+        (_annotation(bbox=[0, 0, 1, 1]).replace("[0, 0, 1, 1]", "[0, 0, 1e400, 1]"), "'bbox'"),
+        (_annotation(bbox=[0, 0, 5]), "'bbox'"),
+        (_annotation(bbox=["0", 0, 5, 5]), "'bbox'"),
+        (_annotation(bbox=[0, 0, 5e9, 5]), "'bbox'"),
+        (_annotation(bbox="<drop>"), "'bbox'"),
+        (_annotation(image_id="<drop>"), "'image_id'"),
+        (_annotation(id="<drop>"), "'id'"),
+        (_annotation(category_id="<drop>"), "'category_id'"),
+        (_annotation(category_id="3"), "'category_id'"),
+        (_annotation(id=2.5), "'id'"),
+        (_annotation(image_id=True), "'image_id'"),
+        (_annotation(id=2**64), "'id'"),
+        (_annotation(image_id=9), "names no (valid) image"),
+        (_annotation(id=1), "used by an earlier annotation"),
+        (_annotation(iscrowd="yes"), "'iscrowd'"),
+        (_annotation(area="big"), "'area'"),
+        ('"not an object"', "not an object"),
+        ("null", "not an object"),
+        ("[1, 2]", "not an object"),
+        (_annotation(segmentation={"size": [20, 30], "counts": [5, 10**9]}), "RLE"),
+        (_annotation(segmentation={"size": [20, 30], "counts": [-5, 605]}), "RLE"),
+        (_annotation(segmentation={"size": [2000, 3000], "counts": [6000000]}), "RLE size"),
+        (_annotation(segmentation={"size": [20, 30], "counts": "~~~~"}), "RLE counts"),
+        (_annotation(segmentation={"size": [20, 30], "counts": "0n"}), "RLE counts"),  # 'n' continues
+        (_annotation(segmentation={"size": [20, 30], "counts": _rle(np.ones((10, 61)))["counts"]}), "RLE"),
+        (_annotation(segmentation={"size": [20, 30], "counts": None}), "RLE counts"),
+    ],
+)
 def test_malformed_annotations_are_skipped_counted_and_named(tmp_path, text, field):
     dataset, message = _loads_with_skips(tmp_path, text)
     assert dict(dataset.skipped) == {"bad_annotation": 1}
@@ -260,19 +327,22 @@ def test_malformed_annotations_are_skipped_counted_and_named(tmp_path, text, fie
     assert target["labels"].tolist() == [0] and target["masks"][0, :10, :10].all()
 
 
-@pytest.mark.parametrize("image,field", [
-    ({"id": 2, "file_name": "b.png", "height": 10**6, "width": 10**6}, "MAX_IMAGE_PIXELS"),
-    ({"id": 2, "file_name": "b.png", "height": 0, "width": 30}, "'height'"),
-    ({"id": 2, "file_name": "b.png", "height": 20, "width": -3}, "'width'"),
-    ({"id": 2, "file_name": "b.png", "height": "20", "width": 30}, "'height'"),
-    ({"id": 2, "file_name": "b.png", "height": 20.5, "width": 30}, "'height'"),
-    ({"id": 2, "file_name": None, "height": 20, "width": 30}, "'file_name'"),
-    ({"id": 2, "file_name": 7, "height": 20, "width": 30}, "'file_name'"),
-    ({"id": "2", "file_name": "b.png", "height": 20, "width": 30}, "'id'"),
-    ({"file_name": "b.png", "height": 20, "width": 30}, "'id'"),
-    ("b.png", "not an object"),
-    ({"id": 1, "file_name": "b.png", "height": 20, "width": 30}, "used by an earlier image"),
-])
+@pytest.mark.parametrize(
+    "image,field",
+    [
+        ({"id": 2, "file_name": "b.png", "height": 10**6, "width": 10**6}, "MAX_IMAGE_PIXELS"),
+        ({"id": 2, "file_name": "b.png", "height": 0, "width": 30}, "'height'"),
+        ({"id": 2, "file_name": "b.png", "height": 20, "width": -3}, "'width'"),
+        ({"id": 2, "file_name": "b.png", "height": "20", "width": 30}, "'height'"),
+        ({"id": 2, "file_name": "b.png", "height": 20.5, "width": 30}, "'height'"),
+        ({"id": 2, "file_name": None, "height": 20, "width": 30}, "'file_name'"),
+        ({"id": 2, "file_name": 7, "height": 20, "width": 30}, "'file_name'"),
+        ({"id": "2", "file_name": "b.png", "height": 20, "width": 30}, "'id'"),
+        ({"file_name": "b.png", "height": 20, "width": 30}, "'id'"),
+        ("b.png", "not an object"),
+        ({"id": 1, "file_name": "b.png", "height": 20, "width": 30}, "used by an earlier image"),
+    ],
+)
 def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, image, field):
     images = [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}, image]
     dataset, message = _loads_with_skips(tmp_path, _annotation(image_id=2), images)
@@ -281,14 +351,17 @@ def test_malformed_image_records_are_skipped_with_their_annotations(tmp_path, im
     assert dataset.image_ids == [1] and dataset[0][1]["labels"].tolist() == [0]
 
 
-@pytest.mark.parametrize("categories,message", [
-    ([], "'categories' is empty"),
-    (["a"], "category #0 is a str"),
-    ([{"id": "3", "name": "a"}], "category #0: 'id' must be an integer"),
-    ([{"id": 3}], "category #0 (id 3): 'name'"),
-    ([{"id": 3, "name": "a"}, {"id": 3, "name": "b"}], "category #1: 'id' 3 is used"),
-    ([{"id": i, "name": str(i)} for i in range(1 << 16)], "'categories' has 65536 records"),
-])
+@pytest.mark.parametrize(
+    "categories,message",
+    [
+        ([], "'categories' is empty"),
+        (["a"], "category #0 is a str"),
+        ([{"id": "3", "name": "a"}], "category #0: 'id' must be an integer"),
+        ([{"id": 3}], "category #0 (id 3): 'name'"),
+        ([{"id": 3, "name": "a"}, {"id": 3, "name": "b"}], "category #1: 'id' 3 is used"),
+        ([{"id": i, "name": str(i)} for i in range(1 << 16)], "'categories' has 65536 records"),
+    ],
+)
 def test_malformed_categories_are_an_error_naming_file_and_record(tmp_path, categories, message):
     path = _coco(tmp_path, [GOOD_ANNOTATION])
     data = json.loads(open(path).read())

@@ -9,8 +9,9 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = sorted(["README.md", "CHANGELOG.md"]
-              + [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))])
+DOCS = sorted(
+    ["README.md", "CHANGELOG.md"] + [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))]
+)
 
 # Top-level folders whose paths the docs name; a path is checked when it starts with one.
 TOP_FOLDERS = ("yolact_fast", "csrc", "scripts", "tests", "benchmarks", "tools", "docs", ".ci")
@@ -82,9 +83,11 @@ def test_every_docs_page_is_linked_from_the_index():
 
 
 def test_the_checks_find_what_is_missing():
-    text = ("See [install](docs/install.md), [gone](docs/no_such_page.md#part), [web](https://x.org), "
-            "[here](#speed).\n`yolact_fast/no_such_module.py` and `scripts/install.sh`, "
-            "`yolact_fast/_C*.so`, `csrc/nowhere/*.h`.\n```bash\nbash scripts/no_such_script.sh\n```\n")
+    text = (
+        "See [install](docs/install.md), [gone](docs/no_such_page.md#part), [web](https://x.org), "
+        "[here](#speed).\n`yolact_fast/no_such_module.py` and `scripts/install.sh`, "
+        "`yolact_fast/_C*.so`, `csrc/nowhere/*.h`.\n```bash\nbash scripts/no_such_script.sh\n```\n"
+    )
     assert broken_links("README.md", text) == ["docs/no_such_page.md#part"]
     assert broken_links("docs/x.md", "[up](../README.md) [same](install.md) [bad](README.md/x)") == ["README.md/x"]
     assert missing_paths(text) == ["scripts/no_such_script.sh", "yolact_fast/no_such_module.py", "csrc/nowhere/*.h"]

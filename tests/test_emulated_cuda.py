@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 
 from yolact_fast import _emulation, configs, ops, reference
 from yolact_fast.testing import emulated_cuda as cuda
-from inputs import (clustered_boxes, misaligned_copy, random_boxes, random_coeffs, random_head, random_proto,
-                    random_scores)
+from inputs import (
+    clustered_boxes,
+    misaligned_copy,
+    random_boxes,
+    random_coeffs,
+    random_head,
+    random_proto,
+    random_scores,
+)
 from comparisons import assert_detections_close, assert_nms_equal
 from inputs import DTYPES, REDUCED_DTYPES, gen
 
@@ -68,10 +75,10 @@ def test_fast_nms_padded_outputs(method):
         assert_nms_equal(got, twin(boxes, scores, coeffs, 0.5, [1, 64, 65, 200][seed], 0.05, 30))
 
 
-def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast",
-                    variances=(0.1, 0.2)):
-    *out, count = cuda._kernels.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det,
-                                       method)
+def emulated_detect(
+    loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05, max_det=100, method="fast", variances=(0.1, 0.2)
+):
+    *out, count = cuda._kernels.detect(loc, logits, coeffs, priors, *variances, iou, top_k, score, max_det, method)
     n = int(count)
     assert all(not t[n:].any() for t in out), "padding rows must be zero"
     trimmed = tuple(t[:n] for t in out)
@@ -81,9 +88,16 @@ def emulated_detect(loc, logits, coeffs, priors, iou=0.5, top_k=200, score=0.05,
 
 
 @SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), num_classes=st.integers(0, 5),
-       top_k=st.sampled_from([0, 1, 63, 64, 65, 200]), max_det=st.sampled_from([0, 3, 100]),
-       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
+@given(
+    seed=st.integers(0, 2**31),
+    num_priors=st.integers(0, 300),
+    num_classes=st.integers(0, 5),
+    top_k=st.sampled_from([0, 1, 63, 64, 65, 200]),
+    max_det=st.sampled_from([0, 3, 100]),
+    clustered=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    method=st.sampled_from(["fast", "cluster"]),
+)
 def test_detect(seed, num_priors, num_classes, top_k, max_det, clustered, dtype, method):
     g = gen(seed)
     loc, logits, coeffs, priors = random_head(num_priors, num_classes, 3, g, dtype, clustered=clustered)
@@ -118,8 +132,9 @@ def test_reduced_precision_inputs_are_read_in_their_dtype(dtype):
         cuda._kernels.detect(loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
         cuda._kernels.fast_nms(boxes, scores, coeffs, 0.5, 200, 0.05, 100, "cluster")
         cuda._kernels.decode_boxes(loc, priors, 0.1, 0.2)
-    assert [launch.kernel for launch in log] == (["detect_scores"] + NMS_KERNELS + ["candidate_flags"]
-                                                 + NMS_KERNELS + ["decode"])
+    assert [launch.kernel for launch in log] == (
+        ["detect_scores"] + NMS_KERNELS + ["candidate_flags"] + NMS_KERNELS + ["decode"]
+    )
     assert [e.name for e in prof.events() if e.name in ("aten::copy_", "aten::to", "aten::_to_copy")] == []
 
 
@@ -175,10 +190,13 @@ def test_masks_equal_the_cpu_kernels_on_odd_sizes():
         proto, coeffs = random_proto(h, w, k, g), random_coeffs(n, k, g)
         boxes = random_boxes(n, g)
         size, padding = (pick(sizes), pick(sizes)), pick([0, 1, 2.5])
-        assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes, padding),
-                           ops.assemble_masks(proto, coeffs, boxes, padding)), case
-        assert torch.equal(cuda.paste_masks(proto, coeffs, boxes, size, 0.5, padding),
-                           ops.paste_masks(proto, coeffs, boxes, size, 0.5, padding)), (case, size)
+        assert torch.equal(
+            cuda.assemble_masks(proto, coeffs, boxes, padding), ops.assemble_masks(proto, coeffs, boxes, padding)
+        ), case
+        assert torch.equal(
+            cuda.paste_masks(proto, coeffs, boxes, size, 0.5, padding),
+            ops.paste_masks(proto, coeffs, boxes, size, 0.5, padding),
+        ), (case, size)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
@@ -202,7 +220,9 @@ def test_proto_staging_vector_and_scalar_loads(dtype):
                 assert torch.equal(cuda.assemble_masks(proto, coeffs, boxes), want_assemble), k
             loads = ("vector_loads",) if vector else ("element_loads",)
             assert [(launch.kernel, launch.paths) for launch in log] == [
-                ("paste_masks", loads + ("quad_stores", "wide_stores")), ("assemble_masks", loads)], (k, vector)
+                ("paste_masks", loads + ("quad_stores", "wide_stores")),
+                ("assemble_masks", loads),
+            ], (k, vector)
 
 
 def test_paste_store_paths():
@@ -212,8 +232,12 @@ def test_paste_store_paths():
     g = gen(19)
     proto, coeffs = random_proto(20, 24, 8, g), random_coeffs(2, 8, g)
     boxes = torch.tensor([[0.1, 0.2, 0.3, 0.4], [2.0, 2.0, 3.0, 3.0]])  # in the image; empty
-    for width, stores in ((64, ("quad_stores", "wide_stores")), (68, ("quad_stores",)),
-                          (66, ("byte_stores",)), (3, ("byte_stores",))):
+    for width, stores in (
+        (64, ("quad_stores", "wide_stores")),
+        (68, ("quad_stores",)),
+        (66, ("byte_stores",)),
+        (3, ("byte_stores",)),
+    ):
         with cuda.launches() as log:
             got = cuda.paste_masks(proto, coeffs, boxes, (30, width))
         assert torch.equal(got, ops.paste_masks(proto, coeffs, boxes, (30, width)))
@@ -297,8 +321,9 @@ def test_detect_scores_cached_exps_equal_recomputed_ones(dtype, cap):
     cached = cached_equal_recomputed(loc, logits, coeffs, priors, cap, args)
     if dtype == torch.float16:  # float arithmetic inside: the float32 reference is compared elsewhere
         return
-    assert_detections_close(cached, reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast"),
-                            rtol=2e-6, box_rtol=1e-6)
+    assert_detections_close(
+        cached, reference.detect(loc, logits, coeffs, priors, (0.1, 0.2), *args, "fast"), rtol=2e-6, box_rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("dtype,cap", [(torch.float32, 256), (torch.float64, 96), (torch.float16, 256)])
@@ -314,7 +339,7 @@ def test_detect_scores_cached_tail_of_the_sum(dtype, cap, tail):
     width = cap - 8 + tail
     loc, _, coeffs, priors = random_head(90, width - 1, 3, g, dtype=dtype, clustered=True, concentration=1.0)
     zero = torch.rand(90, width, generator=g) < 0.08
-    zero[:, width - tail:] |= torch.rand(90, tail, generator=g) < 0.5  # the tail's exps matter
+    zero[:, width - tail :] |= torch.rand(90, tail, generator=g) < 0.5  # the tail's exps matter
     zero[:, 0] = True  # background: a finite maximum in every row
     logits = torch.where(zero, 0.0, -float("inf")).to(dtype)
     args = (0.5, 40, 0.004, 100)
@@ -565,8 +590,9 @@ def test_top_k_keys_in_shared_memory_or_global(num_priors, dtype):
     select = 256 * item + max(8 * num_priors if packed else 0, 200 * box)
     merge = 128 * item + (8 * survivors if merge_packed else 0)
     assert shared["class_nms"] == max(select, merge)
-    assert paths["class_nms"] == ((("packed_keys",) if packed else ()) + ("staged_boxes",)
-                                  + (("merge_packed_keys",) if merge_packed else ()))
+    assert paths["class_nms"] == (
+        (("packed_keys",) if packed else ()) + ("staged_boxes",) + (("merge_packed_keys",) if merge_packed else ())
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

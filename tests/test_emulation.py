@@ -22,6 +22,7 @@ def threads_of(block):
 
 # --- correct kernels run as on the GPU ---------------------------------------------------
 
+
 @pytest.mark.parametrize("block", [(64, 1, 1), (8, 4, 2), (1024, 1, 1), (33, 1, 1)])
 def test_barrier_orders_shared_memory(block):
     n = threads_of(block)
@@ -70,13 +71,16 @@ def test_results_do_not_depend_on_the_seed_for_correct_kernels():
 
 # --- planted bugs are caught -------------------------------------------------------------
 
+
 def test_missing_syncthreads_is_a_race():
     with pytest.raises(RuntimeError, match=r"kernel 'reverse', block \(0, 0, 0\).*shared-memory race.*thread \("):
         run("reverse", arg=0)
 
 
 def test_unsynchronised_read_modify_write_is_a_race():
-    with pytest.raises(RuntimeError, match=r"shared-memory race: thread .* 's'\[0\] \(byte \d+ .*\) after thread .* wrote"):
+    with pytest.raises(
+        RuntimeError, match=r"shared-memory race: thread .* 's'\[0\] \(byte \d+ .*\) after thread .* wrote"
+    ):
         run("unsynchronised_sum")
 
 
@@ -152,14 +156,17 @@ def test_mask_naming_missing_lanes():
         run("warp_sum_down", block=(48, 1, 1))
 
 
-@pytest.mark.parametrize("block,grid,message", [
-    ((1025, 1, 1), (1, 1, 1), "1025 threads exceeds"),
-    ((32, 32, 2), (1, 1, 1), "2048 threads exceeds"),
-    ((1, 1, 65), (1, 1, 1), "exceeds the limits"),
-    ((32, 1, 1), (1, 65536, 1), "grid .* exceeds"),
-    ((32, 1, 1), (1, 1, 65536), "grid .* exceeds"),
-    ((0, 1, 1), (1, 1, 1), "must be positive"),
-])
+@pytest.mark.parametrize(
+    "block,grid,message",
+    [
+        ((1025, 1, 1), (1, 1, 1), "1025 threads exceeds"),
+        ((32, 32, 2), (1, 1, 1), "2048 threads exceeds"),
+        ((1, 1, 65), (1, 1, 1), "exceeds the limits"),
+        ((32, 1, 1), (1, 65536, 1), "grid .* exceeds"),
+        ((32, 1, 1), (1, 1, 65536), "grid .* exceeds"),
+        ((0, 1, 1), (1, 1, 1), "must be positive"),
+    ],
+)
 def test_launch_limits(block, grid, message):
     with pytest.raises(ValueError, match=message):
         run("warp_sum_down", block=block, grid=grid)
@@ -181,6 +188,7 @@ def test_large_dynamic_shared_memory_needs_an_opt_in():
 
 
 # --- the schedule is shuffled by the seed --------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["atomic_tickets", "global_atomic_tickets"])
 def test_order_dependent_results_change_with_the_seed(name):
@@ -249,15 +257,21 @@ def test_launches_are_recorded_and_nest():
 def test_barrier_after_an_exited_thread():
     """CUDA leaves a __syncthreads() that some thread of the block never reaches undefined."""
     for seed in range(3):
-        with ecuda.schedule(seed=seed), pytest.raises(
-                RuntimeError, match=r"kernel 'barrier_after_exit', block \(0, 0, 0\): thread \(\d+, 0, 0\) waits "
-                                    r"at __syncthreads\(\) after thread \(5, 0, 0\) of the block has exited"):
+        with (
+            ecuda.schedule(seed=seed),
+            pytest.raises(
+                RuntimeError,
+                match=r"kernel 'barrier_after_exit', block \(0, 0, 0\): thread \(\d+, 0, 0\) waits "
+                r"at __syncthreads\(\) after thread \(5, 0, 0\) of the block has exited",
+            ),
+        ):
             run("barrier_after_exit", block=(64, 1, 1), arg=5)
     # Every thread returning before the barrier is fine.
     assert torch.equal(run("barrier_after_exit", block=(64, 1, 1), arg=-1)[:-1], torch.arange(64))
 
 
 # --- global-memory access paths ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, width", [("vector_load_at", 16), ("quad_store_at", 4)])
 def test_misaligned_vector_accesses_fail(name, width):
@@ -268,6 +282,9 @@ def test_misaligned_vector_accesses_fail(name, width):
         run(name, block=(32, 1, 1), arg=2 * width)
     assert log[0].paths == (path,)
     for offset in (1, width // 2):
-        with pytest.raises(RuntimeError, match=rf"{name}.*makes a {width}-byte vector access at .*"
-                                               rf"not {width}-byte aligned"):
+        with pytest.raises(
+            RuntimeError,
+            match=rf"{name}.*makes a {width}-byte vector access at .*"
+            rf"not {width}-byte aligned",
+        ):
             run(name, block=(32, 1, 1), arg=offset)

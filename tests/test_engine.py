@@ -39,8 +39,11 @@ def _same(a, b):
 
 # --- options ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("keyword, value", [("precision", "fp64"), ("precision", "FP32"), ("precision", None),
-                                            ("runtime", "tensorrt"), ("runtime", 1)])
+
+@pytest.mark.parametrize(
+    "keyword, value",
+    [("precision", "fp64"), ("precision", "FP32"), ("precision", None), ("runtime", "tensorrt"), ("runtime", 1)],
+)
 def test_unknown_option_names_the_keyword(model, keyword, value):
     with pytest.raises(ValueError, match=keyword):
         yf.segment(IMAGE, model=model, **{keyword: value})
@@ -98,6 +101,7 @@ def test_onnxruntime_refuses_bf16(model):
 
 
 # --- the cache -------------------------------------------------------------------------------
+
 
 def test_engine_is_built_once_and_reused(model):
     first = engine.get_engine(model)
@@ -176,8 +180,10 @@ def test_no_call_reads_the_weights(model):
     class Spy(torch.utils._python_dispatch.TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             flat = torch.utils._pytree.tree_leaves((args, kwargs or {}))
-            if any(isinstance(a, torch.Tensor) and a.layout == torch.strided and a.numel()
-                   and a.data_ptr() in pointers for a in flat):  # packed oneDNN weights have no data_ptr
+            if any(
+                isinstance(a, torch.Tensor) and a.layout == torch.strided and a.numel() and a.data_ptr() in pointers
+                for a in flat
+            ):  # packed oneDNN weights have no data_ptr
                 seen.append(func)
             return func(*args, **(kwargs or {}))
 
@@ -280,6 +286,7 @@ def test_low_precision_models_run(model):
 
 # --- every variant gives fp32 torch's detections ----------------------------------------------
 
+
 def _detections_close(got, want):
     assert torch.equal(got.labels, want.labels)
     torch.testing.assert_close(got.scores, want.scores, rtol=0, atol=1e-4)
@@ -301,8 +308,13 @@ def test_torch_fp32_variants_agree(model, variant):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("runtime", [pytest.param("onnxruntime", marks=installed("onnxruntime")),
-                                     pytest.param("openvino", marks=installed("openvino"))])
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        pytest.param("onnxruntime", marks=installed("onnxruntime")),
+        pytest.param("openvino", marks=installed("openvino")),
+    ],
+)
 def test_external_runtimes_give_the_torch_detections(model, runtime):
     want = yf.segment(IMAGE, model=model)
     got = yf.segment(IMAGE, model=model, runtime=runtime)

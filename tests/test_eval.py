@@ -31,23 +31,35 @@ def test_perfect_predictions_give_ap_1(dataset):
 
 def _single(tmp_path, gt_box, det_box):
     """One image, one ground-truth box (mask = box), one detection (mask = box)."""
+
     def rle(box):
         m = np.zeros((1, 100, 100), bool)
         x, y, w, h = box
-        m[0, y:y + h, x:x + w] = True
+        m[0, y : y + h, x : x + w] = True
         return rle_encode(m)[0]
 
     (tmp_path / "images").mkdir()
     from PIL import Image
+
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "images" / "a.png")
-    data = {"images": [{"id": 1, "file_name": "a.png", "height": 100, "width": 100}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": list(gt_box),
-                             "area": gt_box[2] * gt_box[3], "iscrowd": 0, "segmentation": rle(gt_box)}],
-            "categories": [{"id": 1, "name": "thing"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 100, "width": 100}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": list(gt_box),
+                "area": gt_box[2] * gt_box[3],
+                "iscrowd": 0,
+                "segmentation": rle(gt_box),
+            }
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
     (tmp_path / "a.json").write_text(json.dumps(data))
     ds = CocoDataset(str(tmp_path / "images"), str(tmp_path / "a.json"))
-    det = [{"image_id": 1, "category_id": 1, "bbox": list(det_box), "score": 0.9,
-            "segmentation": rle(det_box)}]
+    det = [{"image_id": 1, "category_id": 1, "bbox": list(det_box), "score": 0.9, "segmentation": rle(det_box)}]
     return ds, det
 
 
@@ -74,9 +86,15 @@ def test_no_results_give_zero(dataset):
 
 
 def test_evaluate_runs_the_model(dataset):
-    model = yf.Yolact(yf.configs.yolact_demo.replace(
-        backbone=yf.configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
-        max_size=64, fpn_features=16, proto_width=16, mask_dim=8))
+    model = yf.Yolact(
+        yf.configs.yolact_demo.replace(
+            backbone=yf.configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
+            max_size=64,
+            fpn_features=16,
+            proto_width=16,
+            mask_dim=8,
+        )
+    )
     metrics = evaluate(model, dataset)
     assert metrics["images"] == 4 and metrics["unreadable"] == 0
     assert set(metrics["bbox"]) >= {"AP", "AP50", "AP75"} and 0 <= metrics["segm"]["AP"] <= 1
@@ -91,8 +109,9 @@ def test_instances_to_coco_round_trip_scores_perfectly(dataset):
     results = []
     for index in range(len(dataset)):
         image, target = dataset[index]
-        inst = yf.Instances(target["boxes"], torch.ones(len(target["labels"])), target["labels"],
-                            target["masks"], SHAPE_CLASSES)
+        inst = yf.Instances(
+            target["boxes"], torch.ones(len(target["labels"])), target["labels"], target["masks"], SHAPE_CLASSES
+        )
         results += inst.to_coco(int(target["image_id"]), dataset.category_ids)
     assert coco_eval(dataset.coco, results, "segm")["AP"] == pytest.approx(1.0)
     assert coco_eval(dataset.coco, results, "bbox")["AP"] == pytest.approx(1.0)
@@ -100,8 +119,9 @@ def test_instances_to_coco_round_trip_scores_perfectly(dataset):
 
 def test_to_coco_refuses_too_few_category_ids(dataset):
     _, target = dataset[0]
-    inst = yf.Instances(target["boxes"], torch.ones(len(target["labels"])), target["labels"], target["masks"],
-                        SHAPE_CLASSES)
+    inst = yf.Instances(
+        target["boxes"], torch.ones(len(target["labels"])), target["labels"], target["masks"], SHAPE_CLASSES
+    )
     with pytest.raises(ValueError, match="category_ids has 2 entries for 5 classes"):
         inst.to_coco(1, category_ids=[1, 2])
     assert len(inst.to_coco(1, category_ids=range(1, 6))) == len(inst)

@@ -50,6 +50,7 @@ def demo_onnx(request, demo, tmp_path_factory):
 
 # --- the whole segment path in ONNX -------------------------------------------------------
 
+
 def test_demo_onnx_matches_segment_at_any_image_size(demo, demo_onnx):
     nms, path = demo_onnx
     segmenter = export.OnnxSegmenter(path, threads=1)
@@ -89,13 +90,16 @@ def test_onnx_graph_is_standard_and_checked(demo_onnx):
     assert metadata["yolact_fast.config"] == "yolact_demo" and "circle" in metadata["yolact_fast.class_names"]
 
 
-@pytest.mark.parametrize("options", [
-    dict(score_threshold=0.9, max_detections=3, top_k=5),
-    dict(score_threshold=1.0),  # no candidate at all
-    dict(iou_threshold=0.0),
-    dict(iou_threshold=1.0, opset=20),
-    dict(opset=18, nms="cluster", max_detections=7),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(score_threshold=0.9, max_detections=3, top_k=5),
+        dict(score_threshold=1.0),  # no candidate at all
+        dict(iou_threshold=0.0),
+        dict(iou_threshold=1.0, opset=20),
+        dict(opset=18, nms="cluster", max_detections=7),
+    ],
+)
 def test_demo_onnx_options(demo, tmp_path, options):
     options = dict(options)
     opset = options.pop("opset", export.DEFAULT_OPSET)
@@ -125,8 +129,7 @@ def test_fixed_image_size_and_batched_input(demo, tmp_path):
 def test_onnxruntime_segmenter_in_memory(demo):
     segmenter = export.onnxruntime_segmenter(demo, threads=1, nms="cluster", max_detections=10)
     image = shapes_image(8, 150, 170)
-    assert_same_detections(segmenter(image),
-                           yf.segment(image, model=demo, nms="cluster", max_detections=10))
+    assert_same_detections(segmenter(image), yf.segment(image, model=demo, nms="cluster", max_detections=10))
 
 
 # --- the post-network graph against the reference ops, on arbitrary raw outputs ------------
@@ -160,25 +163,30 @@ def raw_outputs(config, seed, kind):
 
 
 @pytest.mark.parametrize("config_name", sorted(TINY_CONFIGS))
-@pytest.mark.parametrize("nms,kind", [("fast", "plain"), ("fast", "ties"), ("fast", "degenerate"),
-                                      ("cluster", "plain"), ("cluster", "ties")])
+@pytest.mark.parametrize(
+    "nms,kind", [("fast", "plain"), ("fast", "ties"), ("fast", "degenerate"), ("cluster", "plain"), ("cluster", "ties")]
+)
 @pytest.mark.parametrize("options", [dict(top_k=40), dict(top_k=9, max_detections=7, iou_threshold=0.3)])
 def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one_thread):
     config = TINY_CONFIGS[config_name]
-    options = dict(dict(score_threshold=0.05, iou_threshold=0.5, top_k=200, max_detections=100),
-                   **options)
-    session = ort.InferenceSession(export.postprocess_graph(config, nms=nms, **options)
-                                   .SerializeToString(), providers=["CPUExecutionProvider"])
+    options = dict(dict(score_threshold=0.05, iou_threshold=0.5, top_k=200, max_detections=100), **options)
+    session = ort.InferenceSession(
+        export.postprocess_graph(config, nms=nms, **options).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     priors = reference.make_priors(config, (config.max_size,) * 2)
     image_size = (37, 53)
     for seed in range(2):
         loc, conf, coeffs, proto = raw_outputs(config, seed, kind)
         expected = postprocess(
-            yf.model.YolactOutput(loc, conf, coeffs, proto), priors, image_size,
-            SegmentOptions(nms=nms, **options), reference, config)
+            yf.model.YolactOutput(loc, conf, coeffs, proto),
+            priors,
+            image_size,
+            SegmentOptions(nms=nms, **options),
+            reference,
+            config,
+        )
         feeds = dict(zip(export.RAW_OUTPUTS, (t[None].numpy() for t in (loc, conf, coeffs, proto))))
-        boxes, scores, labels, masks = session.run(
-            None, dict(feeds, image_hw=np.array(image_size)))
+        boxes, scores, labels, masks = session.run(None, dict(feeds, image_hw=np.array(image_size)))
         assert len(expected) > 0
         if kind == "ties":
             # Exactly tied scores (the same class rows) rank by prior index, as a stable sort.
@@ -189,13 +197,13 @@ def test_postprocess_graph_equals_reference(config_name, nms, kind, options, one
         else:
             # onnxruntime's and ATen's softmax may differ in the last bits (per CPU ISA), which
             # may swap two nearly equal scores: match detections instead of positions.
-            actual = yf.Instances(*(torch.from_numpy(a) for a in (boxes, scores, labels, masks)),
-                                  config.class_names)
+            actual = yf.Instances(*(torch.from_numpy(a) for a in (boxes, scores, labels, masks)), config.class_names)
             stats = match_detections(actual, expected, score_tol=1e-5, box_tol=0, min_iou=0.999)
             assert len(actual) == len(expected) and stats["matched_fraction"] == 1.0, stats
 
 
 # --- yolact_base with rule weights, against yf.segment and the official golden output ----
+
 
 def test_yolact_base_onnx_matches_segment_and_golden(rule_model, tmp_path):
     golden = load_golden("golden_yolact_base_s0_480x640.npz")
@@ -203,13 +211,18 @@ def test_yolact_base_onnx_matches_segment_and_golden(rule_model, tmp_path):
     image = golden_rgb(golden)
     actual = export.OnnxSegmenter(export.onnx(model, tmp_path / "base.onnx"))(image)
     assert_same_detections(actual, yf.segment(image, model=model))
-    official = {"boxes": golden["boxes"], "scores": golden["scores"],
-                "labels": golden["classes"], "masks": golden_masks(golden)}
+    official = {
+        "boxes": golden["boxes"],
+        "scores": golden["scores"],
+        "labels": golden["classes"],
+        "masks": golden_masks(golden),
+    }
     stats = match_detections(actual, official)
     assert len(actual) == 100 and stats["matched_fraction"] >= 0.99, stats
 
 
 # --- the network alone --------------------------------------------------------------------
+
 
 def test_network_only_onnx(demo, tmp_path):
     path = export.onnx(demo, tmp_path / "net.onnx", postprocess=False)
@@ -221,8 +234,7 @@ def test_network_only_onnx(demo, tmp_path):
     with torch.inference_mode():
         expected = demo(batch)
     torch.testing.assert_close(torch.from_numpy(loc), expected.loc, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(torch.from_numpy(conf), expected.conf_logits.softmax(-1),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(conf), expected.conf_logits.softmax(-1), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(mask), expected.mask_coeffs, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(torch.from_numpy(proto), expected.proto, rtol=1e-4, atol=1e-4)
     assert torch.equal(torch.from_numpy(priors), yf.ops.make_priors(demo.config, (256, 256)))
@@ -232,14 +244,18 @@ def test_network_only_onnx(demo, tmp_path):
 
 # --- bad input and the optional dependencies ------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(opset=13), ValueError, "opset must be one of"),
-    (dict(nms="greedy"), ValueError, "'fast' or 'cluster'"),
-    (dict(top_k=-1), ValueError, "top_k"),
-    (dict(image_size=(0, 10)), ValueError, "image_size must be positive"),
-    (dict(image_size=(10, 10), postprocess=False), ValueError, "image_size applies"),
-    (dict(image_size=10), TypeError, "size must be a pair"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(opset=13), ValueError, "opset must be one of"),
+        (dict(nms="greedy"), ValueError, "'fast' or 'cluster'"),
+        (dict(top_k=-1), ValueError, "top_k"),
+        (dict(image_size=(0, 10)), ValueError, "image_size must be positive"),
+        (dict(image_size=(10, 10), postprocess=False), ValueError, "image_size applies"),
+        (dict(image_size=10), TypeError, "size must be a pair"),
+    ],
+)
 def test_onnx_bad_arguments(demo, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         export.onnx(demo, tmp_path / "x.onnx", **kwargs)
@@ -260,12 +276,12 @@ def test_missing_extra_raises_import_error_naming_it(demo, tmp_path, monkeypatch
 
 
 def test_import_yolact_fast_does_not_import_onnx():
-    code = ("import sys, yolact_fast; "
-            "assert not {'onnx', 'onnxruntime'} & set(sys.modules), 'onnx imported'")
+    code = "import sys, yolact_fast; assert not {'onnx', 'onnxruntime'} & set(sys.modules), 'onnx imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- torch.export and AOTInductor -----------------------------------------------------------
+
 
 def test_torch_export_of_segment_and_network(demo):
     image = shapes_image(4, 120, 160)
@@ -301,16 +317,34 @@ def test_aoti_package_loads_and_runs(demo, tmp_path):
 
 # --- command line ---------------------------------------------------------------------------
 
+
 def test_cli_export(demo, tmp_path, capsys):
     out = tmp_path / "demo.onnx"
-    assert cli_main(["export", "--weights", "demo", "--out", str(out), "--image-size", "90", "120",
-                     "--nms", "cluster", "--max-detections", "20"]) == 0
+    assert (
+        cli_main(
+            [
+                "export",
+                "--weights",
+                "demo",
+                "--out",
+                str(out),
+                "--image-size",
+                "90",
+                "120",
+                "--nms",
+                "cluster",
+                "--max-detections",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert "yolact_demo" in capsys.readouterr().out
     image = shapes_image(6, 90, 120)
-    assert_same_detections(export.OnnxSegmenter(out)(image),
-                           yf.segment(image, model=demo, nms="cluster", max_detections=20))
-    assert cli_main(["export", "--weights", "demo", "--format", "aoti", "--out",
-                     str(tmp_path / "x.pt2")]) == 1
+    assert_same_detections(
+        export.OnnxSegmenter(out)(image), yf.segment(image, model=demo, nms="cluster", max_detections=20)
+    )
+    assert cli_main(["export", "--weights", "demo", "--format", "aoti", "--out", str(tmp_path / "x.pt2")]) == 1
     assert "needs --image-size" in capsys.readouterr().err
 
 

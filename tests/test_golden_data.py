@@ -14,8 +14,12 @@ def digest(path):
 
 def test_vendored_copy_has_the_cases_and_files_the_tests_use():
     names = {p.name for p in VENDORED_DIR.iterdir()}
-    assert {"golden_yolact_base_s0_480x640.npz", "golden_yolact_resnet50_s1_427x320.npz",
-            "input_550_resnet_480x640.npz", "weights_fingerprint.json"} <= names
+    assert {
+        "golden_yolact_base_s0_480x640.npz",
+        "golden_yolact_resnet50_s1_427x320.npz",
+        "input_550_resnet_480x640.npz",
+        "weights_fingerprint.json",
+    } <= names
     assert set(golden_cases()) >= {n for n in names if n.startswith("golden_")}
 
 

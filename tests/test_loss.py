@@ -10,7 +10,13 @@ from yolact_fast import reference
 from yolact_fast.ops.boxes import box_iou, point_form
 from yolact_fast.model import YolactOutput
 from yolact_fast.train.loss import (
-    LossWeights, encode, mask_loss_single, match, ohem_negatives, prepare_targets, semantic_loss_single,
+    LossWeights,
+    encode,
+    mask_loss_single,
+    match,
+    ohem_negatives,
+    prepare_targets,
+    semantic_loss_single,
     yolact_loss,
 )
 
@@ -46,7 +52,7 @@ def _priors(boxes):
 
 def test_match_thresholds_and_forced_best_prior():
     # IoU with the ground truth [0,0,.4,.4]: 1.0, 0.45 (neutral), 0.3 (background), 0
-    priors = _priors([[0, 0, .4, .4], [0, 0, .4, .18], [0, 0, .4, .12], [.6, .6, .9, .9]])
+    priors = _priors([[0, 0, 0.4, 0.4], [0, 0, 0.4, 0.18], [0, 0, 0.4, 0.12], [0.6, 0.6, 0.9, 0.9]])
     gt = torch.tensor([[0.0, 0.0, 0.4, 0.4]])
     m = match(gt, torch.tensor([2]), priors)
     assert m.conf.tolist() == [3, -1, 0, 0]
@@ -58,7 +64,7 @@ def test_match_thresholds_and_forced_best_prior():
 
 
 def test_match_crowd_and_empty():
-    priors = _priors([[0, 0, .2, .2], [.5, .5, .7, .7], [.55, .55, .65, .65]])
+    priors = _priors([[0, 0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7], [0.55, 0.55, 0.65, 0.65]])
     gt = torch.tensor([[0.0, 0.0, 0.2, 0.2]])
     crowd = torch.tensor([[0.5, 0.5, 0.68, 0.68]])  # covers prior 2 fully, prior 1 for 0.81
     m = match(gt, torch.tensor([0]), priors, crowd_boxes=crowd)
@@ -101,19 +107,24 @@ def test_semantic_loss_hand_value():
     expected = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / 4
     assert torch.allclose(semantic_loss_single(logits, masks, torch.tensor([1])), expected)
     # by hand for the first element of class 1: -log(sigmoid(0.5))
-    manual = sum(
-        -(t * math.log(1 / (1 + math.exp(-x))) + (1 - t) * math.log(1 - 1 / (1 + math.exp(-x))))
-        for x, t in zip(logits.flatten().tolist(), target.flatten().tolist())
-    ) / 4
+    manual = (
+        sum(
+            -(t * math.log(1 / (1 + math.exp(-x))) + (1 - t) * math.log(1 - 1 / (1 + math.exp(-x))))
+            for x, t in zip(logits.flatten().tolist(), target.flatten().tolist())
+        )
+        / 4
+    )
     assert math.isclose(float(expected), manual, rel_tol=1e-5)
 
 
 def _tiny_problem():
-    priors = _priors([[0, 0, .5, .5], [.5, .5, 1, 1], [0, .5, .5, 1], [.5, 0, 1, .5]])
+    priors = _priors([[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0, 0.5, 0.5, 1], [0.5, 0, 1, 0.5]])
     g = torch.Generator().manual_seed(1)
     outputs = YolactOutput(
-        torch.randn(1, 4, 4, generator=g), torch.randn(1, 4, 3, generator=g),
-        torch.tanh(torch.randn(1, 4, 2, generator=g)), torch.rand(1, 4, 4, 2, generator=g),
+        torch.randn(1, 4, 4, generator=g),
+        torch.randn(1, 4, 3, generator=g),
+        torch.tanh(torch.randn(1, 4, 2, generator=g)),
+        torch.rand(1, 4, 4, 2, generator=g),
     )
     masks = torch.zeros(1, 8, 8, dtype=torch.bool)
     masks[0, :4, :4] = True
@@ -158,8 +169,17 @@ def test_loss_is_differentiable_in_every_output():
 
 def test_no_ground_truth_gives_finite_loss():
     outputs, priors, _ = _tiny_problem()
-    empty = prepare_targets([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-                              "masks": torch.zeros(0, 8, 8, dtype=torch.bool)}], (8, 8), (4, 4))
+    empty = prepare_targets(
+        [
+            {
+                "boxes": torch.zeros(0, 4),
+                "labels": torch.zeros(0, dtype=torch.int64),
+                "masks": torch.zeros(0, 8, 8, dtype=torch.bool),
+            }
+        ],
+        (8, 8),
+        (4, 4),
+    )
     losses = yolact_loss(outputs, torch.zeros(1, 2, 2, 2), priors, empty)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["box"] == 0 and losses["mask"] == 0
@@ -168,14 +188,13 @@ def test_no_ground_truth_gives_finite_loss():
 def test_masks_to_train_limits_mask_terms():
     outputs, priors, targets = _tiny_problem()
     full = yolact_loss(outputs, torch.zeros(1, 2, 2, 2), priors, targets)["mask"]
-    none = yolact_loss(outputs, torch.zeros(1, 2, 2, 2), priors, targets,
-                       LossWeights(masks_to_train=0))["mask"]
+    none = yolact_loss(outputs, torch.zeros(1, 2, 2, 2), priors, targets, LossWeights(masks_to_train=0))["mask"]
     assert full > 0 and none == 0
 
 
 @pytest.mark.parametrize("pos_iou,expected", [(0.5, 1), (0.99, 1)])
 def test_forced_match_survives_high_threshold(pos_iou, expected):
-    priors = _priors([[0, 0, .5, .5], [.5, .5, 1, 1]])
+    priors = _priors([[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]])
     gt = torch.tensor([[0.0, 0.0, 0.4, 0.4]])
     conf = match(gt, torch.tensor([0]), priors, pos_iou=pos_iou, neg_iou=0.4).conf
     assert int((conf > 0).sum()) == expected

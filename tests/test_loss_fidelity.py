@@ -26,8 +26,12 @@ def _crowded_problem(num_positives, same_coefficients=False, seed=0, num_classes
     coeffs = torch.randn(1, p, 3, generator=g)
     if same_coefficients:
         coeffs[:] = coeffs[0, 0]
-    outputs = YolactOutput(torch.randn(1, p, 4, generator=g), torch.randn(1, p, num_classes + 1, generator=g),
-                           coeffs, torch.rand(1, 8, 8, 3, generator=g))
+    outputs = YolactOutput(
+        torch.randn(1, p, 4, generator=g),
+        torch.randn(1, p, num_classes + 1, generator=g),
+        coeffs,
+        torch.rand(1, 8, 8, 3, generator=g),
+    )
     masks = torch.zeros(1, 16, 16, dtype=torch.bool)
     masks[0, 1:7, 2:8] = True
     target = {"boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0]]), "labels": torch.tensor([0]), "masks": masks}
@@ -115,7 +119,12 @@ def test_weights_unset_for_a_config_without_the_setting_are_refused():
 def test_training_step_takes_masks_to_train_from_the_model_config(monkeypatch):
     config = configs.yolact_demo.replace(
         backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
-        max_size=64, fpn_features=16, proto_width=16, mask_dim=8, masks_to_train=300)
+        max_size=64,
+        fpn_features=16,
+        proto_width=16,
+        mask_dim=8,
+        masks_to_train=300,
+    )
     seen = []
 
     def spy(outputs, semantic, priors, targets, weights, *args, **kwargs):
@@ -126,8 +135,10 @@ def test_training_step_takes_masks_to_train_from_the_model_config(monkeypatch):
     model = Yolact(config).train()
     masks = torch.zeros(1, 64, 64, dtype=torch.bool)
     masks[0, 10:30, 10:30] = True
-    sample = (torch.zeros(3, 64, 64, dtype=torch.uint8),
-              {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]), "labels": torch.tensor([0]), "masks": masks})
+    sample = (
+        torch.zeros(3, 64, 64, dtype=torch.uint8),
+        {"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]]), "labels": torch.tensor([0]), "masks": masks},
+    )
     images, targets = trainer.make_batch([sample], config)
     priors = torch.zeros(1, 4)
     trainer.training_step(model, images, targets, priors)
@@ -136,6 +147,7 @@ def test_training_step_takes_masks_to_train_from_the_model_config(monkeypatch):
 
 
 # --- mask targets: the official path, checked against an OpenCV-style bilinear in numpy ---
+
 
 def _bilinear_matrix(out_size, in_size):
     """[out, in] weights of OpenCV INTER_LINEAR (half-pixel centres, edges clamped)."""

@@ -1,6 +1,5 @@
 """The network against the official layout and the golden raw outputs."""
 
-
 import pytest
 import torch
 from torch import nn
@@ -49,6 +48,7 @@ def _raw(model, golden):
     batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.preprocess import preprocess
+
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
     with torch.inference_mode():
         backbone_outs, pyramid = model.features(batch)
@@ -78,6 +78,7 @@ def test_fused_inference_copy_matches_golden(golden, rule_model):
     batch = torch.from_numpy(load_golden_array("input_550_resnet_480x640.npz", "input_tensor"))
     if golden["image"].shape[:2] != (480, 640):
         from yolact_fast.preprocess import preprocess
+
         batch = preprocess([golden_rgb(golden)], model.config, "cpu")
     with torch.inference_mode():
         outputs = fused(batch.contiguous(memory_format=torch.channels_last))
@@ -115,8 +116,9 @@ def test_fused_copy_layout_is_channels_last_on_the_cpu_only():
     cpu_copy = inference_copy(yf.load("demo"), pack_cpu=False)
     assert cpu_copy.input_memory_format == torch.channels_last
     weights = [m.weight for m in cpu_copy.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
-    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-                           for w in weights if w.shape[1] > 1)
+    assert weights and all(
+        w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights if w.shape[1] > 1
+    )
     meta_copy = inference_copy(yf.load("demo").to("meta"), pack_cpu=False)
     assert meta_copy.input_memory_format == torch.contiguous_format
     assert all(m.weight.is_contiguous() for m in meta_copy.modules() if isinstance(m, nn.Conv2d))

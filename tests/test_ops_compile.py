@@ -46,7 +46,8 @@ def test_assemble_masks_gradients():
 def post_network(loc, scores, coeffs, proto, priors):
     boxes = torch.ops.yolact_fast.decode_boxes(loc, priors, 0.1, 0.2)
     boxes, coeffs, labels, det_scores, count = torch.ops.yolact_fast.fast_nms(
-        boxes, scores, coeffs, 0.5, 200, 0.05, 100, "fast")
+        boxes, scores, coeffs, 0.5, 200, 0.05, 100, "fast"
+    )
     masks = torch.ops.yolact_fast.paste_masks(proto, coeffs, boxes, [60, 80], 0.5, 1.0)
     return boxes, labels, det_scores, masks, count
 
@@ -69,7 +70,8 @@ def test_compile_fullgraph_post_network():
 
 def detect_and_paste(loc, logits, coeffs, proto, priors):
     boxes, coeffs, labels, scores, count = torch.ops.yolact_fast.detect(
-        loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast")
+        loc, logits, coeffs, priors, 0.1, 0.2, 0.5, 200, 0.05, 100, "fast"
+    )
     masks = torch.ops.yolact_fast.paste_masks(proto, coeffs, boxes, [60, 80], 0.5, 1.0)
     return boxes, labels, scores, masks, count
 

@@ -28,7 +28,9 @@ def test_decode_bit_exact(golden):
 
 
 def test_fast_nms(golden):
-    boxes, coeffs, labels, scores = ops.fast_nms(golden["decoded_boxes"], foreground_scores(golden), golden["mask_coeffs"])
+    boxes, coeffs, labels, scores = ops.fast_nms(
+        golden["decoded_boxes"], foreground_scores(golden), golden["mask_coeffs"]
+    )
     want_boxes, want_coeffs, want_labels, want_scores = golden_detections(golden)
     assert torch.equal(boxes, want_boxes) and torch.equal(coeffs, want_coeffs)
     assert torch.equal(labels, want_labels)
@@ -62,8 +64,9 @@ def test_post_network_path(golden):
 def test_detect(golden):
     """The fused detect from the raw head outputs: the official detections (scores within
     a few ulps: its softmax has its own vectorized exp)."""
-    boxes, coeffs, labels, scores = ops.detect(golden["loc"], golden["conf_logits"], golden["mask_coeffs"],
-                                               golden["priors"])
+    boxes, coeffs, labels, scores = ops.detect(
+        golden["loc"], golden["conf_logits"], golden["mask_coeffs"], golden["priors"]
+    )
     assert torch.equal(labels, golden["det_class"]) and torch.equal(boxes, golden["det_box"])
     assert torch.equal(coeffs, golden["det_mask_coeffs"])
     torch.testing.assert_close(scores, golden["det_score"], rtol=2e-6, atol=0)

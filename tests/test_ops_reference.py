@@ -18,8 +18,17 @@ from hypothesis import strategies as st
 import backends
 from yolact_fast import configs, ops, reference
 from comparisons import assert_detections_close, assert_nms_equal
-from inputs import (DTYPES, REDUCED_DTYPES, clustered_boxes, gen, random_boxes, random_coeffs, random_head,
-                    random_proto, random_scores)
+from inputs import (
+    DTYPES,
+    REDUCED_DTYPES,
+    clustered_boxes,
+    gen,
+    random_boxes,
+    random_coeffs,
+    random_head,
+    random_proto,
+    random_scores,
+)
 
 SWEEP = settings(max_examples=40, deadline=None, derandomize=True)
 
@@ -49,6 +58,7 @@ def assert_masks_match(got, proto, coeffs, boxes, size, threshold=0.5, padding=1
 
 
 # --- make_priors ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("config", list(configs.NAMED_CONFIGS.values()), ids=lambda c: c.name)
 @pytest.mark.parametrize("size", [(550, 550), (700, 700), (1, 1), (97, 301), (64, 48)])
@@ -84,16 +94,23 @@ def test_make_priors_uncached_computes_again(backend):
 
 # --- decode_boxes -----------------------------------------------------------------
 
+
 @SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 300), batch=st.sampled_from([(), (1,), (3,), (2, 2)]),
-       dtype=st.sampled_from(DTYPES), scale=st.sampled_from([0.1, 1.0, 10.0]))
+@given(
+    seed=st.integers(0, 2**31),
+    num_priors=st.integers(0, 300),
+    batch=st.sampled_from([(), (1,), (3,), (2, 2)]),
+    dtype=st.sampled_from(DTYPES),
+    scale=st.sampled_from([0.1, 1.0, 10.0]),
+)
 def test_decode_boxes_matches_reference(backend, seed, num_priors, batch, dtype, scale):
     g = gen(seed)
     priors = torch.rand(num_priors, 4, generator=g, dtype=dtype)
     loc = torch.randn(*batch, num_priors, 4, generator=g, dtype=dtype) * scale
     variances = (0.1, 0.2) if seed % 2 else (0.13, 0.27)
-    assert_decode_matches(backend, backend.decode_boxes(loc, priors, variances),
-                          reference.decode_boxes(loc, priors, variances))
+    assert_decode_matches(
+        backend, backend.decode_boxes(loc, priors, variances), reference.decode_boxes(loc, priors, variances)
+    )
 
 
 def assert_decode_matches(backend, got, want):
@@ -119,13 +136,24 @@ def test_decode_boxes_non_contiguous(backend):
 
 # --- fast_nms ---------------------------------------------------------------------
 
+
 @SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 400), num_classes=st.integers(1, 6),
-       k=st.integers(1, 5), top_k=st.sampled_from([0, 1, 7, 200]), max_det=st.sampled_from([0, 1, 5, 100]),
-       iou=st.sampled_from([0.0, 0.3, 0.5, 1.0]), score=st.sampled_from([0.0, 0.05, 0.3]),
-       clustered=st.booleans(), dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
-def test_nms_matches_reference(backend, seed, num_priors, num_classes, k, top_k, max_det, iou, score, clustered,
-                               dtype, method):
+@given(
+    seed=st.integers(0, 2**31),
+    num_priors=st.integers(0, 400),
+    num_classes=st.integers(1, 6),
+    k=st.integers(1, 5),
+    top_k=st.sampled_from([0, 1, 7, 200]),
+    max_det=st.sampled_from([0, 1, 5, 100]),
+    iou=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    score=st.sampled_from([0.0, 0.05, 0.3]),
+    clustered=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    method=st.sampled_from(["fast", "cluster"]),
+)
+def test_nms_matches_reference(
+    backend, seed, num_priors, num_classes, k, top_k, max_det, iou, score, clustered, dtype, method
+):
     g = gen(seed)
     boxes = clustered_boxes(num_priors, g, dtype) if clustered else random_boxes(num_priors, g, dtype)
     scores = random_scores(num_classes, num_priors, g, dtype)
@@ -215,14 +243,25 @@ def test_nms_padded_op_returns_count():
 
 # --- detect -----------------------------------------------------------------------
 
+
 @SWEEP
-@given(seed=st.integers(0, 2**31), num_priors=st.integers(0, 400), num_classes=st.integers(0, 6),
-       k=st.integers(1, 5), top_k=st.sampled_from([0, 1, 7, 200]), max_det=st.sampled_from([0, 1, 5, 100]),
-       iou=st.sampled_from([0.0, 0.3, 0.5, 1.0]), score=st.sampled_from([0.0, 0.05, 0.3]),
-       concentration=st.sampled_from([0.5, 2.0, 8.0]), clustered=st.booleans(),
-       dtype=st.sampled_from(DTYPES), method=st.sampled_from(["fast", "cluster"]))
-def test_detect_matches_reference(seed, num_priors, num_classes, k, top_k, max_det, iou, score,
-                                  concentration, clustered, dtype, method):
+@given(
+    seed=st.integers(0, 2**31),
+    num_priors=st.integers(0, 400),
+    num_classes=st.integers(0, 6),
+    k=st.integers(1, 5),
+    top_k=st.sampled_from([0, 1, 7, 200]),
+    max_det=st.sampled_from([0, 1, 5, 100]),
+    iou=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    score=st.sampled_from([0.0, 0.05, 0.3]),
+    concentration=st.sampled_from([0.5, 2.0, 8.0]),
+    clustered=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    method=st.sampled_from(["fast", "cluster"]),
+)
+def test_detect_matches_reference(
+    seed, num_priors, num_classes, k, top_k, max_det, iou, score, concentration, clustered, dtype, method
+):
     g = gen(seed)
     loc, logits, coeffs, priors = random_head(num_priors, num_classes, k, g, dtype, concentration, clustered)
     variances = (0.1, 0.2) if seed % 2 else (0.13, 0.27)
@@ -281,8 +320,9 @@ def test_detect_non_finite_and_non_contiguous():
     assert not logits.is_contiguous() and not loc.is_contiguous()
     for score in (0.0, -math.inf):
         got = ops.detect(loc, logits, coeffs, priors, score_threshold=score, max_detections=1000)
-        assert_detections_close(got, reference.detect(loc, logits, coeffs, priors, score_threshold=score,
-                                                      max_detections=1000))
+        assert_detections_close(
+            got, reference.detect(loc, logits, coeffs, priors, score_threshold=score, max_detections=1000)
+        )
         assert torch.isfinite(got[0]).all() and not torch.isnan(got[3]).any()
 
 
@@ -296,6 +336,7 @@ def test_detect_padded_op_returns_count():
 
 
 # --- float16 / bfloat16 ---------------------------------------------------------------
+
 
 def rounded_like_float32(op, dtype, *tensors, **kwargs):
     """op on float32 copies of the reduced-precision inputs, outputs rounded to ``dtype``."""
@@ -312,8 +353,7 @@ def test_reduced_precision_is_float32_rounded_once(dtype, method):
     float32 op on the same (upcast) inputs, rounded to the input dtype."""
     g = gen(27)
     loc, logits, coeffs, priors = (t.to(dtype) for t in random_head(400, 6, 4, g, clustered=True))
-    assert torch.equal(ops.decode_boxes(loc, priors),
-                       rounded_like_float32(ops.decode_boxes, dtype, loc, priors))
+    assert torch.equal(ops.decode_boxes(loc, priors), rounded_like_float32(ops.decode_boxes, dtype, loc, priors))
     boxes = ops.decode_boxes(loc, priors)
     scores = torch.softmax(logits.float(), -1)[:, 1:].t().to(dtype)
     got = ops.fast_nms(boxes, scores, coeffs, method=method)
@@ -326,9 +366,17 @@ def test_reduced_precision_is_float32_rounded_once(dtype, method):
 
 # --- assemble_masks / paste_masks -------------------------------------------------
 
+
 @SWEEP
-@given(seed=st.integers(0, 2**31), h=st.integers(1, 40), w=st.integers(1, 40), k=st.integers(1, 9),
-       n=st.integers(0, 12), padding=st.sampled_from([0, 1, 2.5]), dtype=st.sampled_from(DTYPES))
+@given(
+    seed=st.integers(0, 2**31),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    k=st.integers(1, 9),
+    n=st.integers(0, 12),
+    padding=st.sampled_from([0, 1, 2.5]),
+    dtype=st.sampled_from(DTYPES),
+)
 def test_assemble_masks_matches_reference(backend, seed, h, w, k, n, padding, dtype):
     g = gen(seed)
     proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
@@ -338,10 +386,18 @@ def test_assemble_masks_matches_reference(backend, seed, h, w, k, n, padding, dt
 
 
 @SWEEP
-@given(seed=st.integers(0, 2**31), h=st.integers(1, 40), w=st.integers(1, 40), k=st.integers(1, 9),
-       n=st.integers(0, 12), out_h=st.integers(1, 120), out_w=st.integers(1, 120),
-       threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9]), padding=st.sampled_from([0, 1, 2.5]),
-       dtype=st.sampled_from(DTYPES))
+@given(
+    seed=st.integers(0, 2**31),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    k=st.integers(1, 9),
+    n=st.integers(0, 12),
+    out_h=st.integers(1, 120),
+    out_w=st.integers(1, 120),
+    threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9]),
+    padding=st.sampled_from([0, 1, 2.5]),
+    dtype=st.sampled_from(DTYPES),
+)
 def test_paste_masks_matches_reference(backend, seed, h, w, k, n, out_h, out_w, threshold, padding, dtype):
     g = gen(seed)
     proto, coeffs, boxes = random_proto(h, w, k, g, dtype), random_coeffs(n, k, g, dtype), random_boxes(n, g, dtype)
@@ -368,11 +424,16 @@ def test_masks_non_contiguous_and_nan(backend):
     got = backend.paste_masks(proto, coeffs, boxes, (70, 50))
     assert_masks_match(got, proto, coeffs, boxes, (70, 50))
     assert not got[0].any()
-    torch.testing.assert_close(backend.assemble_masks(proto, coeffs, boxes),
-                               reference.assemble_masks(proto, coeffs, boxes), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        backend.assemble_masks(proto, coeffs, boxes),
+        reference.assemble_masks(proto, coeffs, boxes),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 # --- float16 / bfloat16 masks ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_masks_reduced_precision_equal_float32_of_the_same_values(backend, dtype):
@@ -387,5 +448,4 @@ def test_masks_reduced_precision_equal_float32_of_the_same_values(backend, dtype
         got = backend_ops.assemble_masks(proto, coeffs, boxes)
         assert got.dtype == dtype
         assert torch.equal(got, backend_ops.assemble_masks(*upcast).to(dtype))
-        assert torch.equal(backend_ops.paste_masks(proto, coeffs, boxes, size),
-                           backend_ops.paste_masks(*upcast, size))
+        assert torch.equal(backend_ops.paste_masks(proto, coeffs, boxes, size), backend_ops.paste_masks(*upcast, size))

@@ -44,8 +44,12 @@ def plus_golden(request):
     data = dict(np.load(plus_file(request.param)))
     meta = json.loads(str(data.pop("meta")))
     golden = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items() if v.dtype.kind != "U"}
-    golden.update(meta=meta, image=data.pop("image"), priors_raw=data.get("priors"),
-                  priors_sha256=str(data["priors_sha256"]) if "priors_sha256" in data else None)
+    golden.update(
+        meta=meta,
+        image=data.pop("image"),
+        priors_raw=data.get("priors"),
+        priors_sha256=str(data["priors_sha256"]) if "priors_sha256" in data else None,
+    )
     golden["masks"] = golden_masks(golden)
     return golden
 
@@ -62,9 +66,13 @@ def plus_results(plus_golden):
 
 def expected_in_display_order(golden):
     order = golden["display_order"]
-    return {"boxes": golden["boxes"][order], "scores": golden["mask_scores"][order],
-            "box_scores": golden["box_scores"][order], "labels": golden["classes"][order],
-            "masks": golden["masks"][order]}
+    return {
+        "boxes": golden["boxes"][order],
+        "scores": golden["mask_scores"][order],
+        "box_scores": golden["box_scores"][order],
+        "labels": golden["classes"][order],
+        "masks": golden["masks"][order],
+    }
 
 
 @pytest.mark.parametrize("config_name", PLUS_CONFIGS)
@@ -78,15 +86,22 @@ def test_state_dict_layout_and_roles_equal_official(config_name):
     assert infer_config(state_dict).name == config_name
 
 
-@pytest.mark.parametrize("config_name, deformable", [
-    ("yolact_plus_base", {(1, 0), (1, 3)} | {(2, i) for i in range(0, 23, 3)} | {(3, 0)}),
-    ("yolact_plus_resnet50", {(1, i) for i in range(4)} | {(2, i) for i in range(6)} | {(3, i) for i in range(3)}),
-])
+@pytest.mark.parametrize(
+    "config_name, deformable",
+    [
+        ("yolact_plus_base", {(1, 0), (1, 3)} | {(2, i) for i in range(0, 23, 3)} | {(3, 0)}),
+        ("yolact_plus_resnet50", {(1, i) for i in range(4)} | {(2, i) for i in range(6)} | {(3, i) for i in range(3)}),
+    ],
+)
 def test_deformable_blocks_follow_the_official_rule(config_name, deformable):
     with torch.device("meta"):
         model = yf.Yolact(configs.get_config(config_name))
-    found = {(s, b) for s, stage in enumerate(model.backbone.layers) for b, block in enumerate(stage)
-             if isinstance(block.conv2, ModulatedDeformConv2d)}
+    found = {
+        (s, b)
+        for s, stage in enumerate(model.backbone.layers)
+        for b, block in enumerate(stage)
+        if isinstance(block.conv2, ModulatedDeformConv2d)
+    }
     assert found == deformable
 
 
@@ -253,8 +268,9 @@ def test_batchnorm_folds_into_deformable_conv(stride):
         assert torch.equal(fused.conv_offset_mask.weight, conv.conv_offset_mask.weight)
 
 
-@pytest.mark.parametrize("plus_name, plain_name", [("yolact_plus_resnet50", "yolact_resnet50"),
-                                                   ("yolact_plus_base", "yolact_base")])
+@pytest.mark.parametrize(
+    "plus_name, plain_name", [("yolact_plus_resnet50", "yolact_resnet50"), ("yolact_plus_base", "yolact_base")]
+)
 def test_plus_and_plain_checkpoints_mismatch_names_the_implied_config(plus_name, plain_name):
     with torch.device("meta"):
         plus = yf.Yolact(configs.get_config(plus_name)).state_dict()
@@ -271,8 +287,9 @@ def test_plus_checkpoint_file_infers_its_config(tmp_path):
     torch.save(weights, path)
     model = yf.load(str(path))
     assert model.config.name == "yolact_plus_resnet50"
-    assert torch.equal(model.state_dict()["maskiou_net.maskiou_net.10.weight"],
-                       weights["maskiou_net.maskiou_net.10.weight"])
+    assert torch.equal(
+        model.state_dict()["maskiou_net.maskiou_net.10.weight"], weights["maskiou_net.maskiou_net.10.weight"]
+    )
 
 
 def test_fused_copy_keeps_deformable_convs(plus_results):
@@ -281,8 +298,11 @@ def test_fused_copy_keeps_deformable_convs(plus_results):
     model, _, _ = plus_results
     fused = get_engine(model).module
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    assert sum(isinstance(m, ModulatedDeformConv2d) for m in fused.modules()) == sum(
-        isinstance(m, ModulatedDeformConv2d) for m in model.modules()) > 0
+    assert (
+        sum(isinstance(m, ModulatedDeformConv2d) for m in fused.modules())
+        == sum(isinstance(m, ModulatedDeformConv2d) for m in model.modules())
+        > 0
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -315,7 +335,10 @@ def test_bad_dcn_settings_are_refused():
         configs.BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), (256, 512, 1024, 2048), dcn_layers=(0, 4))
     with pytest.raises(ValueError, match="dcn_interval must be a positive int"):
         configs.BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), (256, 512, 1024, 2048), dcn_interval=0)
-    basic = configs.yolact_demo.replace(backbone=configs.BackboneConfig(
-        "resnet_basic", (2, 2, 2, 2), (1, 2, 3), (32, 64, 128, 256), width=32, dcn_layers=(0, 2, 2, 2)))
+    basic = configs.yolact_demo.replace(
+        backbone=configs.BackboneConfig(
+            "resnet_basic", (2, 2, 2, 2), (1, 2, 3), (32, 64, 128, 256), width=32, dcn_layers=(0, 2, 2, 2)
+        )
+    )
     with pytest.raises(ValueError, match="dcn_layers need backbone kind 'resnet'"):
         yf.Yolact(basic)

@@ -17,9 +17,14 @@ from yolact_fast.train.trainer import make_batch, training_step
 # non-square anchors, a two-layer mask-IoU network (proto 24x24 at 96 px).
 TINY_PLUS = configs.yolact_plus_resnet50.replace(
     name="yolact_plus_resnet50",  # a named config, so that the saved weights name it
-    backbone=configs.BackboneConfig("resnet", (1, 1, 1, 1), (1, 2, 3), (32, 64, 128, 256), width=8,
-                                    dcn_layers=(0, 1, 1, 1)),
-    class_names=configs.SHAPE_CLASSES, max_size=96, fpn_features=16, proto_width=16, mask_dim=8,
+    backbone=configs.BackboneConfig(
+        "resnet", (1, 1, 1, 1), (1, 2, 3), (32, 64, 128, 256), width=8, dcn_layers=(0, 1, 1, 1)
+    ),
+    class_names=configs.SHAPE_CLASSES,
+    max_size=96,
+    fpn_features=16,
+    proto_width=16,
+    mask_dim=8,
     pred_scales=tuple(tuple(s * 2 ** (j / 3) for j in range(3)) for s in (12, 24, 48, 96, 192)),
     maskiou_channels=(8, 16),
 )
@@ -66,8 +71,7 @@ def test_mask_iou_loss_gathers_by_class_and_subsamples():
     generator = torch.Generator().manual_seed(1)
     sub = mask_iou_loss(net, inputs, target, labels, maskious_to_train=2, generator=generator)
     keep = torch.randperm(5, generator=torch.Generator().manual_seed(1))[:2]
-    torch.testing.assert_close(
-        sub, torch.nn.functional.smooth_l1_loss(predicted[keep], target[keep], reduction="sum"))
+    torch.testing.assert_close(sub, torch.nn.functional.smooth_l1_loss(predicted[keep], target[keep], reduction="sum"))
 
 
 def test_gradients_reach_deformable_convs_and_maskiou_net(tiny_data):
@@ -98,8 +102,16 @@ def trained_plus(tmp_path_factory, tiny_data):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("plus_run")
-    options = TrainOptions(epochs=30, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
-                           checkpoint_every=10_000, loss=LossWeights())
+    options = TrainOptions(
+        epochs=30,
+        batch_size=4,
+        lr=5e-3,
+        warmup_steps=2,
+        log_every=1,
+        augment=None,
+        checkpoint_every=10_000,
+        loss=LossWeights(),
+    )
     try:
         summary, model = train(TINY_PLUS, tiny_data, str(out), options, progress=False)
     finally:
@@ -135,8 +147,10 @@ def test_cli_segment_and_eval_with_a_plus_model(trained_plus, tiny_data, tmp_pat
     to_pil(tiny_data[0][0]).save(image_path)
     assert main(["segment", "--weights", summary["weights"], str(image_path), "--out", str(tmp_path / "seg")]) == 0
     assert json.loads((tmp_path / "seg" / "results.json").read_text())["annotations"]
-    assert main(["eval", "--weights", summary["weights"], "--data", "synthetic:2:7:96",
-                 "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        main(["eval", "--weights", summary["weights"], "--data", "synthetic:2:7:96", "--out", str(tmp_path / "eval")])
+        == 0
+    )
     assert "mask AP" in capsys.readouterr().out
     segm = json.loads((tmp_path / "eval" / "results.json").read_text())
     boxes = json.loads((tmp_path / "eval" / "bbox_results.json").read_text())

@@ -63,9 +63,14 @@ def test_large_image_needs_no_float_copy():
         batch = preprocess([image], yolact_demo, "cpu")
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"),
-                          cwd=os.path.dirname(os.path.dirname(yf.__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        cwd=os.path.dirname(os.path.dirname(yf.__file__)),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) < 300 * 2**20
 

@@ -169,6 +169,7 @@ def test_bitwise_deterministic_across_runs_and_processes():
 
 # --- image files and images in memory: sizes, bit depths and modes ---------------------------
 
+
 def test_decompression_bombs_are_refused_before_decoding(tmp_path):
     from PIL import Image
 
@@ -193,8 +194,12 @@ def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
     expected = torch.tensor([[0, 0, 1, 128, 255, 4]], dtype=torch.uint8).expand(3, 1, 6)
     Image.fromarray(values).save(tmp_path / "16.png")
     big_endian = Image.frombytes("I;16B", (6, 1), values.astype(">u2").tobytes())
-    for image in (Image.fromarray(values), Image.fromarray(values.astype(np.int32)), big_endian,
-                  str(tmp_path / "16.png")):
+    for image in (
+        Image.fromarray(values),
+        Image.fromarray(values.astype(np.int32)),
+        big_endian,
+        str(tmp_path / "16.png"),
+    ):
         assert torch.equal(yf.io.as_image_tensor(image), expected)
     rgb16 = np.repeat(values[..., None], 3, axis=2)
     assert torch.equal(yf.io.as_image_tensor(rgb16), expected)
@@ -205,16 +210,19 @@ def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
     assert as_float.dtype == torch.float32 and as_float[0].tolist() == floats.tolist()
 
 
-@pytest.mark.parametrize("image,error,message", [
-    (lambda Image: Image.fromarray(np.array([[0.0, 2.0]], np.float32)), ValueError, "mode 'F' images must hold"),
-    (lambda Image: Image.fromarray(np.array([[0.0, np.nan]], np.float32)), ValueError, "mode 'F' images must hold"),
-    (lambda Image: Image.fromarray(np.array([[-1, 70000]], np.int32)), ValueError, "0..65535"),
-    (lambda Image: Image.new("RGB", (0, 10)), ValueError, "empty: 0x10 pixels"),
-    (lambda Image: Image.new("L", (10, 0)), ValueError, "empty"),
-    (lambda Image: np.full((4, 4, 3), 2.0), ValueError, r"\[0,1\]"),
-    (lambda Image: np.zeros((4, 4, 3), np.int32), TypeError, "uint8, uint16 or float"),
-    (lambda Image: np.zeros((0, 4, 3), np.uint8), ValueError, "empty"),
-])
+@pytest.mark.parametrize(
+    "image,error,message",
+    [
+        (lambda Image: Image.fromarray(np.array([[0.0, 2.0]], np.float32)), ValueError, "mode 'F' images must hold"),
+        (lambda Image: Image.fromarray(np.array([[0.0, np.nan]], np.float32)), ValueError, "mode 'F' images must hold"),
+        (lambda Image: Image.fromarray(np.array([[-1, 70000]], np.int32)), ValueError, "0..65535"),
+        (lambda Image: Image.new("RGB", (0, 10)), ValueError, "empty: 0x10 pixels"),
+        (lambda Image: Image.new("L", (10, 0)), ValueError, "empty"),
+        (lambda Image: np.full((4, 4, 3), 2.0), ValueError, r"\[0,1\]"),
+        (lambda Image: np.zeros((4, 4, 3), np.int32), TypeError, "uint8, uint16 or float"),
+        (lambda Image: np.zeros((0, 4, 3), np.uint8), ValueError, "empty"),
+    ],
+)
 def test_images_that_cannot_be_scaled_are_refused(image, error, message):
     from PIL import Image
 
@@ -229,7 +237,6 @@ def test_every_other_pil_mode_is_converted_to_rgb(mode):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)).convert(mode)
     expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
     assert torch.equal(yf.io.as_image_tensor(image), expected)
-
 
 
 IMAGE = torch.randint(1, 256, (3, 8, 12), dtype=torch.uint8)  # no zeros: as many values per batch (CSR)
@@ -316,12 +323,23 @@ for label, call in cases.items():
 """
 
 HOSTILE_EXPECTED = {
-    "paste 2^63": "size", "paste 2^20 x 2^20": "size", "paste 1 x 2^33": "size",
-    "paste meta 2^20 x 2^20": "size", "assemble 10^6 boxes": "boxes", "assemble meta 10^6 boxes": "boxes",
-    "nms 2^63 - 1": "max_detections", "nms 2^64": "top_k", "nms meta 2^63 - 1": "max_detections",
-    "detect 2^63 - 1": "max_detections", "detect meta 2^63 - 1": "max_detections",
-    "nms expanded scores": "scores", "decode expanded loc": "loc", "decode meta expanded loc": "loc",
-    "priors 2^62": "image_size", "priors 2^31": "image_size", "priors raw 2^62": "feature_sizes",
+    "paste 2^63": "size",
+    "paste 2^20 x 2^20": "size",
+    "paste 1 x 2^33": "size",
+    "paste meta 2^20 x 2^20": "size",
+    "assemble 10^6 boxes": "boxes",
+    "assemble meta 10^6 boxes": "boxes",
+    "nms 2^63 - 1": "max_detections",
+    "nms 2^64": "top_k",
+    "nms meta 2^63 - 1": "max_detections",
+    "detect 2^63 - 1": "max_detections",
+    "detect meta 2^63 - 1": "max_detections",
+    "nms expanded scores": "scores",
+    "decode expanded loc": "loc",
+    "decode meta expanded loc": "loc",
+    "priors 2^62": "image_size",
+    "priors 2^31": "image_size",
+    "priors raw 2^62": "feature_sizes",
     "priors meta 2^31": "feature_sizes",
 }
 
@@ -329,8 +347,9 @@ HOSTILE_EXPECTED = {
 def test_absurd_sizes_are_refused_before_allocating():
     """Sizes that would need terabytes (or overflow int64) raise a ValueError naming the
     argument, in a process whose address space is capped 2 GiB above what it holds."""
-    run = subprocess.run([sys.executable, "-c", HOSTILE_ALLOCATIONS.format()], capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", HOSTILE_ALLOCATIONS.format()], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     results = dict(line.split(" | ", 1) for line in run.stdout.splitlines())
     assert results.keys() == HOSTILE_EXPECTED.keys()
@@ -376,8 +395,9 @@ def test_failed_writes_name_the_path_and_keep_the_previous_file(tmp_path):
     names = ["raw.bin", "overlay.png", "results.json"] + (["model.onnx"] if _has("onnx") else [])
     for name in names:
         (tmp_path / name).write_bytes(b"previous good file")
-    run = subprocess.run([sys.executable, "-c", SIZE_LIMITED_WRITES.format(), str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", SIZE_LIMITED_WRITES.format(), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     lines = dict(line.split(" | ", 1) for line in run.stdout.splitlines())
     assert sorted(lines) == sorted(names)
@@ -405,15 +425,18 @@ def test_export_replaces_a_planted_link_instead_of_following_it(tmp_path):
     assert victim.read_text() == "keep me" and not path.is_symlink() and path.stat().st_size > 1 << 20
 
 
-@pytest.mark.parametrize("arguments,message", [
-    ({"image_id": 1.7}, "image_id must be an integer, got 1.7"),
-    ({"image_id": float("nan")}, "image_id must be an integer, got nan"),
-    ({"image_id": "3"}, "image_id must be an integer"),
-    ({"image_id": True}, "image_id must be an integer"),
-    ({"image_id": 1, "category_ids": [1.5] * 5}, r"category_ids\[0\] must be an integer, got 1.5"),
-    ({"image_id": 1, "category_ids": [1, 2, "a", 4, 5]}, r"category_ids\[2\] must be an integer, got 'a'"),
-    ({"image_id": 1, "category_ids": [1, 2, 3, 4, None]}, r"category_ids\[4\] must be an integer"),
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ({"image_id": 1.7}, "image_id must be an integer, got 1.7"),
+        ({"image_id": float("nan")}, "image_id must be an integer, got nan"),
+        ({"image_id": "3"}, "image_id must be an integer"),
+        ({"image_id": True}, "image_id must be an integer"),
+        ({"image_id": 1, "category_ids": [1.5] * 5}, r"category_ids\[0\] must be an integer, got 1.5"),
+        ({"image_id": 1, "category_ids": [1, 2, "a", 4, 5]}, r"category_ids\[2\] must be an integer, got 'a'"),
+        ({"image_id": 1, "category_ids": [1, 2, 3, 4, None]}, r"category_ids\[4\] must be an integer"),
+    ],
+)
 def test_to_coco_ids_must_be_integers(arguments, message):
     instances = yf.segment(torch.zeros(3, 32, 32, dtype=torch.uint8), model="demo")
     with pytest.raises(TypeError, match=message):

@@ -62,8 +62,9 @@ def test_class_nms_handshake_fences_and_coherent_loads(class_nms_kernels):
         assert any(i < atomic for i in fences) and any(i > atomic for i in fences), name
         assert "CCTL.IVALL" in opcodes, name
         last_store = max(i for i, op in enumerate(opcodes[:atomic]) if op.startswith("STG"))
-        assert any(op.startswith("BAR.SYNC") for op in opcodes[last_store:atomic]), \
+        assert any(op.startswith("BAR.SYNC") for op in opcodes[last_store:atomic]), (
             f"{name}: no barrier between the survivors' stores and the atomic"
+        )
         assert any(i > last_store for i in fences if i < atomic), f"{name}: no fence before the atomic"
         assert not [op for op in opcodes if op.startswith("LDG") and "CONSTANT" in op], name
 
@@ -124,10 +125,13 @@ def test_first_radix_pass_loads_at_immediate_offsets(class_nms_kernels):
     it was 42."""
     name = next(n for n in class_nms_kernels if n.startswith("class_nms<float, float, float, float>"))
     function, _ = class_nms_kernels[name]
-    first_pass = [loop for loop in _innermost_loops(function)
-                  if sum(op.startswith("LDG.E.U8") for op in loop) == sass_batch()
-                  and sum(op.startswith("STS.64") for op in loop) >= sass_batch()
-                  and not any(op.startswith("BAR") for op in loop)]
+    first_pass = [
+        loop
+        for loop in _innermost_loops(function)
+        if sum(op.startswith("LDG.E.U8") for op in loop) == sass_batch()
+        and sum(op.startswith("STS.64") for op in loop) >= sass_batch()
+        and not any(op.startswith("BAR") for op in loop)
+    ]
     assert len(first_pass) == 2, [len(loop) for loop in first_pass]  # the select's, the merge's
     for loop in first_pass:
         wide = [op for op in loop if op.startswith(("IMAD.WIDE", "LEA.HI.X", "IMAD.X", "IADD3.X"))]

@@ -20,8 +20,12 @@ from golden_data import golden_case_model, golden_masks, golden_rgb
 
 
 def golden_expected(golden):
-    return {"boxes": golden["boxes"], "scores": golden["scores"], "labels": golden["classes"],
-            "masks": golden_masks(golden)}
+    return {
+        "boxes": golden["boxes"],
+        "scores": golden["scores"],
+        "labels": golden["classes"],
+        "masks": golden_masks(golden),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +190,7 @@ def test_draw(golden_results):
     assert changed[inst.masks[0]].float().mean() > 0.9  # the best mask is painted
     far = torch.ones_like(changed)  # pixels outside every drawn mask and box (+ label margin)
     for x1, y1, x2, y2 in inst[:5].boxes.long().tolist():
-        far[max(y1 - 20, 0):y2 + 3, max(x1 - 3, 0):x2 + 100] = False  # text may overhang
+        far[max(y1 - 20, 0) : y2 + 3, max(x1 - 3, 0) : x2 + 100] = False  # text may overhang
     far &= ~inst[:5].masks.any(0)
     assert not changed[far].any()
     assert torch.equal(yf.draw(image.float() / 255, inst[:0]), image)
@@ -196,37 +200,56 @@ def test_draw(golden_results):
 
 # --- bad input ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def any_model(rule_model):
     return rule_model("yolact_resnet50", 1)
 
 
-@pytest.mark.parametrize("image,error,match", [
-    (torch.zeros(3, 10, dtype=torch.uint8), ValueError, r"\[3,H,W\]"),
-    (torch.zeros(1, 2, 3, 10, 10, dtype=torch.uint8), ValueError, r"\[3,H,W\]"),
-    (torch.zeros(4, 10, 10, dtype=torch.uint8), ValueError, "3 \\(RGB\\) channels"),
-    (torch.zeros(10, 10, 3, dtype=torch.uint8), ValueError, "channels first"),
-    (torch.zeros(3, 10, 10, dtype=torch.int64), TypeError, "uint8 or float"),
-    (torch.zeros(3, 10, 10, dtype=torch.bool), TypeError, "uint8 or float"),
-    (torch.zeros(3, 0, 10, dtype=torch.uint8), ValueError, "empty image"),
-    (torch.full((3, 10, 10), float("nan")), ValueError, "NaN"),
-    (torch.full((3, 10, 10), 0.5).index_put_((torch.tensor(1), torch.tensor(4), torch.tensor(7)),
-                                             torch.tensor(float("nan"))), ValueError, "NaN"),
-    (torch.full((3, 10, 10), 0.5).index_put_((torch.tensor(2), torch.tensor(9), torch.tensor(0)),
-                                             torch.tensor(float("inf"))), ValueError, "infinite"),
-    (torch.full((3, 10, 10), 0.5).index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(3)),
-                                             torch.tensor(-float("inf"))), ValueError, "infinite"),
-    (torch.full((3, 10, 10), 2.0), ValueError, r"\[0,1\]"),
-    (torch.full((3, 10, 10), -0.5), ValueError, r"\[0,1\]"),
-    (np.zeros((10, 10, 3), np.int32), TypeError, "uint8, uint16 or float"),
-    (np.full((10, 10, 3), 1.5, np.float32), ValueError, r"\[0,1\]"),
-    (np.zeros((10, 10), np.uint8), ValueError, "HxWx3"),
-    (np.zeros((10, 10, 4), np.uint8), ValueError, "HxWx3"),
-    ([], ValueError, "empty list"),
-    (torch.zeros(0, 3, 10, 10, dtype=torch.uint8), ValueError, "empty batch"),
-    (12, TypeError, "image must be"),
-    ("no/such/image.png", FileNotFoundError, "no/such/image.png"),
-])
+@pytest.mark.parametrize(
+    "image,error,match",
+    [
+        (torch.zeros(3, 10, dtype=torch.uint8), ValueError, r"\[3,H,W\]"),
+        (torch.zeros(1, 2, 3, 10, 10, dtype=torch.uint8), ValueError, r"\[3,H,W\]"),
+        (torch.zeros(4, 10, 10, dtype=torch.uint8), ValueError, "3 \\(RGB\\) channels"),
+        (torch.zeros(10, 10, 3, dtype=torch.uint8), ValueError, "channels first"),
+        (torch.zeros(3, 10, 10, dtype=torch.int64), TypeError, "uint8 or float"),
+        (torch.zeros(3, 10, 10, dtype=torch.bool), TypeError, "uint8 or float"),
+        (torch.zeros(3, 0, 10, dtype=torch.uint8), ValueError, "empty image"),
+        (torch.full((3, 10, 10), float("nan")), ValueError, "NaN"),
+        (
+            torch.full((3, 10, 10), 0.5).index_put_(
+                (torch.tensor(1), torch.tensor(4), torch.tensor(7)), torch.tensor(float("nan"))
+            ),
+            ValueError,
+            "NaN",
+        ),
+        (
+            torch.full((3, 10, 10), 0.5).index_put_(
+                (torch.tensor(2), torch.tensor(9), torch.tensor(0)), torch.tensor(float("inf"))
+            ),
+            ValueError,
+            "infinite",
+        ),
+        (
+            torch.full((3, 10, 10), 0.5).index_put_(
+                (torch.tensor(0), torch.tensor(0), torch.tensor(3)), torch.tensor(-float("inf"))
+            ),
+            ValueError,
+            "infinite",
+        ),
+        (torch.full((3, 10, 10), 2.0), ValueError, r"\[0,1\]"),
+        (torch.full((3, 10, 10), -0.5), ValueError, r"\[0,1\]"),
+        (np.zeros((10, 10, 3), np.int32), TypeError, "uint8, uint16 or float"),
+        (np.full((10, 10, 3), 1.5, np.float32), ValueError, r"\[0,1\]"),
+        (np.zeros((10, 10), np.uint8), ValueError, "HxWx3"),
+        (np.zeros((10, 10, 4), np.uint8), ValueError, "HxWx3"),
+        ([], ValueError, "empty list"),
+        (torch.zeros(0, 3, 10, 10, dtype=torch.uint8), ValueError, "empty batch"),
+        (12, TypeError, "image must be"),
+        ("no/such/image.png", FileNotFoundError, "no/such/image.png"),
+    ],
+)
 def test_bad_images(any_model, image, error, match):
     with pytest.raises(error, match=match):
         yf.segment(image, model=any_model)
@@ -239,17 +262,20 @@ def test_unreadable_file(any_model, tmp_path):
         yf.segment(str(path), model=any_model)
 
 
-@pytest.mark.parametrize("options,error,match", [
-    ({"score_threshold": None}, TypeError, "score_threshold"),
-    ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
-    ({"iou_threshold": -0.5}, ValueError, "iou_threshold"),
-    ({"iou_threshold": None}, TypeError, "iou_threshold"),
-    ({"top_k": -1}, ValueError, "top_k"),
-    ({"top_k": True}, TypeError, "top_k"),
-    ({"max_detections": 2.5}, TypeError, "max_detections must be an int"),
-    ({"max_detections": None}, TypeError, "max_detections"),
-    ({"nms": "greedy"}, ValueError, "'fast' or 'cluster'"),
-])
+@pytest.mark.parametrize(
+    "options,error,match",
+    [
+        ({"score_threshold": None}, TypeError, "score_threshold"),
+        ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
+        ({"iou_threshold": -0.5}, ValueError, "iou_threshold"),
+        ({"iou_threshold": None}, TypeError, "iou_threshold"),
+        ({"top_k": -1}, ValueError, "top_k"),
+        ({"top_k": True}, TypeError, "top_k"),
+        ({"max_detections": 2.5}, TypeError, "max_detections must be an int"),
+        ({"max_detections": None}, TypeError, "max_detections"),
+        ({"nms": "greedy"}, ValueError, "'fast' or 'cluster'"),
+    ],
+)
 def test_bad_options(any_model, options, error, match):
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     with pytest.raises(error, match=match):

@@ -28,8 +28,7 @@ def torchrun(*args, processes=2, env=None, timeout=180):
     """``torchrun --nproc-per-node=PROCESSES ARGS`` (gloo, CPU) from the repository root."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(env or {}))
     env.pop("YOLACT_FAST_WEIGHTS", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={processes}", *args]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -80,7 +79,11 @@ def assert_same_outputs(a: Path, b: Path):
     for out in (a, b):
         written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
         assert [name for name in written if not name.startswith(jobs.PARTS)] == [
-            "clip.jsonl", "clip.mp4", *(f"images/{i}.png" for i in range(len(SIZES))), "results.json"]
+            "clip.jsonl",
+            "clip.mp4",
+            *(f"images/{i}.png" for i in range(len(SIZES))),
+            "results.json",
+        ]
 
 
 def assert_same_annotations(first, second):
@@ -135,8 +138,9 @@ def test_a_failing_rank_names_itself_and_its_input_and_ends_the_job(inputs, tmp_
 
 def test_a_stalled_rank_ends_in_the_process_group_timeout(inputs, tmp_path):
     started = time.time()
-    result = segment_cli(tmp_path / "out", inputs[0], options=("--dist-timeout", "5"),
-                         env={jobs.FAULT_ENV: "1:0:stall"}, timeout=120)
+    result = segment_cli(
+        tmp_path / "out", inputs[0], options=("--dist-timeout", "5"), env={jobs.FAULT_ENV: "1:0:stall"}, timeout=120
+    )
     assert result.returncode != 0 and time.time() - started < 100
     assert "timed out" in (result.stdout + result.stderr).lower()
 
@@ -157,10 +161,13 @@ def test_rank_zero_lists_the_inputs_and_bad_inputs_are_counted(inputs, tmp_path)
     assert written["images"] == [{"id": 0, "file_name": str(good)}]
 
 
-@pytest.mark.parametrize("mode,message", [
-    ("options", "rank 1 was started with other options than rank 0"),
-    ("unshared", "is not shared by every rank: rank 1"),
-])
+@pytest.mark.parametrize(
+    "mode,message",
+    [
+        ("options", "rank 1 was started with other options than rank 0"),
+        ("unshared", "is not shared by every rank: rank 1"),
+    ],
+)
 def test_ranks_that_disagree_or_do_not_share_out_are_refused(inputs, tmp_path, mode, message):
     out = tmp_path / "out"
     worker = str(Path(__file__).with_name("segment_worker.py"))

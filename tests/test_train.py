@@ -16,7 +16,10 @@ from yolact_fast.train.trainer import learning_rate
 TINY = configs.yolact_demo.replace(
     name="yolact_demo",  # a named config, so that checkpoints can name it
     backbone=configs.BackboneConfig("resnet_basic", (1, 1, 1, 1), (1, 2, 3), (8, 16, 32, 64), width=8),
-    max_size=64, fpn_features=16, proto_width=16, mask_dim=8,
+    max_size=64,
+    fpn_features=16,
+    proto_width=16,
+    mask_dim=8,
     pred_scales=((8, 11), (16, 23), (32, 45), (64, 90), (128, 181)),
 )
 
@@ -40,8 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _options(**changes):
-    base = dict(epochs=1, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None,
-                checkpoint_every=10_000)
+    base = dict(epochs=1, batch_size=4, lr=5e-3, warmup_steps=2, log_every=1, augment=None, checkpoint_every=10_000)
     base.update(changes)
     return TrainOptions(**base)
 
@@ -79,8 +81,7 @@ def test_resume_continues_and_corrupt_checkpoint_is_refused(tmp_path, tiny_data,
     train(TINY, data, str(tmp_path), _options(epochs=1), progress=False)
     state = read_checkpoint(str(tmp_path / "last.pt"))
     assert state["epoch"] == 1 and state["step"] == 1
-    summary, _ = train(TINY, data, str(tmp_path), _options(epochs=3), resume=str(tmp_path / "last.pt"),
-                       progress=False)
+    summary, _ = train(TINY, data, str(tmp_path), _options(epochs=3), resume=str(tmp_path / "last.pt"), progress=False)
     assert summary["steps"] == 3 and read_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 3
 
     corrupt = tmp_path / "corrupt.pt"
@@ -127,19 +128,22 @@ def test_bad_images_and_annotations_do_not_stop_training(tmp_path, tiny_data, mo
     json.dump(data, open(json_path, "w"))
     with pytest.warns(UserWarning, match="skipped"):
         dataset = CocoDataset(str(root / "images"), json_path)
-    assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "unknown_category": 1,
-                                     "empty_mask": 1}
+    assert dict(dataset.skipped) == {"missing_image": 1, "zero_area_box": 1, "unknown_category": 1, "empty_mask": 1}
     summary, _ = train(TINY, dataset, str(tmp_path / "out"), _options(epochs=2, batch_size=2), progress=False)
     assert summary["skipped"]["unreadable_image"] == 2 and summary["steps"] == 4
 
 
 def test_training_with_augmentation_and_empty_images(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(configs, "NAMED_CONFIGS", dict(configs.NAMED_CONFIGS, yolact_demo=TINY))
-    empty_target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-                    "masks": torch.zeros(0, 80, 48, dtype=torch.bool)}
+    empty_target = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 80, 48, dtype=torch.bool),
+    }
     samples = tiny_data[:3] + [(torch.zeros(3, 80, 48, dtype=torch.uint8), empty_target)]
-    summary, _ = train(TINY, Fixed(samples), str(tmp_path), _options(epochs=2, augment=yf.data.Augment()),
-                       progress=False)
+    summary, _ = train(
+        TINY, Fixed(samples), str(tmp_path), _options(epochs=2, augment=yf.data.Augment()), progress=False
+    )
     assert summary["steps"] == 2 and all(np.isfinite(list(summary["losses"].values())))
 
 
@@ -160,8 +164,7 @@ def test_init_weights_starts_from_an_earlier_model(tmp_path, tiny_data, monkeypa
     data = Fixed(tiny_data)
     first, model = train(TINY, data, str(tmp_path / "a"), _options(), progress=False)
     # lr 0: parameters stay those of the earlier model
-    _, again = train(TINY, data, str(tmp_path / "b"), _options(lr=0.0), progress=False,
-                     init_weights=first["weights"])
+    _, again = train(TINY, data, str(tmp_path / "b"), _options(lr=0.0), progress=False, init_weights=first["weights"])
     for (name, p), p2 in zip(model.named_parameters(), again.parameters()):
         assert torch.equal(p, p2), name
     with pytest.raises(RuntimeError, match="cannot read checkpoint"):
@@ -178,15 +181,31 @@ def test_invalid_instances_and_samples_are_skipped_and_counted(tmp_path, tiny_da
     zero_box = dict(target, boxes=torch.zeros(n, 4))
     empty = dict(target, masks=torch.zeros_like(target["masks"]))
     malformed = dict(target, masks=target["masks"][:, :10])  # masks do not match the image
-    samples = [(image, bad_labels), (image, zero_box), (image, empty), (image, malformed), tiny_data[1],
-               (image, target, 1), (image, [target]), (image.float(), target),
-               (image[:, :0], dict(target, masks=target["masks"][:, :0])), "junk", ValueError("bad file"),
-               OSError("gone")]
-    summary, _ = train(TINY, Raising(samples), str(tmp_path), _options(batch_size=12, augment=Augment()),
-                       progress=False)
+    samples = [
+        (image, bad_labels),
+        (image, zero_box),
+        (image, empty),
+        (image, malformed),
+        tiny_data[1],
+        (image, target, 1),
+        (image, [target]),
+        (image.float(), target),
+        (image[:, :0], dict(target, masks=target["masks"][:, :0])),
+        "junk",
+        ValueError("bad file"),
+        OSError("gone"),
+    ]
+    summary, _ = train(
+        TINY, Raising(samples), str(tmp_path), _options(batch_size=12, augment=Augment()), progress=False
+    )
     assert summary["steps"] == 1
-    assert summary["skipped"] == {"label_out_of_range": n, "zero_area_box": n, "empty_mask": n,
-                                  "bad_sample": 6, "unreadable_image": 2}
+    assert summary["skipped"] == {
+        "label_out_of_range": n,
+        "zero_area_box": n,
+        "empty_mask": n,
+        "bad_sample": 6,
+        "unreadable_image": 2,
+    }
 
 
 class Raising(Fixed):
@@ -213,10 +232,17 @@ def test_oversized_image_files_are_skipped_and_counted(tmp_path, tiny_data, monk
     assert summary["skipped"] == {"unreadable_image": 2} and summary["steps"] == 1
 
 
-@pytest.mark.parametrize("field,value,error", [
-    ("batch_size", 0, ValueError), ("epochs", 0, ValueError), ("lr", float("nan"), ValueError),
-    ("num_workers", -1, ValueError), ("checkpoint_every", 0, ValueError), ("batch_size", 2.5, TypeError),
-])
+@pytest.mark.parametrize(
+    "field,value,error",
+    [
+        ("batch_size", 0, ValueError),
+        ("epochs", 0, ValueError),
+        ("lr", float("nan"), ValueError),
+        ("num_workers", -1, ValueError),
+        ("checkpoint_every", 0, ValueError),
+        ("batch_size", 2.5, TypeError),
+    ],
+)
 def test_bad_train_options_are_refused(field, value, error):
     with pytest.raises(error, match=f"TrainOptions.{field} must be"):
         TrainOptions(**{field: value})

@@ -38,8 +38,16 @@ def two_process_run(tmp_path_factory):
 
 def _single_process(out, resume=None):
     weights = []
-    summary, _ = train(ddp_worker.TINY, ddp_worker.dataset(), str(out), ddp_worker.OPTIONS, resume=resume,
-                       progress=False, device="cpu", on_step=ddp_worker.recorder(weights, str(out), 0))
+    summary, _ = train(
+        ddp_worker.TINY,
+        ddp_worker.dataset(),
+        str(out),
+        ddp_worker.OPTIONS,
+        resume=resume,
+        progress=False,
+        device="cpu",
+        on_step=ddp_worker.recorder(weights, str(out), 0),
+    )
     return summary, weights
 
 
@@ -127,9 +135,25 @@ def test_a_stalled_rank_ends_the_run_with_a_timeout(tmp_path):
 
 def test_torchrun_cli(tmp_path):
     out = tmp_path / "run"
-    result = torchrun("-m", "yolact_fast", "train", "--config", "yolact_demo", "--data", "synthetic:4:0:64",
-                      "--epochs", "1", "--batch-size", "4", "--out", str(out), "--device", "cpu",
-                      "--no-augment", "--quiet")
+    result = torchrun(
+        "-m",
+        "yolact_fast",
+        "train",
+        "--config",
+        "yolact_demo",
+        "--data",
+        "synthetic:4:0:64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-augment",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)  # printed once, by rank 0
     assert summary["world_size"] == 2 and summary["steps"] == 1

@@ -52,8 +52,7 @@ def test_amp_autocasts_the_network_in_bfloat16_on_cpu(data):
 
 
 def test_amp_training_runs_and_keeps_float32_weights(tmp_path, data):
-    summary, model = train(TINY_128, data, str(tmp_path), _options(epochs=3, amp=True), progress=False,
-                           device="cpu")
+    summary, model = train(TINY_128, data, str(tmp_path), _options(epochs=3, amp=True), progress=False, device="cpu")
     assert summary["steps"] == 3 and all(torch.isfinite(torch.tensor(list(summary["losses"].values()))))
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert "scaler" not in read_checkpoint(str(tmp_path / "last.pt"))  # no GradScaler on the CPU
@@ -64,12 +63,14 @@ def test_amp_on_cpu_refuses_a_1x1_fpn_map(tmp_path, data):
         train(TINY, data, str(tmp_path), _options(amp=True), progress=False, device="cpu")
 
 
-@pytest.mark.parametrize("batch_size,freeze,frozen", [(4, None, True), (6, None, False), (4, False, False),
-                                                       (6, True, True)])
+@pytest.mark.parametrize(
+    "batch_size,freeze,frozen", [(4, None, True), (6, None, False), (4, False, False), (6, True, True)]
+)
 def test_batchnorm_frozen_below_six_images_per_process(tmp_path, data, batch_size, freeze, frozen, capsys):
     samples = (data * 2)[:batch_size]
-    _, model = train(TINY, samples, str(tmp_path), _options(batch_size=batch_size, freeze_bn=freeze),
-                     progress=False, device="cpu")
+    _, model = train(
+        TINY, samples, str(tmp_path), _options(batch_size=batch_size, freeze_bn=freeze), progress=False, device="cpu"
+    )
     # the automatic freeze is announced, as the official train.py does
     assert ("Disabling batch norm" in capsys.readouterr().err) is (frozen and freeze is None)
     bn = model.backbone.bn1
@@ -91,14 +92,17 @@ def test_train_from_a_pretrained_backbone(tmp_path, data, capsys):
     torch.manual_seed(123)
     source = Yolact(TINY)  # other weights than train()'s seed gives
     source.backbone.bn1.running_var.uniform_(0.5, 1.5)
-    state = {re.sub(r"^layers\.(\d)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v
-             for k, v in source.backbone.state_dict().items()}
+    state = {
+        re.sub(r"^layers\.(\d)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v
+        for k, v in source.backbone.state_dict().items()
+    }
     state["fc.weight"] = torch.zeros(3, 64)
     path = tmp_path / "backbone.pth"
     torch.save(state, path)
     # lr 0 and frozen BatchNorm: the backbone stays what the file holds
-    _, model = train(TINY, data, str(tmp_path / "run"), _options(lr=0.0), progress=False, device="cpu",
-                     backbone_weights=str(path))
+    _, model = train(
+        TINY, data, str(tmp_path / "run"), _options(lr=0.0), progress=False, device="cpu", backbone_weights=str(path)
+    )
     assert not torch.equal(model.backbone.layers[3][0].conv2.weight, Yolact(TINY).backbone.layers[3][0].conv2.weight)
     assert torch.equal(model.backbone.layers[3][0].conv2.weight, state["layer4.0.conv2.weight"])
     assert torch.equal(model.backbone.bn1.running_var, state["bn1.running_var"])
@@ -112,8 +116,13 @@ def test_nonfinite_network_outputs_skip_the_step(tmp_path, data):
         model.proto_net[0].weight.fill_(float("inf"))
     images, targets = make_batch(data, TINY)
     counts = []
-    losses = training_step(model, images, targets, reference.make_priors(TINY, (64, 64)),
-                           denominators=lambda c: counts.append(c) or c.clamp(min=1))
+    losses = training_step(
+        model,
+        images,
+        targets,
+        reference.make_priors(TINY, (64, 64)),
+        denominators=lambda c: counts.append(c) or c.clamp(min=1),
+    )
     assert set(losses) == {"total"} and torch.isnan(losses["total"])
     # the process still joins the denominators collective the others make
     assert len(counts) == 1 and torch.equal(counts[0], torch.zeros(2))
@@ -128,8 +137,15 @@ def test_a_batch_without_usable_images_is_a_skipped_step(tmp_path):
 def test_resume_with_another_batch_size_is_refused(tmp_path, data):
     train(TINY, data, str(tmp_path), _options(batch_size=2), progress=False, device="cpu")
     with pytest.raises(ValueError, match="with batch_size 4: it was trained with batch_size 2"):
-        train(TINY, data, str(tmp_path), _options(batch_size=4, epochs=2), resume=str(tmp_path / "last.pt"),
-              progress=False, device="cpu")
+        train(
+            TINY,
+            data,
+            str(tmp_path),
+            _options(batch_size=4, epochs=2),
+            resume=str(tmp_path / "last.pt"),
+            progress=False,
+            device="cpu",
+        )
 
 
 def test_every_parameter_gets_a_gradient_without_ground_truth(data):
@@ -154,8 +170,24 @@ def test_training_network_is_one_forward(data):
 
 def test_cli_train_flags_and_quiet_progress(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    args = ["train", "--config", "yolact_demo", "--data", "synthetic:2:0:64", "--epochs", "1", "--out", str(out),
-            "--batch-size", "2", "--amp", "--no-freeze-bn", "--device", "cpu", "--quiet"]
+    args = [
+        "train",
+        "--config",
+        "yolact_demo",
+        "--data",
+        "synthetic:2:0:64",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--amp",
+        "--no-freeze-bn",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert cli.main(args) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["world_size"] == 1

@@ -60,14 +60,17 @@ def test_every_start_end_select_source_frames(video, demo_model):
     assert list(segment_video(video, model=demo_model, start=50)) == []
 
 
-@pytest.mark.parametrize("options,error,match", [
-    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-    ({"every": 0}, ValueError, "every must be >= 1"),
-    ({"start": -1}, ValueError, "start must be >= 0"),
-    ({"end": 2.5}, TypeError, "end must be an int"),
-    ({"start": 3, "end": 3}, ValueError, r"end must be > start \(3\), got 3"),
-    ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
-])
+@pytest.mark.parametrize(
+    "options,error,match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"every": 0}, ValueError, "every must be >= 1"),
+        ({"start": -1}, ValueError, "start must be >= 0"),
+        ({"end": 2.5}, TypeError, "end must be an int"),
+        ({"start": 3, "end": 3}, ValueError, r"end must be > start \(3\), got 3"),
+        ({"score_threshold": float("nan")}, ValueError, "score_threshold"),
+    ],
+)
 def test_bad_options(video, demo_model, options, error, match):
     with pytest.raises(error, match=match):
         segment_video(video, model=demo_model, **options)
@@ -107,7 +110,7 @@ def test_truncated_or_corrupt_video_yields_what_decodes(tmp_path, demo_model):
     assert [i for i, _, _ in results] == list(range(len(results)))
     scrambled = bytearray(data)
     middle = len(data) // 3
-    scrambled[middle:middle + 3000] = bytes(b ^ 0x5A for b in scrambled[middle:middle + 3000])
+    scrambled[middle : middle + 3000] = bytes(b ^ 0x5A for b in scrambled[middle : middle + 3000])
     corrupt = tmp_path / "corrupt.ts"
     corrupt.write_bytes(bytes(scrambled))
     results = list(segment_video(corrupt, model=demo_model, batch_size=4))
@@ -191,9 +194,11 @@ def test_video_writer_output_decodes(tmp_path):
 
 
 def test_import_does_not_need_av():
-    code = ("import sys; sys.modules['av'] = None; import yolact_fast as yf; "
-            "from yolact_fast.video import segment_video\n"
-            "try:\n    segment_video('x.mp4')\nexcept ImportError as e:\n    print(e)")
+    code = (
+        "import sys; sys.modules['av'] = None; import yolact_fast as yf; "
+        "from yolact_fast.video import segment_video\n"
+        "try:\n    segment_video('x.mp4')\nexcept ImportError as e:\n    print(e)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "yolact_fast[video]" in result.stdout

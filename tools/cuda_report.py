@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 import gpu_model  # noqa: E402
 import sass  # noqa: E402
+
 _toolkit_spec = importlib.util.spec_from_file_location("yolact_fast_cuda_toolkit", ROOT / "scripts" / "cuda_toolkit.py")
 cuda_toolkit = importlib.util.module_from_spec(_toolkit_spec)
 _toolkit_spec.loader.exec_module(cuda_toolkit)
@@ -50,6 +51,7 @@ POST_NETWORK_BUDGET_US = 40.0
 
 
 # --- toolchain -------------------------------------------------------------------------------
+
 
 def nvidia_tool(name: str) -> Optional[str]:
     """nvdisasm / cuobjdump: from the triton wheel (torch installs it), else PATH."""
@@ -99,8 +101,7 @@ def extract_cubins(binary: Path, arch: str, out_dir: Path) -> List[Path]:
     if binary.suffix == ".cubin":
         return [binary]
     cuobjdump = nvidia_tool("cuobjdump")
-    subprocess.run([cuobjdump, "-xelf", "all", str(binary.resolve())], cwd=out_dir, check=True,
-                   capture_output=True)
+    subprocess.run([cuobjdump, "-xelf", "all", str(binary.resolve())], cwd=out_dir, check=True, capture_output=True)
     cubins = sorted(out_dir.glob(f"*.{arch}.cubin"))
     if not cubins:
         raise RuntimeError(f"{binary} holds no {arch} code (cuobjdump --list-elf shows what it has)")
@@ -113,12 +114,12 @@ def disassemble(cubin: Path) -> tuple:
     if nvdisasm is None or cuobjdump is None:
         raise RuntimeError("nvdisasm/cuobjdump not found (pip's triton wheel ships them)")
     text = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
-    usage = subprocess.run([cuobjdump, "-res-usage", str(cubin)], capture_output=True, text=True,
-                           check=True).stdout
+    usage = subprocess.run([cuobjdump, "-res-usage", str(cubin)], capture_output=True, text=True, check=True).stdout
     return sass.parse_disassembly(text), sass.parse_resource_usage(usage)
 
 
 # --- per-kernel SASS report ------------------------------------------------------------------
+
 
 def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> Dict[str, object]:
     hot = sass.hot_loop(function)
@@ -141,8 +142,11 @@ def kernel_report(function: sass.Function, usage: Dict[str, int], name: str) -> 
     loop = sass.store_loop(function)
     if loop is not None:
         instructions, stored = sass.store_path(function, loop)
-        row["store_path"] = {"instructions": instructions, "bytes_stored": stored,
-                             "per_byte": instructions / stored if stored else math.nan}
+        row["store_path"] = {
+            "instructions": instructions,
+            "bytes_stored": stored,
+            "per_byte": instructions / stored if stored else math.nan,
+        }
     return row
 
 
@@ -155,7 +159,7 @@ def sass_report(cubins: Sequence[Path], dtypes: Sequence[str] = ("float",)) -> L
         names = sass.demangle(list(functions))
         for mangled, function in functions.items():
             name = names[mangled]
-            element_types = [t.strip() for t in name[name.find("<") + 1:-1].split(",")] if "<" in name else []
+            element_types = [t.strip() for t in name[name.find("<") + 1 : -1].split(",")] if "<" in name else []
             if any(t not in dtypes for t in element_types):
                 continue
             rows.append(kernel_report(function, usage.get(mangled, {}), name))
@@ -168,36 +172,53 @@ def _widths(counts: Dict[str, int]) -> str:
 
 def print_sass(rows: Sequence[Dict[str, object]], arch: str) -> None:
     print(f"\n== SASS for {arch} (static, from nvcc/nvdisasm; not a measurement) ==")
-    print(f"{'kernel':<32}{'regs':>5}{'stack':>6}{'local':>6}{'shared':>7}{'instr':>6}"
-          f"{'hot':>5}{'fp64':>5}{'div64':>6}{'idiv':>5}  {'LDG bits':<14}{'STG bits':<12}"
-          f"{'LDS':>4}{'STS':>4}{'bar':>4}")
+    print(
+        f"{'kernel':<32}{'regs':>5}{'stack':>6}{'local':>6}{'shared':>7}{'instr':>6}"
+        f"{'hot':>5}{'fp64':>5}{'div64':>6}{'idiv':>5}  {'LDG bits':<14}{'STG bits':<12}"
+        f"{'LDS':>4}{'STS':>4}{'bar':>4}"
+    )
     for row in rows:
         mix = row["hot_mix"]
-        print(f"{row['kernel']:<32}{row['registers']!s:>5}{row['stack_bytes']!s:>6}{row['local_bytes']!s:>6}"
-              f"{row['static_shared_bytes']!s:>7}{row['instructions']:>6}{mix['instructions']:>5}{mix['fp64']:>5}"
-              f"{mix['int64_div_calls']:>6}{mix['int_div_sequences']:>5}  {_widths(mix['global_load']):<14}"
-              f"{_widths(mix['global_store']):<12}{sum(mix['shared_load'].values()):>4}"
-              f"{sum(mix['shared_store'].values()):>4}{mix['barriers']:>4}")
-    print("shared = static shared bytes as ptxas reports them: on sm_90 they include the 1 KiB reserved per"
-          " block once the file uses shared memory.")
-    print("hot = instructions in the hot loop (innermost loop with most instructions); fp64, div64 (calls"
-          " to 64-bit integer division), idiv (inline integer-division sequences), load/store counts"
-          " x width in bits: in the hot loop and the subroutines it calls.")
+        print(
+            f"{row['kernel']:<32}{row['registers']!s:>5}{row['stack_bytes']!s:>6}{row['local_bytes']!s:>6}"
+            f"{row['static_shared_bytes']!s:>7}{row['instructions']:>6}{mix['instructions']:>5}{mix['fp64']:>5}"
+            f"{mix['int64_div_calls']:>6}{mix['int_div_sequences']:>5}  {_widths(mix['global_load']):<14}"
+            f"{_widths(mix['global_store']):<12}{sum(mix['shared_load'].values()):>4}"
+            f"{sum(mix['shared_store'].values()):>4}{mix['barriers']:>4}"
+        )
+    print(
+        "shared = static shared bytes as ptxas reports them: on sm_90 they include the 1 KiB reserved per"
+        " block once the file uses shared memory."
+    )
+    print(
+        "hot = instructions in the hot loop (innermost loop with most instructions); fp64, div64 (calls"
+        " to 64-bit integer division), idiv (inline integer-division sequences), load/store counts"
+        " x width in bits: in the hot loop and the subroutines it calls."
+    )
     for row in rows:
         if "paste" in row["kernel"] and "store_path" in row:
             path = row["store_path"]
             verdict = "within" if path["per_byte"] <= STORE_PATH_BUDGET else "over"
             fp64 = "none" if row["per_element_fp64"] == 0 else f"{row['per_element_fp64']} instructions"
-            print(f"{row['kernel']}: {path['instructions']} SASS instructions on the store path for"
-                  f" {path['bytes_stored']} output byte(s) = {path['per_byte']:.1f} per output pixel"
-                  f" ({verdict} the budget <= {STORE_PATH_BUDGET}); FP64 in its per-element code: {fp64}")
+            print(
+                f"{row['kernel']}: {path['instructions']} SASS instructions on the store path for"
+                f" {path['bytes_stored']} output byte(s) = {path['per_byte']:.1f} per output pixel"
+                f" ({verdict} the budget <= {STORE_PATH_BUDGET}); FP64 in its per-element code: {fp64}"
+            )
     fp64_rows = [row["kernel"] for row in rows if row["per_element_fp64"]]
-    print("FP64 in float32 per-element code: " + (", ".join(fp64_rows) if fp64_rows else "none")
-          + (" (priors_level computes in float64 on purpose, as the official priors)"
-             if any("priors_level" in name for name in fp64_rows) else ""))
+    print(
+        "FP64 in float32 per-element code: "
+        + (", ".join(fp64_rows) if fp64_rows else "none")
+        + (
+            " (priors_level computes in float64 on purpose, as the official priors)"
+            if any("priors_level" in name for name in fp64_rows)
+            else ""
+        )
+    )
 
 
 # --- modelled ops ----------------------------------------------------------------------------
+
 
 def official_inputs(seed: int = 0):
     """(description, raw head outputs on the official shapes): golden data when present,
@@ -207,12 +228,18 @@ def official_inputs(seed: int = 0):
     import torch
 
     name = "golden_yolact_base_s0_480x640.npz"
-    folders = [os.environ.get("YOLACT_FAST_GOLDEN"), ROOT.parent / "shared" / "golden", ROOT / "tests" / "data" / "golden"]
+    folders = [
+        os.environ.get("YOLACT_FAST_GOLDEN"),
+        ROOT.parent / "shared" / "golden",
+        ROOT / "tests" / "data" / "golden",
+    ]
     case = next((Path(f) / name for f in folders if f and (Path(f) / name).exists()), None)
     if case is not None:
         data = np.load(case)
-        return case.name, {k: torch.from_numpy(np.ascontiguousarray(data[k]))
-                           for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")}
+        return case.name, {
+            k: torch.from_numpy(np.ascontiguousarray(data[k]))
+            for k in ("loc", "conf_logits", "mask_coeffs", "priors", "proto")
+        }
     g = torch.Generator().manual_seed(seed)
     s = gpu_model.Shapes()
     return f"random, seed {seed} (no golden data: set YOLACT_FAST_GOLDEN)", {
@@ -248,8 +275,11 @@ def post_network_padded(ops, x, size):
     the masks of all max_detections slots (empty past the count)."""
     from yolact_fast.ops import _args
 
-    boxes, coeffs, _, _, _ = ops._kernels.detect(*_args.detect_args(
-        x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"], (0.1, 0.2), 0.5, 200, 0.05, 100, "fast"))
+    boxes, coeffs, _, _, _ = ops._kernels.detect(
+        *_args.detect_args(
+            x["loc"], x["conf_logits"], x["mask_coeffs"], x["priors"], (0.1, 0.2), 0.5, 200, 0.05, 100, "fast"
+        )
+    )
     return ops.paste_masks(x["proto"], coeffs, boxes, size)
 
 
@@ -273,8 +303,7 @@ def op_calls(ops, x, det_boxes, det_coeffs) -> Dict[str, Callable[[], object]]:
 
     def segment_postprocess():
         outputs = YolactOutput(x["loc"], x["conf_logits"], x["mask_coeffs"], x["proto"])
-        return segment_module.postprocess(outputs, x["priors"], size, segment_module.SegmentOptions(),
-                                          ops, config)
+        return segment_module.postprocess(outputs, x["priors"], size, segment_module.SegmentOptions(), ops, config)
 
     calls = {
         "make_priors": lambda: ops.make_priors(config, (550, 550)),
@@ -312,8 +341,11 @@ def launch_record(record) -> Dict[str, object]:
     elif hasattr(record, "_asdict"):
         out = dict(record._asdict())
     else:
-        out = {key: getattr(record, key) for key in dir(record)
-               if not key.startswith("_") and not callable(getattr(record, key))}
+        out = {
+            key: getattr(record, key)
+            for key in dir(record)
+            if not key.startswith("_") and not callable(getattr(record, key))
+        }
     if "name" not in out:
         out["name"] = str(out.get("kernel", record))
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
@@ -348,8 +380,12 @@ def model_report() -> Dict[str, object]:
         calls = op_calls(ops, x, det_boxes, det_coeffs)
         shapes = dataclasses.replace(gpu_model.Shapes(), footprint=footprint_fraction(det_boxes))
         official = gpu_model.official_steps(shapes)
-        result: Dict[str, object] = {"inputs": inputs, "launch_source": source,
-                                     "mask_footprint": shapes.footprint, "ops": {}}
+        result: Dict[str, object] = {
+            "inputs": inputs,
+            "launch_source": source,
+            "mask_footprint": shapes.footprint,
+            "ops": {},
+        }
         for op, call in calls.items():
             steps, records = our_steps(call, launches, shapes)
             result["ops"][op] = {
@@ -363,16 +399,25 @@ def model_report() -> Dict[str, object]:
 
 
 def vars_of(step: gpu_model.Step) -> Dict[str, object]:
-    return {"name": step.name, "launches": step.launches, "read": step.read, "written": step.written,
-            "modelled_us": step.modelled_us}
+    return {
+        "name": step.name,
+        "launches": step.launches,
+        "read": step.read,
+        "written": step.written,
+        "modelled_us": step.modelled_us,
+    }
 
 
 def print_model(model: Dict[str, object]) -> None:
-    print(f"\n== Modelled H100 time (bytes / {gpu_model.H100_BYTES_PER_S / 1e12:.2f} TB/s + "
-          f"{gpu_model.LAUNCH_US:.0f} us per launch; a model, not a measurement) ==")
+    print(
+        f"\n== Modelled H100 time (bytes / {gpu_model.H100_BYTES_PER_S / 1e12:.2f} TB/s + "
+        f"{gpu_model.LAUNCH_US:.0f} us per launch; a model, not a measurement) =="
+    )
     print(f"inputs: {model['inputs']}; launches: {model['launch_source']} + ATen ops recorded by the profiler")
-    print(f"{'op (official shapes)':<22}{'ours: launches':>15}{'MB':>9}{'modelled us':>13}"
-          f"{'official: launches':>20}{'MB':>9}{'modelled us':>13}{'ratio':>7}")
+    print(
+        f"{'op (official shapes)':<22}{'ours: launches':>15}{'MB':>9}{'modelled us':>13}"
+        f"{'official: launches':>20}{'MB':>9}{'modelled us':>13}{'ratio':>7}"
+    )
     for op, entry in model["ops"].items():
         ours, official = entry["ours"], entry["official"]
         if official["launches"]:
@@ -382,18 +427,24 @@ def print_model(model: Dict[str, object]) -> None:
             off, ratio = f"{'host Python, cached':>42}", ""
         print(f"{op:<22}{ours['launches']:>15}{ours['bytes'] / 1e6:>9.2f}{ours['modelled_us']:>13.1f}{off}{ratio}")
     print(f"the detections' crop boxes cover {model['mask_footprint']:.1%} of the 100 x 480 x 640 mask pixels")
-    for op, how in (("post-network", "yf.ops, whose trimmed outputs read the count back"),
-                    ("post-network, padded", "the padded detect op: no host sync, capturable in a CUDA graph")):
+    for op, how in (
+        ("post-network", "yf.ops, whose trimmed outputs read the count back"),
+        ("post-network, padded", "the padded detect op: no host sync, capturable in a CUDA graph"),
+    ):
         if op not in model["ops"]:
             continue
         post = model["ops"][op]["ours"]["modelled_us"]
         verdict = "within" if post <= POST_NETWORK_BUDGET_US else "over"
-        print(f"{op} (decode + NMS + 100 masks at 480x640; {how}), ours: {post:.1f} us modelled"
-              f" ({verdict} the budget <= {POST_NETWORK_BUDGET_US:.0f} us)")
+        print(
+            f"{op} (decode + NMS + 100 masks at 480x640; {how}), ours: {post:.1f} us modelled"
+            f" ({verdict} the budget <= {POST_NETWORK_BUDGET_US:.0f} us)"
+        )
     print("custom kernel launches (name grid block dynamic-shared-bytes), recorded under the emulation:")
     for op, entry in model["ops"].items():
-        kernels = [f"{r['name']} {_dims(r.get('grid'))} {_dims(r.get('block'))} {r.get('shared_bytes', '?')}"
-                   for r in entry["kernel_launches"]]
+        kernels = [
+            f"{r['name']} {_dims(r.get('grid'))} {_dims(r.get('block'))} {r.get('shared_bytes', '?')}"
+            for r in entry["kernel_launches"]
+        ]
         print(f"  {op}: " + ("; ".join(kernels) if kernels else "none"))
     unknown = sorted({s["name"] for e in model["ops"].values() for s in e["ours_steps"] if math.isnan(s["read"])})
     if unknown:
@@ -408,36 +459,59 @@ def markdown(report: Dict[str, object]) -> str:
     """The README tables."""
     lines = []
     if "kernels" in report:
-        lines += ["| kernel (float32) | registers | stack/local bytes | static shared | hot-loop instructions |"
-                  " FP64 in per-element code | 64-bit div calls |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| kernel (float32) | registers | stack/local bytes | static shared | hot-loop instructions |"
+            " FP64 in per-element code | 64-bit div calls |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in report["kernels"]:
             mix = row["hot_mix"]
             path = row.get("store_path")
-            note = (f"; store path {path['instructions']} instr / {path['bytes_stored']} B = "
-                    f"{path['per_byte']:.1f} per pixel" if "paste" in row["kernel"] and path else "")
-            lines.append(f"| {row['kernel']} | {row['registers']} | {row['stack_bytes']}/{row['local_bytes']} |"
-                         f" {row['static_shared_bytes']} | {mix['instructions']}{note} |"
-                         f" {row['per_element_fp64'] or 'none'} | {mix['int64_div_calls']} |")
+            note = (
+                f"; store path {path['instructions']} instr / {path['bytes_stored']} B = "
+                f"{path['per_byte']:.1f} per pixel"
+                if "paste" in row["kernel"] and path
+                else ""
+            )
+            lines.append(
+                f"| {row['kernel']} | {row['registers']} | {row['stack_bytes']}/{row['local_bytes']} |"
+                f" {row['static_shared_bytes']} | {mix['instructions']}{note} |"
+                f" {row['per_element_fp64'] or 'none'} | {mix['int64_div_calls']} |"
+            )
     if "model" in report:
-        lines += ["", "| op (official shapes) | ours: launches | ours: MB | ours: modelled us |"
-                  " official: launches | official: MB | official: modelled us |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| op (official shapes) | ours: launches | ours: MB | ours: modelled us |"
+            " official: launches | official: MB | official: modelled us |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for op, entry in report["model"]["ops"].items():
             ours, official = entry["ours"], entry["official"]
-            off = (f"{official['launches']} | {official['bytes'] / 1e6:.1f} | {official['modelled_us']:.0f}"
-                   if official["launches"] else "host Python, cached | | ")
-            lines.append(f"| {op} | {ours['launches']} | {ours['bytes'] / 1e6:.1f} | {ours['modelled_us']:.0f} | {off} |")
+            off = (
+                f"{official['launches']} | {official['bytes'] / 1e6:.1f} | {official['modelled_us']:.0f}"
+                if official["launches"]
+                else "host Python, cached | | "
+            )
+            lines.append(
+                f"| {op} | {ours['launches']} | {ours['bytes'] / 1e6:.1f} | {ours['modelled_us']:.0f} | {off} |"
+            )
     return "\n".join(lines)
 
 
 # --- main ------------------------------------------------------------------------------------
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="sm_90")
     parser.add_argument("--json", type=Path, help="write everything printed as JSON here")
     parser.add_argument("--binary", type=Path, help="disassemble this .so/.cubin instead of compiling")
-    parser.add_argument("--source", type=Path, default=ROOT,
-                        help="checkout whose csrc/cuda is compiled and whose (built) yolact_fast is modelled")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="checkout whose csrc/cuda is compiled and whose (built) yolact_fast is modelled",
+    )
     parser.add_argument("--dtypes", default="float", help="template arguments to report (comma list)")
     parser.add_argument("--no-sass", action="store_true", help="skip the SASS part")
     parser.add_argument("--no-model", action="store_true", help="skip the modelled ops")

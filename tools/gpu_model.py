@@ -86,6 +86,7 @@ class Shapes:
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One device-side step: `launches` kernel launches moving `read` + `written` bytes."""
+
     name: str
     launches: int
     read: float
@@ -94,8 +95,7 @@ class Step:
 
     @property
     def modelled_us(self) -> float:
-        return ((self.read + self.written) / H100_BYTES_PER_S * 1e6 + LAUNCH_US * self.launches
-                + self.latency_us)
+        return (self.read + self.written) / H100_BYTES_PER_S * 1e6 + LAUNCH_US * self.launches + self.latency_us
 
 
 def total(steps: Iterable[Step]) -> Dict[str, float]:
@@ -135,8 +135,10 @@ def _kernel_bytes(s: Shapes) -> Dict[str, Callable[[dict], tuple]]:
         # one block per class: top K of the P scores, their boxes gathered, the first L
         # survivors (score, index, flag) written; then its last block: top M of the C x L
         # survivors, their rows gathered
-        "class_nms": lambda r: (C * P * F32 + P + C * K * 4 * F32 + C * L * (F32 + 1) + M * I64 + det,
-                               C * L * (F32 + I64 + 1) + det + I64),
+        "class_nms": lambda r: (
+            C * P * F32 + P + C * K * 4 * F32 + C * L * (F32 + 1) + M * I64 + det,
+            C * L * (F32 + I64 + 1) + det + I64,
+        ),
         # fused mask kernels: proto, coefficients and boxes in. assemble_masks writes only
         # each box's footprint (the rest is zeroed by an ATen memset, charged as its own
         # step); paste_masks writes every output byte once (zeros off the footprint).
@@ -221,8 +223,7 @@ def latency_us(record: dict, s: Shapes) -> float:
     cycles += iou_warp_rows(s.top_k, greedy) * IOU_PAIR_INSTRUCTIONS / (ISSUE_LANES / 32)
     cycles += s.top_k * GREEDY_ROW_CYCLES if greedy else 0
     slots = s.classes * min(s.detections, s.top_k)
-    cycles += _scan_cycles(slots, threads, batch, merge_packed,
-                           MERGE_SCANS_PACKED if merge_packed else MERGE_SCANS)
+    cycles += _scan_cycles(slots, threads, batch, merge_packed, MERGE_SCANS_PACKED if merge_packed else MERGE_SCANS)
     return _cycles_us(cycles)
 
 
@@ -242,20 +243,85 @@ def known_kernel(name: str) -> bool:
 
 # no device work: allocations, views, metadata
 _NO_LAUNCH = {
-    "empty", "empty_like", "empty_strided", "narrow", "slice", "select", "view", "reshape",
-    "_reshape_alias", "as_strided", "t", "transpose", "permute", "expand", "expand_as", "unsqueeze",
-    "squeeze", "alias", "detach", "lift_fresh", "resize_", "unbind", "split", "chunk", "_unsafe_view",
-    "numpy_T", "result_type", "promote_types", "detach_", "lift_fresh_copy", "is_nonzero", "size", "stride", "set_", "unfold", "view_as",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "narrow",
+    "slice",
+    "select",
+    "view",
+    "reshape",
+    "_reshape_alias",
+    "as_strided",
+    "t",
+    "transpose",
+    "permute",
+    "expand",
+    "expand_as",
+    "unsqueeze",
+    "squeeze",
+    "alias",
+    "detach",
+    "lift_fresh",
+    "resize_",
+    "unbind",
+    "split",
+    "chunk",
+    "_unsafe_view",
+    "numpy_T",
+    "result_type",
+    "promote_types",
+    "detach_",
+    "lift_fresh_copy",
+    "is_nonzero",
+    "size",
+    "stride",
+    "set_",
+    "unfold",
+    "view_as",
 }
 # ops whose own kernel(s) we model (their CPU-side children are ignored); value: launches
 _LEAF_LAUNCHES = {"sort": SORT_PASSES + 2, "topk": 3, "nonzero": 2, "_local_scalar_dense": 1}
-_ELEMENT_SIZE = {"float": 4, "double": 8, "c10::Half": 2, "c10::BFloat16": 2, "long int": 8,
-                 "int": 4, "bool": 1, "unsigned char": 1, "signed char": 1, "short int": 2}
+_ELEMENT_SIZE = {
+    "float": 4,
+    "double": 8,
+    "c10::Half": 2,
+    "c10::BFloat16": 2,
+    "long int": 8,
+    "int": 4,
+    "bool": 1,
+    "unsigned char": 1,
+    "signed char": 1,
+    "short int": 2,
+}
 # composite ops: the device work is their children's (copy_, fill_, ...)
-_COMPOSITE = {"contiguous", "to", "_to_copy", "clone", "zeros", "zeros_like", "ones", "ones_like",
-              "full", "full_like", "new_zeros", "new_full", "new_empty", "reshape", "flatten",
-              "item", "index_put_", "index_put", "repeat", "type_as", "linear", "matmul", "softmax",
-              "einsum", "max_pool2d"}
+_COMPOSITE = {
+    "contiguous",
+    "to",
+    "_to_copy",
+    "clone",
+    "zeros",
+    "zeros_like",
+    "ones",
+    "ones_like",
+    "full",
+    "full_like",
+    "new_zeros",
+    "new_full",
+    "new_empty",
+    "reshape",
+    "flatten",
+    "item",
+    "index_put_",
+    "index_put",
+    "repeat",
+    "type_as",
+    "linear",
+    "matmul",
+    "softmax",
+    "einsum",
+    "max_pool2d",
+}
 
 
 def _tensor_bytes(event) -> List[int]:
@@ -316,6 +382,7 @@ def aten_steps(events) -> List[Step]:
 
 # --- the official op sequence ------------------------------------------------------------------
 
+
 def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, List[Step]]:
     """Per op, the device steps of the official YOLACT code (batch 1, eval), with their
     launches. ``candidates``: priors whose best class score passes 0.05 (default: all).
@@ -352,25 +419,39 @@ def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, Lis
     transpose = [Step("conf.transpose(2, 1).contiguous()", 1, P * (C + 1) * F32, P * (C + 1) * F32)]
     select = [
         Step("max over classes, > thresh", 2, conf + P * F32, P * F32 + P),
-        Step("scores[:, keep], boxes[keep], coeffs[keep]", 9, conf + P * (4 + k) * F32 + 3 * P,
-             3 * n * I64 + C * n * F32 + n * (4 + k) * F32),
+        Step(
+            "scores[:, keep], boxes[keep], coeffs[keep]",
+            9,
+            conf + P * (4 + k) * F32 + 3 * P,
+            3 * n * I64 + C * n * F32 + n * (4 + k) * F32,
+        ),
     ]
     pairs = C * n * (F32 + I64) * SORT_PASSES  # radix passes over (key, index)
     cube = C * K * K  # [80, 200, 200]
     kept = C * K
     nms = [
         Step("sort [80, n] descending", SORT_PASSES + 2, C * n * F32 + pairs, pairs + C * n * (F32 + I64)),
-        Step("idx[:, :200].contiguous(), boxes[idx], coeffs[idx]", 3, 3 * kept * I64 + kept * (4 + k) * F32,
-             kept * I64 + kept * (4 + k) * F32),
+        Step(
+            "idx[:, :200].contiguous(), boxes[idx], coeffs[idx]",
+            3,
+            3 * kept * I64 + kept * (4 + k) * F32,
+            kept * I64 + kept * (4 + k) * F32,
+        ),
         Step("jaccard: min/max corners, sub, clamp", 4, 3 * cube * 2 * F32, 4 * cube * 2 * F32),
         Step("jaccard: prod, areas, union, div", 10, cube * 2 * F32 + 4 * cube * F32, 4 * cube * F32),
-        Step("triu_, max over dim 1, <= thr", 3, 2 * cube * F32 + kept * F32,
-             cube * F32 + kept * (F32 + I64 + 1)),
-        Step("arange; classes/boxes/coeffs/scores[keep]", 13, kept * (I64 + (4 + k) * F32 + F32 + 4),
-             4 * kept * I64 + kept * (I64 + (4 + k) * F32 + F32)),
-        Step("sort kept scores; classes/boxes/coeffs[idx[:100]]", SORT_PASSES + 2 + 3,
-             kept * F32 + kept * (F32 + I64) * SORT_PASSES + N * (2 * I64 + (4 + k) * F32),
-             kept * (F32 + I64) * SORT_PASSES + N * (I64 + (4 + k) * F32)),
+        Step("triu_, max over dim 1, <= thr", 3, 2 * cube * F32 + kept * F32, cube * F32 + kept * (F32 + I64 + 1)),
+        Step(
+            "arange; classes/boxes/coeffs/scores[keep]",
+            13,
+            kept * (I64 + (4 + k) * F32 + F32 + 4),
+            4 * kept * I64 + kept * (I64 + (4 + k) * F32 + F32),
+        ),
+        Step(
+            "sort kept scores; classes/boxes/coeffs[idx[:100]]",
+            SORT_PASSES + 2 + 3,
+            kept * F32 + kept * (F32 + I64) * SORT_PASSES + N * (2 * I64 + (4 + k) * F32),
+            kept * (F32 + I64) * SORT_PASSES + N * (I64 + (4 + k) * F32),
+        ),
     ]
     hw = s.proto_h * s.proto_w
     masks = N * hw * F32
@@ -380,8 +461,7 @@ def official_steps(s: Shapes, candidates: Optional[int] = None) -> Dict[str, Lis
         Step("proto @ coeffs.T", 1, hw * k * F32 + N * k * F32, masks),
         Step("sigmoid", 1, masks, masks),
         Step("crop: sanitize_coordinates x, y", 16, 10 * N * F32, 8 * N * F32),
-        Step("crop: aranges, 4 compares, 3 products, float, mul", 11, 7 * flags + 2 * masks,
-             7 * flags + 2 * masks),
+        Step("crop: aranges, 4 compares, 3 products, float, mul", 11, 7 * flags + 2 * masks, 7 * flags + 2 * masks),
         Step("permute(2, 0, 1).contiguous()", 1, masks, masks),
     ]
     paste = [

@@ -84,7 +84,7 @@ class Function:
         if start is None:
             return []
         body = []
-        for inst in self.instructions[self.index_of(start):]:
+        for inst in self.instructions[self.index_of(start) :]:
             body.append(inst)
             if inst.root == "RET":
                 break
@@ -113,10 +113,14 @@ def parse_disassembly(text: str) -> Dict[str, Function]:
             continue
         inst = _INSTRUCTION.match(line)
         if inst:
-            current.instructions.append(Instruction(
-                int(inst.group("addr"), 16), inst.group("opcode"), inst.group("operands").strip(),
-                inst.group("pred") is not None,
-            ))
+            current.instructions.append(
+                Instruction(
+                    int(inst.group("addr"), 16),
+                    inst.group("opcode"),
+                    inst.group("operands").strip(),
+                    inst.group("pred") is not None,
+                )
+            )
             continue
         label = _LABEL.match(line.strip())
         if label:
@@ -222,9 +226,16 @@ def instruction_mix(function: Function, region: Sequence[Instruction]) -> Dict[s
         "int_div_sequences": sum(inst.root == "I2F" and "RP" in inst.opcode.split(".") for inst in code),
         "calls": {_short_callee(name): n for name, n in sorted(calls.items())},
     }
-    for kind, roots in (("global_load", ("LDG",)), ("global_store", ("STG",)), ("generic_load", ("LD",)),
-                        ("generic_store", ("ST",)), ("shared_load", ("LDS", "LDSM")),
-                        ("shared_store", ("STS",)), ("local_load", ("LDL",)), ("local_store", ("STL",))):
+    for kind, roots in (
+        ("global_load", ("LDG",)),
+        ("global_store", ("STG",)),
+        ("generic_load", ("LD",)),
+        ("generic_store", ("ST",)),
+        ("shared_load", ("LDS", "LDSM")),
+        ("shared_store", ("STS",)),
+        ("local_load", ("LDL",)),
+        ("local_store", ("STL",)),
+    ):
         widths = Counter(access_bits(inst.opcode) for inst in code if inst.root in roots)
         mix[kind] = {str(bits): n for bits, n in sorted(widths.items())}
     mix["atomics"] = sum(inst.root in ("ATOM", "ATOMG", "ATOMS", "RED", "REDG") for inst in code)
@@ -293,13 +304,19 @@ def store_path(function: Function, loop: Loop, store_roots: Tuple[str, ...] = ("
 def store_loop(function: Function) -> Optional[Loop]:
     """The innermost loop that holds a global store (the one with the most instructions
     when there are several, e.g. a zero-fill loop beside the per-pixel loop)."""
-    candidates = [loop for loop in innermost(loops(function))
-                  if any(inst.root in ("STG", "ST") for inst in function.between(loop.head, loop.latch))]
+    candidates = [
+        loop
+        for loop in innermost(loops(function))
+        if any(inst.root in ("STG", "ST") for inst in function.between(loop.head, loop.latch))
+    ]
     candidates.sort(key=lambda loop: -len(function.between(loop.head, loop.latch)))
     if not candidates:
         # a store loop may hold an inner loop (e.g. over channels): take the smallest one
-        candidates = [loop for loop in loops(function)
-                      if any(inst.root in ("STG", "ST") for inst in function.between(loop.head, loop.latch))]
+        candidates = [
+            loop
+            for loop in loops(function)
+            if any(inst.root in ("STG", "ST") for inst in function.between(loop.head, loop.latch))
+        ]
         candidates.sort(key=lambda loop: loop.latch - loop.head)
         candidates = candidates[:1]
     return candidates[0] if candidates else None
@@ -309,15 +326,16 @@ def demangle(names: Sequence[str]) -> Dict[str, str]:
     """Mangled -> readable short names ("paste_masks<float>"); mangled names kept if
     c++filt is missing."""
     try:
-        out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+        out = subprocess.run(
+            ["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         out = list(names)
     return {name: short_name(full) for name, full in zip(names, out)}
 
 
 def short_name(demangled: str) -> str:
-    """"void yf::kernels::(anonymous namespace)::paste_masks<float>(float const*, ...)" ->
+    """ "void yf::kernels::(anonymous namespace)::paste_masks<float>(float const*, ...)" ->
     "paste_masks<float>"."""
     text = re.sub(r"^void\s+", "", demangled).replace("(anonymous namespace)::", "")
     depth = 0

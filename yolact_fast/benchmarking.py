@@ -53,8 +53,13 @@ class Row:
     error: str = ""
 
 
-def agreement(reference: Sequence[Instances], other: Sequence[Instances], score: float = AGREEMENT_SCORE,
-              score_tolerance: float = SCORE_TOLERANCE, min_mask_iou: float = MIN_MASK_IOU) -> float:
+def agreement(
+    reference: Sequence[Instances],
+    other: Sequence[Instances],
+    score: float = AGREEMENT_SCORE,
+    score_tolerance: float = SCORE_TOLERANCE,
+    min_mask_iou: float = MIN_MASK_IOU,
+) -> float:
     """Fraction of the detections scored > ``score`` on either side that match one on the other
     side (same label, scores within ``score_tolerance``, mask IoU >= ``min_mask_iou``), over
     images in the same order. 1.0 when neither side has such detections."""
@@ -68,8 +73,9 @@ def agreement(reference: Sequence[Instances], other: Sequence[Instances], score:
         # A pair counts once; an unmatched detection above ``score`` on either side counts once.
         pair_hits = [(i, j) for i, j in pairs if i in wanted_ref or j in wanted_oth]
         matched += len(pair_hits)
-        total += len(pair_hits) + len(wanted_ref - {i for i, _ in pair_hits}) + \
-            len(wanted_oth - {j for _, j in pair_hits})
+        total += (
+            len(pair_hits) + len(wanted_ref - {i for i, _ in pair_hits}) + len(wanted_oth - {j for _, j in pair_hits})
+        )
     return matched / total if total else 1.0
 
 
@@ -82,8 +88,11 @@ def _matches(ref: Instances, oth: Instances, score_tolerance: float, min_mask_io
     inter = a @ b.T
     union = a.sum(1, keepdim=True) + b.sum(1) - inter
     iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
-    ok = (ref.labels[:, None] == oth.labels[None]) & \
-         ((ref.scores[:, None] - oth.scores[None]).abs() <= score_tolerance) & (iou >= min_mask_iou)
+    ok = (
+        (ref.labels[:, None] == oth.labels[None])
+        & ((ref.scores[:, None] - oth.scores[None]).abs() <= score_tolerance)
+        & (iou >= min_mask_iou)
+    )
     candidates = sorted(zip(*torch.nonzero(ok, as_tuple=True)), key=lambda ij: -iou[ij[0], ij[1]].item())
     pairs, used_ref, used_oth = [], set(), set()
     for i, j in candidates:
@@ -110,10 +119,17 @@ def rows_for_machine(device: str) -> List[Tuple[str, str]]:
     return rows
 
 
-def benchmark(weights: str = "demo", image_size: Optional[Tuple[int, int]] = None, batch: int = 8,
-              device: str = "cpu", runs: int = 20, threads: Optional[int] = None,
-              rows: Optional[Sequence[Tuple[str, str]]] = None, json_path: Optional[str] = None,
-              images: int = 8) -> List[Row]:
+def benchmark(
+    weights: str = "demo",
+    image_size: Optional[Tuple[int, int]] = None,
+    batch: int = 8,
+    device: str = "cpu",
+    runs: int = 20,
+    threads: Optional[int] = None,
+    rows: Optional[Sequence[Tuple[str, str]]] = None,
+    json_path: Optional[str] = None,
+    images: int = 8,
+) -> List[Row]:
     """Run every row (default :func:`rows_for_machine`) in its own process and return them,
     with ``agreement`` against the fp32 torch row on ``images`` synthetic-shapes images."""
     if batch < 1 or runs < 1 or images < 1:
@@ -124,8 +140,15 @@ def benchmark(weights: str = "demo", image_size: Optional[Tuple[int, int]] = Non
     rows.sort(key=lambda row: row != BASELINE)  # the reference first
     results: List[Row] = []
     with tempfile.TemporaryDirectory(prefix="yolact_fast_benchmark_") as folder:
-        spec = {"weights": weights, "image_size": image_size, "batch": batch, "device": device,
-                "runs": runs, "threads": threads, "images": images}
+        spec = {
+            "weights": weights,
+            "image_size": image_size,
+            "batch": batch,
+            "device": device,
+            "runs": runs,
+            "threads": threads,
+            "images": images,
+        }
         detections: Dict[Tuple[str, str], str] = {}
         for runtime, precision in rows:
             path = os.path.join(folder, f"{runtime}-{precision}.pt")
@@ -232,9 +255,15 @@ def _exported_graph(model, runtime: str, precision: str):
 
     core = ov.Core()
     graph = core.read_model(export.onnx_model(model).SerializeToString(), b"")
-    compiled = core.compile_model(graph, "CPU", {
-        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"})
+    compiled = core.compile_model(
+        graph,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
     request = compiled.create_infer_request()
     names = model.config.class_names
 
@@ -242,8 +271,9 @@ def _exported_graph(model, runtime: str, precision: str):
         results = []
         for image in images:
             request.infer({"image": image.numpy()})
-            boxes, scores, labels, masks = (torch.from_numpy(request.get_output_tensor(i).data.copy())
-                                            for i in range(4))
+            boxes, scores, labels, masks = (
+                torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(4)
+            )
             results.append(Instances(boxes, scores, labels, masks, names))
         return results
 
@@ -281,8 +311,12 @@ def _kept(instances: Instances) -> dict:
     """The detections :func:`agreement` can use (score above its threshold minus the
     tolerance), as plain tensors."""
     keep = instances.scores > AGREEMENT_SCORE - SCORE_TOLERANCE
-    return {"boxes": instances.boxes[keep], "scores": instances.scores[keep].float(),
-            "labels": instances.labels[keep], "masks": instances.masks[keep]}
+    return {
+        "boxes": instances.boxes[keep],
+        "scores": instances.scores[keep].float(),
+        "labels": instances.labels[keep],
+        "masks": instances.masks[keep],
+    }
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -294,9 +328,11 @@ def format_table(rows: Sequence[Row]) -> str:
             lines.append(f"| {row.runtime} | {row.precision} | error: {row.error} | | | | | |")
             continue
         agreement_text = "" if row.agreement is None else f"{100 * row.agreement:.1f}%"
-        lines.append(f"| {row.runtime} | {row.precision} | {row.engine} | {row.ms_per_image:.1f} | "
-                     f"{row.images_per_s:.1f} | {row.images_per_s_batch:.1f} (B={row.batch}) | "
-                     f"{row.peak_memory_mb:.0f} | {agreement_text} |")
+        lines.append(
+            f"| {row.runtime} | {row.precision} | {row.engine} | {row.ms_per_image:.1f} | "
+            f"{row.images_per_s:.1f} | {row.images_per_s_batch:.1f} (B={row.batch}) | "
+            f"{row.peak_memory_mb:.0f} | {agreement_text} |"
+        )
     return "\n".join(lines)
 
 

@@ -13,16 +13,86 @@ from dataclasses import dataclass
 from typing import Tuple
 
 COCO_CLASSES: Tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
-    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
-    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
-    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
-    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 # FastBaseTransform constants, BGR order as in the official code.
@@ -72,6 +142,7 @@ class BackboneConfig:
 
 def _freeze_sequences(config, names) -> None:
     """Lists given for tuple fields become (nested) tuples, so configs stay hashable."""
+
     def freeze(value):
         if isinstance(value, (list, tuple)):
             return tuple(freeze(v) for v in value)
@@ -119,12 +190,12 @@ class YolactConfig:
     def __post_init__(self):
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
-        _freeze_sequences(
-            self, ("class_names", "pred_scales", "aspect_ratios", "variances", "maskiou_channels")
-        )
+        _freeze_sequences(self, ("class_names", "pred_scales", "aspect_ratios", "variances", "maskiou_channels"))
         if self.num_classes > MAX_CLASSES:
-            raise ValueError(f"class_names has {len(self.class_names)} names; a YOLACT head has at most "
-                             f"MAX_CLASSES = {MAX_CLASSES} classes, background included")
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names; a YOLACT head has at most "
+                f"MAX_CLASSES = {MAX_CLASSES} classes, background included"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -170,16 +241,18 @@ yolact_darknet53 = yolact_base.replace(
 _PLUS_SCALES = tuple(tuple(i * 2 ** (j / 3.0) for j in range(3)) for i in (24, 48, 96, 192, 384))
 yolact_plus_base = yolact_base.replace(
     name="yolact_plus_base",
-    backbone=BackboneConfig("resnet", (3, 4, 23, 3), (1, 2, 3), _RESNET_CHANNELS,
-                            dcn_layers=(0, 4, 23, 3), dcn_interval=3),
+    backbone=BackboneConfig(
+        "resnet", (3, 4, 23, 3), (1, 2, 3), _RESNET_CHANNELS, dcn_layers=(0, 4, 23, 3), dcn_interval=3
+    ),
     pred_scales=_PLUS_SCALES,
     square_anchors=False,
     maskiou_channels=(8, 16, 32, 64, 128),
 )
 yolact_plus_resnet50 = yolact_plus_base.replace(
     name="yolact_plus_resnet50",
-    backbone=BackboneConfig("resnet", (3, 4, 6, 3), (1, 2, 3), _RESNET_CHANNELS,
-                            dcn_layers=(0, 4, 6, 3), dcn_interval=1),
+    backbone=BackboneConfig(
+        "resnet", (3, 4, 6, 3), (1, 2, 3), _RESNET_CHANNELS, dcn_layers=(0, 4, 6, 3), dcn_interval=1
+    ),
 )
 
 SHAPE_CLASSES: Tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
@@ -199,8 +272,16 @@ yolact_demo = yolact_base.replace(
 )
 
 NAMED_CONFIGS = {
-    c.name: c for c in (yolact_base, yolact_resnet50, yolact_im700, yolact_darknet53,
-                        yolact_plus_base, yolact_plus_resnet50, yolact_demo)
+    c.name: c
+    for c in (
+        yolact_base,
+        yolact_resnet50,
+        yolact_im700,
+        yolact_darknet53,
+        yolact_plus_base,
+        yolact_plus_resnet50,
+        yolact_demo,
+    )
 }
 
 
@@ -209,9 +290,7 @@ def get_config(name: str) -> YolactConfig:
     try:
         return NAMED_CONFIGS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown config {name!r}; expected one of {sorted(NAMED_CONFIGS)}"
-        ) from None
+        raise ValueError(f"unknown config {name!r}; expected one of {sorted(NAMED_CONFIGS)}") from None
 
 
 def feature_sizes(image_size: Tuple[int, int], num_levels: int = 5) -> Tuple[Tuple[int, int], ...]:

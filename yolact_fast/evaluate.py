@@ -10,8 +10,9 @@ from typing import Dict, List, Optional, Sequence
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[Sequence[int]] = None,
-              verbose: bool = False) -> Dict[str, float]:
+def coco_eval(
+    coco_gt, results: List[dict], iou_type: str, image_ids: Optional[Sequence[int]] = None, verbose: bool = False
+) -> Dict[str, float]:
     """COCOeval summary {"AP", "AP50", ...} of ``results`` ("bbox" or "segm") against
     ``coco_gt`` (a pycocotools COCO). No results give zeros (pycocotools cannot load [])."""
     from pycocotools.cocoeval import COCOeval
@@ -33,8 +34,14 @@ def coco_eval(coco_gt, results: List[dict], iou_type: str, image_ids: Optional[S
     return {name: float(max(v, 0.0)) if v >= 0 else -1.0 for name, v in zip(STAT_NAMES, evaluator.stats)}
 
 
-def predict(model, dataset, score_threshold: float = 0.05, progress: bool = False, precision: str = "fp32",
-            runtime: str = "torch") -> tuple:
+def predict(
+    model,
+    dataset,
+    score_threshold: float = 0.05,
+    progress: bool = False,
+    precision: str = "fp32",
+    runtime: str = "torch",
+) -> tuple:
     """({"segm": COCO results (boxes and masks, scored with ``scores``), "bbox": box results
     scored with ``box_scores``} of ``model`` on every image of ``dataset``, number of unreadable
     images). The two scores differ for YOLACT++ (re-scored masks), as in the official eval.
@@ -52,8 +59,15 @@ def predict(model, dataset, score_threshold: float = 0.05, progress: bool = Fals
         )
     processes = Processes.current()
     share = range(processes.rank, len(dataset), processes.world_size)
-    mine = _predict_images(model, dataset, share, progress and processes.is_main,
-                           score_threshold=score_threshold, precision=precision, runtime=runtime)
+    mine = _predict_images(
+        model,
+        dataset,
+        share,
+        progress and processes.is_main,
+        score_threshold=score_threshold,
+        precision=precision,
+        runtime=runtime,
+    )
     gathered = processes.gather(mine)
     processes.barrier()  # no rank leaves the group while rank 0 still completes the gather
     if gathered is None:
@@ -85,13 +99,26 @@ def _predict_images(model, dataset, indices, progress, **options) -> list:
         image, target = sample
         instances = segment(image, model=model, **options)
         image_id = int(target["image_id"])
-        predictions.append((index, {iou_type: instances.to_coco(image_id, dataset.category_ids, iou_type)
-                                    for iou_type in ("segm", "bbox")}))
+        predictions.append(
+            (
+                index,
+                {
+                    iou_type: instances.to_coco(image_id, dataset.category_ids, iou_type)
+                    for iou_type in ("segm", "bbox")
+                },
+            )
+        )
     return predictions
 
 
-def evaluate(model, dataset, score_threshold: float = 0.05, progress: bool = False, precision: str = "fp32",
-             runtime: str = "torch") -> Optional[Dict[str, object]]:
+def evaluate(
+    model,
+    dataset,
+    score_threshold: float = 0.05,
+    progress: bool = False,
+    precision: str = "fp32",
+    runtime: str = "torch",
+) -> Optional[Dict[str, object]]:
     """{"bbox": stats, "segm": stats, "results": COCO results (boxes and masks),
     "bbox_results": box results, "images": n, "unreadable": n} (see :func:`predict`). Under
     torchrun the images are shared out over the ranks and AP is computed once, on rank 0,

@@ -8,6 +8,7 @@ import os
 import secrets
 from typing import Iterator
 
+
 def output_folder(path: str, option: str = "--out") -> str:
     """Creates folder ``path`` (with its parents) and returns it; ValueError naming ``option``
     if ``path`` is an existing file."""

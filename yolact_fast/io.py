@@ -59,14 +59,17 @@ def pil_to_tensor(image, what: str = "PIL image") -> torch.Tensor:
     if image.mode in _SIXTEEN_BIT_MODES:
         array = np.asarray(image).astype(np.int64)
         if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError(f"{what}: mode {image.mode!r} values must lie in 0..65535 (16-bit), got "
-                             f"{array.min()}..{array.max()}")
+            raise ValueError(
+                f"{what}: mode {image.mode!r} values must lie in 0..65535 (16-bit), got {array.min()}..{array.max()}"
+            )
         return _gray_to_rgb(scale_16_to_8_bits(array))
     if image.mode == "F":
         array = np.asarray(image, dtype=np.float32)
         if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
-            raise ValueError(f"{what}: mode 'F' images must hold finite values in [0,1] (scaled by 255), "
-                             f"got values in [{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]")
+            raise ValueError(
+                f"{what}: mode 'F' images must hold finite values in [0,1] (scaled by 255), "
+                f"got values in [{np.nanmin(array):.4g}, {np.nanmax(array):.4g}]"
+            )
         return _gray_to_rgb(np.rint(array * 255.0).astype(np.uint8))
     try:
         array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -79,8 +82,10 @@ def _check_size(height: int, width: int, what: str) -> None:
     if height < 1 or width < 1:
         raise ValueError(f"{what} is empty: {width}x{height} pixels (width x height)")
     if height * width > MAX_IMAGE_PIXELS:
-        raise ValueError(f"{what} is too large: {width}x{height} = {height * width} pixels, more than "
-                         f"yolact_fast.io.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS} (a decompression bomb?)")
+        raise ValueError(
+            f"{what} is too large: {width}x{height} = {height * width} pixels, more than "
+            f"yolact_fast.io.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS} (a decompression bomb?)"
+        )
 
 
 def scale_16_to_8_bits(array: np.ndarray) -> np.ndarray:
@@ -148,9 +153,7 @@ def check_image_tensor(image: torch.Tensor) -> torch.Tensor:
     if image.ndim != 3:
         raise ValueError(f"image tensors must be [3,H,W], got shape {tuple(image.shape)}")
     if image.shape[0] != 3:
-        raise ValueError(
-            f"image tensors must have 3 (RGB) channels first, got shape {tuple(image.shape)}"
-        )
+        raise ValueError(f"image tensors must have 3 (RGB) channels first, got shape {tuple(image.shape)}")
     if image.shape[1] == 0 or image.shape[2] == 0:
         raise ValueError(f"empty image: shape {tuple(image.shape)}")
     if image.dtype == torch.uint8:
@@ -165,8 +168,7 @@ def check_image_tensor(image: torch.Tensor) -> torch.Tensor:
         raise ValueError("image contains NaN or infinite values")
     if low < 0.0 or high > 1.0:
         raise ValueError(
-            f"float images must lie in [0,1], got values in [{low:.4g}, {high:.4g}] "
-            "(pass uint8 for 0..255 images)"
+            f"float images must lie in [0,1], got values in [{low:.4g}, {high:.4g}] (pass uint8 for 0..255 images)"
         )
     return image
 

@@ -109,9 +109,20 @@ def segment_files(
         plan = _on_rank_zero(processes, lambda: _plan(inputs, out, resume, settings))
         _check_agreement(processes, plan, settings)
         model = _model(model, config, device)
-        share = [plan.jobs[i] for i in plan.todo[processes.rank::processes.world_size]]
-        counts, interrupted = _run_share(share, model, processes, plan.settings, batch_size, every, start, end,
-                                         float(draw_threshold), progress and processes.is_main, options)
+        share = [plan.jobs[i] for i in plan.todo[processes.rank :: processes.world_size]]
+        counts, interrupted = _run_share(
+            share,
+            model,
+            processes,
+            plan.settings,
+            batch_size,
+            every,
+            start,
+            end,
+            float(draw_threshold),
+            progress and processes.is_main,
+            options,
+        )
         counts = processes.sum_counts(counts)  # every rank is done past this point
         summary = _on_rank_zero(processes, lambda: _merge(plan, counts, interrupted, processes.world_size))
         processes.barrier()  # no rank leaves the group while another still completes the broadcast
@@ -133,8 +144,15 @@ def _settings(model, config, every, start, end, draw_threshold, options) -> dict
         source = weights_source(model)
         weights = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     defaults = {field.name: field.default for field in dataclasses.fields(SegmentOptions)}
-    settings = dict(weights=weights, config=str(config), every=every, start=start, end=end,
-                    draw_threshold=draw_threshold, options={**defaults, **options})
+    settings = dict(
+        weights=weights,
+        config=str(config),
+        every=every,
+        start=start,
+        end=end,
+        draw_threshold=draw_threshold,
+        options={**defaults, **options},
+    )
     return json.loads(json.dumps(settings, sort_keys=True, default=repr))
 
 
@@ -178,8 +196,10 @@ def _plan(inputs, out, resume, settings) -> Plan:
     sources, skipped = find_sources(inputs)
     outputs = output_paths(sources, out)
     if os.path.islink(os.path.join(out, PARTS)):
-        raise ValueError(f"{os.path.join(out, PARTS)!r} is a symbolic link; links below --out are never "
-                         "followed: remove it or choose another --out")
+        raise ValueError(
+            f"{os.path.join(out, PARTS)!r} is a symbolic link; links below --out are never "
+            "followed: remove it or choose another --out"
+        )
     output_folder(out)
     jobs, image_ids = [], 0
     for source, paths in zip(sources, outputs):
@@ -207,12 +227,16 @@ def _check_agreement(processes, plan: Plan, settings: dict) -> None:
     token = processes.broadcast(token)
     problem = None
     if settings != plan.settings:
-        problem = (f"rank {processes.rank} was started with other options than rank 0 "
-                   f"({settings} vs {plan.settings}): start every rank with the same command")
+        problem = (
+            f"rank {processes.rank} was started with other options than rank 0 "
+            f"({settings} vs {plan.settings}): start every rank with the same command"
+        )
     elif _read_text(os.path.join(plan.out, SHARE_TOKEN)) != token:
-        problem = (f"--out {plan.out!r} is not shared by every rank: rank {processes.rank} (host "
-                   f"{socket.gethostname()}) does not see the file rank 0 wrote there; ranks on several "
-                   "machines need --out on a filesystem they share (NFS, a cluster filesystem)")
+        problem = (
+            f"--out {plan.out!r} is not shared by every rank: rank {processes.rank} (host "
+            f"{socket.gethostname()}) does not see the file rank 0 wrote there; ranks on several "
+            "machines need --out on a filesystem they share (NFS, a cluster filesystem)"
+        )
     problems = processes.gather(problem)
     if processes.is_main:
         os.unlink(os.path.join(plan.out, SHARE_TOKEN))
@@ -237,8 +261,12 @@ def _read_record(job: Job, settings: dict) -> Optional[dict]:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    if (not isinstance(record, dict) or record.get("source") != str(job.source.location)
-            or record.get("kind") != job.source.kind or record.get("settings") != settings):
+    if (
+        not isinstance(record, dict)
+        or record.get("source") != str(job.source.location)
+        or record.get("kind") != job.source.kind
+        or record.get("settings") != settings
+    ):
         return None
     return record if all(os.path.isfile(p) for p in job.outputs.values()) else None
 
@@ -259,8 +287,7 @@ class _Position:
         return repr(str(self.share[self.index].source.location)) if self.index < len(self.share) else "its last input"
 
 
-def _run_share(share, model, processes, settings, batch_size, every, start, end, draw_threshold, progress,
-               options):
+def _run_share(share, model, processes, settings, batch_size, every, start, end, draw_threshold, progress, options):
     """Segments ``share`` on this rank: (skip counts, interrupted). An error other than an
     unreadable input is reported with the rank and the input, then raised."""
     _remove_temporaries(share)
@@ -269,18 +296,31 @@ def _run_share(share, model, processes, settings, batch_size, every, start, end,
     streams = [job for job in share if job.source.kind != "image"]
     position = _Position(images + streams)  # the order they are done in
     try:
-        interrupted = _segment_images(images, model, batch_size, draw_threshold, counts, position,
-                                      processes.rank, progress, settings, options)
+        interrupted = _segment_images(
+            images, model, batch_size, draw_threshold, counts, position, processes.rank, progress, settings, options
+        )
         for job in streams:
             if interrupted:
                 break
-            interrupted = _segment_stream(job, model, batch_size, every, start, end, draw_threshold, counts,
-                                          position, processes.rank, progress, settings, options)
+            interrupted = _segment_stream(
+                job,
+                model,
+                batch_size,
+                every,
+                start,
+                end,
+                draw_threshold,
+                counts,
+                position,
+                processes.rank,
+                progress,
+                settings,
+                options,
+            )
             position.index += 1
     except Exception as error:
         who = f"rank {processes.rank}" if processes.world_size > 1 else "segment"
-        print(f"{who} failed on {position.describe()}: {type(error).__name__}: {error}", file=sys.stderr,
-              flush=True)
+        print(f"{who} failed on {position.describe()}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         raise
     if interrupted and processes.world_size > 1:
         raise KeyboardInterrupt  # the other ranks are stopped by torchrun; --resume goes on
@@ -328,8 +368,9 @@ def _skip(counts: Counter, reason: str, error: Exception) -> None:
     print(f"skipped: {error}", file=sys.stderr)
 
 
-def _segment_images(jobs, model, batch_size, draw_threshold, counts, position, rank, progress, settings,
-                    options) -> bool:
+def _segment_images(
+    jobs, model, batch_size, draw_threshold, counts, position, rank, progress, settings, options
+) -> bool:
     """Overlays and records of image ``jobs``: whether it was interrupted."""
     from tqdm import tqdm
 
@@ -344,8 +385,9 @@ def _segment_images(jobs, model, batch_size, draw_threshold, counts, position, r
                 _skip(counts, "unreadable images", error)
 
     results = segment_frames(read(), model, batch_size, **options)
-    bar = tqdm(results, total=len(jobs), desc="images", unit="img", disable=not progress or len(jobs) < 2,
-               file=sys.stderr)
+    bar = tqdm(
+        results, total=len(jobs), desc="images", unit="img", disable=not progress or len(jobs) < 2, file=sys.stderr
+    )
     try:
         for index, image, instances in bar:
             position.index = index
@@ -381,8 +423,9 @@ class _NoFrames(ValueError):
     pass
 
 
-def _segment_stream(job, model, batch_size, every, start, end, draw_threshold, counts, position, rank,
-                    progress, settings, options) -> bool:
+def _segment_stream(
+    job, model, batch_size, every, start, end, draw_threshold, counts, position, rank, progress, settings, options
+) -> bool:
     """Annotated video and per-frame JSON lines of a video, stream or camera, then its record:
     whether it was interrupted (both files then hold the frames done so far, and no record
     is written)."""
@@ -394,8 +437,9 @@ def _segment_stream(job, model, batch_size, every, start, end, draw_threshold, c
     _fault(rank, position.index)
     source, paths = job.source, job.outputs
     try:
-        video = segment_video(source.location, model=model, batch_size=batch_size, every=every, start=start,
-                              end=end, **options)
+        video = segment_video(
+            source.location, model=model, batch_size=batch_size, every=every, start=start, end=end, **options
+        )
     except (FileNotFoundError, ValueError) as error:
         _skip(counts, "unreadable videos", error)
         return False
@@ -419,8 +463,7 @@ def _segment_stream(job, model, batch_size, every, start, end, draw_threshold, c
             if frames == 0:  # nothing to keep: the temporary files are removed
                 if interrupted:
                     raise KeyboardInterrupt
-                raise _NoFrames(f"no frames decoded from {source.location!r} "
-                                f"(frames {start}..{end}, every {every})")
+                raise _NoFrames(f"no frames decoded from {source.location!r} (frames {start}..{end}, every {every})")
     except _NoFrames as error:
         _skip(counts, "videos without frames", error)
         return False

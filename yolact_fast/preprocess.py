@@ -50,8 +50,9 @@ def _normalization(device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     return mean[None, :, None, None], std[None, :, None, None]
 
 
-def resize(image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = WHOLE_IMAGE_BYTES,
-           band_bytes: int = BAND_BYTES) -> torch.Tensor:
+def resize(
+    image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = WHOLE_IMAGE_BYTES, band_bytes: int = BAND_BYTES
+) -> torch.Tensor:
     """[3,H,W] uint8 (0..255) or float in [0,1] -> float32 [1,3,h,w] in 0..255, bilinear
     (align_corners=False, no antialias) as ``F.interpolate`` on the image converted to float.
 
@@ -66,8 +67,8 @@ def resize(image: torch.Tensor, size: Tuple[int, int], whole_image_bytes: int = 
     rows = max(1, band_bytes // row_bytes)
     resized_rows = torch.empty((1, 3, height, size[1]), dtype=torch.float32, device=image.device)
     for top in range(0, height, rows):
-        band = image[:, top:top + rows]
-        resized_rows[:, :, top:top + rows] = _interpolate(_to_255(band), (band.shape[1], size[1]))
+        band = image[:, top : top + rows]
+        resized_rows[:, :, top : top + rows] = _interpolate(_to_255(band), (band.shape[1], size[1]))
     return _interpolate(resized_rows, size)
 
 

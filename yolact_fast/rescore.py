@@ -10,8 +10,14 @@ from torch import nn
 from .instances import Instances
 
 
-def predicted_mask_iou(maskiou_net: nn.Module, proto: torch.Tensor, coeffs: torch.Tensor,
-                       boxes: torch.Tensor, labels: torch.Tensor, ops_module: ModuleType) -> torch.Tensor:
+def predicted_mask_iou(
+    maskiou_net: nn.Module,
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    ops_module: ModuleType,
+) -> torch.Tensor:
     """float32 [n]: ``maskiou_net``'s IoU prediction for each detection's class, from its
     cropped mask at proto resolution (proto [ph,pw,k], coeffs [n,k], boxes [n,4] relative
     x1,y1,x2,y2, labels int64 [n])."""
@@ -21,8 +27,14 @@ def predicted_mask_iou(maskiou_net: nn.Module, proto: torch.Tensor, coeffs: torc
     return per_class.gather(1, labels.view(-1, 1)).squeeze(1)
 
 
-def rescore_masks(instances: Instances, maskiou_net: nn.Module, proto: torch.Tensor,
-                  coeffs: torch.Tensor, boxes: torch.Tensor, ops_module: ModuleType) -> Instances:
+def rescore_masks(
+    instances: Instances,
+    maskiou_net: nn.Module,
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    boxes: torch.Tensor,
+    ops_module: ModuleType,
+) -> Instances:
     """``instances`` (in detection order; coeffs [n,k] and relative boxes [n,4] in the same
     order) with ``scores`` = box score x predicted mask IoU, ``box_scores`` = the box score,
     ordered by the new ``scores`` descending (as the official display path)."""
@@ -32,5 +44,11 @@ def rescore_masks(instances: Instances, maskiou_net: nn.Module, proto: torch.Ten
         maskiou_net, proto, coeffs, boxes, instances.labels, ops_module
     ).to(instances.box_scores.dtype)
     order = torch.argsort(mask_scores, descending=True, stable=True)
-    return Instances(instances.boxes[order], mask_scores[order], instances.labels[order],
-                     instances.masks[order], instances.class_names, instances.box_scores[order])
+    return Instances(
+        instances.boxes[order],
+        mask_scores[order],
+        instances.labels[order],
+        instances.masks[order],
+        instances.class_names,
+        instances.box_scores[order],
+    )

@@ -47,10 +47,13 @@ class SegmentOptions:
     nms: str = "fast"
 
     def __post_init__(self):
-        _ops.check_nms_options(self.score_threshold, self.iou_threshold, self.top_k,
-                               self.max_detections, self.nms)
-        for name, kind in (("score_threshold", float), ("iou_threshold", float), ("top_k", int),
-                           ("max_detections", int)):  # numpy scalars pass the check: store Python numbers
+        _ops.check_nms_options(self.score_threshold, self.iou_threshold, self.top_k, self.max_detections, self.nms)
+        for name, kind in (
+            ("score_threshold", float),
+            ("iou_threshold", float),
+            ("top_k", int),
+            ("max_detections", int),
+        ):  # numpy scalars pass the check: store Python numbers
             object.__setattr__(self, name, kind(getattr(self, name)))
 
 
@@ -107,8 +110,7 @@ def segment_eager(
     return _segment(images, model, model, _reference, options)
 
 
-def _segment(images, model: Yolact, network: torch.nn.Module, backend: ModuleType,
-             options: SegmentOptions):
+def _segment(images, model: Yolact, network: torch.nn.Module, backend: ModuleType, options: SegmentOptions):
     finish = postprocessor(model, backend, options)
     image_list, is_batch = as_image_list(images)
     with torch.inference_mode(), network_mode(model, network):
@@ -116,8 +118,9 @@ def _segment(images, model: Yolact, network: torch.nn.Module, backend: ModuleTyp
     return results if is_batch else results[0]
 
 
-def run_network(image_list: Sequence[torch.Tensor], model: Yolact, network: torch.nn.Module,
-                backend: ModuleType = _ops):
+def run_network(
+    image_list: Sequence[torch.Tensor], model: Yolact, network: torch.nn.Module, backend: ModuleType = _ops
+):
     """Validated [3,H,W] images -> (raw outputs of one batched forward, priors [P,4], image
     sizes). ``network`` is ``model`` or its inference copy; the caller sets inference and
     eval mode. The second half of :func:`segment` is ``postprocessor(...)(*run_network(...))``."""
@@ -129,8 +132,7 @@ def run_network(image_list: Sequence[torch.Tensor], model: Yolact, network: torc
     return outputs, priors, [tuple(image.shape[-2:]) for image in image_list]
 
 
-def postprocessor(model: Yolact, backend: ModuleType = _ops,
-                  options: SegmentOptions = SegmentOptions()):
+def postprocessor(model: Yolact, backend: ModuleType = _ops, options: SegmentOptions = SegmentOptions()):
     """``finish(outputs, priors, image_sizes) -> list[Instances]``, which post-processes what
     :func:`run_network` returns with ``backend`` (:mod:`yolact_fast.ops` or
     :mod:`yolact_fast.reference`); callable from any thread, the caller sets inference mode."""
@@ -149,15 +151,30 @@ def postprocessor(model: Yolact, backend: ModuleType = _ops,
     return finish
 
 
-def detect_images(images: Sequence[YolactOutput], priors: torch.Tensor, options: SegmentOptions,
-                  backend: ModuleType, config: YolactConfig) -> list:
+def detect_images(
+    images: Sequence[YolactOutput],
+    priors: torch.Tensor,
+    options: SegmentOptions,
+    backend: ModuleType,
+    config: YolactConfig,
+) -> list:
     """``backend.detect`` of each image's raw outputs: (boxes, coeffs, labels, scores). With
     :mod:`yolact_fast.ops` and several images, the padded op per image and one read-back of
     all their counts: on a GPU one synchronization per batch instead of one per image."""
+
     def arguments(image: YolactOutput) -> tuple:
-        return (image.loc, image.conf_logits, image.mask_coeffs, priors, config.variances,
-                options.iou_threshold, options.top_k, options.score_threshold,
-                options.max_detections, options.nms)
+        return (
+            image.loc,
+            image.conf_logits,
+            image.mask_coeffs,
+            priors,
+            config.variances,
+            options.iou_threshold,
+            options.top_k,
+            options.score_threshold,
+            options.max_detections,
+            options.nms,
+        )
 
     if backend is not _ops or len(images) < 2:
         return [backend.detect(*arguments(image)) for image in images]
@@ -166,9 +183,15 @@ def detect_images(images: Sequence[YolactOutput], priors: torch.Tensor, options:
     return [tuple(t[:n] for t in outputs[:-1]) for outputs, n in zip(padded, counts)]
 
 
-def postprocess(outputs: YolactOutput, priors: torch.Tensor, image_size: Tuple[int, int],
-                options: SegmentOptions, backend: ModuleType, config: YolactConfig,
-                maskiou_net=None) -> Instances:
+def postprocess(
+    outputs: YolactOutput,
+    priors: torch.Tensor,
+    image_size: Tuple[int, int],
+    options: SegmentOptions,
+    backend: ModuleType,
+    config: YolactConfig,
+    maskiou_net=None,
+) -> Instances:
     """Raw outputs of one image (loc [P,4], conf_logits [P,C+1], mask_coeffs [P,k],
     proto [ph,pw,k]) -> Instances at ``image_size`` (H, W), with ``backend``'s ops. With a
     ``maskiou_net`` (YOLACT++), masks are re-scored (:func:`yolact_fast.rescore.rescore_masks`)."""
@@ -176,8 +199,14 @@ def postprocess(outputs: YolactOutput, priors: torch.Tensor, image_size: Tuple[i
     return instances_of(outputs, detections, image_size, backend, config, maskiou_net)
 
 
-def instances_of(outputs: YolactOutput, detections: tuple, image_size: Tuple[int, int],
-                 backend: ModuleType, config: YolactConfig, maskiou_net=None) -> Instances:
+def instances_of(
+    outputs: YolactOutput,
+    detections: tuple,
+    image_size: Tuple[int, int],
+    backend: ModuleType,
+    config: YolactConfig,
+    maskiou_net=None,
+) -> Instances:
     """One image's detections (boxes, coeffs, labels, scores of ``backend.detect``) ->
     Instances at ``image_size``: masks pasted from its prototypes, boxes in pixels."""
     det_boxes, det_coeffs, labels, det_scores = detections

@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from .files import refuse_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".flv", ".ts", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif")
 GLOB_CHARACTERS = "*?["
 FILE_KINDS = ("image", "video")
+
 
 @dataclasses.dataclass(frozen=True)
 class Source:
@@ -63,8 +63,7 @@ def find_sources(arguments: Sequence[str]) -> Tuple[List[Source], Dict[str, int]
                 else:
                     found.append((kind, path))
         else:
-            raise FileNotFoundError(f"image file not found: {argument!r} (nor a folder, glob "
-                                    "pattern or camera index)")
+            raise FileNotFoundError(f"image file not found: {argument!r} (nor a folder, glob pattern or camera index)")
     return _named(_unique(found)), skipped
 
 
@@ -100,7 +99,7 @@ def _components_match(pattern: Tuple[str, ...], parts: Tuple[str, ...]) -> bool:
             return q == len(parts)
         if pattern[p] == "**":
             return match(p + 1, q) or (q < len(parts) and not parts[q].startswith(".") and match(p, q + 1))
-        return (q < len(parts) and _name_matches(parts[q], pattern[p]) and match(p + 1, q + 1))
+        return q < len(parts) and _name_matches(parts[q], pattern[p]) and match(p + 1, q + 1)
 
     return match(0, 0)
 
@@ -115,8 +114,7 @@ def _images_in(folder: str) -> List[str]:
     paths = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        paths += [os.path.join(root, f) for f in sorted(files)
-                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        paths += [os.path.join(root, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
     return paths
 
 
@@ -165,17 +163,23 @@ def output_paths(sources: Sequence[Source], out: str) -> List[Dict[str, str]]:
     outputs = []
     for source in sources:
         stem = os.path.join(out, source.name)
-        paths = ({"overlay": stem + ".png"} if source.kind == "image"
-                 else {"video": stem + ".mp4", "results": stem + ".jsonl"})
+        paths = (
+            {"overlay": stem + ".png"}
+            if source.kind == "image"
+            else {"video": stem + ".mp4", "results": stem + ".jsonl"}
+        )
         for path in paths.values():
             _refuse_linked_folders(out, path)
             key = os.path.realpath(path)
             if key in inputs:
-                raise ValueError(f"output {path!r} would replace the input {inputs[key].location!r}: "
-                                 "choose another --out")
+                raise ValueError(
+                    f"output {path!r} would replace the input {inputs[key].location!r}: choose another --out"
+                )
             if key in reserved:
-                raise ValueError(f"{_describe(source)} and {reserved[key]} would both write {path!r}; "
-                                 "rename one of them or segment them separately")
+                raise ValueError(
+                    f"{_describe(source)} and {reserved[key]} would both write {path!r}; "
+                    "rename one of them or segment them separately"
+                )
             reserved[key] = _describe(source)
         outputs.append(paths)
     return outputs
@@ -186,8 +190,10 @@ def _refuse_linked_folders(out: str, path: str) -> None:
     for part in os.path.relpath(os.path.dirname(path), out).split(os.sep):
         folder = os.path.join(folder, part)
         if part != os.curdir and os.path.islink(folder):
-            raise ValueError(f"output {path!r} would be written through the symbolic link {folder!r} below "
-                             f"--out {out!r}; links below --out are never followed: remove it or choose another --out")
+            raise ValueError(
+                f"output {path!r} would be written through the symbolic link {folder!r} below "
+                f"--out {out!r}; links below --out are never followed: remove it or choose another --out"
+            )
 
 
 def _describe(source: Source) -> str:

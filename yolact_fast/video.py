@@ -42,8 +42,9 @@ def import_av():
     try:
         import av
     except ImportError:
-        raise ImportError("video input and output need PyAV: pip install 'yolact_fast[video]' "
-                          "(or pip install av)") from None
+        raise ImportError(
+            "video input and output need PyAV: pip install 'yolact_fast[video]' (or pip install av)"
+        ) from None
     return av
 
 
@@ -70,8 +71,7 @@ def segment_video(
     the next one enters the network (the comparison baseline). The container is opened now:
     a missing, unreadable or stream-less source raises here (FileNotFoundError, ValueError).
     """
-    return VideoSegmentation(source, model, batch_size, every, start, end, overlap, options,
-                             precision, runtime)
+    return VideoSegmentation(source, model, batch_size, every, start, end, overlap, options, precision, runtime)
 
 
 class VideoSegmentation:
@@ -80,8 +80,9 @@ class VideoSegmentation:
     ``frame_count`` is the container's estimate (0 when unknown), ``skipped`` counts what
     could not be decoded. Iterate once; ``close()`` (or ``with``) stops the threads early."""
 
-    def __init__(self, source, model, batch_size, every, start, end, overlap, options,
-                 precision="fp32", runtime="torch"):
+    def __init__(
+        self, source, model, batch_size, every, start, end, overlap, options, precision="fp32", runtime="torch"
+    ):
         import_av()
         check_frame_options(batch_size, every, start, end)
         self.source = source
@@ -103,9 +104,15 @@ class VideoSegmentation:
         if self._iterator is not None:
             raise RuntimeError("a VideoSegmentation can be iterated once; call segment_video again")
         frames = _decoded_frames(self._container, self._stream, *self._range, self.skipped)
-        self._iterator = segment_frames(frames, self._model, self._batch_size, self._overlap,
-                                        finish=self._finish, on_exit=self._container.close,
-                                        **self._engine_options)
+        self._iterator = segment_frames(
+            frames,
+            self._model,
+            self._batch_size,
+            self._overlap,
+            finish=self._finish,
+            on_exit=self._container.close,
+            **self._engine_options,
+        )
         return self._iterator
 
     def close(self) -> None:
@@ -139,8 +146,7 @@ def open_video(source):
     for a missing file, ValueError when it cannot be read or has no video stream."""
     av = import_av()
     if isinstance(source, bool) or not isinstance(source, (str, os.PathLike, int)):
-        raise TypeError(f"source must be a video path, URL or camera index (int), got "
-                        f"{type(source).__name__}")
+        raise TypeError(f"source must be a video path, URL or camera index (int), got {type(source).__name__}")
     if isinstance(source, int):
         name, path, container_format = f"camera {source}", *camera_device(source)
     else:
@@ -168,8 +174,7 @@ def camera_device(index: int) -> Tuple[str, str]:
         return f"/dev/video{index}", "v4l2"
     if sys.platform == "darwin":
         return str(index), "avfoundation"
-    raise ValueError(f"camera input is supported on Linux (v4l2) and macOS (avfoundation), "
-                     f"not on {sys.platform}")
+    raise ValueError(f"camera input is supported on Linux (v4l2) and macOS (avfoundation), not on {sys.platform}")
 
 
 def _decoded_frames(container, stream, start, end, every, skipped) -> Iterator[Frame]:
@@ -236,8 +241,7 @@ def _network_stage(frames, model, engine, batch_size, overlap, finish, on_exit):
     """Runs in the network thread: batches from the reader thread, results in order."""
     network = engine.network
     pin = model.device.type == "cuda"
-    images_in = _in_background(frames, 2 * batch_size, "yolact-decode",
-                               prepare=lambda item: _checked(item, pin))
+    images_in = _in_background(frames, 2 * batch_size, "yolact-decode", prepare=lambda item: _checked(item, pin))
     post = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="yolact-post") if overlap else None
     pending = collections.deque()
     try:

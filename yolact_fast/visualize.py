@@ -39,9 +39,7 @@ def draw(
         canvas = (canvas * 255).round().to(torch.uint8)
     canvas = canvas.cpu()
     if tuple(canvas.shape[1:]) != tuple(instances.image_size):
-        raise ValueError(
-            f"image size {tuple(canvas.shape[1:])} does not match the instances' {instances.image_size}"
-        )
+        raise ValueError(f"image size {tuple(canvas.shape[1:])} does not match the instances' {instances.image_size}")
     if len(instances) == 0:
         return canvas
     instances = instances.to("cpu")
@@ -58,8 +56,11 @@ def draw(
             names = instances.label_names
             labels = [f"{names[i]} {instances.scores[i].item():.2f}" for i in order]
         canvas = draw_bounding_boxes(
-            canvas, instances.boxes[order], labels=labels,
-            colors=[instance_colours[i] for i in order], width=box_width,
+            canvas,
+            instances.boxes[order],
+            labels=labels,
+            colors=[instance_colours[i] for i in order],
+            width=box_width,
         )
     return canvas
 

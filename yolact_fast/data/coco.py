@@ -47,8 +47,15 @@ from .coco_checks import CocoChecks
 
 Target = Dict[str, torch.Tensor]
 
-SKIP_REASONS = ("bad_image_record", "bad_annotation", "missing_image", "zero_area_box", "empty_mask",
-                "unknown_category", "too_many_masks")
+SKIP_REASONS = (
+    "bad_image_record",
+    "bad_annotation",
+    "missing_image",
+    "zero_area_box",
+    "empty_mask",
+    "unknown_category",
+    "too_many_masks",
+)
 MAX_MASK_BYTES = 1 << 30  # the bool [M,H,W] instance masks of one item (1 GiB: 64 masks of 4096 x 4096)
 
 
@@ -77,8 +84,11 @@ class CocoDataset(torch.utils.data.Dataset):
             raise ValueError(f"cannot read annotation file {annotation_json!r}: {error}") from error
         checks = CocoChecks(data, annotation_json)
         self.coco = COCO()
-        self.coco.dataset = {"images": checks.images, "annotations": checks.annotations,
-                             "categories": checks.categories}
+        self.coco.dataset = {
+            "images": checks.images,
+            "annotations": checks.annotations,
+            "categories": checks.categories,
+        }
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco.createIndex()
         self.image_dir = os.fspath(image_dir)
@@ -122,8 +132,11 @@ class CocoDataset(torch.utils.data.Dataset):
         count = sum(not ann["iscrowd"] for ann in self._annotations[image_id])
         if _mask_bytes(count, image["height"], image["width"]) <= MAX_MASK_BYTES:
             return True
-        checks.skip("too_many_masks", f"image id {image_id}: {count} instance masks of {image['height']} x "
-                                      f"{image['width']} pixels are more than MAX_MASK_BYTES = {MAX_MASK_BYTES} bytes")
+        checks.skip(
+            "too_many_masks",
+            f"image id {image_id}: {count} instance masks of {image['height']} x "
+            f"{image['width']} pixels are more than MAX_MASK_BYTES = {MAX_MASK_BYTES} bytes",
+        )
         return False
 
     def _index_only_kept_annotations(self) -> None:
@@ -179,7 +192,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 mask[:] = self._mask(ann, (height, width))
             else:  # boxes only: the box is the mask
                 x, y, w, h = ann["bbox"]
-                mask[max(int(y), 0):max(int(np.ceil(y + h)), 0), max(int(x), 0):max(int(np.ceil(x + w)), 0)] = True
+                mask[max(int(y), 0) : max(int(np.ceil(y + h)), 0), max(int(x), 0) : max(int(np.ceil(x + w)), 0)] = True
         target = {
             "boxes": torch.tensor([_corners(ann["bbox"]) for ann in instances], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([self._label[ann["category_id"]] for ann in instances], dtype=torch.int64),
@@ -199,8 +212,9 @@ def _mask_bytes(count: int, height: int, width: int) -> int:
     return count * height * width
 
 
-def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
-               class_names: Sequence[str], image_format: str = "png") -> str:
+def write_coco(
+    samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str, class_names: Sequence[str], image_format: str = "png"
+) -> str:
     """Write (image, target) samples as ``out_dir/images/<id>.png`` and
     ``out_dir/annotations.json`` (RLE masks, 1-based category ids; every file written
     atomically); returns the json path."""
@@ -220,14 +234,21 @@ def write_coco(samples: Iterable[Tuple[torch.Tensor, Target]], out_dir: str,
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         masks = target["masks"]
         areas = masks.flatten(1).sum(1).tolist()
-        for box, label, area, segmentation in zip(target["boxes"].tolist(), target["labels"].tolist(),
-                                                  areas, rle.encode(masks)):
+        for box, label, area, segmentation in zip(
+            target["boxes"].tolist(), target["labels"].tolist(), areas, rle.encode(masks)
+        ):
             x1, y1, x2, y2 = box
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area),
-                "segmentation": segmentation, "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": float(area),
+                    "segmentation": segmentation,
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
     path = os.path.join(out_dir, "annotations.json")
     with atomic_output(path, "w") as f:

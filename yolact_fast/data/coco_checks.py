@@ -47,8 +47,10 @@ class CocoChecks:
         if not records:
             raise ValueError(f"{self.path}: 'categories' is empty: a COCO file needs at least one category")
         if len(records) >= MAX_CLASSES:  # the background class takes one
-            raise ValueError(f"{self.path}: 'categories' has {len(records)} records; a YOLACT head has at most "
-                             f"MAX_CLASSES = {MAX_CLASSES} classes, background included ({MAX_CLASSES - 1} categories)")
+            raise ValueError(
+                f"{self.path}: 'categories' has {len(records)} records; a YOLACT head has at most "
+                f"MAX_CLASSES = {MAX_CLASSES} classes, background included ({MAX_CLASSES - 1} categories)"
+            )
         categories, ids = [], set()
         for index, record in enumerate(records):
             where = f"{self.path}: category #{index}"
@@ -68,11 +70,15 @@ class CocoChecks:
         return [dict(record) for record in self._valid(records, "image", "bad_image_record", _image_problem)]
 
     def _annotations(self, records: list, sizes: Dict[int, Tuple[int, int]]) -> List[dict]:
-        valid = self._valid(records, "annotation", "bad_annotation",
-                            lambda record: _annotation_problem(record, sizes))
-        return [dict(record, iscrowd=int(record.get("iscrowd", 0)),
-                     area=record.get("area", record["bbox"][2] * record["bbox"][3]))
-                for record in valid]
+        valid = self._valid(records, "annotation", "bad_annotation", lambda record: _annotation_problem(record, sizes))
+        return [
+            dict(
+                record,
+                iscrowd=int(record.get("iscrowd", 0)),
+                area=record.get("area", record["bbox"][2] * record["bbox"][3]),
+            )
+            for record in valid
+        ]
 
     def _valid(self, records: list, kind: str, reason: str, problem_of) -> List[dict]:
         """The records without a problem and with an id unused by an earlier one; the others
@@ -90,7 +96,7 @@ class CocoChecks:
         return kept
 
     def report(self) -> str:
-        """"skipped {reason: count} (e.g. reason: first example; ...)", or "" if nothing was."""
+        """ "skipped {reason: count} (e.g. reason: first example; ...)", or "" if nothing was."""
         if not self.skipped:
             return ""
         examples = "; ".join(f"{reason}: {text}" for reason, text in self.examples.items())
@@ -117,8 +123,10 @@ def _image_problem(record) -> Optional[str]:
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return f"{key!r} must be a positive integer, got {value!r}"
     if record["height"] * record["width"] > MAX_IMAGE_PIXELS:
-        return (f"'height' x 'width' = {record['height']} x {record['width']} is more than "
-                f"yolact_fast.io.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS} pixels")
+        return (
+            f"'height' x 'width' = {record['height']} x {record['width']} is more than "
+            f"yolact_fast.io.MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS} pixels"
+        )
     return None
 
 

@@ -14,25 +14,27 @@ MAX_SIDE = math.isqrt(MAX_PIXELS)
 
 
 def parse_synthetic(spec: str) -> Optional[Tuple[int, int, int]]:
-    """"synthetic:N[:SEED[:SIZE]]" -> (N, SEED, SIZE) (defaults seed 0, size 256), else None."""
+    """ "synthetic:N[:SEED[:SIZE]]" -> (N, SEED, SIZE) (defaults seed 0, size 256), else None."""
     if not spec.startswith(SYNTHETIC_PREFIX):
         return None
-    parts = spec[len(SYNTHETIC_PREFIX):].split(":")
+    parts = spec[len(SYNTHETIC_PREFIX) :].split(":")
     try:
         values = [int(p) for p in parts]
     except ValueError:
         values = []
     if not 1 <= len(values) <= 3 or values[0] < 1 or min(values) < 0:
         raise ValueError(f"bad synthetic data spec {spec!r}; expected synthetic:N[:SEED[:SIZE]]")
-    n, seed, size = (values + [0, 256][len(values) - 1:])[:3]
+    n, seed, size = (values + [0, 256][len(values) - 1 :])[:3]
     if n > MAX_IMAGES or not 16 <= size <= MAX_SIDE:
-        raise ValueError(f"bad synthetic data spec {spec!r}: N must be at most {MAX_IMAGES} and SIZE in "
-                         f"[16, {MAX_SIDE}]")
+        raise ValueError(
+            f"bad synthetic data spec {spec!r}: N must be at most {MAX_IMAGES} and SIZE in [16, {MAX_SIDE}]"
+        )
     return n, seed, size
 
 
-def open_dataset(spec: str, images: Optional[str] = None, cache_dir: Optional[str] = None
-                 ) -> Union[CocoDataset, SyntheticShapes]:
+def open_dataset(
+    spec: str, images: Optional[str] = None, cache_dir: Optional[str] = None
+) -> Union[CocoDataset, SyntheticShapes]:
     """A dataset from a ``--data`` argument.
 
     - ``synthetic:N[:SEED[:SIZE]]``: N synthetic-shape images (SIZE x SIZE). With

@@ -37,8 +37,15 @@ class SyntheticShapes(Sequence):
 
     class_names = SHAPE_CLASSES
 
-    def __init__(self, n: int, seed: int = 0, size: Tuple[int, int] = (256, 256),
-                 max_objects: int = 6, min_size: float = 0.1, max_size: float = 0.5):
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: Tuple[int, int] = (256, 256),
+        max_objects: int = 6,
+        min_size: float = 0.1,
+        max_size: float = 0.5,
+    ):
         if not 0 <= n <= MAX_IMAGES:
             raise ValueError(f"n must be in [0, {MAX_IMAGES}], got {n}")
         if seed < 0:
@@ -47,8 +54,10 @@ class SyntheticShapes(Sequence):
         if height < 16 or width < 16:
             raise ValueError(f"size must be at least 16x16, got {tuple(size)}")
         if height * width > MAX_PIXELS:
-            raise ValueError(f"size {tuple(size)} has {height * width} pixels, more than the {MAX_PIXELS} "
-                             "(4096x4096) synthetic images may have")
+            raise ValueError(
+                f"size {tuple(size)} has {height * width} pixels, more than the {MAX_PIXELS} "
+                "(4096x4096) synthetic images may have"
+            )
         if not 0 < min_size <= max_size <= 1:
             raise ValueError(f"need 0 < min_size <= max_size <= 1, got {min_size}, {max_size}")
         self.n, self.seed, self.size = n, seed, (int(height), int(width))
@@ -73,8 +82,9 @@ def synthetic_shapes(n: int, seed: int = 0, size: Tuple[int, int] = (256, 256), 
     return SyntheticShapes(n, seed, size, **kwargs)
 
 
-def render_image(rng: np.random.Generator, size: Tuple[int, int], max_objects: int = 6,
-                 min_size: float = 0.1, max_size: float = 0.5) -> Tuple[torch.Tensor, Target]:
+def render_image(
+    rng: np.random.Generator, size: Tuple[int, int], max_objects: int = 6, min_size: float = 0.1, max_size: float = 0.5
+) -> Tuple[torch.Tensor, Target]:
     """One image and its target from ``rng`` (see :class:`SyntheticShapes`)."""
     height, width = size
     image = _background(rng, height, width)
@@ -115,7 +125,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     """uint8 [H,W,3]: gradient between two colours, sinusoidal stripes, and noise."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * math.pi)
-    t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
+    t = np.cos(angle) * xx / width + np.sin(angle) * yy / height
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     image = c0 * (1 - t[..., None]) + c1 * t[..., None]
@@ -148,8 +158,9 @@ def _paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, colour
     image[rows, cols] = np.clip(values, 0, 255).astype(np.uint8)
 
 
-def _shape_mask(rng: np.random.Generator, label: int, height: int, width: int,
-                min_size: float, max_size: float) -> np.ndarray:
+def _shape_mask(
+    rng: np.random.Generator, label: int, height: int, width: int, min_size: float, max_size: float
+) -> np.ndarray:
     """bool [H,W] mask of one shape of class ``label`` at a random place, size and rotation."""
     from PIL import Image, ImageDraw
 
@@ -185,8 +196,10 @@ def _shape_mask(rng: np.random.Generator, label: int, height: int, width: int,
 def _polygon(cx, cy, rx, ry, rotation, radii) -> list:
     """Vertices at equal angles with relative ``radii``, scaled by (rx, ry) then rotated."""
     n = len(radii)
-    points = [(r * math.cos(2 * math.pi * k / n - math.pi / 2), r * math.sin(2 * math.pi * k / n - math.pi / 2))
-              for k, r in enumerate(radii)]
+    points = [
+        (r * math.cos(2 * math.pi * k / n - math.pi / 2), r * math.sin(2 * math.pi * k / n - math.pi / 2))
+        for k, r in enumerate(radii)
+    ]
     return _transform(points, cx, cy, rx, ry, rotation)
 
 
@@ -205,8 +218,7 @@ def golden_image(seed: int, height: int, width: int) -> torch.Tensor:
     corners = rng.uniform(0, 255, size=(4, 3))
     u = (xx / (width - 1))[..., None]
     v = (yy / (height - 1))[..., None]
-    img = (corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v)
-           + corners[2] * (1 - u) * v + corners[3] * u * v)
+    img = corners[0] * (1 - u) * (1 - v) + corners[1] * u * (1 - v) + corners[2] * (1 - u) * v + corners[3] * u * v
     for _ in range(int(rng.integers(4, 9))):
         kind = int(rng.integers(0, 2))
         colour = rng.uniform(0, 255, size=3)

@@ -53,9 +53,9 @@ def expand(image: torch.Tensor, target: Target, rng: np.random.Generator, max_ra
     new_h, new_w = int(height * ratio), int(width * ratio)
     top, left = int(rng.integers(0, new_h - height + 1)), int(rng.integers(0, new_w - width + 1))
     canvas = image.float().mean((1, 2), keepdim=True).round().to(torch.uint8).expand(3, new_h, new_w).clone()
-    canvas[:, top:top + height, left:left + width] = image
+    canvas[:, top : top + height, left : left + width] = image
     masks = torch.zeros((target["masks"].shape[0], new_h, new_w), dtype=torch.bool)
-    masks[:, top:top + height, left:left + width] = target["masks"]
+    masks[:, top : top + height, left : left + width] = target["masks"]
     target = dict(target, masks=masks)
     offset = torch.tensor([left, top, left, top], dtype=torch.float32)
     for key in ("boxes", "crowd_boxes"):
@@ -64,8 +64,9 @@ def expand(image: torch.Tensor, target: Target, rng: np.random.Generator, max_ra
     return canvas, target
 
 
-def random_crop(image: torch.Tensor, target: Target, rng: np.random.Generator,
-                min_scale: float = 0.3, tries: int = 50) -> Sample:
+def random_crop(
+    image: torch.Tensor, target: Target, rng: np.random.Generator, min_scale: float = 0.3, tries: int = 50
+) -> Sample:
     """SSD random crop: a crop of random size and aspect (each side >= ``min_scale``) whose IoU
     with some box is >= a random minimum (or any crop); instances whose box centre falls
     outside the crop are dropped. Returns the input unchanged if no crop qualifies."""
@@ -90,8 +91,15 @@ def random_crop(image: torch.Tensor, target: Target, rng: np.random.Generator,
         cropped = {"labels": target["labels"][keep], "masks": target["masks"][keep][:, y1:y2, x1:x2]}
         if "crowd_boxes" in target:
             crowd = target["crowd_boxes"] - crop[0, :2].repeat(2)
-            cropped["crowd_boxes"] = torch.stack([crowd[:, 0].clamp(0, x2 - x1), crowd[:, 1].clamp(0, y2 - y1),
-                                                  crowd[:, 2].clamp(0, x2 - x1), crowd[:, 3].clamp(0, y2 - y1)], 1)
+            cropped["crowd_boxes"] = torch.stack(
+                [
+                    crowd[:, 0].clamp(0, x2 - x1),
+                    crowd[:, 1].clamp(0, y2 - y1),
+                    crowd[:, 2].clamp(0, x2 - x1),
+                    crowd[:, 3].clamp(0, y2 - y1),
+                ],
+                1,
+            )
         cropped["boxes"] = target["boxes"][keep]
         for key in target:
             cropped.setdefault(key, target[key])

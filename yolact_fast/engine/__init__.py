@@ -24,8 +24,20 @@ from .cache import MAX_ENGINES, cached_engines, get_engine, refresh
 from .identity import check_unchanged, weights_identity
 from .options import PRECISIONS, RUNTIMES
 
-__all__ = ["Engine", "EngineInfo", "MAX_ENGINES", "PRECISIONS", "RUNTIMES", "cached_engines", "check_unchanged", "clear_choices",
-           "engine_info", "get_engine", "refresh", "weights_identity"]
+__all__ = [
+    "Engine",
+    "EngineInfo",
+    "MAX_ENGINES",
+    "PRECISIONS",
+    "RUNTIMES",
+    "cached_engines",
+    "check_unchanged",
+    "clear_choices",
+    "engine_info",
+    "get_engine",
+    "refresh",
+    "weights_identity",
+]
 
 
 def engine_info(model=None, precision: str = "fp32", runtime: str = "torch") -> EngineInfo:

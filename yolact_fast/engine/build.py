@@ -13,8 +13,15 @@ from typing import Callable, Dict, Hashable, Optional, Tuple
 import torch
 
 from ..model import Yolact
-from .networks import (CudaGraphNetwork, Network, OnnxRuntimeNetwork, OpenVinoNetwork, network_scope,
-                       time_networks, torch_variants)
+from .networks import (
+    CudaGraphNetwork,
+    Network,
+    OnnxRuntimeNetwork,
+    OpenVinoNetwork,
+    network_scope,
+    time_networks,
+    torch_variants,
+)
 from .options import EXTERNAL_RUNTIMES, import_runtime, resolve_precision, runtime_installed, runtime_supports
 
 
@@ -87,9 +94,15 @@ def build_engine(model: Yolact, precision: str, runtime: str, identity) -> Engin
     if graphs:
         network = CudaGraphNetwork(network)
     info = EngineInfo(
-        config=model.config.name, device=str(device), precision=resolved,
-        runtime=name.split("/")[0], network=name, cuda_graphs=graphs, timings_ms=timings,
-        skipped=tuple(skipped.items()), build_seconds=time.perf_counter() - start,
+        config=model.config.name,
+        device=str(device),
+        precision=resolved,
+        runtime=name.split("/")[0],
+        network=name,
+        cuda_graphs=graphs,
+        timings_ms=timings,
+        skipped=tuple(skipped.items()),
+        build_seconds=time.perf_counter() - start,
     )
     return Engine(network, info, identity)
 
@@ -115,7 +128,9 @@ def _candidates(model: Yolact, precision: str, runtime: str):
     candidates: Dict[str, Callable[[], Network]] = {}
     for name in runtimes:
         if name == "torch":
-            candidates.update({f"torch/{variant}": build for variant, build in torch_variants(model, precision).items()})
+            candidates.update(
+                {f"torch/{variant}": build for variant, build in torch_variants(model, precision).items()}
+            )
         elif name == "onnxruntime":
             candidates[name] = lambda: OnnxRuntimeNetwork(model)
         else:
@@ -123,13 +138,20 @@ def _candidates(model: Yolact, precision: str, runtime: str):
     return candidates, skipped
 
 
-def _fastest(model: Yolact, precision: str, candidates: Dict[str, Callable[[], Network]],
-             skipped: Dict[str, str]) -> Tuple[str, Network, Tuple[Tuple[str, float], ...]]:
+def _fastest(
+    model: Yolact, precision: str, candidates: Dict[str, Callable[[], Network]], skipped: Dict[str, str]
+) -> Tuple[str, Network, Tuple[Tuple[str, float], ...]]:
     """Build the candidates and keep the fastest on one image of the model's input size; a
     choice made before in this process for the same config and machine is reused unbuilt."""
     device = model.device
-    memo = (model.config, str(device), next(model.parameters()).dtype, torch.get_num_threads(), precision,
-            tuple(sorted(candidates)))
+    memo = (
+        model.config,
+        str(device),
+        next(model.parameters()).dtype,
+        torch.get_num_threads(),
+        precision,
+        tuple(sorted(candidates)),
+    )
     with _choices_lock:
         known = _choices.get(memo)
     if len(candidates) == 1 or known is not None:
@@ -160,8 +182,9 @@ def _build(name: str, build: Callable[[], Network]) -> Network:
     except Exception as error:
         if name.startswith("torch/") or isinstance(error, (ImportError, ValueError)):
             raise
-        raise RuntimeError(f"runtime={name!r} cannot run this model: {type(error).__name__}: {error}; "
-                           "use runtime='torch'") from error
+        raise RuntimeError(
+            f"runtime={name!r} cannot run this model: {type(error).__name__}: {error}; use runtime='torch'"
+        ) from error
 
 
 @contextlib.contextmanager

@@ -43,9 +43,7 @@ def _tensors(model: nn.Module):
 
 
 def _key(tensors) -> tuple:
-    return tuple(
-        (id(t), t.data_ptr(), t.dtype, None if t.is_inference() else t._version) for t in tensors
-    )
+    return tuple((id(t), t.data_ptr(), t.dtype, None if t.is_inference() else t._version) for t in tensors)
 
 
 def weights_identity(model: nn.Module) -> WeightsIdentity:
@@ -60,4 +58,5 @@ def check_unchanged(model: nn.Module, identity: WeightsIdentity) -> None:
         raise RuntimeError(
             f"the weights of the {model.config.name} model changed during the call (another thread?), "
             "so its results would not be those of either the old or the new weights alone: stop "
-            "changing them during segment calls, then call again")
+            "changing them during segment calls, then call again"
+        )

@@ -14,7 +14,7 @@ import contextlib
 import statistics
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -72,8 +72,12 @@ def network_scope(device: torch.device):
     if device.type != "cuda":
         yield
         return
-    with _cuda_lock, torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False,
-                                                 deterministic=torch.backends.cudnn.deterministic):
+    with (
+        _cuda_lock,
+        torch.backends.cudnn.flags(
+            enabled=True, benchmark=True, allow_tf32=False, deterministic=torch.backends.cudnn.deterministic
+        ),
+    ):
         yield
 
 
@@ -179,8 +183,9 @@ class OpenVinoNetwork:
         return YolactOutput(*(torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in range(4)))
 
 
-def time_networks(networks: Dict[str, Network], batch: torch.Tensor, budget_s: float = 2.0,
-                  max_rounds: int = 10) -> Dict[str, float]:
+def time_networks(
+    networks: Dict[str, Network], batch: torch.Tensor, budget_s: float = 2.0, max_rounds: int = 10
+) -> Dict[str, float]:
     """Median milliseconds of each network on ``batch``: one warm-up call each, then rounds
     that call them in turn (interleaved, so a change of machine load affects all of them
     alike), 3 to ``max_rounds`` of them as ``budget_s`` allows."""

@@ -34,8 +34,10 @@ def check_runtime(runtime) -> str:
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), which is what makes
     oneDNN's bf16 convolutions faster than float32 ones rather than emulated."""
-    return bool(torch.backends.mkldnn.is_available()
-                and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    )
 
 
 def cuda_bf16(device: torch.device) -> bool:
@@ -61,8 +63,10 @@ def resolve_precision(precision: str, device: torch.device, runtime: str = "torc
         if precision == "auto":
             return "fp16" if torch.cuda.get_device_capability(device)[0] >= 7 else "fp32"
         if precision == "bf16" and not cuda_bf16(device):
-            raise ValueError(f"precision='bf16' needs a GPU of compute capability 8.0 or newer; "
-                             f"{device} is {torch.cuda.get_device_name(device)}: use 'fp16' or 'fp32'")
+            raise ValueError(
+                f"precision='bf16' needs a GPU of compute capability 8.0 or newer; "
+                f"{device} is {torch.cuda.get_device_name(device)}: use 'fp16' or 'fp32'"
+            )
         return precision
     if device.type != "cpu":
         if precision in ("fp32", "auto"):
@@ -71,11 +75,15 @@ def resolve_precision(precision: str, device: torch.device, runtime: str = "torc
     if precision == "auto":
         return "bf16" if native_bf16_cpu() else "fp32"
     if precision == "fp16":
-        raise ValueError("precision='fp16' runs on CUDA devices, the model is on the CPU: use 'bf16' "
-                         "(CPUs with AVX512-BF16 or AMX) or 'fp32'")
+        raise ValueError(
+            "precision='fp16' runs on CUDA devices, the model is on the CPU: use 'bf16' "
+            "(CPUs with AVX512-BF16 or AMX) or 'fp32'"
+        )
     if precision == "bf16" and not native_bf16_cpu():
-        raise ValueError("precision='bf16' needs a CPU with native bfloat16 (AVX512-BF16 or AMX); "
-                         "this CPU would emulate it slower than fp32: use 'fp32'")
+        raise ValueError(
+            "precision='bf16' needs a CPU with native bfloat16 (AVX512-BF16 or AMX); "
+            "this CPU would emulate it slower than fp32: use 'fp32'"
+        )
     return precision
 
 
@@ -89,8 +97,9 @@ def import_runtime(runtime: str):
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"runtime={runtime!r} needs the optional package {module!r}: "
-                          f"pip install 'yolact_fast[{extra}]'") from error
+        raise ImportError(
+            f"runtime={runtime!r} needs the optional package {module!r}: pip install 'yolact_fast[{extra}]'"
+        ) from error
 
 
 def runtime_supports(runtime: str, precision: str, device: torch.device) -> Tuple[bool, str]:
@@ -100,6 +109,8 @@ def runtime_supports(runtime: str, precision: str, device: torch.device) -> Tupl
     if device.type != "cpu":
         return False, f"runtime={runtime!r} runs models on the CPU, this one is on {device}"
     if precision not in RUNTIME_PRECISIONS[runtime]:
-        return False, (f"runtime={runtime!r} runs precision {' or '.join(map(repr, RUNTIME_PRECISIONS[runtime]))} "
-                       f"on the CPU, not {precision!r}")
+        return False, (
+            f"runtime={runtime!r} runs precision {' or '.join(map(repr, RUNTIME_PRECISIONS[runtime]))} "
+            f"on the CPU, not {precision!r}"
+        )
     return True, ""

@@ -24,7 +24,20 @@ from .onnxruntime_runner import OnnxSegmenter, onnxruntime_segmenter
 from .program import SegmentProgram, aoti_package, load_aoti, segment_program, torch_export
 
 __all__ = [
-    "onnx", "onnx_model", "network_onnx", "postprocess_graph", "OnnxSegmenter", "onnxruntime_segmenter",
-    "SegmentProgram", "segment_program", "torch_export", "aoti_package", "load_aoti",
-    "DEFAULT_OPSET", "SUPPORTED_OPSETS", "SEGMENT_OUTPUTS", "NETWORK_OUTPUTS", "RAW_OUTPUTS",
+    "onnx",
+    "onnx_model",
+    "network_onnx",
+    "postprocess_graph",
+    "OnnxSegmenter",
+    "onnxruntime_segmenter",
+    "SegmentProgram",
+    "segment_program",
+    "torch_export",
+    "aoti_package",
+    "load_aoti",
+    "DEFAULT_OPSET",
+    "SUPPORTED_OPSETS",
+    "SEGMENT_OUTPUTS",
+    "NETWORK_OUTPUTS",
+    "RAW_OUTPUTS",
 ]

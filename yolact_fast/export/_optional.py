@@ -10,7 +10,8 @@ def refuse_rescoring(model) -> None:
     if getattr(model, "maskiou_net", None) is not None:
         raise NotImplementedError(
             f"{model.config.name}: the YOLACT++ mask re-scoring (maskiou_net) is not exported yet; "
-            "export the network alone (postprocess=False) and re-score with yolact_fast.rescore")
+            "export the network alone (postprocess=False) and re-score with yolact_fast.rescore"
+        )
 
 
 def require(module_name: str):

@@ -64,16 +64,26 @@ def onnx(
 
     The class names and options are stored in the model's metadata. Returns ``path``.
     """
-    proto = onnx_model(model, image_size, postprocess, nms, score_threshold, iou_threshold,
-                       top_k, max_detections, opset, batched_input)
+    proto = onnx_model(
+        model, image_size, postprocess, nms, score_threshold, iou_threshold, top_k, max_detections, opset, batched_input
+    )
     with atomic_output(os.fspath(path)) as file:
         file.write(proto.SerializeToString())
     return os.fspath(path)
 
 
-def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_threshold=0.05,
-               iou_threshold=0.5, top_k=200, max_detections=100, opset=DEFAULT_OPSET,
-               batched_input=False):
+def onnx_model(
+    model,
+    image_size=None,
+    postprocess=True,
+    nms="fast",
+    score_threshold=0.05,
+    iou_threshold=0.5,
+    top_k=200,
+    max_detections=100,
+    opset=DEFAULT_OPSET,
+    batched_input=False,
+):
     """:func:`onnx` without the file: the checked ``onnx.ModelProto``."""
     onnx_lib = require("onnx")
     model = resolve_model(model)
@@ -83,15 +93,25 @@ def onnx_model(model, image_size=None, postprocess=True, nms="fast", score_thres
         refuse_rescoring(model)
     if image_size is not None:
         if not postprocess:
-            raise ValueError("image_size applies to postprocess=True graphs; the network alone "
-                             f"takes [B,3,{model.config.max_size},{model.config.max_size}]")
+            raise ValueError(
+                "image_size applies to postprocess=True graphs; the network alone "
+                f"takes [B,3,{model.config.max_size},{model.config.max_size}]"
+            )
         image_size = image_size_arg(image_size)
     network = _network_graph(model, opset, dynamic_batch=not postprocess)
     builder = _GraphBuilder(network, opset)
     if postprocess:
-        _add_segment_graph(builder, model.config, image_size, batched_input, options.nms,
-                           options.score_threshold, options.iou_threshold, options.top_k,
-                           options.max_detections)
+        _add_segment_graph(
+            builder,
+            model.config,
+            image_size,
+            batched_input,
+            options.nms,
+            options.score_threshold,
+            options.iou_threshold,
+            options.top_k,
+            options.max_detections,
+        )
     else:
         _add_network_outputs(builder, model.config)
     graph_model = builder.model
@@ -139,8 +159,16 @@ def _network_graph(model: Yolact, opset: int, dynamic_batch: bool):
     with warnings.catch_warnings():
         for category in (DeprecationWarning, FutureWarning):  # the legacy exporter's notices
             warnings.simplefilter("ignore", category)
-        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=list(RAW_OUTPUTS), dynamic_axes=axes)
+        torch.onnx.export(
+            network,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=list(RAW_OUTPUTS),
+            dynamic_axes=axes,
+        )
     return onnx_lib.load_from_string(buffer.getvalue())
 
 
@@ -166,9 +194,7 @@ class _GraphBuilder:
 
     def op(self, op_type: str, *inputs: str, outputs: int = 1, **attributes):
         names = [self.name(op_type) for _ in range(outputs)]
-        self.graph.node.append(
-            self.onnx.helper.make_node(op_type, list(inputs), names, **attributes)
-        )
+        self.graph.node.append(self.onnx.helper.make_node(op_type, list(inputs), names, **attributes))
         return names[0] if outputs == 1 else tuple(names)
 
     # helpers that hide opset differences and keep the graph code short
@@ -189,8 +215,7 @@ class _GraphBuilder:
 
     def resize_bilinear(self, x: str, sizes: str) -> str:
         """F.interpolate(mode="bilinear", align_corners=False, antialias=False) to ``sizes``."""
-        return self.op("Resize", x, "", "", sizes, mode="linear",
-                       coordinate_transformation_mode="pytorch_half_pixel")
+        return self.op("Resize", x, "", "", sizes, mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
 
     def move_to_front(self, first: int) -> None:
         """Move the nodes from index ``first`` on before all others (topological order)."""
@@ -219,18 +244,28 @@ def _add_network_outputs(g: _GraphBuilder, config: YolactConfig) -> None:
     loc, conf_logits, mask_coeffs, proto = RAW_OUTPUTS
     conf = g.op("Softmax", conf_logits, axis=-1)
     priors = g.const(_ops.make_priors(config, (config.max_size,) * 2).numpy(), hint="priors")
-    g.set_outputs([
-        (loc, "loc", t.FLOAT, ["batch", "priors", 4]),
-        (conf, "conf", t.FLOAT, ["batch", "priors", config.num_classes]),
-        (mask_coeffs, "mask", t.FLOAT, ["batch", "priors", config.mask_dim]),
-        (proto, "proto", t.FLOAT, ["batch", *proto_size((config.max_size,) * 2), config.mask_dim]),
-        (priors, "priors", t.FLOAT, ["priors", 4]),
-    ])
+    g.set_outputs(
+        [
+            (loc, "loc", t.FLOAT, ["batch", "priors", 4]),
+            (conf, "conf", t.FLOAT, ["batch", "priors", config.num_classes]),
+            (mask_coeffs, "mask", t.FLOAT, ["batch", "priors", config.mask_dim]),
+            (proto, "proto", t.FLOAT, ["batch", *proto_size((config.max_size,) * 2), config.mask_dim]),
+            (priors, "priors", t.FLOAT, ["priors", 4]),
+        ]
+    )
 
 
-def _add_segment_graph(g: _GraphBuilder, config: YolactConfig, image_size, batched_input: bool,
-                       nms: str, score_threshold: float, iou_threshold: float, top_k: int,
-                       max_detections: int) -> None:
+def _add_segment_graph(
+    g: _GraphBuilder,
+    config: YolactConfig,
+    image_size,
+    batched_input: bool,
+    nms: str,
+    score_threshold: float,
+    iou_threshold: float,
+    top_k: int,
+    max_detections: int,
+) -> None:
     """image -> preprocessing -> (the network's nodes) -> detections, as yf.segment."""
     t = g.onnx.TensorProto
     height, width = image_size if image_size is not None else ("height", "width")
@@ -240,53 +275,73 @@ def _add_segment_graph(g: _GraphBuilder, config: YolactConfig, image_size, batch
     image_hw = g.op("Shape", image, start=1)  # int64 [2]
     g.op_identity(_preprocess(g, config, image), "images")
     g.move_to_front(first=network_nodes)  # the network's nodes consume "images"
-    detections = _add_postprocess(g, config, image_hw, nms, score_threshold, iou_threshold,
-                                  top_k, max_detections)
+    detections = _add_postprocess(g, config, image_hw, nms, score_threshold, iou_threshold, top_k, max_detections)
     g.set_input("image", t.UINT8, [1] * batched_input + [3, height, width])
     _set_detection_outputs(g, detections, height, width)
 
 
 def _set_detection_outputs(g: _GraphBuilder, detections, height, width) -> None:
     t = g.onnx.TensorProto
-    shapes = ([t.FLOAT, ["detections", 4]], [t.FLOAT, ["detections"]],
-              [t.INT64, ["detections"]], [t.BOOL, ["detections", height, width]])
-    g.set_outputs([(tensor, name, *shape)
-                   for tensor, name, shape in zip(detections, SEGMENT_OUTPUTS, shapes)])
+    shapes = (
+        [t.FLOAT, ["detections", 4]],
+        [t.FLOAT, ["detections"]],
+        [t.INT64, ["detections"]],
+        [t.BOOL, ["detections", height, width]],
+    )
+    g.set_outputs([(tensor, name, *shape) for tensor, name, shape in zip(detections, SEGMENT_OUTPUTS, shapes)])
 
 
-def _add_postprocess(g: _GraphBuilder, config: YolactConfig, image_hw: str, nms: str,
-                     score_threshold: float, iou_threshold: float, top_k: int,
-                     max_detections: int):
+def _add_postprocess(
+    g: _GraphBuilder,
+    config: YolactConfig,
+    image_hw: str,
+    nms: str,
+    score_threshold: float,
+    iou_threshold: float,
+    top_k: int,
+    max_detections: int,
+):
     """Raw outputs (loc, conf_logits, mask_coeffs, proto; batch of one) and the image size
     (int64 [2]) -> (boxes [N,4] pixels, scores [N], labels [N], masks bool [N,H,W])."""
     loc, conf_logits, coeffs, proto = (g.squeeze(name, 0) for name in RAW_OUTPUTS)
     boxes = _decode(g, config, loc)
-    scores = g.op("Transpose", g.slice(g.op("Softmax", conf_logits, axis=-1), 1,
-                                       config.num_classes, axis=1), perm=[1, 0])  # [C,P]
+    scores = g.op(
+        "Transpose", g.slice(g.op("Softmax", conf_logits, axis=-1), 1, config.num_classes, axis=1), perm=[1, 0]
+    )  # [C,P]
     det_boxes, det_coeffs, labels, det_scores = _per_class_nms(
-        g, boxes, scores, coeffs, nms, score_threshold, iou_threshold, top_k, max_detections)
+        g, boxes, scores, coeffs, nms, score_threshold, iou_threshold, top_k, max_detections
+    )
     masks = _paste_masks(g, config, proto, det_coeffs, det_boxes, image_hw)
     return _boxes_to_pixels(g, det_boxes, image_hw), det_scores, labels, masks
 
 
-def postprocess_graph(config: YolactConfig, nms: str = "fast", score_threshold: float = 0.05,
-                      iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100,
-                      opset: int = DEFAULT_OPSET):
+def postprocess_graph(
+    config: YolactConfig,
+    nms: str = "fast",
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+    opset: int = DEFAULT_OPSET,
+):
     """The post-network graph alone (inputs: :data:`RAW_OUTPUTS` of one image, with a batch dim
     of one, and ``image_hw`` int64 [2]); lets tests drive it with arbitrary raw outputs."""
     onnx_lib = require("onnx")
     helper, t = onnx_lib.helper, onnx_lib.TensorProto
     ph, pw = proto_size((config.max_size,) * 2)
-    shapes = ([1, "priors", 4], [1, "priors", config.num_classes], [1, "priors", config.mask_dim],
-              [1, ph, pw, config.mask_dim])
-    inputs = [helper.make_tensor_value_info(name, t.FLOAT, shape)
-              for name, shape in zip(RAW_OUTPUTS, shapes)]
+    shapes = (
+        [1, "priors", 4],
+        [1, "priors", config.num_classes],
+        [1, "priors", config.mask_dim],
+        [1, ph, pw, config.mask_dim],
+    )
+    inputs = [helper.make_tensor_value_info(name, t.FLOAT, shape) for name, shape in zip(RAW_OUTPUTS, shapes)]
     inputs.append(helper.make_tensor_value_info("image_hw", t.INT64, [2]))
-    model = helper.make_model(helper.make_graph([], "yolact_postprocess", inputs, []),
-                              opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(
+        helper.make_graph([], "yolact_postprocess", inputs, []), opset_imports=[helper.make_opsetid("", opset)]
+    )
     g = _GraphBuilder(model, opset)
-    detections = _add_postprocess(g, config, "image_hw", nms, score_threshold, iou_threshold,
-                                  top_k, max_detections)
+    detections = _add_postprocess(g, config, "image_hw", nms, score_threshold, iou_threshold, top_k, max_detections)
     _set_detection_outputs(g, detections, "height", "width")
     onnx_lib.checker.check_model(model)
     return model
@@ -316,16 +371,18 @@ def _decode(g: _GraphBuilder, config: YolactConfig, loc: str) -> str:
     return g.op("Concat", top_left, g.op("Add", sizes, top_left), axis=1)
 
 
-def _per_class_nms(g: _GraphBuilder, boxes, scores, coeffs, nms, score_threshold, iou_threshold,
-                   top_k, max_detections):
+def _per_class_nms(g: _GraphBuilder, boxes, scores, coeffs, nms, score_threshold, iou_threshold, top_k, max_detections):
     """reference._per_class_nms: candidates, per-class top-k, survivors, class-major flatten,
     sort, cut. Returns (boxes [N,4] relative, coeffs [N,k], labels [N], scores [N])."""
     int64 = np.int64
     # Candidates: best class score > threshold and a finite box.
     nonfinite = g.op("Or", g.op("IsNaN", boxes), g.op("IsInf", boxes))
     any_nonfinite = g.reduce_max(g.op("Cast", nonfinite, to=g.onnx.TensorProto.FLOAT), axis=1)
-    candidate = g.op("And", g.op("Greater", g.reduce_max(scores, axis=0), g.const(score_threshold)),
-                     g.op("Not", g.op("Cast", any_nonfinite, to=g.onnx.TensorProto.BOOL)))
+    candidate = g.op(
+        "And",
+        g.op("Greater", g.reduce_max(scores, axis=0), g.const(score_threshold)),
+        g.op("Not", g.op("Cast", any_nonfinite, to=g.onnx.TensorProto.BOOL)),
+    )
     index = g.squeeze(g.op("NonZero", candidate), 0)
     boxes, coeffs = g.op("Gather", boxes, index, axis=0), g.op("Gather", coeffs, index, axis=0)
     scores = g.op("Gather", scores, index, axis=1)  # [C, Pc]
@@ -376,15 +433,18 @@ def _fast_survivors(g: _GraphBuilder, class_boxes: str, iou_threshold: float) ->
     return g.op("LessOrEqual", g.reduce_max(iou, axis=1), g.const(iou_threshold))
 
 
-def _greedy_survivors(g: _GraphBuilder, class_boxes: str, top_scores: str, k: str,
-                      iou_threshold: float) -> str:
+def _greedy_survivors(g: _GraphBuilder, class_boxes: str, top_scores: str, k: str, iou_threshold: float) -> str:
     """Greedy NMS per class by NonMaxSuppression: each class is one batch entry of K ranked
     boxes; the selected (class, box) pairs are scattered into a [C,K] keep mask."""
-    selected = g.op("NonMaxSuppression", class_boxes, g.unsqueeze(top_scores, 1), k,
-                    g.const([iou_threshold]), center_point_box=0)
+    selected = g.op(
+        "NonMaxSuppression", class_boxes, g.unsqueeze(top_scores, 1), k, g.const([iou_threshold]), center_point_box=0
+    )
     pairs = g.op("Gather", selected, g.const([0, 2], np.int64), axis=1)  # (class, box)
-    empty = g.op("ConstantOfShape", g.op("Shape", top_scores),
-                 value=g.onnx.helper.make_tensor("zero", g.onnx.TensorProto.FLOAT, [1], [0.0]))
+    empty = g.op(
+        "ConstantOfShape",
+        g.op("Shape", top_scores),
+        value=g.onnx.helper.make_tensor("zero", g.onnx.TensorProto.FLOAT, [1], [0.0]),
+    )
     ones = g.op("Expand", g.const([1.0]), g.slice(g.op("Shape", pairs), 0, 1, axis=0))
     keep = g.op("ScatterND", empty, pairs, ones)
     return g.op("Cast", keep, to=g.onnx.TensorProto.BOOL)
@@ -403,8 +463,7 @@ def _box_columns(g: _GraphBuilder, boxes: str):
     return [g.squeeze(g.slice(boxes, i, i + 1, axis=1), 1) for i in range(4)]
 
 
-def _paste_masks(g: _GraphBuilder, config: YolactConfig, proto: str, coeffs: str, boxes: str,
-                 image_hw: str) -> str:
+def _paste_masks(g: _GraphBuilder, config: YolactConfig, proto: str, coeffs: str, boxes: str, image_hw: str) -> str:
     """reference.paste_masks: sigmoid(proto @ coeffs.T), crop, bilinear resize, > 0.5."""
     ph, pw = proto_size((config.max_size,) * 2)
     masks = g.op("Sigmoid", g.op("MatMul", proto, g.op("Transpose", coeffs, perm=[1, 0])))
@@ -413,8 +472,11 @@ def _paste_masks(g: _GraphBuilder, config: YolactConfig, proto: str, coeffs: str
     y1, y2 = _crop_bounds(g, y1, y2, g.const(float(ph)), 1.0)
     cols = g.const(np.arange(pw, dtype=np.float32).reshape(1, pw, 1))
     rows = g.const(np.arange(ph, dtype=np.float32).reshape(ph, 1, 1))
-    inside = g.op("And", g.op("And", g.op("GreaterOrEqual", cols, x1), g.op("Less", cols, x2)),
-                  g.op("And", g.op("GreaterOrEqual", rows, y1), g.op("Less", rows, y2)))
+    inside = g.op(
+        "And",
+        g.op("And", g.op("GreaterOrEqual", cols, x1), g.op("Less", cols, x2)),
+        g.op("And", g.op("GreaterOrEqual", rows, y1), g.op("Less", rows, y2)),
+    )
     masks = g.op("Mul", masks, g.op("Cast", inside, to=g.onnx.TensorProto.FLOAT))  # [ph,pw,N]
     masks = g.unsqueeze(g.op("Transpose", masks, perm=[2, 0, 1]), 0)  # [1,N,ph,pw]
     sizes = g.op("Concat", g.slice(g.op("Shape", masks), 0, 2, axis=0), image_hw, axis=0)

@@ -29,8 +29,7 @@ class OnnxSegmenter:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         source = path if isinstance(path, bytes) else os.fspath(path)
-        self.session = ort.InferenceSession(source, options,
-                                            providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
         metadata = self.session.get_modelmeta().custom_metadata_map
         if json.loads(metadata.get("yolact_fast.postprocess", "false")) is not True:
             raise ValueError("the ONNX model is not a postprocess=True yolact_fast export")
@@ -51,11 +50,15 @@ class OnnxSegmenter:
             array = array[None]
         fixed = [(i, d) for i, d in enumerate(expected) if isinstance(d, int)]
         if any(array.shape[i] != d for i, d in fixed):
-            raise ValueError(f"image must be {expected} (the exported image_size), "
-                             f"got {list(array.shape)}")
+            raise ValueError(f"image must be {expected} (the exported image_size), got {list(array.shape)}")
         boxes, scores, labels, masks = self.session.run(list(SEGMENT_OUTPUTS), {"image": array})
-        return Instances(torch.from_numpy(boxes), torch.from_numpy(scores),
-                         torch.from_numpy(labels), torch.from_numpy(masks), self.class_names)
+        return Instances(
+            torch.from_numpy(boxes),
+            torch.from_numpy(scores),
+            torch.from_numpy(labels),
+            torch.from_numpy(masks),
+            self.class_names,
+        )
 
 
 def onnxruntime_segmenter(model, threads: Optional[int] = None, **options) -> OnnxSegmenter:

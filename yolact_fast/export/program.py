@@ -33,27 +33,38 @@ class SegmentProgram(torch.nn.Module):
     (or fewer when fewer boxes can exist).
     """
 
-    def __init__(self, model: Yolact, nms: str = "fast", score_threshold: float = 0.05,
-                 iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100):
+    def __init__(
+        self,
+        model: Yolact,
+        nms: str = "fast",
+        score_threshold: float = 0.05,
+        iou_threshold: float = 0.5,
+        top_k: int = 200,
+        max_detections: int = 100,
+    ):
         super().__init__()
         options = SegmentOptions(score_threshold, iou_threshold, top_k, max_detections, nms)
         self.config = model.config
         self.network = inference_copy(model, pack_cpu=False)  # channels_last on the CPU only
         size = (model.config.max_size,) * 2
         self.register_buffer("priors", _ops.make_priors(model.config, size, model.device))
-        self.options = (options.iou_threshold, options.top_k, options.score_threshold,
-                        options.max_detections, options.nms)
+        self.options = (
+            options.iou_threshold,
+            options.top_k,
+            options.score_threshold,
+            options.max_detections,
+            options.nms,
+        )
 
     def forward(self, image: torch.Tensor):
         yolact_ops = torch.ops.yolact_fast
         batch = preprocess([image], self.config, image.device)
         out = self.network(batch.contiguous(memory_format=self.network.input_memory_format))
         det_boxes, det_coeffs, labels, det_scores, count = yolact_ops.detect(
-            out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors,
-            *self.config.variances, *self.options)
+            out.loc[0], out.conf_logits[0], out.mask_coeffs[0], self.priors, *self.config.variances, *self.options
+        )
         size = image.shape[-2:]
-        masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]],
-                                       0.5, 1.0)
+        masks = yolact_ops.paste_masks(out.proto[0], det_coeffs, det_boxes, [size[0], size[1]], 0.5, 1.0)
         pixel_boxes = boxes_to_pixels(det_boxes, (size[0], size[1])).long().float()
         return pixel_boxes, det_scores, labels, masks, count
 
@@ -66,8 +77,9 @@ def segment_program(model, **options) -> SegmentProgram:
     return SegmentProgram(model, **options).eval()
 
 
-def torch_export(model, image_size: Tuple[int, int], postprocess: bool = True,
-                 **options) -> torch.export.ExportedProgram:
+def torch_export(
+    model, image_size: Tuple[int, int], postprocess: bool = True, **options
+) -> torch.export.ExportedProgram:
     """``torch.export`` of the whole segment path (:class:`SegmentProgram`, input uint8
     [3,H,W] with (H, W) = ``image_size``) or, with ``postprocess=False``, of the network alone
     (the fused copy; input float [1,3,S,S]).

@@ -20,8 +20,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None,
-                 deformable: bool = False):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None, deformable: bool = False
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -49,8 +50,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None,
-                 deformable: bool = False):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None, deformable: bool = False
+    ):
         super().__init__()
         if deformable:
             raise ValueError("deformable convs need Bottleneck blocks (backbone kind 'resnet')")
@@ -75,8 +77,13 @@ class ResNetBackbone(nn.Module):
     ``uses_dcn(stage, block)``: whether that block's 3x3 conv is deformable.
     """
 
-    def __init__(self, layers: Tuple[int, ...], block: type = Bottleneck, width: int = 64,
-                 uses_dcn: Callable[[int, int], bool] = lambda stage, block: False):
+    def __init__(
+        self,
+        layers: Tuple[int, ...],
+        block: type = Bottleneck,
+        width: int = 64,
+        uses_dcn: Callable[[int, int], bool] = lambda stage, block: False,
+    ):
         super().__init__()
         # Registered first so that the state-dict order matches the official one.
         self.layers = nn.ModuleList()
@@ -89,8 +96,7 @@ class ResNetBackbone(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for index, num_blocks in enumerate(layers):
             deformable = [uses_dcn(index, i) for i in range(num_blocks)]
-            self._make_layer(width * 2**index, num_blocks, stride=1 if index == 0 else 2,
-                             deformable=deformable)
+            self._make_layer(width * 2**index, num_blocks, stride=1 if index == 0 else 2, deformable=deformable)
 
     def _make_layer(self, planes: int, num_blocks: int, stride: int, deformable: List[bool]) -> None:
         block = self.block
@@ -120,8 +126,7 @@ class ResNetBackbone(nn.Module):
 def darknet_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
     """conv (no bias) -> BN -> LeakyReLU(0.1); keys ``.0`` conv, ``.1`` BN."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                  padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.LeakyReLU(0.1, inplace=True),
     )
@@ -179,9 +184,7 @@ def build_backbone(config: BackboneConfig) -> nn.Module:
     elif config.kind == "darknet":
         backbone = DarkNetBackbone(config.layers)
     else:
-        raise ValueError(
-            f"unknown backbone kind {config.kind!r}; expected 'resnet', 'resnet_basic' or 'darknet'"
-        )
+        raise ValueError(f"unknown backbone kind {config.kind!r}; expected 'resnet', 'resnet_basic' or 'darknet'")
     if tuple(backbone.channels) != tuple(config.channels):
         raise ValueError(
             f"backbone {config.kind} with layers {config.layers} has stage channels "

@@ -33,8 +33,10 @@ class BackboneLoadReport:
     missing: List[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"backbone weights {self.source}: loaded {len(self.loaded)} tensors, "
-                 f"skipped {len(self.skipped)}, not in the file {len(self.missing)}"]
+        lines = [
+            f"backbone weights {self.source}: loaded {len(self.loaded)} tensors, "
+            f"skipped {len(self.skipped)}, not in the file {len(self.missing)}"
+        ]
         lines += [f"  skipped {key}: {reason}" for key, reason in self.skipped.items()]
         lines += [f"  not in the file: {key}" for key in self.missing]
         return "\n".join(lines)
@@ -44,7 +46,7 @@ def backbone_key(key: str) -> str:
     """A file's key -> the backbone module's name for it."""
     for prefix in ("module.", "backbone."):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return _RESNET_STAGE.sub(lambda m: f"layers.{int(m.group(1)) - 1}.", key)
 
 
@@ -63,15 +65,18 @@ def load_backbone_weights(model: Yolact, source: Source) -> BackboneLoadReport:
         if name not in expected:
             report.skipped[key] = "not in the backbone"
         elif value.shape != expected[name].shape:
-            report.skipped[key] = (f"shape {tuple(value.shape)}, the {model.config.backbone.kind} "
-                                   f"backbone has {tuple(expected[name].shape)}")
+            report.skipped[key] = (
+                f"shape {tuple(value.shape)}, the {model.config.backbone.kind} "
+                f"backbone has {tuple(expected[name].shape)}"
+            )
         else:
             matched[name] = value
     if not matched:
         raise RuntimeError(
             f"no tensor of {report.source} fits the {model.config.backbone.kind} backbone of "
             f"{model.config.name} (expected a torchvision ResNet state dict, resnet101_reducedfc.pth, "
-            f"resnet50-19c8e357.pth or darknet53.pth); first keys: {list(state_dict)[:5]}")
+            f"resnet50-19c8e357.pth or darknet53.pth); first keys: {list(state_dict)[:5]}"
+        )
     model.backbone.load_state_dict(matched, strict=False)
     report.loaded = list(matched)
     report.missing = [k for k in expected if k not in matched and not k.endswith("num_batches_tracked")]

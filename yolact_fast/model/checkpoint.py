@@ -74,7 +74,11 @@ def _saved_config(obj) -> Optional[YolactConfig]:
         return None
     config = get_config(obj["config"])
     names = obj.get("class_names")
-    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names) and tuple(names) != config.class_names:
+    if (
+        isinstance(names, (list, tuple))
+        and all(isinstance(n, str) for n in names)
+        and tuple(names) != config.class_names
+    ):
         config = config.replace(class_names=tuple(names))
     return config
 
@@ -96,10 +100,7 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
             file_name = file_name if isinstance(file_name, str) else None
         state_dict = torch_load(source, file_name)
     else:
-        raise TypeError(
-            "checkpoint source must be a path, an open file or a state dict, "
-            f"got {type(source).__name__}"
-        )
+        raise TypeError(f"checkpoint source must be a path, an open file or a state dict, got {type(source).__name__}")
     saved = _saved_config(state_dict)
     state_dict = _unwrap(state_dict)
     what = _describe(file_name)
@@ -107,8 +108,7 @@ def _read_with_meta(source: Source) -> Tuple[Dict[str, torch.Tensor], Optional[s
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
     ):
         raise RuntimeError(
-            f"{what} does not hold a state dict (str -> tensor), got {_kind_of(state_dict)}: "
-            "not a YOLACT state dict"
+            f"{what} does not hold a state dict (str -> tensor), got {_kind_of(state_dict)}: not a YOLACT state dict"
         )
     if not isinstance(source, Mapping):  # a file's shapes may lie; a caller's dict is theirs
         check_stored_tensors(state_dict, what)
@@ -135,8 +135,10 @@ def torch_load(source, file_name: Optional[str]):
         elif head.startswith(_ZIP_MAGIC):
             reason = "a zip archive, but not one written by torch.save"
         elif head.startswith(_PICKLE_PROTOCOL_2_UP):
-            reason = ("a Python pickle holding objects other than tensors and plain containers; "
-                      "checkpoints are read as weights only, and pickled code is never run")
+            reason = (
+                "a Python pickle holding objects other than tensors and plain containers; "
+                "checkpoints are read as weights only, and pickled code is never run"
+            )
         else:
             reason = "neither a zip archive nor a pickle, as torch.save writes"
         raise RuntimeError(
@@ -189,13 +191,14 @@ def _check_stored_tensor(tensor: torch.Tensor, key: str, what: str) -> None:
     the file: a shape may not claim more data than the file holds (stride-0 or meta tensors
     would otherwise size a model that allocates without bound)."""
     if tensor.device.type == "meta" or tensor.layout != torch.strided:
-        raise ValueError(f"{what}: {key} is a {tensor.layout} tensor on {tensor.device}, "
-                         "not a dense tensor with data")
+        raise ValueError(f"{what}: {key} is a {tensor.layout} tensor on {tensor.device}, not a dense tensor with data")
     needed = tensor.numel() * tensor.element_size()
     stored = tensor.untyped_storage().nbytes()
     if needed > stored:
-        raise ValueError(f"{what}: {key} claims shape {tuple(tensor.shape)} ({needed} bytes) "
-                         f"but the file stores {stored} bytes for it")
+        raise ValueError(
+            f"{what}: {key} claims shape {tuple(tensor.shape)} ({needed} bytes) "
+            f"but the file stores {stored} bytes for it"
+        )
 
 
 def _unwrap(obj):
@@ -245,8 +248,9 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     raise RuntimeError("\n  ".join(parts))
 
 
-def check_state_values(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
-                       what: str = "the state dict") -> None:
+def check_state_values(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "the state dict"
+) -> None:
     """ValueError naming the first key whose tensor cannot be the model's: a bool, integer or
     complex tensor where the model holds floats (an integer tensor such as BatchNorm's
     ``num_batches_tracked`` must stay an integer one), or a NaN or infinity in a float tensor."""
@@ -254,8 +258,10 @@ def check_state_values(model: torch.nn.Module, state_dict: Mapping[str, torch.Te
         tensor = state_dict[key]
         if expected.dtype.is_floating_point:
             if not tensor.dtype.is_floating_point:
-                raise ValueError(f"{what}: {key} is a {tensor.dtype} tensor; the model's is {expected.dtype} "
-                                 "(weights must be floating point)")
+                raise ValueError(
+                    f"{what}: {key} is a {tensor.dtype} tensor; the model's is {expected.dtype} "
+                    "(weights must be floating point)"
+                )
             if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"{what}: {key} holds NaN or infinite values")
         elif tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
@@ -270,8 +276,7 @@ def _implied_config_hint(state_dict, file_name, config: YolactConfig) -> str:
         return ""
     if implied.name == config.name:
         return ""
-    return (f"\n  the checkpoint's keys are those of {implied.name}: pass config={implied.name!r} "
-            "or leave config out")
+    return f"\n  the checkpoint's keys are those of {implied.name}: pass config={implied.name!r} or leave config out"
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str] = None) -> YolactConfig:
@@ -288,10 +293,13 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], file_name: Optional[str
     has_maskiou = any(k.startswith("maskiou_net.") for k in state_dict)
     num_anchors = _anchors_per_location(state_dict)
     candidates = [
-        c for c in NAMED_CONFIGS.values()
-        if c.backbone.kind == kind and tuple(c.backbone.layers) == layers
+        c
+        for c in NAMED_CONFIGS.values()
+        if c.backbone.kind == kind
+        and tuple(c.backbone.layers) == layers
         and (stem is None or stem.shape[0] == getattr(c.backbone, "width", 64))
-        and _deformable_blocks_of(c) == deformable and bool(c.maskiou_channels) == has_maskiou
+        and _deformable_blocks_of(c) == deformable
+        and bool(c.maskiou_channels) == has_maskiou
         and (num_anchors is None or c.anchors_per_location[0] == num_anchors)
     ]
     if not candidates:
@@ -320,8 +328,10 @@ def _deformable_blocks(state_dict: Mapping[str, torch.Tensor]) -> frozenset:
 def _deformable_blocks_of(config: YolactConfig) -> frozenset:
     backbone = config.backbone
     return frozenset(
-        (stage, block) for stage, num_blocks in enumerate(backbone.layers)
-        for block in range(num_blocks) if backbone.uses_dcn(stage, block)
+        (stage, block)
+        for stage, num_blocks in enumerate(backbone.layers)
+        for block in range(num_blocks)
+        if backbone.uses_dcn(stage, block)
     )
 
 
@@ -330,8 +340,9 @@ def _anchors_per_location(state_dict: Mapping[str, torch.Tensor]) -> Optional[in
     return None if weight is None or weight.ndim == 0 else weight.shape[0] // 4
 
 
-def _backbone_layout(state_dict: Mapping[str, torch.Tensor],
-                     file_name: Optional[str] = None) -> Tuple[str, Tuple[int, ...]]:
+def _backbone_layout(
+    state_dict: Mapping[str, torch.Tensor], file_name: Optional[str] = None
+) -> Tuple[str, Tuple[int, ...]]:
     """("resnet" | "darknet", blocks per stage) from ``backbone.layers.<stage>.<block>`` keys."""
     blocks: Dict[int, int] = {}
     for key in state_dict:
@@ -357,8 +368,9 @@ def _backbone_layout(state_dict: Mapping[str, torch.Tensor],
 MAX_MASK_DIM = 1 << 12
 
 
-def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor],
-                     file_name: Optional[str] = None) -> YolactConfig:
+def _with_head_sizes(
+    config: YolactConfig, state_dict: Mapping[str, torch.Tensor], file_name: Optional[str] = None
+) -> YolactConfig:
     """Adapt the class count and mask dimension to the head's weights, if they differ and
     are within sane bounds (ValueError naming the key otherwise)."""
     try:
@@ -367,8 +379,10 @@ def _with_head_sizes(config: YolactConfig, state_dict: Mapping[str, torch.Tensor
         mask_dim = state_dict["prediction_layers.0.mask_layer.weight"].shape[0] // num_anchors
     except (KeyError, IndexError, ZeroDivisionError):
         return config  # the strict check reports what is missing
-    for key, value, limit, what in (("conf_layer", num_classes, MAX_CLASSES, "classes"),
-                                    ("mask_layer", mask_dim, MAX_MASK_DIM, "mask prototypes")):
+    for key, value, limit, what in (
+        ("conf_layer", num_classes, MAX_CLASSES, "classes"),
+        ("mask_layer", mask_dim, MAX_MASK_DIM, "mask prototypes"),
+    ):
         if value > limit:
             raise ValueError(
                 f"{_describe(file_name)}: prediction_layers.0.{key}.weight claims {value} {what} "
@@ -386,8 +400,7 @@ def save_weights(model: Yolact, path: Union[str, os.PathLike], half: bool = Fals
     """Weights only ({"state_dict", "config", "class_names"}), loadable by ``yf.load(path)``;
     ``half``: floating-point tensors as float16. Written atomically (see :func:`save_file`)."""
     state = {k: (v.half() if half and v.is_floating_point() else v.clone()) for k, v in model.state_dict().items()}
-    save_file({"state_dict": state, "config": model.config.name, "class_names": list(model.config.class_names)},
-              path)
+    save_file({"state_dict": state, "config": model.config.name, "class_names": list(model.config.class_names)}, path)
 
 
 def save_file(obj, path: Union[str, os.PathLike]) -> None:
@@ -402,8 +415,9 @@ def save_file(obj, path: Union[str, os.PathLike]) -> None:
         with atomic_output(path) as file:
             torch.save(obj, file)
     except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
-        raise OSError(f"cannot write checkpoint {path!r} (the previous file, if any, is unchanged): "
-                      f"{_write_error(error)}") from error
+        raise OSError(
+            f"cannot write checkpoint {path!r} (the previous file, if any, is unchanged): {_write_error(error)}"
+        ) from error
 
 
 def _write_error(error: BaseException) -> str:

@@ -14,8 +14,7 @@ def _deform_conv2d():
         from torchvision.ops import deform_conv2d
     except ImportError as error:
         raise ImportError(
-            "YOLACT++ models (deformable convolutions) need torchvision: "
-            "pip install torchvision (or yolact_fast[plus])"
+            "YOLACT++ models (deformable convolutions) need torchvision: pip install torchvision (or yolact_fast[plus])"
         ) from error
     return deform_conv2d
 
@@ -29,16 +28,24 @@ class ModulatedDeformConv2d(nn.Module):
     [B,in,H,W] -> [B,out,H',W'] with H', W' those of a plain conv with the same geometry.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, dilation: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        dilation: int = 1,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kernel_size, kernel_size)
         self.stride, self.padding, self.dilation = (stride, stride), (padding, padding), (dilation, dilation)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels))
-        self.conv_offset_mask = nn.Conv2d(in_channels, 3 * kernel_size * kernel_size, kernel_size,
-                                          stride, padding, dilation, bias=True)
+        self.conv_offset_mask = nn.Conv2d(
+            in_channels, 3 * kernel_size * kernel_size, kernel_size, stride, padding, dilation, bias=True
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -62,9 +69,10 @@ class ModulatedDeformConv2d(nn.Module):
             x, offset, weight, bias, mask = (t if t is None else t.float() for t in tensors)
             out = _deform_conv2d()(x, offset, weight, bias, self.stride, self.padding, self.dilation, mask=mask)
             return out.to(tensors[0].dtype)
-        return _deform_conv2d()(x, offset, self.weight, self.bias, self.stride, self.padding,
-                                self.dilation, mask=mask)
+        return _deform_conv2d()(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask=mask)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )

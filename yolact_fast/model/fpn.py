@@ -19,15 +19,12 @@ class FPN(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], num_features: int = 256, num_downsample: int = 2):
         super().__init__()
-        self.lat_layers = nn.ModuleList(
-            [nn.Conv2d(c, num_features, kernel_size=1) for c in reversed(in_channels)]
-        )
+        self.lat_layers = nn.ModuleList([nn.Conv2d(c, num_features, kernel_size=1) for c in reversed(in_channels)])
         self.pred_layers = nn.ModuleList(
             [nn.Conv2d(num_features, num_features, kernel_size=3, padding=1) for _ in in_channels]
         )
         self.downsample_layers = nn.ModuleList(
-            [nn.Conv2d(num_features, num_features, kernel_size=3, padding=1, stride=2)
-             for _ in range(num_downsample)]
+            [nn.Conv2d(num_features, num_features, kernel_size=3, padding=1, stride=2) for _ in range(num_downsample)]
         )
 
     def forward(self, features: Sequence[torch.Tensor]) -> List[torch.Tensor]:

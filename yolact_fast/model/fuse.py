@@ -35,8 +35,16 @@ def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
         fused = copy.deepcopy(conv)
     else:
         fused = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=True,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
         )
     fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
     fused.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
@@ -83,8 +91,12 @@ class MergedPredictionHead(nn.Module):
         self.splits = tuple(layer.out_channels for layer in layers)
         first = layers[0]
         self.merged = nn.Conv2d(
-            first.in_channels, sum(self.splits), first.kernel_size, padding=first.padding,
-            device=first.weight.device, dtype=first.weight.dtype,
+            first.in_channels,
+            sum(self.splits),
+            first.kernel_size,
+            padding=first.padding,
+            device=first.weight.device,
+            dtype=first.weight.dtype,
         )
         with torch.no_grad():
             self.merged.weight.copy_(torch.cat([layer.weight for layer in layers]))
@@ -100,8 +112,9 @@ class MergedPredictionHead(nn.Module):
         )
 
 
-def inference_copy(model: Yolact, channels_last: Optional[bool] = None, pack_cpu: bool = True,
-                   dtype: Optional[torch.dtype] = None) -> Yolact:
+def inference_copy(
+    model: Yolact, channels_last: Optional[bool] = None, pack_cpu: bool = True, dtype: Optional[torch.dtype] = None
+) -> Yolact:
     """A fused eval-mode copy of ``model`` for inference (see module docstring).
 
     ``channels_last``: convert the weights to channels_last (None: when the model is on the
@@ -155,8 +168,13 @@ class PackedConv2d(nn.Module):
     a weight packed for another size would be reordered again at every call (with a slow
     generic reorder: ~3 ms per call of the demo model's head)."""
 
-    def __init__(self, conv: nn.Conv2d, input_shapes: Sequence[Tuple[int, ...]], activation: str = "none",
-                 scalars: Optional[List[float]] = None):
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        input_shapes: Sequence[Tuple[int, ...]],
+        activation: str = "none",
+        scalars: Optional[List[float]] = None,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.padding, self.stride = list(conv.padding), list(conv.stride)
@@ -166,7 +184,8 @@ class PackedConv2d(nn.Module):
         # Plain attributes: the packed (opaque) tensors cannot be parameters or be copied.
         self.packed_weights = {
             tuple(shape[2:]): torch._C._nn.mkldnn_reorder_conv2d_weight(
-                weight, self.padding, self.stride, self.dilation, self.groups, list(shape))
+                weight, self.padding, self.stride, self.dilation, self.groups, list(shape)
+            )
             for shape in input_shapes
         }
         self.packed_weight = next(iter(self.packed_weights.values()))  # for sizes not seen when packing
@@ -177,15 +196,34 @@ class PackedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
-            x, self._weight(x), self.bias_, self.padding, self.stride, self.dilation,
-            self.groups, self.activation, self.scalars, "",
+            x,
+            self._weight(x),
+            self.bias_,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+            self.activation,
+            self.scalars,
+            "",
         )
 
     def forward_add_relu(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """relu(conv(x) + other) in one oneDNN call."""
         return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, self._weight(x), self.bias_, self.padding, self.stride, self.dilation,
-            self.groups, "add", 1.0, "relu", [], "",
+            x,
+            other,
+            self._weight(x),
+            self.bias_,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+            "add",
+            1.0,
+            "relu",
+            [],
+            "",
         )
 
     def extra_repr(self) -> str:

@@ -28,11 +28,16 @@ class ProtoNet(nn.Sequential):
 
     def __init__(self, in_channels: int = 256, mask_dim: int = 32, width: int = 256):
         super().__init__(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-            Interpolate(2.0), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            Interpolate(2.0),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(width, mask_dim, 1),
         )
 
@@ -88,7 +93,5 @@ class MaskIoUNet(nn.Module):
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         if masks.ndim != 4 or masks.shape[1] != 1 or min(masks.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"masks must be [n,1,h,w] with h, w >= {self.min_size}, got {tuple(masks.shape)}"
-            )
+            raise ValueError(f"masks must be [n,1,h,w] with h, w >= {self.min_size}, got {tuple(masks.shape)}")
         return self.maskiou_net(masks).amax(dim=(2, 3))

@@ -61,8 +61,13 @@ def weight_roles(names: Iterable[str]) -> List[str]:
     for name in names:
         prefix, _, leaf = name.rpartition(".")
         if name.startswith(_MASKIOU_PREFIX) and leaf in ("weight", "bias"):
-            roles.append("maskiou_bias" if leaf == "bias" else
-                         "maskiou_last_weight" if name == last_maskiou_weight else "maskiou_weight")
+            roles.append(
+                "maskiou_bias"
+                if leaf == "bias"
+                else "maskiou_last_weight"
+                if name == last_maskiou_weight
+                else "maskiou_weight"
+            )
         elif prefix + ".running_mean" in name_set:
             roles.append(_BN_LEAVES[leaf])
         elif leaf == "weight":

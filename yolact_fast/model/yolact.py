@@ -58,10 +58,9 @@ class Yolact(nn.Module):
         )
         in_channels = [config.backbone.channels[i] for i in config.backbone.selected_layers]
         self.fpn = FPN(in_channels, config.fpn_features, config.fpn_num_downsample)
-        self.prediction_layers = nn.ModuleList([
-            PredictionHead(config.fpn_features, config.anchors_per_location[0],
-                           config.num_classes, config.mask_dim)
-        ])
+        self.prediction_layers = nn.ModuleList(
+            [PredictionHead(config.fpn_features, config.anchors_per_location[0], config.num_classes, config.mask_dim)]
+        )
         # Only used by the training loss; kept so that official checkpoints load strictly.
         self.semantic_seg_conv = nn.Conv2d(config.fpn_features, config.num_classes - 1, kernel_size=1)
         self.eval()

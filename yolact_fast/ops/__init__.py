@@ -69,9 +69,7 @@ def make_priors(
     return priors.clone() if cached else priors
 
 
-def decode_boxes(
-    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
-) -> torch.Tensor:
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
     """Box offsets [..., P, 4] and priors [P, 4] (cx, cy, w, h) -> [..., P, 4] x1, y1, x2, y2.
 
     Bit-identical to the official decode on the CPU (same float32 operations in the same order).
@@ -105,16 +103,16 @@ def fast_nms(
         N <= max_detections. On CUDA, reading N synchronizes; use
         ``torch.ops.yolact_fast.fast_nms`` for padded outputs plus a count tensor.
     """
-    return _args.trim_detections(_ops.fast_nms(*_args.nms_args(
-        boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
-    )))
+    return _args.trim_detections(
+        _ops.fast_nms(
+            *_args.nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method)
+        )
+    )
 
 
-def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
-                max_detections=100):
+def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05, max_detections=100):
     """:func:`fast_nms` with ``method="cluster"``: the result of greedy NMS."""
-    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
-                    max_detections, method="cluster")
+    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method="cluster")
 
 
 def detect(
@@ -142,10 +140,22 @@ def detect(
         from ``torch.softmax``'s by a few ulps (a vectorized exp). On CUDA, reading N
         synchronizes; ``torch.ops.yolact_fast.detect`` returns padded outputs and a count.
     """
-    return _args.trim_detections(_ops.detect(*_args.detect_args(
-        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
-        max_detections, method,
-    )))
+    return _args.trim_detections(
+        _ops.detect(
+            *_args.detect_args(
+                loc,
+                conf_logits,
+                coeffs,
+                priors,
+                variances,
+                iou_threshold,
+                top_k,
+                score_threshold,
+                max_detections,
+                method,
+            )
+        )
+    )
 
 
 def assemble_masks(
@@ -202,5 +212,6 @@ def check_nms_options(score_threshold, iou_threshold, top_k, max_detections, met
     detections); ``method`` "fast" or "cluster". (The CUDA kernels also limit
     ``min(top_k, P)`` and the output length to 2048, and every op its tensors to 16 GiB.)"""
     iou_threshold, top_k, score_threshold, max_detections, method = _args.nms_options(
-        iou_threshold, top_k, score_threshold, max_detections, method)
+        iou_threshold, top_k, score_threshold, max_detections, method
+    )
     _C.check_nms_options(score_threshold, iou_threshold, top_k, max_detections, method)

@@ -72,8 +72,7 @@ def priors_inputs(config: YolactConfig, image_size: Tuple[int, int], device: str
     levels = feature_sizes(image_size, config.num_levels)
     sizes = anchor_sizes(config)
     anchor_wh = torch.tensor([wh for level in sizes for wh in level], dtype=torch.float64)
-    return (anchor_wh.view(-1, 2).to(device), [s for hw in levels for s in hw],
-            [len(level) for level in sizes])
+    return (anchor_wh.view(-1, 2).to(device), [s for hw in levels for s in hw], [len(level) for level in sizes])
 
 
 def priors_args(config, image_size, device) -> Tuple[Tuple[int, int], str]:
@@ -92,34 +91,35 @@ def decode_args(loc, priors, variances):
     check_tensor(priors, "priors")
     if isinstance(variances, str) or not isinstance(variances, Sequence) or len(variances) != 2:
         raise ValueError(f"variances must be a pair (xy, wh), got {variances!r}")
-    return (loc, priors, as_float(variances[0], "variances[0]"),
-            as_float(variances[1], "variances[1]"))
+    return (loc, priors, as_float(variances[0], "variances[0]"), as_float(variances[1], "variances[1]"))
 
 
-def nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
-              method):
+def nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method):
     for value, name in ((boxes, "boxes"), (scores, "scores"), (coeffs, "coeffs")):
         check_tensor(value, name)
-    return (boxes, scores, coeffs) + nms_options(iou_threshold, top_k, score_threshold,
-                                                  max_detections, method)
+    return (boxes, scores, coeffs) + nms_options(iou_threshold, top_k, score_threshold, max_detections, method)
 
 
 def nms_options(iou_threshold, top_k, score_threshold, max_detections, method):
     """The NMS options as the ops take them (in their order)."""
     return (
-        as_float(iou_threshold, "iou_threshold"), as_int(top_k, "top_k"),
+        as_float(iou_threshold, "iou_threshold"),
+        as_int(top_k, "top_k"),
         as_float(score_threshold, "score_threshold"),
-        as_int(max_detections, "max_detections"), as_str(method, "method"),
+        as_int(max_detections, "max_detections"),
+        as_str(method, "method"),
     )
 
 
-def detect_args(loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k,
-                 score_threshold, max_detections, method):
+def detect_args(
+    loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold, max_detections, method
+):
     loc, priors, variance_xy, variance_wh = decode_args(loc, priors, variances)
     check_tensor(conf_logits, "conf_logits")
     check_tensor(coeffs, "coeffs")
     return (loc, conf_logits, coeffs, priors, variance_xy, variance_wh) + nms_options(
-        iou_threshold, top_k, score_threshold, max_detections, method)
+        iou_threshold, top_k, score_threshold, max_detections, method
+    )
 
 
 def mask_args(proto, coeffs, boxes, crop_padding):
@@ -130,8 +130,7 @@ def mask_args(proto, coeffs, boxes, crop_padding):
 
 def paste_args(proto, coeffs, boxes, size, threshold, crop_padding):
     proto, coeffs, boxes, crop_padding = mask_args(proto, coeffs, boxes, crop_padding)
-    return (proto, coeffs, boxes, list(check_size(size)), as_float(threshold, "threshold"),
-            crop_padding)
+    return (proto, coeffs, boxes, list(check_size(size)), as_float(threshold, "threshold"), crop_padding)
 
 
 def checksum_args(tensors) -> list:

@@ -26,6 +26,4 @@ def _backward(ctx, grad_output):
     return grad_proto, grad_coeffs, None, None
 
 
-torch.library.register_autograd(
-    "yolact_fast::assemble_masks", _backward, setup_context=_setup_context
-)
+torch.library.register_autograd("yolact_fast::assemble_masks", _backward, setup_context=_setup_context)

@@ -25,8 +25,7 @@ def make_priors(config: YolactConfig, image_size: Tuple[int, int], device=None) 
 
     The official loop's float64 values ((i + 0.5) / conv_w, ...), computed as tensors."""
     levels = []
-    for (conv_h, conv_w), sizes in zip(feature_sizes(tuple(image_size), config.num_levels),
-                                       anchor_sizes(config)):
+    for (conv_h, conv_w), sizes in zip(feature_sizes(tuple(image_size), config.num_levels), anchor_sizes(config)):
         level = torch.empty((conv_h, conv_w, len(sizes), 4), dtype=torch.float64)
         level[..., 0] = ((torch.arange(conv_w, dtype=torch.float64) + 0.5) / conv_w)[:, None]
         level[..., 1] = ((torch.arange(conv_h, dtype=torch.float64) + 0.5) / conv_h)[:, None, None]
@@ -35,9 +34,7 @@ def make_priors(config: YolactConfig, image_size: Tuple[int, int], device=None) 
     return torch.cat(levels).to(device=device, dtype=torch.float32)
 
 
-def decode_boxes(
-    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
-) -> torch.Tensor:
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
     """[..., P, 4] offsets and [P, 4] priors -> [..., P, 4] (x1, y1, x2, y2) relative."""
     centers = priors[..., :2] + loc[..., :2] * variances[0] * priors[..., 2:]
     sizes = priors[..., 2:] * torch.exp(loc[..., 2:] * variances[1])
@@ -68,8 +65,7 @@ def fast_nms(
     boxes [P,4] x1y1x2y2, scores [C,P] foreground probabilities, coeffs [P,k]
     -> (boxes [N,4], coeffs [N,k], labels [N] int64, scores [N]), scores descending.
     """
-    return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
-                          max_detections, _fast_survivors)
+    return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, _fast_survivors)
 
 
 def cluster_nms(
@@ -84,8 +80,9 @@ def cluster_nms(
     """Cluster-NMS's result, computed as traditional greedy NMS per class on the same
     candidates as :func:`fast_nms`: a box is dropped when its IoU with an earlier *kept* box
     exceeds the threshold."""
-    return _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
-                          max_detections, _greedy_survivors)
+    return _per_class_nms(
+        boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, _greedy_survivors
+    )
 
 
 def detect(
@@ -128,8 +125,7 @@ def _greedy_survivors(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     return keep
 
 
-def _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections,
-                   survivors):
+def _per_class_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, survivors):
     keep_prior = candidate_mask(boxes, scores, score_threshold)
     boxes, coeffs, scores = boxes[keep_prior], coeffs[keep_prior], scores[:, keep_prior]
     num_classes = scores.shape[0]
@@ -225,8 +221,11 @@ def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     for tensor in tensors:
         width = min(tensor.element_size(), 8)
         values = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
-        words = values.view(torch.uint8).view({1: torch.uint8, 2: torch.int16, 4: torch.int32,
-                                               8: torch.int64}[width]).to(torch.int64)
+        words = (
+            values.view(torch.uint8)
+            .view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[width])
+            .to(torch.int64)
+        )
         if width < 8:
             words = words & ((1 << (8 * width)) - 1)
         sums.append((words * _checksum_weights(words.numel(), words.device)).sum())

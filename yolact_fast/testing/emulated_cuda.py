@@ -73,9 +73,7 @@ def launches() -> Iterator[List[Launch]]:
 
 
 @contextlib.contextmanager
-def schedule(
-    seed: int = 0, check_races: bool = True, opt_in_shared_bytes: Optional[int] = None
-) -> Iterator[None]:
+def schedule(seed: int = 0, check_races: bool = True, opt_in_shared_bytes: Optional[int] = None) -> Iterator[None]:
     """Emulation settings for this thread inside the ``with`` block: ``seed`` draws the
     order in which a block's threads run between barriers; ``check_races`` turns the
     shared-memory race and uninitialised-read checks on or off (bounds checks stay on);
@@ -113,9 +111,7 @@ def make_priors(
     return _kernels.make_priors(*_args.priors_inputs(config, size, device))
 
 
-def decode_boxes(
-    loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)
-) -> torch.Tensor:
+def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = (0.1, 0.2)) -> torch.Tensor:
     """:func:`yolact_fast.ops.decode_boxes`."""
     return _kernels.decode_boxes(*_args.decode_args(loc, priors, variances))
 
@@ -131,16 +127,16 @@ def fast_nms(
     method: str = "fast",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`yolact_fast.ops.fast_nms`."""
-    return _args.trim_detections(_kernels.fast_nms(*_args.nms_args(
-        boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method
-    )))
+    return _args.trim_detections(
+        _kernels.fast_nms(
+            *_args.nms_args(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method)
+        )
+    )
 
 
-def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05,
-                max_detections=100):
+def cluster_nms(boxes, scores, coeffs, iou_threshold=0.5, top_k=200, score_threshold=0.05, max_detections=100):
     """:func:`yolact_fast.ops.cluster_nms`."""
-    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold,
-                    max_detections, method="cluster")
+    return fast_nms(boxes, scores, coeffs, iou_threshold, top_k, score_threshold, max_detections, method="cluster")
 
 
 def detect(
@@ -156,10 +152,22 @@ def detect(
     method: str = "fast",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`yolact_fast.ops.detect`."""
-    return _args.trim_detections(_kernels.detect(*_args.detect_args(
-        loc, conf_logits, coeffs, priors, variances, iou_threshold, top_k, score_threshold,
-        max_detections, method,
-    )))
+    return _args.trim_detections(
+        _kernels.detect(
+            *_args.detect_args(
+                loc,
+                conf_logits,
+                coeffs,
+                priors,
+                variances,
+                iou_threshold,
+                top_k,
+                score_threshold,
+                max_detections,
+                method,
+            )
+        )
+    )
 
 
 def assemble_masks(
@@ -178,8 +186,7 @@ def paste_masks(
     crop_padding: float = 1,
 ) -> torch.Tensor:
     """:func:`yolact_fast.ops.paste_masks`."""
-    return _kernels.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold,
-                                                 crop_padding))
+    return _kernels.paste_masks(*_args.paste_args(proto, coeffs, boxes, size, threshold, crop_padding))
 
 
 def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -42,13 +42,14 @@ def process_device(name: Optional[str | torch.device] = None, option: str = "dev
     """:func:`training_device` of ``name``; ValueError naming ``option`` for a device with an
     index under torchrun, which would put every process on that one device."""
     if launched_by_torchrun() and name is not None and torch.device(name).index is not None:
-        raise ValueError(f"{option} {name} under torchrun would put every process on one device: "
-                         f"pass {option} cuda (each process takes cuda:LOCAL_RANK)")
+        raise ValueError(
+            f"{option} {name} under torchrun would put every process on one device: "
+            f"pass {option} cuda (each process takes cuda:LOCAL_RANK)"
+        )
     return training_device(name)
 
 
-def init_from_environment(device: Optional[str | torch.device] = None,
-                          timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+def init_from_environment(device: Optional[str | torch.device] = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Join the default process group from torchrun's environment. True when this call
     joined it (then call :func:`shutdown` at the end); False when not launched with
     WORLD_SIZE > 1 or already in a group. Backend: nccl when this process trains on CUDA (see
@@ -62,8 +63,7 @@ def init_from_environment(device: Optional[str | torch.device] = None,
     device = training_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return True
 
 
@@ -89,7 +89,8 @@ class Processes:
         if launched_by_torchrun():
             raise RuntimeError(
                 f"started by torchrun with WORLD_SIZE={os.environ['WORLD_SIZE']} but torch.distributed "
-                "is not initialised: call yolact_fast.train.init_from_environment() first (the CLI does)")
+                "is not initialised: call yolact_fast.train.init_from_environment() first (the CLI does)"
+            )
         return cls()
 
     @property

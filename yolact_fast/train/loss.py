@@ -61,17 +61,26 @@ class Matches(NamedTuple):
     index: torch.Tensor
 
 
-def match(boxes: torch.Tensor, labels: torch.Tensor, priors: torch.Tensor,
-          pos_iou: float = 0.5, neg_iou: float = 0.4, crowd_boxes: torch.Tensor = None,
-          crowd_iou: float = 0.7, variances: Sequence[float] = (0.1, 0.2)) -> Matches:
+def match(
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    priors: torch.Tensor,
+    pos_iou: float = 0.5,
+    neg_iou: float = 0.4,
+    crowd_boxes: torch.Tensor = None,
+    crowd_iou: float = 0.7,
+    variances: Sequence[float] = (0.1, 0.2),
+) -> Matches:
     """Match ground truth (``boxes`` [M,4] relative x1,y1,x2,y2, ``labels`` [M] 0-based) to
     ``priors`` [P,4] (cx,cy,w,h)."""
     num_priors = priors.shape[0]
     device = priors.device
     if boxes.shape[0] == 0:
-        return Matches(torch.zeros(num_priors, dtype=torch.int64, device=device),
-                       torch.zeros((num_priors, 4), device=device),
-                       torch.zeros(num_priors, dtype=torch.int64, device=device))
+        return Matches(
+            torch.zeros(num_priors, dtype=torch.int64, device=device),
+            torch.zeros((num_priors, 4), device=device),
+            torch.zeros(num_priors, dtype=torch.int64, device=device),
+        )
     overlaps = box_iou(boxes, point_form(priors))  # [M,P]
     best_overlap, best_index = overlaps.max(0)
     # Each ground truth claims its best prior, greedily from the best pair down (official).
@@ -107,8 +116,9 @@ def ohem_negatives(conf_logits: torch.Tensor, conf_t: torch.Tensor, negpos_ratio
         return (rank < num_neg) & (conf_t == 0)
 
 
-def mask_loss_single(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.Tensor,
-                     gt_masks: torch.Tensor) -> torch.Tensor:
+def mask_loss_single(
+    proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.Tensor, gt_masks: torch.Tensor
+) -> torch.Tensor:
     """Sum over masks of (BCE summed over the cropped mask) / (box area in proto pixels).
 
     proto [h,w,k], coeffs [n,k], gt_boxes [n,4] relative, gt_masks [n,h,w] float in {0,1}.
@@ -138,8 +148,10 @@ def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torc
     targets (the union of each class's masks)."""
     num_classes, h, w = logits.shape
     if masks.shape[-2:] != (h, w):
-        raise ValueError(f"semantic_masks must be [M,{h},{w}] (the semantic logits' size), got "
-                         f"{list(masks.shape)}: build them with prepare_targets(..., semantic_size=({h}, {w}))")
+        raise ValueError(
+            f"semantic_masks must be [M,{h},{w}] (the semantic logits' size), got "
+            f"{list(masks.shape)}: build them with prepare_targets(..., semantic_size=({h}, {w}))"
+        )
     target = torch.zeros_like(logits)
     if masks.shape[0]:
         masks = masks.bool()
@@ -148,9 +160,14 @@ def semantic_loss_single(logits: torch.Tensor, masks: torch.Tensor, labels: torc
     return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / (h * w)
 
 
-def maskiou_samples(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.Tensor,
-                    gt_masks: torch.Tensor, gt_labels: torch.Tensor, discard_mask_area: float
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def maskiou_samples(
+    proto: torch.Tensor,
+    coeffs: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_masks: torch.Tensor,
+    gt_labels: torch.Tensor,
+    discard_mask_area: float,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mask-IoU training samples of one image's trained masks: (``maskiou_net`` input
     [n,1,h,w], the cropped predicted masks; target IoU [n] of each mask thresholded at 0.5 with
     its ground truth; labels [n]). proto [h,w,k], coeffs [m,k], gt_boxes [m,4] relative,
@@ -165,9 +182,14 @@ def maskiou_samples(proto: torch.Tensor, coeffs: torch.Tensor, gt_boxes: torch.T
     return pred.unsqueeze(1), target, gt_labels[keep]
 
 
-def mask_iou_loss(maskiou_net: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                  labels: torch.Tensor, maskious_to_train: int = -1,
-                  generator: torch.Generator = None) -> torch.Tensor:
+def mask_iou_loss(
+    maskiou_net: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    maskious_to_train: int = -1,
+    generator: torch.Generator = None,
+) -> torch.Tensor:
     """Summed smooth L1 between ``maskiou_net(inputs)`` [n,C] gathered at ``labels`` [n] and
     ``target`` [n]; a random ``maskious_to_train`` of the samples if positive and exceeded."""
     if maskious_to_train > 0 and inputs.shape[0] > maskious_to_train:
@@ -203,8 +225,10 @@ class LossWeights:
         unset = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
         missing = [name for name in unset if getattr(config, name, None) is None]
         if missing:
-            raise ValueError(f"LossWeights fields {missing} are None (take the config's value), but config "
-                             f"{config.name!r} has no value for them: set them in LossWeights")
+            raise ValueError(
+                f"LossWeights fields {missing} are None (take the config's value), but config "
+                f"{config.name!r} has no value for them: set them in LossWeights"
+            )
         return dataclasses.replace(self, **{name: getattr(config, name) for name in unset})
 
 
@@ -220,8 +244,12 @@ def resize_to_input(masks: torch.Tensor, input_size: Tuple[int, int]) -> torch.T
     return (_bilinear(masks, input_size) >= 0.5).float()
 
 
-def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int], proto_size: Tuple[int, int],
-                    semantic_size: Optional[Tuple[int, int]] = None) -> List[Target]:
+def prepare_targets(
+    targets: Sequence[Target],
+    input_size: Tuple[int, int],
+    proto_size: Tuple[int, int],
+    semantic_size: Optional[Tuple[int, int]] = None,
+) -> List[Target]:
     """Pixel targets of images resized to ``input_size`` -> relative boxes, masks at proto size.
 
     Each target's masks [M,H,W] give the original image size H, W. As in the official
@@ -239,21 +267,29 @@ def prepare_targets(targets: Sequence[Target], input_size: Tuple[int, int], prot
         height, width = masks.shape[-2:]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         input_masks = resize_to_input(masks, input_size)
-        prepared.append({
-            "boxes": target["boxes"].float() / scale,
-            "labels": target["labels"],
-            "masks": downsample_masks(input_masks, proto_size),
-            "semantic_masks": downsample_masks(input_masks, semantic_size),
-            "crowd_boxes": target.get("crowd_boxes", torch.zeros((0, 4))).float() / scale,
-        })
+        prepared.append(
+            {
+                "boxes": target["boxes"].float() / scale,
+                "labels": target["labels"],
+                "masks": downsample_masks(input_masks, proto_size),
+                "semantic_masks": downsample_masks(input_masks, semantic_size),
+                "crowd_boxes": target.get("crowd_boxes", torch.zeros((0, 4))).float() / scale,
+            }
+        )
     return prepared
 
 
-def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
-                targets: Sequence[Target], weights: Optional[LossWeights] = None,
-                variances: Sequence[float] = (0.1, 0.2), generator: torch.Generator = None,
-                denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                maskiou_net: Optional[torch.nn.Module] = None) -> Dict[str, torch.Tensor]:
+def yolact_loss(
+    outputs,
+    semantic_logits: torch.Tensor,
+    priors: torch.Tensor,
+    targets: Sequence[Target],
+    weights: Optional[LossWeights] = None,
+    variances: Sequence[float] = (0.1, 0.2),
+    generator: torch.Generator = None,
+    denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    maskiou_net: Optional[torch.nn.Module] = None,
+) -> Dict[str, torch.Tensor]:
     """Losses {"box", "conf", "mask", "semantic", "total"} for a batch, and "maskiou" with a
     ``maskiou_net`` (YOLACT++).
 
@@ -270,16 +306,25 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
     weights = LossWeights().for_config(yolact_base) if weights is None else weights
     unset = [f.name for f in dataclasses.fields(weights) if getattr(weights, f.name) is None]
     if unset:
-        raise ValueError(f"weights fields {unset} are None (take the config's value): pass "
-                         "weights.for_config(model.config)")
+        raise ValueError(
+            f"weights fields {unset} are None (take the config's value): pass weights.for_config(model.config)"
+        )
     lacking = [i for i, t in enumerate(targets) if "semantic_masks" not in t]
     if lacking:
         raise ValueError(f"targets {lacking} have no 'semantic_masks': build the targets with prepare_targets()")
     loc, conf_logits, coeffs, proto = outputs
     device = loc.device
     matches = [
-        match(t["boxes"].to(device), t["labels"].to(device), priors, weights.pos_iou, weights.neg_iou,
-              t.get("crowd_boxes", torch.zeros((0, 4))).to(device), weights.crowd_iou, variances)
+        match(
+            t["boxes"].to(device),
+            t["labels"].to(device),
+            priors,
+            weights.pos_iou,
+            weights.neg_iou,
+            t.get("crowd_boxes", torch.zeros((0, 4))).to(device),
+            weights.crowd_iou,
+            variances,
+        )
         for t in targets
     ]
     conf_t = torch.stack([m.conf for m in matches])
@@ -303,19 +348,30 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
             keep = torch.randperm(num_positives, generator=generator)[: weights.masks_to_train]
             index = index[keep.to(device)]
         gt = m.index[index]
-        image_mask = mask_loss_single(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
-                                      target["masks"].to(device)[gt])
+        image_mask = mask_loss_single(
+            proto[i], coeffs[i, index], target["boxes"].to(device)[gt], target["masks"].to(device)[gt]
+        )
         # A crowded image trains a subset of its masks but keeps its weight (official).
         mask = mask + image_mask * (num_positives / index.numel())
         if maskiou_net is not None:
-            maskiou.append(maskiou_samples(proto[i], coeffs[i, index], target["boxes"].to(device)[gt],
-                                           target["masks"].to(device)[gt], target["labels"].to(device)[gt],
-                                           weights.discard_mask_area))
+            maskiou.append(
+                maskiou_samples(
+                    proto[i],
+                    coeffs[i, index],
+                    target["boxes"].to(device)[gt],
+                    target["masks"].to(device)[gt],
+                    target["labels"].to(device)[gt],
+                    weights.discard_mask_area,
+                )
+            )
 
-    semantic = sum(
-        semantic_loss_single(semantic_logits[i], t["semantic_masks"].to(device), t["labels"].to(device))
-        for i, t in enumerate(targets)
-    ) / num_images
+    semantic = (
+        sum(
+            semantic_loss_single(semantic_logits[i], t["semantic_masks"].to(device), t["labels"].to(device))
+            for i, t in enumerate(targets)
+        )
+        / num_images
+    )
 
     losses = {
         "box": box * weights.box / num_pos,
@@ -327,9 +383,11 @@ def yolact_loss(outputs, semantic_logits: torch.Tensor, priors: torch.Tensor,
         samples = [torch.cat(parts) for parts in zip(*maskiou)] if maskiou else None
         # Without samples the term is 0 through maskiou_net's parameters, so that every process
         # of a distributed run gives them a gradient (DistributedDataParallel needs one).
-        loss = (mask_iou_loss(maskiou_net, *samples, weights.maskious_to_train, generator)
-                if samples is not None and samples[0].shape[0]
-                else 0 * sum(p.sum() for p in maskiou_net.parameters()))
+        loss = (
+            mask_iou_loss(maskiou_net, *samples, weights.maskious_to_train, generator)
+            if samples is not None and samples[0].shape[0]
+            else 0 * sum(p.sum() for p in maskiou_net.parameters())
+        )
         losses["maskiou"] = loss * weights.maskiou / num_pos
     losses["total"] = sum(losses.values())
     return losses

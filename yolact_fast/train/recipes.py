@@ -35,9 +35,22 @@ class Stage(NamedTuple):
 
 
 DEMO_RECIPE: Tuple[Stage, ...] = (
-    Stage("yolact_demo", "synthetic:7200:0",
-          TrainOptions(epochs=1, batch_size=8, lr=2e-3, weight_decay=1e-4, warmup_steps=100, seed=0,
-                       num_workers=1, log_every=10, checkpoint_every=100, augment=_DEMO_AUGMENT)),
+    Stage(
+        "yolact_demo",
+        "synthetic:7200:0",
+        TrainOptions(
+            epochs=1,
+            batch_size=8,
+            lr=2e-3,
+            weight_decay=1e-4,
+            warmup_steps=100,
+            seed=0,
+            num_workers=1,
+            log_every=10,
+            checkpoint_every=100,
+            augment=_DEMO_AUGMENT,
+        ),
+    ),
 )
 RECIPES = {"demo": DEMO_RECIPE}
 
@@ -58,9 +71,14 @@ def run(name: str, out_dir: str, resume: str = None, threads: int = 2, first_sta
         if index + 1 < first_stage:
             continue
         init = None if index == 0 else os.path.join(stage_dir(out_dir, index - 1), "model.pt")
-        summary, model = train(stage.config, open_dataset(stage.data), stage_dir(out_dir, index),
-                               stage.options, resume=resume if index + 1 == first_stage else None,
-                               init_weights=init)
+        summary, model = train(
+            stage.config,
+            open_dataset(stage.data),
+            stage_dir(out_dir, index),
+            stage.options,
+            resume=resume if index + 1 == first_stage else None,
+            init_weights=init,
+        )
         summaries.append(summary)
     half_path = os.path.join(out_dir, f"{name}.pt")
     save_weights(model, half_path, half=True)

@@ -130,8 +130,11 @@ class BatchCollator:
 
     def __call__(self, samples) -> Batch:
         skipped = Counter(unreadable_image=sum(sample is None for sample in samples))
-        kept = [sample for sample in (sanitize(x, len(self.config.class_names), skipped)
-                                      for x in samples if x is not None) if sample is not None]
+        kept = [
+            sample
+            for sample in (sanitize(x, len(self.config.class_names), skipped) for x in samples if x is not None)
+            if sample is not None
+        ]
         if not kept:
             return Batch(None, None, 0, skipped)
         return Batch(*make_batch(kept, self.config), len(kept), skipped)
@@ -144,11 +147,18 @@ def malformed(sample) -> bool:
         return True
     image, target = sample
     masks, boxes, labels = target.get("masks"), target.get("boxes"), target.get("labels")
-    return (not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3
-            or image.shape[0] != 3 or image.numel() == 0
-            or any(not isinstance(t, torch.Tensor) for t in (masks, boxes, labels))
-            or masks.ndim != 3 or masks.shape[-2:] != image.shape[-2:]
-            or boxes.shape != (masks.shape[0], 4) or labels.shape != (masks.shape[0],))
+    return (
+        not isinstance(image, torch.Tensor)
+        or image.dtype != torch.uint8
+        or image.ndim != 3
+        or image.shape[0] != 3
+        or image.numel() == 0
+        or any(not isinstance(t, torch.Tensor) for t in (masks, boxes, labels))
+        or masks.ndim != 3
+        or masks.shape[-2:] != image.shape[-2:]
+        or boxes.shape != (masks.shape[0], 4)
+        or labels.shape != (masks.shape[0],)
+    )
 
 
 def sanitize(sample, num_classes: int, skipped: Counter):
@@ -181,8 +191,7 @@ def make_batch(samples: Sequence, config: YolactConfig) -> Tuple[torch.Tensor, L
     :func:`yolact_loss`)."""
     images = preprocess([image for image, _ in samples], config, "cpu")
     size = (config.max_size, config.max_size)
-    targets = prepare_targets([target for _, target in samples], size, proto_size(size),
-                              feature_sizes(size, 1)[0])
+    targets = prepare_targets([target for _, target in samples], size, proto_size(size), feature_sizes(size, 1)[0])
     return images, targets
 
 
@@ -199,11 +208,17 @@ class TrainingNetwork(nn.Module):
         return self.model.heads(pyramid), self.model.semantic_seg_conv(pyramid[0])
 
 
-def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Tensor,
-                  weights: LossWeights = LossWeights(), generator: torch.Generator = None,
-                  network: Optional[nn.Module] = None, amp: bool = False,
-                  denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-                  ) -> Dict[str, torch.Tensor]:
+def training_step(
+    model: Yolact,
+    images: torch.Tensor,
+    targets,
+    priors: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+    generator: torch.Generator = None,
+    network: Optional[nn.Module] = None,
+    amp: bool = False,
+    denominators: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> Dict[str, torch.Tensor]:
     """Forward pass and losses (no backward) of a model in training mode; ``weights`` fields
     left None take ``model.config``'s values. ``network`` runs the forward (default
     ``TrainingNetwork(model)``; DistributedDataParallel around one when distributed); ``amp``
@@ -221,9 +236,17 @@ def training_step(model: Yolact, images: torch.Tensor, targets, priors: torch.Te
             denominators(torch.zeros(2, device=device))
         return {"total": torch.tensor(float("nan"), device=device)}
     outputs = type(outputs)(*(t.float() for t in outputs))
-    losses = yolact_loss(outputs, semantic.float(), priors, targets, weights.for_config(model.config),
-                         model.config.variances, generator, denominators,
-                         maskiou_net=model.maskiou_net)
+    losses = yolact_loss(
+        outputs,
+        semantic.float(),
+        priors,
+        targets,
+        weights.for_config(model.config),
+        model.config.variances,
+        generator,
+        denominators,
+        maskiou_net=model.maskiou_net,
+    )
     # Every output joins the graph (weight 0): DistributedDataParallel needs a gradient for every
     # parameter in every process, also when a process's images train no mask.
     losses["total"] = losses["total"] + 0 * sum(t.sum() for t in (*outputs, semantic))
@@ -258,8 +281,10 @@ def read_checkpoint(path: str) -> dict:
         raise RuntimeError(f"refusing to resume from {path!r}: {error}") from None
     required = {"format", "state_dict", "optimizer", "epoch", "step", "config", "class_names"}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not required <= set(state):
-        raise RuntimeError(f"refusing to resume from {path!r}: not a yolact_fast training checkpoint "
-                           f"(expected keys {sorted(required)})")
+        raise RuntimeError(
+            f"refusing to resume from {path!r}: not a yolact_fast training checkpoint "
+            f"(expected keys {sorted(required)})"
+        )
     check_stored_tensors(state, repr(path))
     return state
 
@@ -279,10 +304,18 @@ class _SkipFirst(torch.utils.data.Sampler):
         return max(0, len(self.sampler) - self.count)
 
 
-def train(config: YolactConfig | str, dataset, out_dir: str, options: TrainOptions = TrainOptions(),
-          resume: Optional[str] = None, progress: bool = True, init_weights: Optional[str] = None,
-          backbone_weights: Optional[str] = None, device: Optional[str] = None,
-          on_step: Optional[Callable[[int, Yolact], None]] = None) -> Tuple[Dict[str, object], Yolact]:
+def train(
+    config: YolactConfig | str,
+    dataset,
+    out_dir: str,
+    options: TrainOptions = TrainOptions(),
+    resume: Optional[str] = None,
+    progress: bool = True,
+    init_weights: Optional[str] = None,
+    backbone_weights: Optional[str] = None,
+    device: Optional[str] = None,
+    on_step: Optional[Callable[[int, Yolact], None]] = None,
+) -> Tuple[Dict[str, object], Yolact]:
     """Train a YOLACT on ``dataset`` (items: (uint8 [3,H,W], pixel target) or None for an
     unreadable image). Returns (summary: steps, last losses, skipped counts, paths; the model
     in eval mode). ``resume``: a ``last.pt`` to continue from (refused if corrupt).
@@ -307,16 +340,25 @@ class Trainer:
     :meth:`resume`. As detectron2's ``TrainerBase``, :meth:`train` runs epochs of
     :meth:`run_step`, one optimiser step per global batch."""
 
-    def __init__(self, config: YolactConfig | str, dataset, out_dir: str, options: TrainOptions = TrainOptions(),
-                 init_weights: Optional[str] = None, backbone_weights: Optional[str] = None,
-                 device: Optional[str] = None):
+    def __init__(
+        self,
+        config: YolactConfig | str,
+        dataset,
+        out_dir: str,
+        options: TrainOptions = TrainOptions(),
+        init_weights: Optional[str] = None,
+        backbone_weights: Optional[str] = None,
+        device: Optional[str] = None,
+    ):
         self.processes = processes = Processes.current()
         self.config = config = _config_for(config, dataset)
         if len(dataset) == 0:
             raise ValueError("the training dataset is empty")
         if options.batch_size % processes.world_size:
-            raise ValueError(f"batch_size {options.batch_size} is the global batch: it must be a multiple "
-                             f"of the {processes.world_size} processes")
+            raise ValueError(
+                f"batch_size {options.batch_size} is the global batch: it must be a multiple "
+                f"of the {processes.world_size} processes"
+            )
         self.options, self.out_dir = options, out_dir
         self.local_batch = options.batch_size // processes.world_size
         self.device = device = training_device(device)
@@ -332,12 +374,14 @@ class Trainer:
         self.network: nn.Module = TrainingNetwork(self.model)
         if processes.world_size > 1:
             self.network = nn.parallel.DistributedDataParallel(
-                self.network, device_ids=[device.index] if device.type == "cuda" else None)
+                self.network, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.data = AugmentedDataset(dataset, options.augment, options.seed)
         # One global order for any number of processes: a step's global batch is the same images
         # (N processes pad the epoch to a multiple of N with repeated images).
         self.sampler = torch.utils.data.DistributedSampler(
-            self.data, processes.world_size, processes.rank, shuffle=True, seed=options.seed, drop_last=False)
+            self.data, processes.world_size, processes.rank, shuffle=True, seed=options.seed, drop_last=False
+        )
         self.steps_per_epoch = math.ceil(len(self.sampler) / self.local_batch)
         self.total_steps = self.steps_per_epoch * options.epochs
         self.priors = ops.make_priors(config, (config.max_size, config.max_size), device)
@@ -355,8 +399,10 @@ class Trainer:
         if freeze is None:
             freeze = self.local_batch < BN_MIN_BATCH
             if freeze and self.processes.is_main:
-                print("Per-process batch size is less than the recommended limit for batch norm. "
-                      "Disabling batch norm.", file=sys.stderr)  # as the official train.py says it
+                print(
+                    "Per-process batch size is less than the recommended limit for batch norm. Disabling batch norm.",
+                    file=sys.stderr,
+                )  # as the official train.py says it
         if freeze:
             freeze_batchnorm(self.model)
 
@@ -365,12 +411,16 @@ class Trainer:
         state = read_checkpoint(path)
         config, batch_size = self.config, self.options.batch_size
         if state["config"] != config.name or tuple(state["class_names"]) != config.class_names:
-            raise RuntimeError(f"refusing to resume from {path!r}: it trains {state['config']} with "
-                               f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}")
+            raise RuntimeError(
+                f"refusing to resume from {path!r}: it trains {state['config']} with "
+                f"classes {state['class_names']}, not {config.name} with {list(config.class_names)}"
+            )
         if state.get("batch_size", batch_size) != batch_size:
-            raise ValueError(f"refusing to resume from {path!r} with batch_size {batch_size}: it was "
-                             f"trained with batch_size {state['batch_size']} (global), and its step count, "
-                             "learning-rate schedule and place in the epoch are in batches of that size")
+            raise ValueError(
+                f"refusing to resume from {path!r} with batch_size {batch_size}: it was "
+                f"trained with batch_size {state['batch_size']} (global), and its step count, "
+                "learning-rate schedule and place in the epoch are in batches of that size"
+            )
         if set(state["state_dict"]) == set(self.model.state_dict()):  # else load_state_dict names the keys
             check_state_values(self.model, state["state_dict"], f"refusing to resume from {path!r}")
         self.model.load_state_dict(state["state_dict"])
@@ -381,12 +431,13 @@ class Trainer:
         # older checkpoints: one process, batch_in_epoch batches of batch_size
         self.samples_done = state.get("samples_in_epoch", state.get("batch_in_epoch", 0) * batch_size)
 
-    def train(self, progress: bool = True, on_step: Optional[Callable[[int, Yolact], None]] = None
-              ) -> Tuple[Dict[str, object], Yolact]:
+    def train(
+        self, progress: bool = True, on_step: Optional[Callable[[int, Yolact], None]] = None
+    ) -> Tuple[Dict[str, object], Yolact]:
         """Runs the remaining epochs; returns (summary, model in eval mode). Rank 0 writes
         ``model.pt`` and ``summary.json`` at the end."""
         self.started = time.time()
-        with (append_output(self.log_path) if self.processes.is_main else contextlib.nullcontext()) as log:
+        with append_output(self.log_path) if self.processes.is_main else contextlib.nullcontext() as log:
             while self.epoch < self.options.epochs:
                 self.run_epoch(log, progress, on_step)
         self.model.eval()
@@ -407,14 +458,23 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         skip_batches = self.samples_done // options.batch_size
         loader = torch.utils.data.DataLoader(
-            self.data, batch_size=self.local_batch,
+            self.data,
+            batch_size=self.local_batch,
             sampler=_SkipFirst(self.sampler, skip_batches * self.local_batch),
-            num_workers=options.num_workers, collate_fn=BatchCollator(self.config), drop_last=False,
+            num_workers=options.num_workers,
+            collate_fn=BatchCollator(self.config),
+            drop_last=False,
             persistent_workers=False,
         )
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
-                   disable=not (progress and self.processes.is_main), file=sys.stderr,
-                   initial=skip_batches, total=self.steps_per_epoch)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{options.epochs}",
+            unit="batch",
+            disable=not (progress and self.processes.is_main),
+            file=sys.stderr,
+            initial=skip_batches,
+            total=self.steps_per_epoch,
+        )
         for batch_index, batch in enumerate(bar, start=skip_batches):
             if not self.run_step(batch):
                 continue
@@ -438,8 +498,17 @@ class Trainer:
             return False  # every process needs an image for a step
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.total_steps, options)
-        losses = training_step(self.model, batch.images.to(self.device), batch.targets, self.priors, options.loss,
-                               self.generator, self.network, options.amp, processes.loss_denominators)
+        losses = training_step(
+            self.model,
+            batch.images.to(self.device),
+            batch.targets,
+            self.priors,
+            options.loss,
+            self.generator,
+            self.network,
+            options.amp,
+            processes.loss_denominators,
+        )
         self.optimizer.zero_grad(set_to_none=True)
         if not processes.all(bool(torch.isfinite(losses["total"])), self.device):
             self.skipped["nonfinite_loss_step"] += int(processes.is_main)
@@ -457,9 +526,19 @@ class Trainer:
         return True
 
     def _log(self, log) -> None:
-        log.write(json.dumps({"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
-                              "time_s": round(time.time() - self.started, 1),
-                              "world_size": self.processes.world_size, **self.last}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "time_s": round(time.time() - self.started, 1),
+                    "world_size": self.processes.world_size,
+                    **self.last,
+                }
+            )
+            + "\n"
+        )
         log.flush()
 
     def save_checkpoint(self, epoch: int, samples_in_epoch: int) -> None:
@@ -467,11 +546,18 @@ class Trainer:
         samples of it."""
         if not self.processes.is_main:
             return
-        state = {"format": CHECKPOINT_FORMAT, "state_dict": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "epoch": epoch, "step": self.step,
-                 "samples_in_epoch": samples_in_epoch, "batch_size": self.options.batch_size,
-                 "world_size": self.processes.world_size, "config": self.config.name,
-                 "class_names": list(self.config.class_names)}
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "step": self.step,
+            "samples_in_epoch": samples_in_epoch,
+            "batch_size": self.options.batch_size,
+            "world_size": self.processes.world_size,
+            "config": self.config.name,
+            "class_names": list(self.config.class_names),
+        }
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         save_file(state, self.checkpoint_path)
@@ -481,11 +567,17 @@ class Trainer:
         processes = self.processes
         seconds = time.time() - self.started
         images_seen = int(processes.sum(torch.tensor([self.images_seen], device=self.device)).item())
-        return {"steps": self.step, "losses": self.last,
-                "skipped": {k: v for k, v in processes.sum_counts(self.skipped).items() if v},
-                "weights": self.weights_path, "checkpoint": self.checkpoint_path, "log": self.log_path,
-                "world_size": processes.world_size, "seconds": round(seconds, 1),
-                "images_per_s": round(images_seen / max(seconds, 1e-9), 2)}
+        return {
+            "steps": self.step,
+            "losses": self.last,
+            "skipped": {k: v for k, v in processes.sum_counts(self.skipped).items() if v},
+            "weights": self.weights_path,
+            "checkpoint": self.checkpoint_path,
+            "log": self.log_path,
+            "world_size": processes.world_size,
+            "seconds": round(seconds, 1),
+            "images_per_s": round(images_seen / max(seconds, 1e-9), 2),
+        }
 
 
 def _config_for(config: YolactConfig | str, dataset) -> YolactConfig:
@@ -502,12 +594,15 @@ def _check_cpu_amp(config: YolactConfig) -> None:
     which the FPN's downsampling convolutions get when ``max_size`` is 64 or less."""
     sizes = feature_sizes((config.max_size, config.max_size), config.num_levels)
     if config.fpn_num_downsample and min(sizes[-2]) == 1:  # the last downsampling conv's input
-        raise ValueError(f"amp on the CPU needs FPN maps larger than 1x1 before the downsampling convs "
-                         f"(max_size {config.max_size} gives {sizes}): use max_size > 64 or no amp")
+        raise ValueError(
+            f"amp on the CPU needs FPN maps larger than 1x1 before the downsampling convs "
+            f"(max_size {config.max_size} gives {sizes}): use max_size > 64 or no amp"
+        )
 
 
-def _initial_model(config: YolactConfig, init_weights: Optional[str], backbone_weights: Optional[str],
-                   processes: Processes) -> Yolact:
+def _initial_model(
+    config: YolactConfig, init_weights: Optional[str], backbone_weights: Optional[str], processes: Processes
+) -> Yolact:
     """A fresh model, then the backbone from ``backbone_weights`` and all weights from
     ``init_weights`` (each optional); rank 0 reports what the backbone file set."""
     model = Yolact(config)
@@ -524,4 +619,3 @@ def _initial_model(config: YolactConfig, init_weights: Optional[str], backbone_w
         check_state_dict(model, state_dict, what=init_weights)
         model.load_state_dict(state_dict)
     return model
-
