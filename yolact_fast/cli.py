@@ -193,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     bench.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    bench.add_argument(
+        "--precision",
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="only these precisions' rows (fp32, bf16, fp16; default: every one this device runs)",
+    )
+    bench.add_argument(
+        "--runtime",
+        nargs="+",
+        default=None,
+        metavar="R",
+        help="only these runtimes' rows (torch, onnxruntime, openvino, eager, onnxruntime-graph, "
+        "openvino-graph; default: all)",
+    )
 
     export = commands.add_parser("export", help="write an ONNX file or an AOTInductor package")
     export.add_argument("--weights", required=True, help="'demo', a yolact_fast model.pt or an official .pth")
@@ -310,8 +325,18 @@ def _is_rank_zero() -> bool:
 
 
 def run_benchmark(args) -> int:
-    from .benchmarking import benchmark, format_table
+    from .benchmarking import benchmark, format_table, rows_for_machine
 
+    rows = rows_for_machine(args.device)
+    if args.precision:
+        rows = [row for row in rows if row[1] in args.precision]
+    if args.runtime:
+        rows = [row for row in rows if row[0] in args.runtime]
+    if not rows:
+        raise ValueError(
+            f"no benchmark row has --precision {args.precision} and --runtime {args.runtime} on "
+            f"{args.device}; the rows are {rows_for_machine(args.device)}"
+        )
     rows = benchmark(
         args.weights,
         tuple(args.image_size) if args.image_size else None,
@@ -319,6 +344,7 @@ def run_benchmark(args) -> int:
         args.device,
         args.runs,
         args.threads,
+        rows=rows,
         json_path=args.json,
     )
     print(format_table(rows))
