@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import py_compile
-import statistics
 import subprocess
 import sys
 import time
@@ -132,14 +131,14 @@ class Check:
         """Times and, against segment_eager fp32, the agreement of every precision with and
         without the CUDA graph (a wrong graph replay shows as a low agreement)."""
         import yolact_fast as yf
-        from yolact_fast.benchmarking import agreement
+        from yolact_fast.benchmarking import agreement, median_ms
 
         model, images, torch = self._model_and_images(2)
         runs = 3 if self.dry_run else 20
         reference = [yf.segment_eager(image, model) for image in images]
         results = {
             "segment_eager fp32": {
-                "ms": _median_ms(lambda: yf.segment_eager(images[0], model), runs, self.device),
+                "ms": median_ms(lambda: yf.segment_eager(images[0], model), runs, self.device),
                 "detections": [len(r) for r in reference],
             }
         }
@@ -152,7 +151,7 @@ class Check:
                 got = [yf.segment(image, model=model, precision=precision) for image in images]
                 got += [yf.segment(image, model=model, precision=precision) for image in images]  # replays
                 results[name] = {
-                    "ms": _median_ms(run, runs, self.device),
+                    "ms": median_ms(run, runs, self.device),
                     "detections": [len(r) for r in got],
                     "agreement_with_eager_fp32": round(agreement(reference * 2, got), 4),
                     "engine": str(yf.engine_info(model, precision=precision)),
@@ -163,6 +162,7 @@ class Check:
 
     def batch(self):
         import yolact_fast as yf
+        from yolact_fast.benchmarking import median_ms
 
         model, images, torch = self._model_and_images(8)
         runs = 2 if self.dry_run else 10
@@ -170,11 +170,12 @@ class Check:
         for precision in sorted(self._precisions(), key=lambda p: p != "fp16"):
             run = lambda: yf.segment(images, model=model, precision=precision)  # noqa: E731
             run()
-            throughput[precision] = round(8e3 / _median_ms(run, runs, self.device), 1)
+            throughput[precision] = round(8e3 / median_ms(run, runs, self.device), 1)
         return {"images_per_s_batch8": throughput}
 
     def compile(self):
         import yolact_fast as yf
+        from yolact_fast.benchmarking import median_ms
         from yolact_fast.engine import get_engine
         from yolact_fast.preprocess import preprocess
 
@@ -194,8 +195,8 @@ class Check:
             compile_s = time.monotonic() - start
             runs = 3 if self.dry_run else 20
             with engine.scope():
-                ours = _median_ms(lambda: engine.network(batch), runs, self.device)
-            theirs = _median_ms(lambda: compiled(batch_in), runs, self.device)
+                ours = median_ms(lambda: engine.network(batch), runs, self.device)
+            theirs = median_ms(lambda: compiled(batch_in), runs, self.device)
         return {
             "precision": precision,
             "engine_ms": ours,
@@ -241,20 +242,6 @@ def _realistic_head(model):
     with torch.no_grad():
         bias = model.prediction_layers[0].conf_layer.bias.view(-1, model.config.num_classes)
         bias[:, 1] += 4.0
-
-
-def _median_ms(call, runs, device):
-    import torch
-
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = []
-    for _ in range(runs):
-        sync()
-        start = time.perf_counter()
-        call()
-        sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
 
 
 def main(argv=None) -> int:

@@ -220,8 +220,8 @@ def run_row(spec: dict) -> Row:
     timed = compare[0]
     for _ in range(2):  # warm-up (and the engine's build, outside the timings)
         run([timed])
-    single = _median_ms(lambda: run([timed]), int(spec["runs"]), spec["device"])
-    many = _median_ms(lambda: run(compare[:1] * row.batch), max(3, int(spec["runs"]) // 4), spec["device"])
+    single = median_ms(lambda: run([timed]), int(spec["runs"]), spec["device"])
+    many = median_ms(lambda: run(compare[:1] * row.batch), max(3, int(spec["runs"]) // 4), spec["device"])
     row.ms_per_image = round(single, 3)
     row.images_per_s = round(1e3 / single, 2)
     row.images_per_s_batch = round(1e3 * row.batch / many, 2)
@@ -287,7 +287,7 @@ def _images(count: int, size: Tuple[int, int]) -> List[torch.Tensor]:
     return [shapes[i][0] for i in range(count)]
 
 
-def _median_ms(call, runs: int, device: str) -> float:
+def median_ms(call, runs: int, device: str) -> float:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for _ in range(runs):

@@ -38,6 +38,16 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_dist_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="torchrun: a rank that fails or stalls ends the others after this long (default 900)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolact-fast", description="YOLACT instance segmentation")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,13 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the inputs whose outputs in --out are complete (from an earlier run, under any number of processes)",
     )
-    seg.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="torchrun: a rank that fails or stalls ends the others after this long (default 900)",
-    )
+    add_dist_timeout(seg)
     add_engine_options(seg)
 
     demo = commands.add_parser("demo", help="segment a generated synthetic-shapes image with the embedded demo model")
@@ -144,13 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="freeze BatchNorm (default: as the official recipe, frozen when a process's batch is below 6 images)",
     )
-    train.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="torchrun: a rank that fails or stalls ends the others after this long (default 900)",
-    )
+    add_dist_timeout(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP (pycocotools COCOeval)")
@@ -166,13 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK) or cuda:N (default cpu)"
     )
-    evaluate.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="torchrun: a rank that fails or stalls ends the others after this long (default 900)",
-    )
+    add_dist_timeout(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_options(evaluate)
 
