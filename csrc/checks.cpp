@@ -16,8 +16,7 @@ NmsMethod parse_nms_method(const std::string& method) {
 
 int64_t nms_output_size(int64_t num_classes, int64_t num_priors, int64_t top_k,
                         int64_t max_detections) {
-  return std::min(max_detections,
-                  checked_mul(num_classes, std::min(top_k, num_priors), "scores"));
+  return std::min(max_detections, checked_mul(num_classes, std::min(top_k, num_priors), "scores"));
 }
 
 int64_t checked_mul(int64_t a, int64_t b, const char* name) {
@@ -34,8 +33,7 @@ int64_t check_allocation(at::IntArrayRef shape, int64_t element_size, const char
   for (const int64_t size : shape) overflow |= c10::mul_overflows(bytes, uint64_t(size), &bytes);
   TORCH_CHECK_VALUE(!overflow && bytes <= uint64_t(kMaxAllocationBytes), name, ": ", op,
                     " would allocate a tensor of shape ", shape, " with ", element_size,
-                    "-byte elements, ",
-                    overflow ? std::string("over 2^64") : std::to_string(bytes),
+                    "-byte elements, ", overflow ? std::string("over 2^64") : std::to_string(bytes),
                     " bytes: more than the limit of 2^34 bytes (16 GiB) per tensor");
   return int64_t(bytes);
 }
@@ -47,8 +45,8 @@ using NamedTensors = std::initializer_list<std::pair<const at::Tensor*, const ch
 
 void check_input_copies(const char* op, NamedTensors inputs) {
   for (const auto& [tensor, name] : inputs)
-    check_allocation(tensor->sizes(), std::max<int64_t>(tensor->element_size(), sizeof(float)),
-                     op, name);
+    check_allocation(tensor->sizes(), std::max<int64_t>(tensor->element_size(), sizeof(float)), op,
+                     name);
 }
 }  // namespace
 
@@ -73,8 +71,9 @@ int64_t check_make_priors_args(const at::Tensor& anchor_wh, at::IntArrayRef feat
                       "feature_sizes: the number of priors overflows int64");
   }
   check_allocation({priors, 4}, sizeof(float), "make_priors", "feature_sizes");
-  TORCH_CHECK_VALUE(anchor_wh.size(0) == anchors, "anchor_wh must have sum(anchors_per_level) = ",
-                    anchors, " rows, got ", anchor_wh.size(0));
+  TORCH_CHECK_VALUE(anchor_wh.size(0) == anchors,
+                    "anchor_wh must have sum(anchors_per_level) = ", anchors, " rows, got ",
+                    anchor_wh.size(0));
   return priors;
 }
 
@@ -111,8 +110,8 @@ void check_nms_numbers(double score_threshold, double iou_threshold, int64_t top
 }
 
 // The padded outputs of fast_nms and detect (computed in float32 for float16/bfloat16).
-void check_nms_outputs(const at::Tensor& scores, int64_t num_classes, int64_t num_priors,
-                       int64_t k, int64_t top_k, int64_t max_detections, const char* op) {
+void check_nms_outputs(const at::Tensor& scores, int64_t num_classes, int64_t num_priors, int64_t k,
+                       int64_t top_k, int64_t max_detections, const char* op) {
   const int64_t rows = nms_output_size(num_classes, num_priors, top_k, max_detections);
   const int64_t element_size = is_reduced_float(scores) ? sizeof(float) : scores.element_size();
   check_allocation({rows, std::max<int64_t>(k, 4)}, element_size, op,
@@ -137,14 +136,13 @@ void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at:
   check_dim(boxes, 2, "boxes", "[P, 4] (x1, y1, x2, y2)");
   check_last_dim(boxes, 4, "boxes", "[P, 4] (x1, y1, x2, y2)");
   const int64_t P = boxes.size(0);
-  TORCH_CHECK_VALUE(scores.dim() == 2 && scores.size(1) == P, "scores must be [C, P] with P = ",
-                    P, " (boxes.shape[0]), got shape ", shape_str(scores));
-  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
-                    P, " (boxes.shape[0]), got shape ", shape_str(coeffs));
+  TORCH_CHECK_VALUE(scores.dim() == 2 && scores.size(1) == P, "scores must be [C, P] with P = ", P,
+                    " (boxes.shape[0]), got shape ", shape_str(scores));
+  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ", P,
+                    " (boxes.shape[0]), got shape ", shape_str(coeffs));
   check_input_copies("fast_nms", {{&boxes, "boxes"}, {&scores, "scores"}, {&coeffs, "coeffs"}});
   check_nms_numbers(score_threshold, iou_threshold, top_k, max_detections);
-  check_nms_outputs(scores, scores.size(0), P, coeffs.size(1), top_k, max_detections,
-                    "fast_nms");
+  check_nms_outputs(scores, scores.size(0), P, coeffs.size(1), top_k, max_detections, "fast_nms");
 }
 
 int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
@@ -161,13 +159,12 @@ int64_t check_detect_args(const at::Tensor& loc, const at::Tensor& conf_logits,
   TORCH_CHECK_VALUE(conf_logits.dim() == 2 && conf_logits.size(0) == P && conf_logits.size(1) >= 1,
                     "conf_logits must be [P, C + 1] (background first) with P = ", P,
                     " (loc.shape[0]), got shape ", shape_str(conf_logits));
-  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ",
-                    P, " (loc.shape[0]), got shape ", shape_str(coeffs));
+  TORCH_CHECK_VALUE(coeffs.dim() == 2 && coeffs.size(0) == P, "coeffs must be [P, k] with P = ", P,
+                    " (loc.shape[0]), got shape ", shape_str(coeffs));
   check_input_copies("detect", {{&conf_logits, "conf_logits"}, {&coeffs, "coeffs"}});
   check_nms_numbers(score_threshold, iou_threshold, top_k, max_detections);
   const int64_t num_classes = conf_logits.size(1) - 1;
-  check_nms_outputs(conf_logits, num_classes, P, coeffs.size(1), top_k, max_detections,
-                    "detect");
+  check_nms_outputs(conf_logits, num_classes, P, coeffs.size(1), top_k, max_detections, "detect");
   return num_classes;
 }
 

@@ -25,19 +25,20 @@ inline void check_floating(const at::Tensor& t, const char* name) {
 // float16 and bfloat16 too (computed in float32 inside).
 inline void check_floating_or_reduced(const at::Tensor& t, const char* name) {
   const auto type = t.scalar_type();
-  TORCH_CHECK_TYPE(type == at::kFloat || type == at::kDouble || type == at::kHalf ||
-                       type == at::kBFloat16,
-                   name, " must be float16, bfloat16, float32 or float64, got ", type);
+  TORCH_CHECK_TYPE(
+      type == at::kFloat || type == at::kDouble || type == at::kHalf || type == at::kBFloat16, name,
+      " must be float16, bfloat16, float32 or float64, got ", type);
 }
 
 inline void check_dim(const at::Tensor& t, int64_t dim, const char* name, const char* layout) {
-  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim,
-                    " dims), got shape ", shape_str(t));
+  TORCH_CHECK_VALUE(t.dim() == dim, name, " must be ", layout, " (", dim, " dims), got shape ",
+                    shape_str(t));
 }
 
-inline void check_last_dim(const at::Tensor& t, int64_t size, const char* name, const char* layout) {
-  TORCH_CHECK_VALUE(t.dim() >= 1 && t.size(-1) == size, name, " must be ", layout,
-                    ", got shape ", shape_str(t));
+inline void check_last_dim(const at::Tensor& t, int64_t size, const char* name,
+                           const char* layout) {
+  TORCH_CHECK_VALUE(t.dim() >= 1 && t.size(-1) == size, name, " must be ", layout, ", got shape ",
+                    shape_str(t));
 }
 
 inline bool is_reduced_float(const at::Tensor& t) {
@@ -46,8 +47,8 @@ inline bool is_reduced_float(const at::Tensor& t) {
 
 inline void check_same_dtype(const at::Tensor& a, const char* a_name, const at::Tensor& b,
                              const char* b_name) {
-  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), b_name, " must have the dtype of ",
-                   a_name, " (", a.scalar_type(), "), got ", b.scalar_type());
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), b_name, " must have the dtype of ", a_name,
+                   " (", a.scalar_type(), "), got ", b.scalar_type());
 }
 
 inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b,

@@ -15,8 +15,8 @@ void reject_layout(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].isTensor()) continue;
     const at::Tensor& t = inputs[i].toTensor();
-    const char* kind = t.is_nested()      ? "a nested tensor"
-                       : t.is_quantized() ? "a quantized tensor"
+    const char* kind = t.is_nested()                ? "a nested tensor"
+                       : t.is_quantized()           ? "a quantized tensor"
                        : t.layout() != at::kStrided ? "a tensor of another layout"
                                                     : nullptr;
     TORCH_CHECK_TYPE(kind == nullptr, schema.arguments()[i].name(),

@@ -51,7 +51,8 @@ struct PriorCentre {
   double x, y;
 };
 YF_HD inline PriorCentre prior_centre(int64_t cell, int64_t conv_h, int64_t conv_w) {
-  return {(double(cell % conv_w) + 0.5) / double(conv_w), (double(cell / conv_w) + 0.5) / double(conv_h)};
+  return {(double(cell % conv_w) + 0.5) / double(conv_w),
+          (double(cell / conv_w) + 0.5) / double(conv_h)};
 }
 
 // The four values of a box (or prior, or offsets) read from any element type and converted
@@ -103,8 +104,8 @@ YF_HD inline bool suppresses(const T* a, const T* b, T iou_threshold) {
 // min/max equal the NaN-propagating ones there, and the branch-free form lets a loop over
 // many a-boxes vectorize (the CPU NMS inner loop).
 template <class T>
-YF_HD inline bool finite_box_suppresses(T ax1, T ay1, T ax2, T ay2, T area_a, const T* b,
-                                        T area_b, T iou_threshold) {
+YF_HD inline bool finite_box_suppresses(T ax1, T ay1, T ax2, T ay2, T area_a, const T* b, T area_b,
+                                        T iou_threshold) {
   const T right = ax2 < b[2] ? ax2 : b[2];
   const T left = ax1 > b[0] ? ax1 : b[0];
   const T bottom = ay2 < b[3] ? ay2 : b[3];

@@ -28,7 +28,8 @@ inline ChecksumPlan checksum_plan(at::TensorList tensors) {
     const at::Tensor& d = plan.dense.back();
     const int64_t width = std::min<int64_t>(int64_t(d.element_size()), 8);
     const int64_t words = d.numel() * int64_t(d.element_size()) / width;
-    plan.table.push_back({static_cast<const unsigned char*>(d.data_ptr()), words, plan.chunks, width});
+    plan.table.push_back(
+        {static_cast<const unsigned char*>(d.data_ptr()), words, plan.chunks, width});
     plan.chunks += (words + kChecksumChunkWords - 1) / kChecksumChunkWords;
   }
   return plan;

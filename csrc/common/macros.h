@@ -28,7 +28,7 @@
 #define YF_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
 #define YF_UNROLL _Pragma("unroll")
 #define YF_SHARED(T, name, N) __shared__ T name[N]
-#define YF_DYNAMIC_SHARED(T, name)                                  \
+#define YF_DYNAMIC_SHARED(T, name)                                    \
   extern __shared__ __align__(16) unsigned char yf_dynamic_shared_[]; \
   T* name = reinterpret_cast<T*>(yf_dynamic_shared_)
 #else
@@ -81,20 +81,20 @@ struct LargeSharedBytes {
 // hold (the launch fails with an unspecified launch failure), the emulation fails the
 // launch with the condition's text.
 #if defined(__CUDACC__)
-#define YF_REQUIRE(condition) \
-  do {                        \
+#define YF_REQUIRE(condition)   \
+  do {                          \
     if (!(condition)) __trap(); \
   } while (0)
 #else
-#define YF_REQUIRE(condition) \
-  do {                        \
+#define YF_REQUIRE(condition)                                          \
+  do {                                                                 \
     if (!(condition)) ::yf::emulation::requirement_failed(#condition); \
   } while (0)
 #endif
 
 // Linear index of this thread and total thread count of a 1-D grid (grid-stride loops).
-#define YF_KERNEL_LOOP(i, n)                                                            \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(n);      \
+#define YF_KERNEL_LOOP(i, n)                                                       \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < int64_t(n); \
        i += int64_t(blockDim.x) * gridDim.x)
 
 }  // namespace yf

@@ -102,13 +102,19 @@ YF_HD inline PixelRange tap_footprint(const Taps& taps, int64_t n, PixelRange in
   int64_t lo = 0, hi = n;
   while (lo < hi) {  // first output not wholly before in.begin
     const int64_t mid = (lo + hi) / 2;
-    if (tap_precedes(taps(mid), in)) lo = mid + 1; else hi = mid;
+    if (tap_precedes(taps(mid), in))
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   const int64_t begin = lo;
   hi = n;
   while (lo < hi) {  // first output wholly at or past in.end
     const int64_t mid = (lo + hi) / 2;
-    if (!tap_follows(taps(mid), in)) lo = mid + 1; else hi = mid;
+    if (!tap_follows(taps(mid), in))
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return {begin, lo};
 }

@@ -55,13 +55,14 @@ at::Tensor bits_checksum(at::TensorList tensors) {
   // Chunk c belongs to the last tensor whose first chunk is <= c (empty tensors have none).
   at::parallel_for(0, plan.chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const auto it = std::upper_bound(table.begin(), table.end(), c,
-                                       [](int64_t chunk, const ChecksumTensor& t) { return chunk < t.first_chunk; });
+      const auto it = std::upper_bound(
+          table.begin(), table.end(), c,
+          [](int64_t chunk, const ChecksumTensor& t) { return chunk < t.first_chunk; });
       const ChecksumTensor& t = *(it - 1);
       const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
       const int64_t last = std::min(first + kChecksumChunkWords, t.words);
-      const uint64_t sum =
-          with_checksum_words(t, [&](const auto* words) { return checksum_blocks(words, first, last); });
+      const uint64_t sum = with_checksum_words(
+          t, [&](const auto* words) { return checksum_blocks(words, first, last); });
       __atomic_fetch_add(&sums[it - 1 - table.begin()], sum, __ATOMIC_RELAXED);
     }
   });

@@ -45,8 +45,8 @@ CropBox detection_crop(const T* boxes, int64_t n, int64_t H, int64_t W, Acc<T> p
 // Cropped sigmoid mask of one detection at proto resolution, written into out (row
 // stride out_stride, origin at (rows.begin, cols.begin)).
 template <class T, class O>
-void assemble_one(const T* proto, int64_t W, int64_t k, const Acc<T>* coeffs,
-                  const CropBox& crop, O* out, int64_t out_stride) {
+void assemble_one(const T* proto, int64_t W, int64_t k, const Acc<T>* coeffs, const CropBox& crop,
+                  O* out, int64_t out_stride) {
   for (int64_t y = crop.rows.begin; y < crop.rows.end; ++y) {
     O* row = out + (y - crop.rows.begin) * out_stride;
     const T* src = proto + (y * W + crop.cols.begin) * k;
@@ -127,21 +127,21 @@ at::Tensor assemble_masks(const at::Tensor& proto, const at::Tensor& coeffs,
   const auto boxes_c = boxes.contiguous();
   const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
   auto out = at::zeros({N, H, W}, proto.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
-                                  "assemble_masks_cpu", [&] {
-    const scalar_t* p = proto_c.data_ptr<scalar_t>();
-    const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
-    const scalar_t* b = boxes_c.data_ptr<scalar_t>();
-    scalar_t* o = out.data_ptr<scalar_t>();
-    const auto padding = static_cast<Acc<scalar_t>>(crop_padding);
-    parallel_items(N, [&](int64_t n) {
-      const CropBox crop = detection_crop(b, n, H, W, padding);
-      if (crop.empty()) return;
-      thread_local std::vector<Acc<scalar_t>> coeff_buffer;
-      scalar_t* plane = o + n * H * W + crop.rows.begin * W + crop.cols.begin;
-      assemble_one(p, W, k, detection_coeffs(c, n, k, coeff_buffer), crop, plane, W);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, proto.scalar_type(), "assemble_masks_cpu", [&] {
+        const scalar_t* p = proto_c.data_ptr<scalar_t>();
+        const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
+        const scalar_t* b = boxes_c.data_ptr<scalar_t>();
+        scalar_t* o = out.data_ptr<scalar_t>();
+        const auto padding = static_cast<Acc<scalar_t>>(crop_padding);
+        parallel_items(N, [&](int64_t n) {
+          const CropBox crop = detection_crop(b, n, H, W, padding);
+          if (crop.empty()) return;
+          thread_local std::vector<Acc<scalar_t>> coeff_buffer;
+          scalar_t* plane = o + n * H * W + crop.rows.begin * W + crop.cols.begin;
+          assemble_one(p, W, k, detection_coeffs(c, n, k, coeff_buffer), crop, plane, W);
+        });
+      });
   return out;
 }
 
@@ -155,22 +155,22 @@ at::Tensor paste_masks(const at::Tensor& proto, const at::Tensor& coeffs, const 
   const int64_t out_h = size[0], out_w = size[1];
   auto out = at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool));
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
-                                  "paste_masks_cpu", [&] {
-    using A = Acc<scalar_t>;
-    const auto row_taps = axis_taps<A>(H, out_h);
-    const auto col_taps = axis_taps<A>(W, out_w);
-    const scalar_t* p = proto_c.data_ptr<scalar_t>();
-    const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
-    const scalar_t* b = boxes_c.data_ptr<scalar_t>();
-    bool* o = out.data_ptr<bool>();
-    parallel_items(N, [&](int64_t n) {
-      thread_local std::vector<A> scratch, coeff_buffer;
-      paste_one(p, H, W, k, detection_coeffs(c, n, k, coeff_buffer),
-                detection_crop(b, n, H, W, static_cast<A>(crop_padding)),
-                static_cast<A>(threshold), row_taps, col_taps, o + n * out_h * out_w, scratch);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, proto.scalar_type(), "paste_masks_cpu", [&] {
+        using A = Acc<scalar_t>;
+        const auto row_taps = axis_taps<A>(H, out_h);
+        const auto col_taps = axis_taps<A>(W, out_w);
+        const scalar_t* p = proto_c.data_ptr<scalar_t>();
+        const scalar_t* c = coeffs_c.data_ptr<scalar_t>();
+        const scalar_t* b = boxes_c.data_ptr<scalar_t>();
+        bool* o = out.data_ptr<bool>();
+        parallel_items(N, [&](int64_t n) {
+          thread_local std::vector<A> scratch, coeff_buffer;
+          paste_one(p, H, W, k, detection_coeffs(c, n, k, coeff_buffer),
+                    detection_crop(b, n, H, W, static_cast<A>(crop_padding)),
+                    static_cast<A>(threshold), row_taps, col_taps, o + n * out_h * out_w, scratch);
+        });
+      });
   return out;
 }
 

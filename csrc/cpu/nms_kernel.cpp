@@ -131,7 +131,9 @@ struct TopK {
       bound = items.back().score;
     }
   }
-  void absorb(const TopK& other) { items.insert(items.end(), other.items.begin(), other.items.end()); }
+  void absorb(const TopK& other) {
+    items.insert(items.end(), other.items.begin(), other.items.end());
+  }
   // The top k in rank order.
   std::vector<Ranked<T>> ranked() {
     top_k_in_place(items, k);
@@ -186,9 +188,7 @@ template <class T>
 struct BoxColumns {
   std::vector<T> x1, y1, x2, y2, area;
 
-  void clear() {
-    x1.clear(), y1.clear(), x2.clear(), y2.clear(), area.clear();
-  }
+  void clear() { x1.clear(), y1.clear(), x2.clear(), y2.clear(), area.clear(); }
   void push(const T* box) {
     x1.push_back(box[0]);
     y1.push_back(box[1]);
@@ -378,8 +378,8 @@ constexpr int64_t kBlockPriors = 16;
 // their row maxima, and exp(logit - row maximum) of their C + 1 logits to exps (row-major);
 // returns how many. One exp loop over the block keeps the vector units busy.
 template <class T>
-YF_INLINE int64_t block_exps(const T* boxes, const T* logits, int64_t C, int64_t begin,
-                             int64_t end, T min_gap, int64_t* priors, T* row_max, T* exps) {
+YF_INLINE int64_t block_exps(const T* boxes, const T* logits, int64_t C, int64_t begin, int64_t end,
+                             T min_gap, int64_t* priors, T* row_max, T* exps) {
   const int64_t n = C + 1;
   int64_t rows = 0;
   for (int64_t p = begin; p < end; ++p) {
@@ -505,7 +505,8 @@ std::vector<T> starting_bounds(const T* boxes, const T* logits, int64_t C, int64
     std::vector<T> column(n);
     for (int64_t c = begin; c < end; ++c) {
       for (int64_t i = 0; i < n; ++i) column[i] = rows[i * C + c];
-      std::nth_element(column.begin(), column.begin() + (rank - 1), column.end(), std::greater<T>());
+      std::nth_element(column.begin(), column.begin() + (rank - 1), column.end(),
+                       std::greater<T>());
       bounds[c] = column[rank - 1];
     }
   });
@@ -519,9 +520,9 @@ std::vector<Ranked<T>> rank_class(const T* logits, int64_t C, int64_t P, int64_t
   TopK<T> top(k);
   for (int64_t p = 0; p < P; ++p)
     if (is_candidate[p])
-      top.offer(exp_nonpositive(logits[p * (C + 1) + c + 1] - softmax[p].row_max) *
-                    softmax[p].inv_sum,
-                p);
+      top.offer(
+          exp_nonpositive(logits[p * (C + 1) + c + 1] - softmax[p].row_max) * softmax[p].inv_sum,
+          p);
   return top.ranked();
 }
 
@@ -545,17 +546,16 @@ std::vector<std::vector<Ranked<T>>> detect_top_k(const T* boxes, const T* logits
   std::vector<uint8_t> is_candidate(P);
   at::parallel_for(0, ranges, 1, [&](int64_t first, int64_t last) {
     for (int64_t r = first; r < last; ++r)
-      select_candidates(boxes, logits, C, P * r / ranges, P * (r + 1) / ranges, min_gap,
-                        threshold, tops[r], softmax.data(), is_candidate.data());
+      select_candidates(boxes, logits, C, P * r / ranges, P * (r + 1) / ranges, min_gap, threshold,
+                        tops[r], softmax.data(), is_candidate.data());
   });
 
   for_each_class(C, [&](int64_t c) {
     for (int64_t r = 1; r < ranges; ++r) tops[0][c].absorb(tops[r][c]);
-    const bool bound_too_high = int64_t(tops[0][c].items.size()) < k &&
-                                start[c] > -std::numeric_limits<T>::infinity();
-    ranked[c] = bound_too_high
-                    ? rank_class(logits, C, P, c, k, softmax.data(), is_candidate.data())
-                    : tops[0][c].ranked();
+    const bool bound_too_high =
+        int64_t(tops[0][c].items.size()) < k && start[c] > -std::numeric_limits<T>::infinity();
+    ranked[c] = bound_too_high ? rank_class(logits, C, P, c, k, softmax.data(), is_candidate.data())
+                               : tops[0][c].ranked();
   });
   return ranked;
 }
@@ -573,8 +573,7 @@ NmsResult fast_nms(const at::Tensor& boxes_in, const at::Tensor& scores_in,
   const auto scores = scores_in.to(dtype).contiguous();
   const auto coeffs = coeffs_in.to(dtype).contiguous();
   const int64_t C = scores.size(0), P = boxes.size(0);
-  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1),
-                    boxes.options());
+  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1), boxes.options());
   AT_DISPATCH_FLOATING_TYPES(dtype, "fast_nms_cpu", [&] {
     const scalar_t* b = boxes.data_ptr<scalar_t>();
     const scalar_t* s = scores.data_ptr<scalar_t>();
@@ -591,9 +590,9 @@ NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits_in,
                  const at::Tensor& coeffs_in, const at::Tensor& priors, double variance_xy,
                  double variance_wh, double iou_threshold, int64_t top_k, double score_threshold,
                  int64_t max_detections, std::string method) {
-  const int64_t C = check_detect_args(loc, conf_logits_in, coeffs_in, priors, variance_xy,
-                                      variance_wh, iou_threshold, top_k, score_threshold,
-                                      max_detections);
+  const int64_t C =
+      check_detect_args(loc, conf_logits_in, coeffs_in, priors, variance_xy, variance_wh,
+                        iou_threshold, top_k, score_threshold, max_detections);
   const NmsMethod nms_method = parse_nms_method(method);
   const at::ScalarType dtype = compute_type(loc);
   // Decoding is cheap next to the softmax; the decode kernel's boxes are bit-identical to
@@ -602,12 +601,11 @@ NmsResult detect(const at::Tensor& loc, const at::Tensor& conf_logits_in,
   const auto conf_logits = conf_logits_in.to(dtype).contiguous();
   const auto coeffs = coeffs_in.to(dtype).contiguous();
   const int64_t P = loc.size(0);
-  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1),
-                    boxes.options());
+  PaddedOutputs out(nms_output_size(C, P, top_k, max_detections), coeffs.size(1), boxes.options());
   AT_DISPATCH_FLOATING_TYPES(dtype, "detect_cpu", [&] {
     const scalar_t* b = boxes.data_ptr<scalar_t>();
-    const auto ranked = detect_top_k(b, conf_logits.data_ptr<scalar_t>(), C, P,
-                                     std::min(top_k, P), score_threshold);
+    const auto ranked = detect_top_k(b, conf_logits.data_ptr<scalar_t>(), C, P, std::min(top_k, P),
+                                     score_threshold);
     nms_and_write(b, coeffs.data_ptr<scalar_t>(), coeffs.size(1), ranked,
                   static_cast<scalar_t>(iou_threshold), nms_method, out.boxes, out.coeffs,
                   out.labels, out.scores, out.count);

@@ -41,7 +41,8 @@ YF_GLOBAL void decode(const T* loc, const T* priors, T* out, int64_t batch, int6
     YF_KERNEL_LOOP(p, P) {
       const BoxValues<A> l(image_loc + 4 * p);
       A box[4];
-      decode_box(BoxValues<A>(priors + 4 * p).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0, box);
+      decode_box(BoxValues<A>(priors + 4 * p).v, l.v, exp_(l.v[2] * v1), exp_(l.v[3] * v1), v0,
+                 box);
       for (int d = 0; d < 4; ++d) image_out[4 * p + d] = T(box[d]);
     }
   }
@@ -94,7 +95,7 @@ struct Shifted {
 // vector_loads: px and k * sizeof(T) are multiples of 16 bytes and k of kStageChannels.
 template <class A, class T, class Coef, class Stage>
 YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage stage,
-                            int stage_base, bool vector_loads) {
+                                int stage_base, bool vector_loads) {
   constexpr int kVector = Vec16<T>::kSize, kVectorsPerRun = kStageChannels / kVector;
   static_assert(kStageChannels % kVector == 0, "a run is whole vectors");
   const int lane = int(threadIdx.x) % 32;
@@ -118,7 +119,8 @@ YF_DEVICE inline A warp_lincomb(const T* px, int pixels, int k, Coef coef, Stage
     }
     __syncwarp();
     if (lane < pixels)
-      sum.add(Shifted<Stage>{stage, stage_base + lane * kStageStride}, Shifted<Coef>{coef, j0}, channels);
+      sum.add(Shifted<Stage>{stage, stage_base + lane * kStageStride}, Shifted<Coef>{coef, j0},
+              channels);
     __syncwarp();
   }
   return sum.total();
@@ -140,8 +142,10 @@ YF_GLOBAL void assemble_masks(int first, const T* proto, const T* coeffs, const 
   const int n = first + int(blockIdx.z);
   const CropBox crop = detection_crop(boxes, n, H, W, padding);
   const int y0 = int(blockIdx.y) * kAssembleTile, x0 = int(blockIdx.x) * kAssembleTile;
-  const int y_begin = max_(y0, int(crop.rows.begin)), y_end = min_(y0 + kAssembleTile, int(crop.rows.end));
-  const int x_begin = max_(x0, int(crop.cols.begin)), x_end = min_(x0 + kAssembleTile, int(crop.cols.end));
+  const int y_begin = max_(y0, int(crop.rows.begin)),
+            y_end = min_(y0 + kAssembleTile, int(crop.rows.end));
+  const int x_begin = max_(x0, int(crop.cols.begin)),
+            x_end = min_(x0 + kAssembleTile, int(crop.cols.end));
   if (y_begin >= y_end || x_begin >= x_end) return;  // the whole block: nothing to do
 
   YF_DYNAMIC_SHARED(A, coef);
@@ -177,7 +181,8 @@ YF_HD inline void store_quad(bool* dst, int quad, uint32_t bits, int width, bool
 constexpr int kWideChunksPerRow = kPasteTileW / 16;
 static_assert(kMaskThreads % kWideChunksPerRow == 0, "a whole number of rows per pass");
 
-YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores, bool wide_stores) {
+YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad_stores,
+                                bool wide_stores) {
   const int t = int(threadIdx.x);
   if (wide_stores) {
     const int chunk = t % kWideChunksPerRow;
@@ -191,7 +196,8 @@ YF_DEVICE inline void zero_tile(bool* tile, int th, int tw, int out_w, bool quad
   }
   const int lane = t % 32, warp = t / 32, quads = (tw + 3) / 4;
   for (int row = warp; row < th; row += kMaskWarps)
-    for (int quad = lane; quad < quads; quad += 32) store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);
+    for (int quad = lane; quad < quads; quad += 32)
+      store_quad(tile + int64_t(row) * out_w, quad, 0, tw, quad_stores);
 }
 
 // Tile g of a paste_masks launch: tile g % tiles (row-major, tiles_x per row) of detection
@@ -208,10 +214,12 @@ YF_HD inline PasteTile paste_tile(int g, int first, int tiles, int tiles_x, int 
 
 // Whether the bilinear taps of the tile's pixels read any proto pixel of the crop.
 template <class A>
-YF_HD inline bool tile_reaches_crop(const PasteTile& tile, const CropBox& crop, int H, int W, int out_h,
-                                    int out_w) {
-  const LinearTap<A> top = linear_tap<A>(tile.ty0, H, out_h), bottom = linear_tap<A>(tile.ty0 + tile.th - 1, H, out_h);
-  const LinearTap<A> left = linear_tap<A>(tile.tx0, W, out_w), right = linear_tap<A>(tile.tx0 + tile.tw - 1, W, out_w);
+YF_HD inline bool tile_reaches_crop(const PasteTile& tile, const CropBox& crop, int H, int W,
+                                    int out_h, int out_w) {
+  const LinearTap<A> top = linear_tap<A>(tile.ty0, H, out_h),
+                     bottom = linear_tap<A>(tile.ty0 + tile.th - 1, H, out_h);
+  const LinearTap<A> left = linear_tap<A>(tile.tx0, W, out_w),
+                     right = linear_tap<A>(tile.tx0 + tile.tw - 1, W, out_w);
   return taps_reach(top, bottom, crop.rows) && taps_reach(left, right, crop.cols);
 }
 
@@ -230,10 +238,11 @@ YF_HD inline bool tile_reaches_crop(const PasteTile& tile, const CropBox& crop, 
 constexpr int kPasteBlocksPerSm = 3;
 
 template <class T, class A>
-YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
-    int first, int detections, int tiles, int tiles_x, const T* proto, const T* coeffs,
-    const T* boxes, int H, int W, int k, int out_h, int out_w, int tile_h, int tile_w, A padding,
-    A threshold, bool vector_loads, bool quad_stores, bool wide_stores, bool* out) {
+YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm)
+    paste_masks(int first, int detections, int tiles, int tiles_x, const T* proto, const T* coeffs,
+                const T* boxes, int H, int W, int k, int out_h, int out_w, int tile_h, int tile_w,
+                A padding, A threshold, bool vector_loads, bool quad_stores, bool wide_stores,
+                bool* out) {
   const int t = int(threadIdx.x), lane = t % 32, warp = t / 32;
   YF_SHARED(LinearTap<A>, row_taps, kPasteTileH);
   YF_SHARED(LinearTap<A>, col_taps, kPasteTileW);
@@ -251,8 +260,10 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
     if (warp == 0) {
       bool reaches = false;
       if (g0 + lane * stride < launch_tiles) {
-        const PasteTile mine = paste_tile(g0 + lane * stride, first, tiles, tiles_x, tile_h, tile_w, out_h, out_w);
-        reaches = tile_reaches_crop<A>(mine, detection_crop(boxes, mine.n, H, W, padding), H, W, out_h, out_w);
+        const PasteTile mine =
+            paste_tile(g0 + lane * stride, first, tiles, tiles_x, tile_h, tile_w, out_h, out_w);
+        reaches = tile_reaches_crop<A>(mine, detection_crop(boxes, mine.n, H, W, padding), H, W,
+                                       out_h, out_w);
         round_tiles[lane] = mine;
       }
       const unsigned reaching = __ballot_sync(0xffffffffu, reaches);
@@ -293,17 +304,19 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
 
       // 2. The proto patch the footprint's taps read: cropped sigmoid masks (0 off the crop),
       // a warp per patch row. `scratch` stages proto here and holds the resized rows in step 3.
-      const int crop_c0 = max_(pc0, int(crop.cols.begin)), crop_c1 = min_(pc0 + pw, int(crop.cols.end));
+      const int crop_c0 = max_(pc0, int(crop.cols.begin)),
+                crop_c1 = min_(pc0 + pw, int(crop.cols.end));
       for (int r = warp; r < ph; r += kMaskWarps) {
         const int y = pr0 + r;
         const bool row_in_crop = y >= crop.rows.begin && y < crop.rows.end;
         for (int c = lane; c < pw; c += 32)
-          if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1) patch[r * kPatchCols + c] = A(0);
+          if (!row_in_crop || pc0 + c < crop_c0 || pc0 + c >= crop_c1)
+            patch[r * kPatchCols + c] = A(0);
         if (!row_in_crop) continue;  // warp-uniform
         for (int x0 = crop_c0; x0 < crop_c1; x0 += 32) {
           const int pixels = min_(32, crop_c1 - x0);
-          const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef, scratch,
-                                          warp * kStageElements, vector_loads);
+          const A value = warp_lincomb<A>(proto + (int64_t(y) * W + x0) * k, pixels, k, coef,
+                                          scratch, warp * kStageElements, vector_loads);
           if (lane < pixels) patch[r * kPatchCols + x0 - pc0 + lane] = sigmoid(value);
         }
       }
@@ -338,7 +351,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kMaskThreads, kPasteBlocksPerSm) paste_masks(
           if (in_footprint && x0 + 3 >= fx0 && x0 < fx1) {
             for (int j = 0; j < 4; ++j) {  // branch-free: pixels off the footprint masked out
               const int x = x0 + j;
-              const bool set = interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
+              const bool set =
+                  interpolate(tap, A(scratch[top + x]), A(scratch[bottom + x])) > threshold;
               bits |= uint32_t((x >= fx0) & (x < fx1) & set) << (8 * j);
             }
           }
@@ -371,13 +385,15 @@ YF_DEVICE inline uint64_t checksum_share(const Word* words, int64_t first, int64
   const int count = int(last - first);  // <= kChecksumChunkWords
   uint64_t sum = 0;
   for (int block = 0; block * kChecksumBlockWords < count; ++block) {
-    const uint32_t block_weight = checksum_block_weight(uint64_t((first >> kChecksumBlockBits) + block));
+    const uint32_t block_weight =
+        checksum_block_weight(uint64_t((first >> kChecksumBlockBits) + block));
     YF_UNROLL
     for (int r = 0; r < kChecksumRounds; ++r) {
       const int position = r * kChecksumThreads + int(threadIdx.x);
       const int j = block * kChecksumBlockWords + position;
       if (j < count)
-        sum += uint64_t(__ldg(chunk + j)) * (checksum_position_weight(uint32_t(position)) ^ block_weight);
+        sum += uint64_t(__ldg(chunk + j)) *
+               (checksum_position_weight(uint32_t(position)) ^ block_weight);
     }
   }
   return sum;
@@ -400,8 +416,10 @@ YF_GLOBAL void bits_checksum(const ChecksumTensor* table, int64_t count, int64_t
     const int64_t first = (c - t.first_chunk) * kChecksumChunkWords;
     const int64_t last = min_(first + kChecksumChunkWords, t.words);
     unsigned long long sum =  // the width is block-uniform
-        with_checksum_words(t, [&](const auto* words) { return checksum_share(words, first, last); });
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+        with_checksum_words(t,
+                            [&](const auto* words) { return checksum_share(words, first, last); });
+    for (int offset = 16; offset > 0; offset /= 2)
+      sum += __shfl_down_sync(0xffffffffu, sum, offset);
     if (lane == 0) warp_sums[warp] = sum;
     __syncthreads();
     if (threadIdx.x == 0) {

@@ -41,8 +41,8 @@ at::Tensor make_priors(const Launch& launch, const at::Tensor& anchor_wh,
     const int64_t A = anchors_per_level[l], count = h * w * A;
     if (count > 0)
       launch("priors_level", blocks_for(count), dim3(kThreads), 0, &kernels::priors_level,
-             priors.data_ptr<float>() + 4 * offset, wh.data_ptr<double>() + 2 * anchor_offset, h,
-             w, A);
+             priors.data_ptr<float>() + 4 * offset, wh.data_ptr<double>() + 2 * anchor_offset, h, w,
+             A);
     offset += count;
     anchor_offset += A;
   }
@@ -58,12 +58,13 @@ at::Tensor decode_boxes(const Launch& launch, const at::Tensor& loc, const at::T
   const int64_t P = priors.size(0), batch = P == 0 ? 0 : loc_c.numel() / (4 * P);
   if (batch == 0) return out;
   const dim3 grid(blocks_for(P).x, unsigned(std::min<int64_t>(batch, 65535)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, loc.scalar_type(), "decode_boxes_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;  // float32 inside for float16/bfloat16, rounded once
-    launch("decode", grid, dim3(kThreads), 0, &kernels::decode<scalar_t, A>,
-           loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-           batch, P, static_cast<A>(variance_xy), static_cast<A>(variance_wh));
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, loc.scalar_type(), "decode_boxes_cuda", [&] {
+        using A = at::opmath_type<scalar_t>;  // float32 inside for float16/bfloat16, rounded once
+        launch("decode", grid, dim3(kThreads), 0, &kernels::decode<scalar_t, A>,
+               loc_c.data_ptr<scalar_t>(), priors_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+               batch, P, static_cast<A>(variance_xy), static_cast<A>(variance_wh));
+      });
   return out;
 }
 
@@ -143,17 +144,16 @@ at::Tensor assemble_masks(const Launch& launch, const at::Tensor& proto, const a
                     "assemble_masks on CUDA supports proto heights up to ", 65535 * 32);
   const dim3 grid(unsigned(ceil_div(W, kernels::kAssembleTile)),
                   unsigned(ceil_div(H, kernels::kAssembleTile)), unsigned(N));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
-                                  "assemble_masks_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    constexpr size_t static_bytes = sizeof(A) * kernels::kMaskWarps * kernels::kStageElements;
-    launch_mask_kernel<Launch, A>(launch, "assemble_masks", grid, k, static_bytes,
-                                  &kernels::assemble_masks<scalar_t, A>,
-                                  proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
-                                  boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k),
-                                  static_cast<A>(crop_padding), proto_vector_loads(proto_c),
-                                  out.data_ptr<scalar_t>());
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, proto.scalar_type(), "assemble_masks_cuda", [&] {
+        using A = at::opmath_type<scalar_t>;
+        constexpr size_t static_bytes = sizeof(A) * kernels::kMaskWarps * kernels::kStageElements;
+        launch_mask_kernel<Launch, A>(
+            launch, "assemble_masks", grid, k, static_bytes, &kernels::assemble_masks<scalar_t, A>,
+            proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
+            boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k), static_cast<A>(crop_padding),
+            proto_vector_loads(proto_c), out.data_ptr<scalar_t>());
+      });
   return out;
 }
 
@@ -181,7 +181,8 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   check_proto_plane(proto, "paste_masks");
   const int64_t H = proto.size(0), W = proto.size(1), k = proto.size(2), N = coeffs.size(0);
   const int64_t out_h = size[0], out_w = size[1];
-  at::Tensor out = written_wholly(launch, at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool)));
+  at::Tensor out =
+      written_wholly(launch, at::empty({N, out_h, out_w}, proto.options().dtype(at::kBool)));
   if (out.numel() == 0) return out;
   const auto proto_c = proto.contiguous();
   const auto coeffs_c = coeffs.contiguous();
@@ -194,28 +195,30 @@ at::Tensor paste_masks(const Launch& launch, const at::Tensor& proto, const at::
   const bool wide_stores = out_w % 16 == 0 && tile_w >= 16;
   tile_w -= tile_w % (wide_stores ? 16 : quad_stores ? 4 : 1);
   const int64_t tiles_x = ceil_div(out_w, tile_w), tiles = ceil_div(out_h, tile_h) * tiles_x;
-  TORCH_CHECK_VALUE(out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) && tiles < kPasteLaunchTiles,
-                    "paste_masks on CUDA: size ", size, " is too large");
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, proto.scalar_type(),
-                                  "paste_masks_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    constexpr size_t static_bytes =
-        sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
-        sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) +
-        sizeof(kernels::PasteTile) * 32 + 64;
-    const size_t bytes = coefficient_bytes<A>(launch, "paste_masks", k, static_bytes);
-    const int64_t per_launch = std::max<int64_t>(1, (kPasteLaunchTiles - 1) / tiles);
-    for (int64_t first = 0; first < N; first += per_launch) {
-      const int64_t detections = std::min(per_launch, N - first);
-      const dim3 grid(unsigned(std::min(detections * tiles, kPasteBlocks)));
-      launch_mask_block(launch, "paste_masks", grid, bytes, static_bytes,
-                        &kernels::paste_masks<scalar_t, A>, int(first), int(detections), int(tiles),
-                        int(tiles_x), proto_c.data_ptr<scalar_t>(), coeffs_c.data_ptr<scalar_t>(),
-                        boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k), int(out_h), int(out_w),
-                        tile_h, tile_w, static_cast<A>(crop_padding), static_cast<A>(threshold),
-                        proto_vector_loads(proto_c), quad_stores, wide_stores, out.data_ptr<bool>());
-    }
-  });
+  TORCH_CHECK_VALUE(
+      out_h < (int64_t(1) << 31) && out_w < (int64_t(1) << 31) && tiles < kPasteLaunchTiles,
+      "paste_masks on CUDA: size ", size, " is too large");
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, proto.scalar_type(), "paste_masks_cuda", [&] {
+        using A = at::opmath_type<scalar_t>;
+        constexpr size_t static_bytes =
+            sizeof(A) * kernels::kPatchRows * (kernels::kPatchCols + kernels::kPasteTileW) +
+            sizeof(LinearTap<A>) * (kernels::kPasteTileH + kernels::kPasteTileW) +
+            sizeof(kernels::PasteTile) * 32 + 64;
+        const size_t bytes = coefficient_bytes<A>(launch, "paste_masks", k, static_bytes);
+        const int64_t per_launch = std::max<int64_t>(1, (kPasteLaunchTiles - 1) / tiles);
+        for (int64_t first = 0; first < N; first += per_launch) {
+          const int64_t detections = std::min(per_launch, N - first);
+          const dim3 grid(unsigned(std::min(detections * tiles, kPasteBlocks)));
+          launch_mask_block(
+              launch, "paste_masks", grid, bytes, static_bytes, &kernels::paste_masks<scalar_t, A>,
+              int(first), int(detections), int(tiles), int(tiles_x), proto_c.data_ptr<scalar_t>(),
+              coeffs_c.data_ptr<scalar_t>(), boxes_c.data_ptr<scalar_t>(), int(H), int(W), int(k),
+              int(out_h), int(out_w), tile_h, tile_w, static_cast<A>(crop_padding),
+              static_cast<A>(threshold), proto_vector_loads(proto_c), quad_stores, wide_stores,
+              out.data_ptr<bool>());
+        }
+      });
   return out;
 }
 

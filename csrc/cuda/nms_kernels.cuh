@@ -76,8 +76,9 @@ YF_GLOBAL void candidate_flags(const T* boxes, const T* scores, int64_t C, int64
 // threads): their decoded boxes (a thread per prior), their foreground probabilities
 // probs[c, p] (softmax over the C + 1 logits, background dropped) and whether each is a
 // candidate. A warp per prior row reads its logits (coalesced) and reduces the softmax max
-// and sum with shuffles (the sum in the CPU kernel's order); the probabilities go through shared memory, kScoreClasses classes
-// at a time, so that they are written class-major with coalesced stores.
+// and sum with shuffles (the sum in the CPU kernel's order); the probabilities go through shared
+// memory, kScoreClasses classes at a time, so that they are written class-major with coalesced
+// stores.
 constexpr int kScoreThreads = 256, kScoreWarps = kScoreThreads / kWarp;
 constexpr int kScorePriors = 32, kScoreClasses = 64;
 constexpr int kSumLanes = 8;  // partial sums of the softmax denominator
@@ -126,11 +127,14 @@ YF_GLOBAL void detect_scores(const T* loc, const T* priors, const T* logits, int
     }
     m = warp_max(m);
     if (cached) {  // each lane rewrites the logits it stored above: no race
-      for (int64_t c = lane; c <= C; c += kWarp) exps[row_exps + c] = exp_(A(exps[row_exps + c]) - m);
+      for (int64_t c = lane; c <= C; c += kWarp)
+        exps[row_exps + c] = exp_(A(exps[row_exps + c]) - m);
       __syncwarp();
     }
     // exp(logit c - max), read back or computed (the same value either way)
-    const auto shifted_exp = [&](int64_t c) { return cached ? A(exps[row_exps + c]) : exp_(A(row[c]) - m); };
+    const auto shifted_exp = [&](int64_t c) {
+      return cached ? A(exps[row_exps + c]) : exp_(A(row[c]) - m);
+    };
     // The sum in the order of the CPU kernel (lane_sum in csrc/cpu/nms_kernel.cpp),
     // so that under the emulation (the host's expf) ties and thresholds fall as on the CPU;
     // a GPU's expf may differ by ulps. Lane l < 8 sums the exps of i = l mod 8 over
@@ -249,7 +253,8 @@ constexpr bool kPackedKeys = sizeof(T) == 4;  // score order bits << 32 | ~index
 constexpr int kBucketsPerLane = 256 / kWarp;
 
 template <class Histogram, class State, class Prefix>  // shared arrays (emulation: SharedArray)
-YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& state, Prefix& prefix) {
+YF_DEVICE inline void find_bucket(const Histogram& histogram, int digit, State& state,
+                                  Prefix& prefix) {
   const unsigned lane = threadIdx.x % kWarp;
   const int first = 255 - kBucketsPerLane * int(lane);
   unsigned counts[kBucketsPerLane];
@@ -301,8 +306,9 @@ constexpr int kNarrowBatch = 4;
 constexpr unsigned long long kNoKey = 0;
 
 template <class T, class S, class Keys, class Items, class Slots, class Prefix, class Count>
-YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, unsigned key_base, const Items& items,
-                                         Slots& slots, const Prefix& prefix, const Count& count_key) {
+YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, unsigned key_base,
+                                         const Items& items, Slots& slots, const Prefix& prefix,
+                                         const Count& count_key) {
   const unsigned tid = threadIdx.x, threads = blockDim.x;
   const unsigned stored = slots[1];
   const unsigned bucket = prefix[0];
@@ -321,7 +327,8 @@ YF_DEVICE inline void narrow_packed_keys(const S* s, const Keys& keys, unsigned 
       const uint32_t i = ~uint32_t(batch[u]);
       const unsigned first = key_byte<T>(bits, i, 0);
       if (first > bucket) {
-        items[atomicAdd(&slots[0], 1u)] = Item<T>{T(s[i]), int64_t(i)};  // s, not the key: -0.0 keeps its sign
+        items[atomicAdd(&slots[0], 1u)] =
+            Item<T>{T(s[i]), int64_t(i)};  // s, not the key: -0.0 keeps its sign
       } else if (first == bucket) {
         keys[key_base + atomicAdd(&slots[2], 1u)] = batch[u];
         count_key(bits, i);
@@ -339,20 +346,21 @@ YF_DEVICE inline int64_t rank_top_k_block(const S* s, const uint8_t* ok, int64_t
   constexpr int kDigits = int(sizeof(T)) + 4;
   YF_SHARED(unsigned, histogram, 256);
   YF_SHARED(unsigned long long, state, 3);  // remaining rank, stop (1 all, 2 prefix), total
-  YF_SHARED(unsigned, slots, 3);  // items collected, keys packed, keys kept by pass 1
-                                  // (32-bit: a 64-bit shared atomicAdd is a CAS loop)
+  YF_SHARED(unsigned, slots, 3);            // items collected, keys packed, keys kept by pass 1
+                                            // (32-bit: a 64-bit shared atomicAdd is a CAS loop)
   YF_SHARED(unsigned, prefix, kDigits);
   YF_DYNAMIC_SHARED(Item<T>, items);
   YF_DYNAMIC_SHARED(unsigned long long, keys);  // from keys[key_base]: after the items
-  const unsigned key_base = unsigned(k_pad) * unsigned(sizeof(Item<T>) / sizeof(unsigned long long));
+  const unsigned key_base =
+      unsigned(k_pad) * unsigned(sizeof(Item<T>) / sizeof(unsigned long long));
   const bool packed = kPackedKeys<T> && shared_keys;
   const unsigned tid = threadIdx.x, threads = blockDim.x;
 
   // f(score order bits, i) for each eligible item i: from s and ok, or from the packed keys.
   const auto for_each_key = [&](bool from_packed, const auto& f) {
     if (!from_packed) {
-      for_each_eligible(s, ok, n, [&](uint32_t i, S score) { f(order_bits(T(score)), i); },
-                        [](uint32_t) {});
+      for_each_eligible(
+          s, ok, n, [&](uint32_t i, S score) { f(order_bits(T(score)), i); }, [](uint32_t) {});
       return;
     }
     const unsigned stored = slots[1];
@@ -526,7 +534,7 @@ struct Detections {
 // per lane keeps its box and area in registers, places a bit with a ballot (no 64-bit shifts
 // and selects) and uses min/max instructions.
 static_assert(kSelectThreads % kWarp == 0, "find_bucket needs warp 0 whole");
-constexpr int kIouSplit = 4;  // row parts of a tile
+constexpr int kIouSplit = 4;                    // row parts of a tile
 constexpr int kIouThreads = kTile * kIouSplit;  // a warp per (half of the columns, part)
 constexpr int kMaxWords = 32;  // bitmask words of a class: K <= 2048 (launch::kMaxRanked)
 static_assert(kTile == 2 * kWarp, "a column tile is two warps' lanes");
@@ -560,7 +568,8 @@ struct AreaBox {
 // when the boxes are not staged.
 template <class A, class B>
 YF_DEVICE inline AreaBox<A> area_box_at(const B* boxes, int64_t p) {
-  AreaBox<A> b{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]), A(0)};
+  AreaBox<A> b{A(boxes[4 * p]), A(boxes[4 * p + 1]), A(boxes[4 * p + 2]), A(boxes[4 * p + 3]),
+               A(0)};
   b.area = (b.x2 - b.x1) * (b.y2 - b.y1);
   return b;
 }
@@ -614,7 +623,8 @@ YF_HD inline unsigned low_bits(int count) { return count >= 32 ? ~0u : (1u << co
 // Whether ranked box a (the higher ranked) suppresses b, for finite boxes: the decision of
 // finite_box_suppresses (and so of suppresses()), bit for bit.
 template <class A>
-YF_DEVICE inline bool area_box_suppresses(const AreaBox<A>& a, const AreaBox<A>& b, A iou_threshold) {
+YF_DEVICE inline bool area_box_suppresses(const AreaBox<A>& a, const AreaBox<A>& b,
+                                          A iou_threshold) {
   const A w = finite_min(a.x2, b.x2) - finite_max(a.x1, b.x1);
   const A h = finite_min(a.y2, b.y2) - finite_max(a.y1, b.y1);
   const A iw = w > A(0) ? w : A(0), ih = h > A(0) ? h : A(0);
@@ -629,7 +639,8 @@ YF_DEVICE inline uint64_t survivor_word(const Halves& removed, int64_t n, int64_
   const int64_t valid = n - kTile * w;
   if (valid <= 0) return 0;
   const uint64_t in_range = valid >= kTile ? ~uint64_t(0) : (uint64_t(1) << valid) - 1;
-  const uint64_t word = uint64_t(unsigned(removed[2 * w])) | uint64_t(unsigned(removed[2 * w + 1])) << 32;
+  const uint64_t word = uint64_t(unsigned(removed[2 * w])) | uint64_t(unsigned(removed[2 * w + 1]))
+                                                                 << 32;
   return ~word & in_range;
 }
 
@@ -650,7 +661,8 @@ template <class A, class B, class T>
 YF_DEVICE inline void merge_detections(const ClassSurvivors<A>& kept, int64_t C, int64_t m_pad,
                                        bool shared_keys, const B* boxes, const T* coeffs,
                                        const Detections<T>& out) {
-  if (kPackedKeys<A> && shared_keys && threadIdx.x == 0) YF_TAKE_PATH(kMergeKeysInShared, nullptr, 0);
+  if (kPackedKeys<A> && shared_keys && threadIdx.x == 0)
+    YF_TAKE_PATH(kMergeKeysInShared, nullptr, 0);
   const T zero = T(A(0));
   const int64_t L = kept.L, k = out.k;
   select_top_k_block<A>(kept.score, kept.ok, C * L, out.M, m_pad, shared_keys,
@@ -658,8 +670,10 @@ YF_DEVICE inline void merge_detections(const ClassSurvivors<A>& kept, int64_t C,
                           const bool valid = m < count;
                           const int64_t flat = valid ? item.index : 0;
                           const int64_t p = valid ? kept.index[flat] : 0;
-                          for (int64_t d = 0; d < 4; ++d) out.boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
-                          for (int64_t d = 0; d < k; ++d) out.coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
+                          for (int64_t d = 0; d < 4; ++d)
+                            out.boxes[4 * m + d] = valid ? T(boxes[4 * p + d]) : zero;
+                          for (int64_t d = 0; d < k; ++d)
+                            out.coeffs[k * m + d] = valid ? coeffs[k * p + d] : zero;
                           out.labels[m] = valid ? flat / L : 0;
                           out.scores[m] = valid ? T(item.score) : zero;
                           if (m == 0) *out.count = count;
@@ -676,8 +690,8 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   const int64_t c = blockIdx.x, L = kept.L;
   const int64_t n = rank_top_k_block<A>(scores + c * P, eligible, P, K, k_pad, shared_keys);
   YF_DYNAMIC_SHARED(Item<A>, items);
-  YF_DYNAMIC_SHARED(A, ranked_boxes);  // from box_base: after the items; then the areas
-  YF_DYNAMIC_SHARED(uint64_t, band);   // from band_base: after the boxes and areas
+  YF_DYNAMIC_SHARED(A, ranked_boxes);        // from box_base: after the items; then the areas
+  YF_DYNAMIC_SHARED(uint64_t, band);         // from band_base: after the boxes and areas
   YF_DYNAMIC_SHARED(unsigned, band_halves);  // the band as 32-bit halves (little-endian)
   // The removed set in 32-bit halves: a shared 32-bit atomicOr is one ATOMS.OR, a 64-bit one
   // a compare-and-swap loop (ATOMS.CAST.SPIN.64) on sm_90.
@@ -707,8 +721,13 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
   const int boxes_at = int(box_base), areas_at = int(area_base);
   const auto rows_from = [&](int first, int step) {
     return RankedRows<A, B, decltype(items), decltype(shared_cursor(ranked_boxes, 0))>{
-        shared_cursor(ranked_boxes, boxes_at + 4 * first), shared_cursor(ranked_boxes, areas_at + first),
-        items, boxes, first, step, shared_boxes};
+        shared_cursor(ranked_boxes, boxes_at + 4 * first),
+        shared_cursor(ranked_boxes, areas_at + first),
+        items,
+        boxes,
+        first,
+        step,
+        shared_boxes};
   };
   // Task `task` of tile (row_tile, col): its part of the row tile and half of the column
   // tile, the lanes per column of that half (lanes_per_column; a column's lanes are those
@@ -775,10 +794,12 @@ YF_GLOBAL void YF_LAUNCH_BOUNDS(kSelectThreads, 1)
         for (int m = 0; m < kTile / kIouSplit; ++m) {  // warp-uniform
           if (m == steps) break;
           const int i = t.first + t.step * m;
-          const bool suppressed = t.j < n && i < t.j && area_box_suppresses(rows.at(m), b, iou_threshold);
+          const bool suppressed =
+              t.j < n && i < t.j && area_box_suppresses(rows.at(m), b, iou_threshold);
           const unsigned bits = __ballot_sync(0xffffffffu, suppressed);
           const int group = int(lane) - t.lanes * m;
-          if (group >= 0 && group < t.lanes) row_bits = (bits >> (group * t.columns)) & low_bits(t.columns);
+          if (group >= 0 && group < t.lanes)
+            row_bits = (bits >> (group * t.columns)) & low_bits(t.columns);
         }
         if (int(lane) < kTile / kIouSplit) {
           const int64_t row = t.part + int64_t(lane) * kIouSplit;

@@ -21,7 +21,8 @@ namespace launch {
 
 // Largest top_k and output length: sorted in shared memory, bits of one class in a warp.
 constexpr int64_t kMaxRanked = 2048;
-static_assert(kMaxRanked <= kernels::kMaxWords * kernels::kTile, "class_nms holds K / 64 removed words");
+static_assert(kMaxRanked <= kernels::kMaxWords * kernels::kTile,
+              "class_nms holds K / 64 removed words");
 
 inline int64_t next_power_of_two(int64_t x) {
   int64_t p = 1;
@@ -60,7 +61,8 @@ struct SelectShared {
 constexpr size_t kSelectStaticBytes = 4096;
 
 template <class A, class Launch>
-SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad, size_t after_select = 0) {
+SelectShared select_shared(const Launch& launch, int64_t n, int64_t k_pad,
+                           size_t after_select = 0) {
   const size_t limit = launch.max_opt_in_shared_bytes() - kSelectStaticBytes;
   const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
   const size_t keys = size_t(n) * sizeof(unsigned long long);
@@ -104,7 +106,8 @@ struct ClassNmsShared {
 };
 
 template <class A, class Launch>
-ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int64_t k_pad, bool greedy) {
+ClassNmsShared class_nms_shared(const Launch& launch, int64_t P, int64_t K, int64_t k_pad,
+                                bool greedy) {
   const size_t limit = launch.max_opt_in_shared_bytes() - kSelectStaticBytes;
   const size_t items = size_t(k_pad) * sizeof(kernels::Item<A>);
   const size_t words = size_t((K + kernels::kTile - 1) / kernels::kTile);
@@ -149,9 +152,13 @@ void nms_from_scores(const Launch& launch, const at::Tensor& boxes, const at::Te
   const SelectShared merge = select_shared<A>(launch, C * L, m_pad);
   const kernels::ClassSurvivors<A> kept{kept_score.data_ptr<A>(), kept_index.data_ptr<int64_t>(),
                                         kept_ok.data_ptr<uint8_t>(), L};
-  const kernels::Detections<T> detections{out.boxes.data_ptr<T>(), out.coeffs.data_ptr<T>(),
-                                          out.labels.data_ptr<int64_t>(), out.scores.data_ptr<T>(),
-                                          out.count.data_ptr<int64_t>(), M, coeffs.size(1)};
+  const kernels::Detections<T> detections{out.boxes.data_ptr<T>(),
+                                          out.coeffs.data_ptr<T>(),
+                                          out.labels.data_ptr<int64_t>(),
+                                          out.scores.data_ptr<T>(),
+                                          out.count.data_ptr<int64_t>(),
+                                          M,
+                                          coeffs.size(1)};
   launch_with_shared(launch, "class_nms", dim3(unsigned(C)), dim3(kernels::kSelectThreads),
                      std::max(shared.select.bytes, merge.bytes), &kernels::class_nms<S, B, A, T>,
                      scores.data_ptr<S>(), is_candidate.data_ptr<uint8_t>(), P, boxes.data_ptr<B>(),
@@ -175,18 +182,19 @@ NmsResult fast_nms(const Launch& launch, const at::Tensor& boxes_in, const at::T
     out.count.zero_();
     return out.result();
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "fast_nms_cuda", [&] {
-    using A = at::opmath_type<scalar_t>;
-    auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
-    const at::Tensor classes_done = classes_done_counter(launch, boxes.options());
-    launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
-           &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
-           scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
-           is_candidate.data_ptr<uint8_t>(), classes_done.data_ptr<uint32_t>());
-    nms_from_scores<A, scalar_t, scalar_t, scalar_t>(launch, boxes, scores, is_candidate,
-                                                     classes_done.data_ptr<uint32_t>(), coeffs, K,
-                                                     static_cast<A>(iou_threshold), greedy, out);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, boxes.scalar_type(), "fast_nms_cuda", [&] {
+        using A = at::opmath_type<scalar_t>;
+        auto is_candidate = at::empty({P}, boxes.options().dtype(at::kByte));
+        const at::Tensor classes_done = classes_done_counter(launch, boxes.options());
+        launch("candidate_flags", blocks_for(P), dim3(kThreads), 0,
+               &kernels::candidate_flags<scalar_t, A>, boxes.data_ptr<scalar_t>(),
+               scores.data_ptr<scalar_t>(), C, P, static_cast<A>(score_threshold),
+               is_candidate.data_ptr<uint8_t>(), classes_done.data_ptr<uint32_t>());
+        nms_from_scores<A, scalar_t, scalar_t, scalar_t>(
+            launch, boxes, scores, is_candidate, classes_done.data_ptr<uint32_t>(), coeffs, K,
+            static_cast<A>(iou_threshold), greedy, out);
+      });
   return out.result();
 }
 
@@ -215,11 +223,12 @@ NmsResult detect(const Launch& launch, const at::Tensor& loc_in, const at::Tenso
     at::Tensor probs = at::empty({C, P}, options_of<A>(loc));
     auto is_candidate = at::empty({P}, loc.options().dtype(at::kByte));
     const at::Tensor classes_done = classes_done_counter(launch, loc.options());
-    const dim3 score_blocks(unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
+    const dim3 score_blocks(
+        unsigned(std::max<int64_t>(1, (P + kernels::kScorePriors - 1) / kernels::kScorePriors)));
     launch("detect_scores", score_blocks, dim3(kernels::kScoreThreads), 0,
-           &kernels::detect_scores<scalar_t, A>,
-           loc.data_ptr<scalar_t>(), priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C,
-           P, static_cast<A>(variance_xy), static_cast<A>(variance_wh),
+           &kernels::detect_scores<scalar_t, A>, loc.data_ptr<scalar_t>(),
+           priors.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), C, P,
+           static_cast<A>(variance_xy), static_cast<A>(variance_wh),
            static_cast<A>(score_threshold), boxes.data_ptr<A>(), probs.data_ptr<A>(),
            is_candidate.data_ptr<uint8_t>(), classes_done.data_ptr<uint32_t>());
     nms_from_scores<A, A, A, scalar_t>(launch, boxes, probs, is_candidate,

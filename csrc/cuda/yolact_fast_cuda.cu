@@ -24,8 +24,7 @@ struct DeviceLaunch {
   void prefill(Tensor&, double) const {}  // the emulation's check only (emulation::HostLaunch)
   size_t max_opt_in_shared_bytes() const {
     int bytes = 0;
-    C10_CUDA_CHECK(
-        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     return size_t(bytes);
   }
   template <class... KernelArgs, class... Args>

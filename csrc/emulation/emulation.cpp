@@ -101,18 +101,19 @@ struct Context {
 
 // A context that will call entry(arg) on the stack [stack, stack + bytes).
 void make_context(Context& context, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
-  auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15));
+  auto* top =
+      reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t(15));
   uint64_t* sp = top - 8;  // the frame yf_emulation_switch pops; 16-byte aligned after ret
   uint32_t control[2] = {0, 0};
   asm volatile("stmxcsr %0" : "=m"(control[0]));
   asm volatile("fnstcw %0" : "=m"(control[1]));
   std::memcpy(&sp[0], control, 8);
-  sp[1] = 0;                                      // r15
-  sp[2] = 0;                                      // r14
-  sp[3] = reinterpret_cast<uint64_t>(entry);      // r13
-  sp[4] = reinterpret_cast<uint64_t>(arg);        // r12
-  sp[5] = 0;                                      // rbx
-  sp[6] = 0;                                      // rbp
+  sp[1] = 0;                                  // r15
+  sp[2] = 0;                                  // r14
+  sp[3] = reinterpret_cast<uint64_t>(entry);  // r13
+  sp[4] = reinterpret_cast<uint64_t>(arg);    // r12
+  sp[5] = 0;                                  // rbx
+  sp[6] = 0;                                  // rbp
   sp[7] = reinterpret_cast<uint64_t>(&yf_emulation_fiber_start);
   context.sp = sp;
 }
@@ -324,14 +325,17 @@ std::string Runner::run_block(const Launch& launch, uint3 block) {
   checking_races = launch.options.check_races;
   threads_ = int(launch.block.x * launch.block.y * launch.block.z);
   while (int(fibers_.size()) < threads_) fibers_.push_back(std::make_unique<Fiber>());
-  if (pair_sync_.size() < size_t(threads_) * kWarpSize) pair_sync_.resize(size_t(threads_) * kWarpSize);
+  if (pair_sync_.size() < size_t(threads_) * kWarpSize)
+    pair_sync_.resize(size_t(threads_) * kWarpSize);
   statics_.clear();
   static_begin_ = static_end_ = align_up(launch.dynamic_bytes, 16);
   ensure_shadow(launch.dynamic_bytes);
   block_start_ = barrier_time_ = ++clock_;
   error_.clear();
-  uint64_t linear = block.x + uint64_t(launch.grid.x) * (block.y + uint64_t(launch.grid.y) * block.z);
-  rng_ = launch.options.seed * 0x2545f4914f6cdd1dull ^ hash_name(launch.kernel) ^ (linear * 0x9e3779b97f4a7c15ull);
+  uint64_t linear =
+      block.x + uint64_t(launch.grid.x) * (block.y + uint64_t(launch.grid.y) * block.z);
+  rng_ = launch.options.seed * 0x2545f4914f6cdd1dull ^ hash_name(launch.kernel) ^
+         (linear * 0x9e3779b97f4a7c15ull);
 
   ready_.clear();
   for (int t = 0; t < threads_; ++t) {
@@ -440,15 +444,16 @@ void Runner::warp_arrived(Fiber& fiber) {
     if (!((fiber.mask >> lane) & 1u)) continue;
     const int tid = warp * kWarpSize + lane;
     if (tid >= threads_) {
-      error_ = where() + ": thread " + thread_name(fiber.tid) + " calls a warp collective whose mask names lane " +
-               std::to_string(lane) + ", which does not exist in a block of " + std::to_string(threads_) +
-               " threads";
+      error_ = where() + ": thread " + thread_name(fiber.tid) +
+               " calls a warp collective whose mask names lane " + std::to_string(lane) +
+               ", which does not exist in a block of " + std::to_string(threads_) + " threads";
       return;
     }
     const Fiber& other = *fibers_[tid];
     if (other.state == State::kExited) {
-      error_ = where() + ": thread " + thread_name(fiber.tid) + " waits in a warp collective for lane " +
-               std::to_string(lane) + " (thread " + thread_name(tid) + "), which has exited";
+      error_ = where() + ": thread " + thread_name(fiber.tid) +
+               " waits in a warp collective for lane " + std::to_string(lane) + " (thread " +
+               thread_name(tid) + "), which has exited";
       return;
     }
     if (other.state != State::kWarp) return;  // not arrived yet
@@ -484,13 +489,26 @@ void Runner::complete_warp(int warp, unsigned mask) {
     const int segment = lane & ~(f->width - 1);
     int src = lane;
     switch (op) {
-      case WarpOp::kSync: break;
-      case WarpOp::kBallot: f->result = vote; break;
-      case WarpOp::kAll: f->result = all; break;
-      case WarpOp::kAny: f->result = any; break;
-      case WarpOp::kShfl: src = segment + (f->arg & (f->width - 1)); break;
-      case WarpOp::kShflUp: src = lane - f->arg >= segment ? lane - f->arg : lane; break;
-      case WarpOp::kShflDown: src = lane + f->arg < segment + f->width ? lane + f->arg : lane; break;
+      case WarpOp::kSync:
+        break;
+      case WarpOp::kBallot:
+        f->result = vote;
+        break;
+      case WarpOp::kAll:
+        f->result = all;
+        break;
+      case WarpOp::kAny:
+        f->result = any;
+        break;
+      case WarpOp::kShfl:
+        src = segment + (f->arg & (f->width - 1));
+        break;
+      case WarpOp::kShflUp:
+        src = lane - f->arg >= segment ? lane - f->arg : lane;
+        break;
+      case WarpOp::kShflDown:
+        src = lane + f->arg < segment + f->width ? lane + f->arg : lane;
+        break;
       case WarpOp::kShflXor: {
         const int x = lane ^ f->arg;
         src = (x >= 0 && x < kWarpSize && (x & ~(f->width - 1)) <= segment) ? x : lane;
@@ -500,8 +518,8 @@ void Runner::complete_warp(int warp, unsigned mask) {
     if (op == WarpOp::kShfl || op == WarpOp::kShflUp || op == WarpOp::kShflDown ||
         op == WarpOp::kShflXor) {
       if (!lanes[src]) {
-        error_ = where() + ": thread " + thread_name(f->tid) + " shuffles from lane " + std::to_string(src) +
-                 ", which is not in the mask";
+        error_ = where() + ": thread " + thread_name(f->tid) + " shuffles from lane " +
+                 std::to_string(src) + ", which is not in the mask";
         return;
       }
       f->result = lanes[src]->bits;
@@ -520,8 +538,8 @@ std::string Runner::barrier_after_exit_report() const {
     if (fibers_[t]->state == State::kBarrier && waiting < 0) waiting = t;
     if (fibers_[t]->state == State::kExited && exited < 0) exited = t;
   }
-  return where() + ": thread " + thread_name(waiting) +
-         " waits at __syncthreads() after thread " + thread_name(exited) +
+  return where() + ": thread " + thread_name(waiting) + " waits at __syncthreads() after thread " +
+         thread_name(exited) +
          " of the block has exited (a barrier in non-uniform code is undefined in CUDA)";
 }
 
@@ -543,14 +561,16 @@ std::string Runner::deadlock_report() const {
 
 SharedView Runner::dynamic_shared(size_t elem_size, size_t align, const char* name) {
   if (align > 16) fail(std::string("dynamic shared array '") + name + "' needs alignment > 16");
-  return SharedView{arena_.data(), 0, uint32_t(elem_size), int64_t(launch_->dynamic_bytes / elem_size),
-                    name};
+  return SharedView{arena_.data(), 0, uint32_t(elem_size),
+                    int64_t(launch_->dynamic_bytes / elem_size), name};
 }
 
 SharedView Runner::static_shared(const void* key, size_t elem_size, size_t align, int64_t count,
                                  const char* name) {
   for (const StaticArray& a : statics_)
-    if (a.key == key) return SharedView{arena_.data() + a.offset, uint32_t(a.offset), uint32_t(elem_size), count, name};
+    if (a.key == key)
+      return SharedView{arena_.data() + a.offset, uint32_t(a.offset), uint32_t(elem_size), count,
+                        name};
   const size_t offset = align_up(static_end_, std::max<size_t>(align, 16));
   const size_t bytes = elem_size * size_t(count);
   static_end_ = offset + bytes;
@@ -579,8 +599,8 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
   const size_t begin = view.offset + size_t(index) * view.elem_size;
   auto report = [&](const char* what, int other, const char* other_did) {
     std::ostringstream s;
-    s << "shared-memory race: thread " << thread_name(me) << " " << what << " '" << view.name << "'["
-      << index << "] (byte " << begin << " of the block's shared memory) after thread "
+    s << "shared-memory race: thread " << thread_name(me) << " " << what << " '" << view.name
+      << "'[" << index << "] (byte " << begin << " of the block's shared memory) after thread "
       << thread_name(other) << " " << other_did
       << " it, with no __syncthreads() or __syncwarp() of both threads between";
     fail(s.str());
@@ -590,12 +610,11 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
     const bool written = s.write_time >= block_start_;
     if (!written && access != Access::kWrite) {
       std::ostringstream m;
-      m << "thread " << thread_name(me) << " reads '" << view.name << "'[" << index << "] (byte " << begin
-        << " of the block's shared memory), which no thread of the block has written";
+      m << "thread " << thread_name(me) << " reads '" << view.name << "'[" << index << "] (byte "
+        << begin << " of the block's shared memory), which no thread of the block has written";
       fail(m.str());
     }
-    if (written && !ordered(s.writer, s.write_time) &&
-        !(access == Access::kAtomic && s.atomic))
+    if (written && !ordered(s.writer, s.write_time) && !(access == Access::kAtomic && s.atomic))
       report(access == Access::kRead ? "reads" : "writes", s.writer, "wrote");
     if (access == Access::kRead) {
       int slot = s.reader[0] == me ? 0 : (s.reader[1] == me ? 1 : -1);
@@ -606,7 +625,8 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
       }
       s.reader[slot] = me;
       s.read_time[slot] = clock_;
-      const bool same_warp = s.warp_reader[0] >= 0 && s.warp_reader[0] / kWarpSize == me / kWarpSize;
+      const bool same_warp =
+          s.warp_reader[0] >= 0 && s.warp_reader[0] / kWarpSize == me / kWarpSize;
       if (!same_warp) {
         s.warp_reader[1] = s.warp_reader[0];
         s.warp_read_time[1] = s.warp_read_time[0];
@@ -616,7 +636,8 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
       continue;
     }
     for (int r = 0; r < 2; ++r) {
-      if (s.read_time[r] >= block_start_ && s.reader[r] != me && !ordered(s.reader[r], s.read_time[r]))
+      if (s.read_time[r] >= block_start_ && s.reader[r] != me &&
+          !ordered(s.reader[r], s.read_time[r]))
         report("writes", s.reader[r], "read");
       if (s.warp_read_time[r] >= block_start_ && s.warp_reader[r] != me &&
           !ordered(s.warp_reader[r], s.warp_read_time[r]))
@@ -631,14 +652,11 @@ void Runner::check_access(const SharedView& view, int64_t index, Access access) 
 }
 
 std::vector<std::string> path_names(unsigned paths) {
-  static const std::pair<Path, const char*> kNames[] = {{kVectorLoads, "vector_loads"},
-                                                        {kElementLoads, "element_loads"},
-                                                        {kQuadStores, "quad_stores"},
-                                                        {kByteStores, "byte_stores"},
-                                                        {kWideStores, "wide_stores"},
-                                                        {kKeysInShared, "packed_keys"},
-                                                        {kBoxesInShared, "staged_boxes"},
-                                                        {kMergeKeysInShared, "merge_packed_keys"}};
+  static const std::pair<Path, const char*> kNames[] = {
+      {kVectorLoads, "vector_loads"},   {kElementLoads, "element_loads"},
+      {kQuadStores, "quad_stores"},     {kByteStores, "byte_stores"},
+      {kWideStores, "wide_stores"},     {kKeysInShared, "packed_keys"},
+      {kBoxesInShared, "staged_boxes"}, {kMergeKeysInShared, "merge_packed_keys"}};
   std::vector<std::string> names;
   for (const auto& [path, name] : kNames)
     if (paths & path) names.emplace_back(name);
@@ -743,7 +761,9 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int arg, int w
 
 void sync_block() { runner().sync_block(); }
 
-void take_path(Path path, const void* address, size_t bytes) { runner().take_path(path, address, bytes); }
+void take_path(Path path, const void* address, size_t bytes) {
+  runner().take_path(path, address, bytes);
+}
 
 SharedView static_shared(const void* key, size_t elem_size, size_t align, int64_t count,
                          const char* name) {

@@ -58,8 +58,8 @@ enum Path : unsigned {
   kQuadStores = 4u,
   kByteStores = 8u,
   kWideStores = 16u,
-  kKeysInShared = 32u,   // a radix select's keys packed into shared memory
-  kBoxesInShared = 64u,  // class_nms's ranked boxes staged in shared memory
+  kKeysInShared = 32u,        // a radix select's keys packed into shared memory
+  kBoxesInShared = 64u,       // class_nms's ranked boxes staged in shared memory
   kMergeKeysInShared = 128u,  // class_nms's merge (its last block): keys in shared memory
 };
 
@@ -181,23 +181,45 @@ class SharedRef {
   }
   const SharedRef& operator=(const SharedRef& other) const { return *this = T(other); }
   template <class U>
-  const SharedRef& operator+=(U v) const { return *this = T(T(*this) + v); }
+  const SharedRef& operator+=(U v) const {
+    return *this = T(T(*this) + v);
+  }
   template <class U>
-  const SharedRef& operator-=(U v) const { return *this = T(T(*this) - v); }
+  const SharedRef& operator-=(U v) const {
+    return *this = T(T(*this) - v);
+  }
   template <class U>
-  const SharedRef& operator*=(U v) const { return *this = T(T(*this) * v); }
+  const SharedRef& operator*=(U v) const {
+    return *this = T(T(*this) * v);
+  }
   template <class U>
-  const SharedRef& operator/=(U v) const { return *this = T(T(*this) / v); }
+  const SharedRef& operator/=(U v) const {
+    return *this = T(T(*this) / v);
+  }
   template <class U>
-  const SharedRef& operator|=(U v) const { return *this = T(T(*this) | v); }
+  const SharedRef& operator|=(U v) const {
+    return *this = T(T(*this) | v);
+  }
   template <class U>
-  const SharedRef& operator&=(U v) const { return *this = T(T(*this) & v); }
+  const SharedRef& operator&=(U v) const {
+    return *this = T(T(*this) & v);
+  }
   template <class U>
-  const SharedRef& operator^=(U v) const { return *this = T(T(*this) ^ v); }
+  const SharedRef& operator^=(U v) const {
+    return *this = T(T(*this) ^ v);
+  }
   const SharedRef& operator++() const { return *this = T(T(*this) + 1); }
   const SharedRef& operator--() const { return *this = T(T(*this) - 1); }
-  T operator++(int) const { const T old = *this; *this = T(old + 1); return old; }
-  T operator--(int) const { const T old = *this; *this = T(old - 1); return old; }
+  T operator++(int) const {
+    const T old = *this;
+    *this = T(old + 1);
+    return old;
+  }
+  T operator--(int) const {
+    const T old = *this;
+    *this = T(old - 1);
+    return old;
+  }
 
   // &name[i]: only for the atomics below.
   SharedPtr<T> operator&() const { return {view_, index_}; }
@@ -213,7 +235,8 @@ class SharedRef {
 
 template <class T>
 class SharedArray {
-  static_assert(std::is_trivially_copyable<T>::value, "shared arrays hold trivially copyable types");
+  static_assert(std::is_trivially_copyable<T>::value,
+                "shared arrays hold trivially copyable types");
 
  public:
   explicit SharedArray(const SharedView& view) : view_(view) {}
@@ -296,12 +319,12 @@ emulation::SharedCursor<T> shared_cursor(const emulation::SharedArray<T>& array,
 }  // namespace yf
 
 // Static and dynamic shared memory of the running block (see macros.h).
-#define YF_SHARED(T, name, N)                                                              \
-  static_assert((N) > 0, "YF_SHARED needs a positive constant size");                     \
-  static const char yf_shared_key_##name = 0;                                             \
-  const ::yf::emulation::SharedArray<T> name(::yf::emulation::static_shared(              \
+#define YF_SHARED(T, name, N)                                                \
+  static_assert((N) > 0, "YF_SHARED needs a positive constant size");        \
+  static const char yf_shared_key_##name = 0;                                \
+  const ::yf::emulation::SharedArray<T> name(::yf::emulation::static_shared( \
       &yf_shared_key_##name, sizeof(T), alignof(T), int64_t(N), #name))
-#define YF_DYNAMIC_SHARED(T, name)          \
+#define YF_DYNAMIC_SHARED(T, name)            \
   const ::yf::emulation::SharedArray<T> name( \
       ::yf::emulation::dynamic_shared(sizeof(T), alignof(T), #name))
 
@@ -314,16 +337,16 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   yf::emulation::warp_collective(yf::emulation::WarpOp::kSync, mask, 0, 0, 32);
 }
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
-  return unsigned(yf::emulation::warp_collective(yf::emulation::WarpOp::kBallot, mask,
-                                                 predicate != 0, 0, 32));
+  return unsigned(
+      yf::emulation::warp_collective(yf::emulation::WarpOp::kBallot, mask, predicate != 0, 0, 32));
 }
 inline int __all_sync(unsigned mask, int predicate) {
-  return int(yf::emulation::warp_collective(yf::emulation::WarpOp::kAll, mask, predicate != 0, 0,
-                                            32));
+  return int(
+      yf::emulation::warp_collective(yf::emulation::WarpOp::kAll, mask, predicate != 0, 0, 32));
 }
 inline int __any_sync(unsigned mask, int predicate) {
-  return int(yf::emulation::warp_collective(yf::emulation::WarpOp::kAny, mask, predicate != 0, 0,
-                                            32));
+  return int(
+      yf::emulation::warp_collective(yf::emulation::WarpOp::kAny, mask, predicate != 0, 0, 32));
 }
 template <class T>
 T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32) {
@@ -371,16 +394,16 @@ T atomicMax(T* address, typename yf::emulation::NonDeduced<T>::type value) {
 }
 template <class T>
 T atomicAdd(const yf::emulation::SharedPtr<T>& p,
-             typename yf::emulation::NonDeduced<T>::type value) {
+            typename yf::emulation::NonDeduced<T>::type value) {
   return yf::emulation::shared_atomic<T>(p, [&](T old) { return T(old + value); });
 }
 template <class T>
 T atomicOr(const yf::emulation::SharedPtr<T>& p,
-             typename yf::emulation::NonDeduced<T>::type value) {
+           typename yf::emulation::NonDeduced<T>::type value) {
   return yf::emulation::shared_atomic<T>(p, [&](T old) { return T(old | value); });
 }
 template <class T>
 T atomicMax(const yf::emulation::SharedPtr<T>& p,
-             typename yf::emulation::NonDeduced<T>::type value) {
+            typename yf::emulation::NonDeduced<T>::type value) {
   return yf::emulation::shared_atomic<T>(p, [&](T old) { return old < value ? value : old; });
 }

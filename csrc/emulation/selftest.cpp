@@ -162,8 +162,10 @@ YF_GLOBAL void shuffle_with_exited_lane(int64_t* out, int64_t) {
 
 // Lanes 0-15 wait at __syncthreads while lanes 16-31 shuffle with a full mask.
 YF_GLOBAL void collective_deadlock(int64_t* out, int64_t) {
-  if (tid() % 32 < 16) __syncthreads();
-  else block_out(out)[tid()] = __shfl_sync(0xffffffffu, int(tid()), 0);
+  if (tid() % 32 < 16)
+    __syncthreads();
+  else
+    block_out(out)[tid()] = __shfl_sync(0xffffffffu, int(tid()), 0);
 }
 
 // A 16-byte vector load (the 4-byte quad store) at byte `offset` of the output: misaligned

@@ -57,20 +57,25 @@ void test_cpu_matches_emulated_cuda() {
   at::manual_seed(0);
   const auto boxes = at::rand({500, 4});
   const auto ordered = at::cat({at::minimum(boxes.narrow(1, 0, 2), boxes.narrow(1, 2, 2)),
-                                at::maximum(boxes.narrow(1, 0, 2), boxes.narrow(1, 2, 2))}, 1);
+                                at::maximum(boxes.narrow(1, 0, 2), boxes.narrow(1, 2, 2))},
+                               1);
   const auto scores = at::softmax(at::randn({6, 500}) * 3, 0);
   const auto coeffs = at::tanh(at::randn({500, 8}));
   for (const char* method : {"fast", "cluster"}) {
     const auto cpu = yf::cpu::fast_nms(ordered, scores, coeffs, 0.5, 200, 0.05, 100, method);
-    const auto emu = yf::emulated_cuda::fast_nms(ordered, scores, coeffs, 0.5, 200, 0.05, 100, method);
+    const auto emu =
+        yf::emulated_cuda::fast_nms(ordered, scores, coeffs, 0.5, 200, 0.05, 100, method);
     expect(std::get<4>(cpu).item<int64_t>() > 0, "NMS keeps something");
-    expect(at::equal(std::get<0>(cpu), std::get<0>(emu)) && at::equal(std::get<2>(cpu), std::get<2>(emu)) &&
-               at::equal(std::get<3>(cpu), std::get<3>(emu)) && at::equal(std::get<4>(cpu), std::get<4>(emu)),
+    expect(at::equal(std::get<0>(cpu), std::get<0>(emu)) &&
+               at::equal(std::get<2>(cpu), std::get<2>(emu)) &&
+               at::equal(std::get<3>(cpu), std::get<3>(emu)) &&
+               at::equal(std::get<4>(cpu), std::get<4>(emu)),
            "CPU and emulated CUDA NMS agree");
   }
   const auto proto = at::relu(at::randn({30, 26, 8}));
   const auto det = yf::cpu::fast_nms(ordered, scores, coeffs, 0.5, 200, 0.05, 20, "fast");
-  const auto cpu_masks = yf::cpu::paste_masks(proto, std::get<1>(det), std::get<0>(det), {97, 61}, 0.5, 1.0);
+  const auto cpu_masks =
+      yf::cpu::paste_masks(proto, std::get<1>(det), std::get<0>(det), {97, 61}, 0.5, 1.0);
   const auto emu_masks =
       yf::emulated_cuda::paste_masks(proto, std::get<1>(det), std::get<0>(det), {97, 61}, 0.5, 1.0);
   expect(cpu_masks.ne(emu_masks).sum().item<int64_t>() == 0, "CPU and emulated CUDA paste agree");
