@@ -5,7 +5,8 @@ relative to the baseline of its group (the entry whose name contains "reference"
     pytest benchmarks --device cpu --threads 2      # the CPU suites on 2 threads (default)
     pytest benchmarks --device cuda                 # bench_cuda.py only (needs a GPU)
 
-Results go to benchmarks/results/<machine>/<date>/ with the command that produced them.
+Results worth keeping go to benchmarks/results/, named by machine and date, with the command
+that produced them in the accompanying text.
 """
 
 import sys

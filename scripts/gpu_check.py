@@ -11,8 +11,8 @@ only the step it interrupts:
   exercise     tests/gpu_exercise.py: every CUDA op against the CPU kernels
 
 ``--dry-run`` runs every step's own code on the CPU at tiny sizes (the demo model, 64x64
-images, torch.compile with the eager backend, the GPU scripts compiled but not run) so the
-script keeps working between GPU runs.
+images, torch.compile with the eager backend, the GPU scripts compiled but not run); CI runs
+it, so every step's code is exercised without a GPU.
 
     python scripts/gpu_check.py --out DIR [--dry-run] [--deadline SECONDS]
 """

@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/yf_gpu_check}
 DEADLINE=${DEADLINE:-420}
-VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # a GPU image's Python with torch, where it has one
+VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # a Python with torch, where the machine has one there
 [ -x "$VENV_BIN/python" ] && [ -z "${VIRTUAL_ENV:-}" ] && export PATH=$VENV_BIN:$PATH
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
 mkdir -p "$OUT"

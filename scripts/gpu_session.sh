@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One session on a machine with an NVIDIA GPU: build the extension for that GPU (unless a
-# build for this Python is already in yolact_fast/), then run the stages named on the
-# command line, each under its own time limit, appending its log to $OUT/session.log (one
-# file: the device tool brings back at most 8):
+# The long GPU checks (scripts/gpu_check.sh is the quick one): build the extension for the
+# GPU present (unless a build for this Python is already in yolact_fast/), then run the
+# stages named on the command line, each under its own time limit, appending its log to
+# $OUT/session.log:
 #   info      GPU, driver, torch, nvcc
 #   build     FORCE_CUDA build for the GPU present
 #   exercise  tests/gpu_exercise.py: every CUDA op against the CPU kernel
@@ -18,9 +18,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/yf_gpu_out}
-DEADLINE=${DEADLINE:-540}  # seconds: no stage runs past this, so the session ends in time
+DEADLINE=${DEADLINE:-540}  # seconds: no stage runs past this
 mkdir -p "$OUT"
-VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # the device image's Python with torch
+VENV_BIN=${VENV_BIN:-/opt/torch/.venv/bin}  # a Python with torch, where the machine has one there
 [ -x "$VENV_BIN/python" ] && export PATH=$VENV_BIN:$PATH
 PY=$(command -v python || command -v python3)
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1 YOLACT_FAST_EXPECT_CUDA=1

@@ -36,7 +36,7 @@ FAULT_ENV = "YOLACT_FAST_TEST_FAULT"
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One input: ``outputs`` as :func:`~yolact_fast.files.output_paths` gives them,
+    """One input: ``outputs`` as :func:`~yolact_fast.sources.output_paths` gives them,
     ``record`` the path of its record, ``image_id`` its id in results.json (images only)."""
 
     source: Source

@@ -1,4 +1,4 @@
-// CPU kernel of bits_checksum (the fused inference copy's key: yolact_fast/model/inference.py).
+// CPU kernel of bits_checksum (a fingerprint of the bits of many tensors).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 

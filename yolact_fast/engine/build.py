@@ -63,8 +63,8 @@ class Engine:
         :func:`~yolact_fast.engine.networks.network_scope` (a CUDA graph's replay needs none);
         for onnxruntime and OpenVINO, torch's own ops (preprocessing, post-processing) on one
         thread, because torch's OpenMP threads spin after each parallel region and would take
-        the cores from the runtime's threads (measured on the demo model: the OpenVINO bf16
-        network took 14 ms after torch's preprocessing instead of 10 ms)."""
+        the cores from the runtime's threads (the demo model's OpenVINO bf16 network took 14 ms
+        after torch's preprocessing instead of 10 ms: 2-core AMD EPYC, 2026-12-08)."""
         if self.info.runtime != "torch":
             return _torch_threads(1)
         if self.info.cuda_graphs:

@@ -30,9 +30,9 @@ class WeightsIdentity:
 
 
 def _tensors(model: nn.Module):
-    """Every parameter and buffer, in a fixed order: the module dicts walked directly, ~50x
-    faster than ``parameters()`` and ``buffers()`` (which build names and deduplicate), since
-    this runs twice per call. A tensor shared by two modules appears twice, the same each time."""
+    """Every parameter and buffer, in a fixed order: the module dicts walked directly, since
+    this runs twice per call and ``parameters()``/``buffers()`` build names and deduplicate
+    (0.14 ms against ~1.3 ms per walk for the demo model; 2-core AMD EPYC, 2026-12-08). A tensor shared by two modules appears twice, the same each time."""
     stack = [model]
     while stack:
         module = stack.pop()

@@ -188,8 +188,8 @@ def paste_masks(
 
 
 def bits_checksum(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """A checksum of each tensor's bits, in one kernel launch for all of them (what keys the
-    fused inference copy: :mod:`yolact_fast.model.inference`).
+    """A checksum of each tensor's bits, in one kernel launch for all of them: a fingerprint
+    of many tensors, e.g. to check that two sets of weights are bitwise equal.
 
     tensors: one tensor at least, all on one device: strided tensors of any dtype (elements
     of 1 to 16 bytes) and strides (conjugate and negative views read as their values).
