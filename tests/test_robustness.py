@@ -362,7 +362,7 @@ def test_absurd_sizes_are_refused_before_allocating():
 # replaced, never followed.
 SIZE_LIMITED_WRITES = """
 import json, os, resource, signal, sys, torch
-from yolact_fast.cli import _save_png
+from yolact_fast.jobs import save_png
 from yolact_fast.files import atomic_output
 def raw(path):
     with atomic_output(path) as file:
@@ -371,7 +371,7 @@ def results(path):
     with atomic_output(path, "w") as file:
         json.dump(list(range(10 ** 6)), file)
 writers = {{"raw.bin": raw, "results.json": results,
-           "overlay.png": lambda path: _save_png(torch.randint(0, 256, (3, 800, 800), dtype=torch.uint8), path)}}
+           "overlay.png": lambda path: save_png(torch.randint(0, 256, (3, 800, 800), dtype=torch.uint8), path)}}
 try:
     from yolact_fast import export
     import onnx

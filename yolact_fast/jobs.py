@@ -144,6 +144,7 @@ def _settings(model, config, every, start, end, draw_threshold, options) -> dict
         source = weights_source(model)
         weights = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     defaults = {field.name: field.default for field in dataclasses.fields(SegmentOptions)}
+    defaults.update(precision="fp32", runtime="torch")  # segment_frames' engine defaults
     settings = dict(
         weights=weights,
         config=str(config),
@@ -208,6 +209,9 @@ def _plan(inputs, out, resume, settings) -> Plan:
         jobs.append(Job(source, paths, record, image_ids if source.kind == "image" else None))
         image_ids += source.kind == "image"
     todo = [i for i, job in enumerate(jobs) if not (resume and _read_record(job, settings) is not None)]
+    for i in todo:  # a record of an earlier run must not vouch for an input redone (or failing) now
+        if os.path.lexists(jobs[i].record):
+            os.remove(jobs[i].record)
     return Plan(out, jobs, todo, skipped, settings)
 
 
