@@ -363,19 +363,26 @@ def test_footprint_fraction():
 
 
 def test_cuda_build_defaults_have_one_home():
-    """The default architectures (CI builds all five) and the nvcc probe live in
-    scripts/cuda_toolkit.py only; setup.py and the shell scripts ask it."""
-    import re
+    """The default architectures (CI builds all five) come from scripts/cuda_toolkit.py: the
+    shell set-up exports what it says when nvcc is present and no GPU is visible."""
+    import os
     import subprocess
 
     helper = ROOT / "scripts" / "cuda_toolkit.py"
     archs = subprocess.run([sys.executable, str(helper), "archs"], capture_output=True, text=True, check=True)
     assert archs.stdout.strip() == "7.5;8.0;8.6;8.9;9.0+PTX"
-    for user in ("setup.py", "scripts/cuda_env.sh", "scripts/cmake_build.sh"):
-        text = (ROOT / user).read_text()
-        assert "cuda_toolkit" in text, user
-        assert not re.search(r"\d\.\d\+PTX|ARCH_LIST:-\d", text), f"{user} has its own architecture list"
-        assert "--dryrun" not in text, f"{user} probes nvcc itself"
+    if shutil.which("nvcc") is None or torch.cuda.is_available():
+        pytest.skip("the shell set-up's default list applies with nvcc and without a GPU")
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_CUDA_ARCH_LIST", "FORCE_CUDA", "CUDA_HOME")}
+    exported = subprocess.run(
+        ["bash", "-c", ". scripts/cuda_env.sh && echo $TORCH_CUDA_ARCH_LIST"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert exported.stdout.strip() == archs.stdout.strip()
 
 
 def test_emulation_workspace_fills_are_not_modelled_as_launches():
