@@ -307,6 +307,9 @@ def test_sigint_to_a_video_run_leaves_a_playable_partial_video(shapes_video, tmp
 
     out = tmp_path / "out"
     code = (
+        # A shell that starts a job in the background ignores SIGINT for it, and Python keeps an
+        # inherited SIG_IGN: restore the default handler, as an interactive run has it.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys, time, yolact_fast.video as v\n"
         "write = v.VideoWriter.write\n"
         "def slow(self, frame):\n"
