@@ -23,7 +23,7 @@ def test_vendored_copy_has_the_cases_and_files_the_tests_use():
     assert set(golden_cases()) >= {n for n in names if n.startswith("golden_")}
 
 
-@pytest.mark.skipif(not SHARED_DIR.is_dir(), reason="no ../shared/golden beside the repository")
+@pytest.mark.skipif(not SHARED_DIR.is_dir(), reason=f"no golden source folder at {SHARED_DIR}")
 def test_vendored_files_equal_the_shared_source():
     for vendored in sorted(p for p in VENDORED_DIR.iterdir() if p.is_file()):  # plus/: a subset
         shared = SHARED_DIR / vendored.name
