@@ -47,7 +47,7 @@ class EngineInfo:
 
 class Engine:
     """A model's network for one (device, precision, runtime), with the weights it was built
-    from (``identity``: :func:`yolact_fast.engine.cache.weights_identity`)."""
+    from (``identity``: :func:`yolact_fast.engine.identity.weights_identity`)."""
 
     def __init__(self, network: Network, info: EngineInfo, identity):
         self.network, self.info, self.identity = network, info, identity
